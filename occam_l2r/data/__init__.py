@@ -1,0 +1,1 @@
+"""Data: dataset records (``datasets/``), the view dataset and the Lightning DataModules."""
