@@ -1,0 +1,197 @@
+"""The one typed DataModule: a dataset, a view of it, a segmentation source, loaders per split.
+
+Several named test splits each get their own dataloader (their names are ``test_split_names``);
+``predict`` iterates train, val and every test split in eval mode for logits export.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.data.view_dataset import ViewDataset, eval_transform, train_transform
+from occam_l2r.segment.gt import build_gt_store
+from occam_l2r.segment.store import SegmentationStore
+from occam_l2r.views import Foreground, View
+
+log = logging.getLogger(__name__)
+
+
+class ViewDataModule(L.LightningDataModule):
+    """Loads one view of a record dataset.
+
+    Args:
+        dataset: the dataset (``class_path`` + ``init_args`` in configs).
+        view: FULL, FG_C, FG_M, BG_S, BG_B, crop_resize_gray or alpha.
+        segmentation: ``None`` (FULL only), ``"gt"`` (ground-truth masks, converted into
+            ``<root>/segmentations/gt`` on first use) or the path of a segmentation store.
+        score_threshold: detections scoring below it fall back to FULL.
+        foreground: ``top1`` detection or ``union`` of all kept detections.
+        fill: constant (0-255) used to pad and mask.
+        on_missing: an image absent from the store is an ``error`` or gets the ``full`` fallback.
+        image_size: side of the square network input.
+        batch_size: per-device batch size.
+        num_workers: dataloader workers.
+        seed: seed of the val hold-out for datasets without a val split.
+        val_fraction: fraction of train held out as val when the dataset has no val split.
+        train_scale: scale range of the training random resized crop.
+        hflip: horizontal flips in training.
+        test_splits: the test splits to evaluate; default every test split of the dataset.
+    """
+
+    def __init__(
+        self,
+        dataset: RecordDataset,
+        view: View = "FULL",
+        segmentation: str | None = "gt",
+        score_threshold: float = 0.0,
+        foreground: Foreground = "top1",
+        fill: int = 0,
+        on_missing: Literal["error", "full"] = "error",
+        image_size: int = 224,
+        batch_size: int = 128,
+        num_workers: int = 4,
+        seed: int = 0,
+        val_fraction: float = 0.1,
+        train_scale: tuple[float, float] = (0.6, 1.0),
+        hflip: bool = True,
+        test_splits: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["dataset"])
+        if not 0.0 < val_fraction < 1.0:
+            raise ValueError(f"val_fraction={val_fraction} must be in (0, 1)")
+        self.dataset = dataset
+        self.view = view
+        self.segmentation = segmentation
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.test_split_names = list(test_splits) if test_splits is not None else list(dataset.test_splits)
+        self.splits: dict[str, list[Record]] = {}
+        self.store: SegmentationStore | None = None
+
+    # ------------------------------------------------------------------ properties used by links
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.dataset.class_names)
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(self.dataset.group_names)
+
+    @property
+    def num_groups(self) -> int:
+        return max(1, len(self.dataset.group_names))
+
+    @property
+    def predict_split_names(self) -> list[str]:
+        return ["train", "val", *self.test_split_names]
+
+    @property
+    def store_path(self) -> Path | None:
+        if self.segmentation is None:
+            return None
+        if self.segmentation == "gt":
+            return Path(self.dataset.root) / "segmentations" / "gt"
+        return Path(self.segmentation)
+
+    # ------------------------------------------------------------------ lifecycle
+    def prepare_data(self) -> None:
+        self.dataset.prepare()
+        if self.segmentation == "gt":
+            build_gt_store(self.dataset, self.store_path)
+
+    def _split_train_val(self) -> tuple[list[Record], list[Record]]:
+        train = self.dataset.records(self.dataset.train_split)
+        if self.dataset.val_split is not None:
+            return list(train), list(self.dataset.records(self.dataset.val_split))
+        rng = np.random.default_rng(self.hparams.seed)
+        labels = np.array([r.label for r in train])
+        val_idx: list[int] = []
+        for k in np.unique(labels):
+            idx = np.nonzero(labels == k)[0]
+            n_val = int(round(len(idx) * self.hparams.val_fraction))
+            val_idx.extend(rng.permutation(idx)[:n_val].tolist())
+        held = set(val_idx)
+        return [r for i, r in enumerate(train) if i not in held], [train[i] for i in sorted(held)]
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        if self.view != "FULL" and self.segmentation is None:
+            raise ValueError(f"data.view={self.view} needs data.segmentation ('gt' or a store path)")
+        train, val = self._split_train_val()
+        self.splits = {"train": train, "val": val}
+        for name in self.test_split_names:
+            self.splits[name] = list(self.dataset.records(name))
+        if self.store_path is not None and self.view != "FULL":
+            self.store = SegmentationStore(self.store_path)
+            self._check_store()
+
+    def _check_store(self) -> None:
+        assert self.store is not None
+        for split, records in self.splits.items():
+            missing = [r.image_id for r in records if r.image_id not in self.store]
+            if not missing:
+                continue
+            msg = (
+                f"{len(missing)} of {len(records)} images of split {split!r} are not in the segmentation "
+                f"store {self.store_path} (first: {missing[:3]})."
+            )
+            if self.hparams.on_missing == "error":
+                raise ValueError(
+                    msg + " Run `python -m occam_l2r segment` for this dataset (it resumes), or set "
+                    "data.on_missing: full to use the FULL image for them."
+                )
+            log.warning("%s They get the FULL fallback (data.on_missing=full).", msg)
+
+    def _dataset(self, split: str, train: bool) -> ViewDataset:
+        hp = self.hparams
+        transform = (
+            train_transform(hp.image_size, tuple(hp.train_scale), hp.hflip) if train else eval_transform(hp.image_size)
+        )
+        groups = {g: i for i, g in enumerate(self.dataset.group_names)}
+        return ViewDataset(
+            self.dataset,
+            self.splits[split],
+            self.view,
+            self.store if self.view != "FULL" else None,
+            transform,
+            groups,
+            hp.score_threshold,
+            hp.foreground,
+            hp.fill,
+        )
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        return DataLoader(
+            self._dataset(split, train),
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and len(self.splits[split]) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(name) for name in self.test_split_names]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return [self._loader(name) for name in self.predict_split_names]

@@ -1,0 +1,86 @@
+"""Helpers shared by the dataset modules: clear errors for missing files, folder listings, boxes.
+
+Every dataset module reads its authors' original layout; when a file the layout needs is not
+there, the error names the path, what it should hold and where to get it.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+#: image file extensions accepted when a layout is a folder of images (lower case)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def require_dir(path: Path, dataset: str, hint: str) -> Path:
+    """Return ``path`` if it is a folder, else raise a FileNotFoundError naming it and ``hint``."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"{dataset}: folder not found: {path}. {hint}")
+    return path
+
+
+def require_file(path: Path, dataset: str, hint: str) -> Path:
+    """Return ``path`` if it is a file, else raise a FileNotFoundError naming it and ``hint``."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{dataset}: file not found: {path}. {hint}")
+    return path
+
+
+def first_existing(candidates: list[Path], dataset: str, hint: str) -> Path:
+    """The first of ``candidates`` that is a file; the error lists every name that was tried."""
+    for path in candidates:
+        if path.is_file():
+            return path
+    tried = ", ".join(str(p) for p in candidates)
+    raise FileNotFoundError(f"{dataset}: none of these files exists: {tried}. {hint}")
+
+
+def list_images(folder: Path) -> list[str]:
+    """Names of the image files directly inside ``folder``, sorted (deterministic on every OS)."""
+    return sorted(
+        p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def read_voc_boxes(path: Path) -> tuple[list[list[float]], list[str], tuple[int, int] | None]:
+    """Boxes of a Pascal-VOC XML file.
+
+    Returns:
+        ``(boxes, names, size)``: boxes as ``[xmin, ymin, xmax, ymax]`` in pixels, one object name
+        per box, and the annotated ``(height, width)`` (None when the file has no ``size``).
+    """
+    root = ET.parse(path).getroot()
+    boxes: list[list[float]] = []
+    names: list[str] = []
+    for obj in root.iter("object"):
+        bnd = obj.find("bndbox")
+        if bnd is None:
+            continue
+        boxes.append([float(bnd.findtext(k, "0")) for k in ("xmin", "ymin", "xmax", "ymax")])
+        names.append(obj.findtext("name", ""))
+    size = root.find("size")
+    hw = None
+    if size is not None:
+        h, w = int(size.findtext("height", "0")), int(size.findtext("width", "0"))
+        hw = (h, w) if h > 0 and w > 0 else None
+    return boxes, names, hw
+
+
+def box_mask(box: list[float], height: int, width: int) -> np.ndarray:
+    """A boolean ``(height, width)`` mask that is True inside the xyxy pixel ``box`` (inclusive)."""
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    mask = np.zeros((height, width), dtype=bool)
+    mask[max(y0, 0) : min(y1 + 1, height), max(x0, 0) : min(x1 + 1, width)] = True
+    return mask
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a boolean mask to ``(height, width)``."""
+    if mask.shape == (height, width):
+        return mask
+    rows = (np.arange(height) * mask.shape[0] // height).clip(0, mask.shape[0] - 1)
+    cols = (np.arange(width) * mask.shape[1] // width).clip(0, mask.shape[1] - 1)
+    return mask[rows[:, None], cols[None, :]]

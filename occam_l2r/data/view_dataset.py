@@ -1,0 +1,98 @@
+"""A torch ``Dataset`` of views: records -> image -> segmentation -> view -> augmentation.
+
+Every sample is a dict with ``image`` (uint8 ``(C, H, W)``; normalisation happens on the device
+in the task, with the model's own mean/std), ``label``, ``group`` (index), ``index`` (position in
+the split) and ``fallback`` (1 when the view fell back to FULL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import albumentations as A
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.segment.store import SegmentationStore
+from occam_l2r.views import Foreground, View, apply_view
+
+
+def train_transform(image_size: int, scale: tuple[float, float] = (0.6, 1.0), hflip: bool = True) -> A.Compose:
+    """Training augmentation: random resized crop, optional horizontal flip."""
+    ops: list[A.BasicTransform] = [
+        A.RandomResizedCrop(size=(image_size, image_size), scale=scale, interpolation=cv2.INTER_LINEAR)
+    ]
+    if hflip:
+        ops.append(A.HorizontalFlip(p=0.5))
+    return A.Compose(ops)
+
+
+def eval_transform(image_size: int) -> A.Compose:
+    """Deterministic evaluation transform: resize to a square (views are already square)."""
+    return A.Compose([A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA)])
+
+
+class ViewDataset(Dataset):
+    """Records of one split rendered as one view.
+
+    Args:
+        dataset: the record dataset (reads images).
+        records: the split's records.
+        view: the view to produce.
+        store: the segmentation store, or ``None`` (only FULL is possible then).
+        transform: albumentations pipeline applied to the view.
+        group_index: group name -> index.
+        score_threshold: detections scoring below fall back to FULL.
+        foreground: ``top1`` or ``union`` of the kept detections.
+        fill: constant for padding and masking.
+    """
+
+    def __init__(
+        self,
+        dataset: RecordDataset,
+        records: Sequence[Record],
+        view: View,
+        store: SegmentationStore | None,
+        transform: A.Compose,
+        group_index: dict[str, int],
+        score_threshold: float = 0.0,
+        foreground: Foreground = "top1",
+        fill: int = 0,
+    ) -> None:
+        if view != "FULL" and store is None:
+            raise ValueError(f"view {view} needs a segmentation store; set data.segmentation (e.g. 'gt' or a store path)")
+        self.dataset = dataset
+        self.records = list(records)
+        self.view = view
+        self.store = store
+        self.transform = transform
+        self.group_index = group_index
+        self.score_threshold = score_threshold
+        self.foreground = foreground
+        self.fill = fill
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def render(self, index: int) -> tuple[np.ndarray, str | None]:
+        """The view of sample ``index`` before augmentation, and the fallback reason if any."""
+        rec = self.records[index]
+        image = self.dataset.read_image(rec)
+        seg = self.store.get(rec.image_id) if self.store is not None else None
+        result = apply_view(self.view, image, seg, self.score_threshold, self.foreground, self.fill)
+        return result.image, result.fallback
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rec = self.records[index]
+        image, fallback = self.render(index)
+        image = self.transform(image=image)["image"]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+            "label": torch.tensor(rec.label, dtype=torch.long),
+            "group": torch.tensor(self.group_index.get(rec.group, 0), dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),
+            "fallback": torch.tensor(fallback is not None, dtype=torch.float32),
+        }

@@ -1,0 +1,228 @@
+"""Every fusion method of L2R² appendix B.3 behind one interface: fit on train/val, predict.
+
+A :class:`Fuser` is fitted once per (pair of inputs, seed) and then predicts any split. The
+parameters it learns are plain numbers or arrays (:meth:`Fuser.params`), so the ablation can
+log them and the report can show them. Names follow the paper (:data:`METHOD_LABELS` gives the
+row labels of Table 9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from occam_l2r.fusion import calibration, heads, methods
+from occam_l2r.fusion.inputs import LogitsPair
+from occam_l2r.fusion.methods import FusionOutput
+
+#: method name -> row label (as in the paper's Table 9), in table order.
+METHOD_LABELS: dict[str, str] = {
+    "max_conf": "Max conf",
+    "max_conf_ts": "Max scaled conf",
+    "max_conf_cts": "Max class-wise scaled conf",
+    "threshold": "Threshold conf",
+    "ts_average": "TempScaled AvgPred",
+    "ts_weighted_average": "TempScaled WeightedAvg",
+    "concat_fc": "Concatenate + FC layers",
+    "weighted_logits": "WeightedLogitsComb",
+    "oracle": "Oracle",
+}
+
+
+@dataclass
+class HeadConfig:
+    """Training settings of the learnt heads (concat_fc, weighted_logits) in the ablation."""
+
+    epochs: int = 10
+    lr: float = 1e-2
+    batch_size: int = 1024
+    weight_decay: float = 0.0
+    hidden_dim: int = 128
+
+
+@dataclass
+class Calibration:
+    """Temperatures of both inputs fitted on validation, computed once and shared by methods.
+
+    Attributes:
+        val: the validation pair.
+        keys: identities of the two inputs (e.g. their run dirs); temperatures are stored in
+            ``store`` under these keys, so a run fused in several pairs is calibrated once.
+        store: shared memo ``(key, kind) -> temperature(s)``.
+    """
+
+    val: LogitsPair
+    keys: tuple[str, str] = ("input1", "input2")
+    store: dict[tuple[str, str], Any] = field(default_factory=dict)
+
+    def _get(self, i: int, kind: str) -> Any:
+        key = (self.keys[i], kind)
+        if key not in self.store:
+            z = self.val.z1 if i == 0 else self.val.z2
+            if kind == "t":
+                self.store[key] = calibration.fit_temperature(z, self.val.labels)
+            else:
+                self.store[key] = calibration.fit_classwise_temperature(
+                    z, self.val.labels, init=self._get(i, "t")
+                )
+        return self.store[key]
+
+    def scalar(self) -> tuple[float, float]:
+        return self._get(0, "t"), self._get(1, "t")
+
+    def classwise(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._get(0, "ct"), self._get(1, "ct")
+
+
+def _softmax_output(logits: np.ndarray) -> FusionOutput:
+    p = methods.softmax(logits)
+    pred = p.argmax(1)
+    return FusionOutput(
+        pred=pred.astype(np.int64),
+        conf=p[np.arange(len(p)), pred],
+        chosen=np.full(len(p), -1, np.int8),
+        probs=p,
+    )
+
+
+class Fuser:
+    """Base class: ``fit`` learns parameters, ``predict`` fuses a split."""
+
+    name = ""
+
+    def __init__(self) -> None:
+        self._params: dict[str, Any] = {}
+
+    def fit(self, train: LogitsPair | None, val: LogitsPair, calib: Calibration) -> Fuser:
+        return self
+
+    def predict(self, data: LogitsPair) -> FusionOutput:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        """Learnt parameters as JSON-serialisable values (scalars; arrays as lists)."""
+        return {
+            k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self._params.items()
+        }
+
+
+class MaxConf(Fuser):
+    name = "max_conf"
+
+    def predict(self, data: LogitsPair) -> FusionOutput:
+        return methods.max_conf(data.z1, data.z2)
+
+
+class MaxConfTS(Fuser):
+    name = "max_conf_ts"
+
+    def fit(self, train, val, calib):
+        self._params["t1"], self._params["t2"] = calib.scalar()
+        return self
+
+    def predict(self, data):
+        return methods.max_conf(data.z1, data.z2, self._params["t1"], self._params["t2"])
+
+
+class MaxConfCTS(Fuser):
+    name = "max_conf_cts"
+
+    def fit(self, train, val, calib):
+        self._params["t1"], self._params["t2"] = calib.classwise()
+        return self
+
+    def predict(self, data):
+        return methods.max_conf(data.z1, data.z2, self._params["t1"], self._params["t2"])
+
+
+class Threshold(Fuser):
+    name = "threshold"
+
+    def fit(self, train, val, calib):
+        self._params["t"] = methods.fit_threshold(val.z1, val.z2, val.labels)
+        return self
+
+    def predict(self, data):
+        return methods.threshold(data.z1, data.z2, self._params["t"])
+
+
+class TSAverage(Fuser):
+    name = "ts_average"
+
+    def fit(self, train, val, calib):
+        self._params["t1"], self._params["t2"] = calib.scalar()
+        return self
+
+    def predict(self, data):
+        return methods.ts_average(data.z1, data.z2, self._params["t1"], self._params["t2"])
+
+
+class TSWeightedAverage(Fuser):
+    name = "ts_weighted_average"
+
+    def fit(self, train, val, calib):
+        t1, t2 = calib.scalar()
+        alpha = methods.fit_alpha(val.z1, val.z2, val.labels, t1, t2)
+        self._params.update(t1=t1, t2=t2, alpha=alpha)
+        return self
+
+    def predict(self, data):
+        p = self._params
+        return methods.ts_weighted_average(data.z1, data.z2, p["alpha"], p["t1"], p["t2"])
+
+
+class LearntHead(Fuser):
+    """A head from :mod:`occam_l2r.fusion.heads` trained on the train logits."""
+
+    def __init__(self, name: str, config: HeadConfig | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.name = name
+        self.config = config or HeadConfig()
+        self.seed = seed
+        self.head: torch.nn.Module | None = None
+
+    def fit(self, train, val, calib):
+        if train is None or len(train) == 0:
+            raise ValueError(
+                f"{self.name} is trained on the train logits, but none were given; set "
+                "`train_split` in the fuse config and export that split with `predict`"
+            )
+        torch.manual_seed(self.seed)
+        c = self.config
+        self.head = heads.build_head(self.name, train.num_classes, c.hidden_dim)
+        heads.train_head(
+            self.head, train.z1, train.z2, train.labels, c.epochs, c.lr, c.batch_size,
+            c.weight_decay, self.seed,
+        )  # fmt: skip
+        if isinstance(self.head, heads.WeightedLogits):
+            self._params["w1"] = self.head.w1.detach().numpy().copy()
+            self._params["w2"] = self.head.w2.detach().numpy().copy()
+        return self
+
+    def predict(self, data):
+        if self.head is None:
+            raise RuntimeError(f"{self.name}: call fit() before predict()")
+        return _softmax_output(heads.head_logits(self.head, data.z1, data.z2))
+
+
+class Oracle(Fuser):
+    name = "oracle"
+
+    def predict(self, data):
+        return methods.oracle(data.z1, data.z2, data.labels)
+
+
+def build_fuser(name: str, head_config: HeadConfig | None = None, seed: int = 0) -> Fuser:
+    """Create a fuser by method name (a key of :data:`METHOD_LABELS`)."""
+    simple = {
+        c.name: c
+        for c in (MaxConf, MaxConfTS, MaxConfCTS, Threshold, TSAverage, TSWeightedAverage, Oracle)
+    }
+    if name in simple:
+        return simple[name]()
+    if name in ("concat_fc", "weighted_logits"):
+        return LearntHead(name, head_config, seed)
+    raise ValueError(f"unknown fusion method {name!r}; choose from {list(METHOD_LABELS)}")

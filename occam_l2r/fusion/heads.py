@@ -1,0 +1,176 @@
+"""Trainable fusion heads as plain ``nn.Module`` s (no Lightning), and a small trainer.
+
+Every head maps the logits of two models ``z1, z2`` (each ``(B, C)``) to fused logits
+``(B, C)`` and defines its own training loss:
+
+- :class:`TemperatureFusion`: one temperature per input, each fitted by its own NLL; the output
+  is the log of the temperature-scaled average ``(σ(z1/T1) + σ(z2/T2)) / 2`` (with a single
+  input it is plain temperature scaling ``z1 / T1``).
+- :class:`WeightedLogits`: ``w1 * z1 + w2 * z2`` with per-class weights (B.3 method 9).
+- :class:`ConcatFC`: a shallow fully connected network on ``[z1, z2]`` (B.3 method 8).
+
+:func:`train_head` fits any of them with Adam on in-memory tensors; the ablation uses it
+directly, the Lightning task (:mod:`occam_l2r.tasks.fusion`) wraps the same modules.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Temperature(nn.Module):
+    """Temperature scaling ``z -> z / T`` with ``T = exp(log_t) > 0``."""
+
+    def __init__(self, init: float = 1.0) -> None:
+        super().__init__()
+        if init <= 0:
+            raise ValueError(f"temperature must be > 0, got {init}")
+        self.log_t = nn.Parameter(torch.tensor(math.log(init)))
+
+    @property
+    def temperature(self) -> float:
+        return float(self.log_t.exp())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z / self.log_t.exp()
+
+
+class TemperatureFusion(nn.Module):
+    """Temperature-scaled average of one or two inputs; each temperature fit by its own NLL.
+
+    Args:
+        num_inputs: 1 (calibration of one model) or 2 (fusion of two).
+    """
+
+    def __init__(self, num_inputs: int = 2) -> None:
+        super().__init__()
+        if num_inputs not in (1, 2):
+            raise ValueError(f"num_inputs must be 1 or 2, got {num_inputs}")
+        self.scales = nn.ModuleList(Temperature() for _ in range(num_inputs))
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor | None = None) -> torch.Tensor:
+        if len(self.scales) == 1:
+            return self.scales[0](z1)
+        if z2 is None:
+            raise ValueError("TemperatureFusion(num_inputs=2) needs two inputs")
+        p = 0.5 * (self.scales[0](z1).softmax(1) + self.scales[1](z2).softmax(1))
+        return p.clamp_min(1e-12).log()
+
+    def loss(
+        self, z1: torch.Tensor, z2: torch.Tensor | None, target: torch.Tensor
+    ) -> torch.Tensor:
+        """Sum of each input's own NLL (the temperatures are fitted independently)."""
+        out = F.cross_entropy(self.scales[0](z1), target)
+        if len(self.scales) == 2:
+            out = out + F.cross_entropy(self.scales[1](z2), target)
+        return out
+
+
+class WeightedLogits(nn.Module):
+    """``w1 * z1 + w2 * z2`` with per-class weight vectors ``w1, w2`` (initialised to 1/2)."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.full((num_classes,), 0.5))
+        self.w2 = nn.Parameter(torch.full((num_classes,), 0.5))
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return self.w1 * z1 + self.w2 * z2
+
+    def loss(self, z1: torch.Tensor, z2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self(z1, z2), target)
+
+
+class ConcatFC(nn.Module):
+    """Shallow fully connected network on the concatenated logits ``[z1, z2]`` (``2C`` inputs).
+
+    Args:
+        num_classes: ``C``.
+        hidden_dim: width of the hidden layer; 0 gives a single linear layer.
+        dropout: dropout before the last layer.
+    """
+
+    def __init__(self, num_classes: int, hidden_dim: int = 128, dropout: float = 0.0) -> None:
+        super().__init__()
+        if hidden_dim > 0:
+            self.net = nn.Sequential(
+                nn.Linear(2 * num_classes, hidden_dim),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden_dim, num_classes),
+            )
+        else:
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * num_classes, num_classes))
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([z1, z2], dim=1))
+
+    def loss(self, z1: torch.Tensor, z2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self(z1, z2), target)
+
+
+HEADS = {"temperature": TemperatureFusion, "weighted_logits": WeightedLogits, "concat_fc": ConcatFC}
+
+
+def build_head(name: str, num_classes: int, hidden_dim: int = 128) -> nn.Module:
+    """Create a head by its paper name (``temperature``, ``weighted_logits``, ``concat_fc``)."""
+    if name == "temperature":
+        return TemperatureFusion(2)
+    if name == "weighted_logits":
+        return WeightedLogits(num_classes)
+    if name == "concat_fc":
+        return ConcatFC(num_classes, hidden_dim)
+    raise ValueError(f"unknown fusion head {name!r}; choose one of {sorted(HEADS)}")
+
+
+def train_head(
+    head: nn.Module,
+    z1: np.ndarray,
+    z2: np.ndarray,
+    labels: np.ndarray,
+    epochs: int = 10,
+    lr: float = 1e-2,
+    batch_size: int = 1024,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+) -> nn.Module:
+    """Fit ``head`` with Adam and its own loss on in-memory logits; returns it in eval mode.
+
+    Samples with label ``-1`` (unknown) are left out.
+    """
+    keep = np.asarray(labels) >= 0
+    if not keep.any():
+        raise ValueError("no labelled samples to train the fusion head on (all labels are -1)")
+    x1 = torch.as_tensor(np.asarray(z1)[keep], dtype=torch.float32)
+    x2 = torch.as_tensor(np.asarray(z2)[keep], dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(labels)[keep], dtype=torch.int64)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    head.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=gen)
+        for start in range(0, len(y), batch_size):
+            idx = perm[start : start + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss = head.loss(x1[idx], x2[idx], y[idx])
+            loss.backward()
+            opt.step()
+    return head.eval()
+
+
+@torch.no_grad()
+def head_logits(head: nn.Module, z1: np.ndarray, z2: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Fused logits of a trained head on numpy inputs, computed in chunks."""
+    out = []
+    for start in range(0, len(z1), chunk):
+        a = torch.as_tensor(np.asarray(z1[start : start + chunk]), dtype=torch.float32)
+        b = torch.as_tensor(np.asarray(z2[start : start + chunk]), dtype=torch.float32)
+        out.append(head(a, b).numpy())
+    if not out:
+        return np.zeros((0, np.asarray(z1).shape[1]), np.float32)
+    return np.concatenate(out)

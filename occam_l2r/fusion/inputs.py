@@ -1,0 +1,129 @@
+"""Loading and checking the logits that fusion consumes.
+
+Logits files (:class:`occam_l2r.logits.LogitsFile`) are written by ``predict``, one per
+(run, view, split), at ``<run_dir>/logits/<split>.npz``. Everything here fails loudly: non-finite
+logits name the file, two inputs that disagree on sample ids, labels or class count say how and
+what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from occam_l2r.logits import LogitsFile
+
+
+@dataclass
+class LogitsPair:
+    """Two aligned inputs of a fusion on one split (row ``i`` is the same sample in both)."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    z1: np.ndarray
+    z2: np.ndarray
+    groups: np.ndarray
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.z1.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def resolve_logits_path(run: str | Path, split: str) -> Path:
+    """The logits file of ``split`` for a run given as a run dir, a logits dir or a file.
+
+    Looks for ``<run>/logits/<split>.npz``, then ``<run>/<split>.npz``; a path to an existing
+    ``.npz`` file is returned as it is.
+    """
+    run = Path(run)
+    if run.suffix == ".npz":
+        return run
+    for cand in (run / "logits" / f"{split}.npz", run / f"{split}.npz"):
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(
+        f"no logits for split {split!r} in run {run}: looked for {run / 'logits' / f'{split}.npz'} "
+        f"and {run / f'{split}.npz'}. Export them with `python -m occam_l2r predict --config "
+        f"<run config> --ckpt_path <checkpoint>`, or fix the run dir / split name in the config."
+    )
+
+
+def check_finite(lf: LogitsFile, source: str | Path) -> LogitsFile:
+    """Raise if any logit is NaN or infinite, naming the file and the first bad sample."""
+    bad = ~np.isfinite(lf.logits).all(axis=1)
+    if bad.any():
+        first = np.flatnonzero(bad)[:3]
+        raise ValueError(
+            f"{source}: {int(bad.sum())} of {len(bad)} samples have NaN/inf logits (first: "
+            f"{[str(lf.ids[i]) for i in first]}). The model diverged or the export is corrupt; "
+            "re-run `predict` from a good checkpoint."
+        )
+    return lf
+
+
+def load_logits(path: str | Path) -> LogitsFile:
+    """Load a logits file and check that all logits are finite."""
+    return check_finite(LogitsFile.load(path), path)
+
+
+def load_run_split(run: str | Path, split: str) -> LogitsFile:
+    """Load (and check) the logits of ``split`` for one run."""
+    return load_logits(resolve_logits_path(run, split))
+
+
+def align_pair(
+    a: LogitsFile, b: LogitsFile, name_a: str = "input 1", name_b: str = "input 2"
+) -> LogitsPair:
+    """Align two logits files on their sample ids (``b`` is reordered to ``a``'s order).
+
+    Raises:
+        ValueError: different class counts, duplicated ids, ids present in one input only, or
+            labels that disagree for the same id.
+    """
+    if a.num_classes != b.num_classes:
+        raise ValueError(
+            f"class counts differ: {name_a} has {a.num_classes} classes, {name_b} has "
+            f"{b.num_classes}. Fuse models trained on the same dataset and class list."
+        )
+    for lf, name in ((a, name_a), (b, name_b)):
+        uniq, counts = np.unique(lf.ids, return_counts=True)
+        if len(uniq) != len(lf.ids):
+            raise ValueError(
+                f"{name}: {len(lf.ids) - len(uniq)} duplicated sample ids (e.g. "
+                f"{list(uniq[counts > 1][:3])}); top-k candidate files go to "
+                "occam_l2r.fusion.topk, not to pairwise fusion"
+            )
+    if len(a.ids) == len(b.ids) and (a.ids == b.ids).all():
+        order = np.arange(len(a.ids))
+    else:
+        pos = {s: i for i, s in enumerate(b.ids)}
+        only_a = [s for s in a.ids if s not in pos]
+        if only_a or len(a.ids) != len(b.ids):
+            set_a = set(a.ids.tolist())
+            only_b = [s for s in b.ids if s not in set_a]
+            raise ValueError(
+                f"sample ids differ between {name_a} ({len(a.ids)} samples) and {name_b} "
+                f"({len(b.ids)} samples): {len(only_a)} only in {name_a} (first: {only_a[:3]}), "
+                f"{len(only_b)} only in {name_b} (first: {only_b[:3]}). Export both runs' logits "
+                "from the same dataset split (same dataset root and split files)."
+            )
+        order = np.array([pos[s] for s in a.ids], dtype=np.int64)
+    labels_b = b.labels[order]
+    known = (a.labels >= 0) & (labels_b >= 0)
+    clash = known & (a.labels != labels_b)
+    if clash.any():
+        first = np.flatnonzero(clash)[:3]
+        raise ValueError(
+            f"labels disagree between {name_a} and {name_b} for {int(clash.sum())} samples "
+            f"(first: {[str(a.ids[i]) for i in first]}); the two runs used different class "
+            "orders or label files"
+        )
+    labels = np.where(a.labels >= 0, a.labels, labels_b)
+    return LogitsPair(
+        ids=a.ids, labels=labels, z1=a.logits, z2=b.logits[order], groups=a.groups
+    )

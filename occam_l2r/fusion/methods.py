@@ -1,0 +1,224 @@
+"""Non-parametric fusion of two classifiers' logits (L2R² §3.3 and appendix B.3).
+
+Every function here is pure: numpy arrays in, numpy arrays out, no Lightning and no state.
+Inputs are two logits matrices ``z1, z2`` of shape ``(N, C)`` from models Φ1 and Φ2 (Φ1 is
+the robust input, typically FG). Conventions shared by all functions:
+
+- the prediction of one model is ``argmax_k z^(k)``; ties between classes go to the lowest class
+  index (``numpy.argmax``);
+- when the two inputs are equally confident, the first input (Φ1) decides;
+- a :class:`FusionOutput` also says which input decided each sample (``chosen``: 0 for Φ1,
+  1 for Φ2, -1 when the output is a combination of both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class FusionOutput:
+    """Fused predictions of one method on one split.
+
+    Attributes:
+        pred: predicted class per sample, int64 ``(N,)``.
+        conf: confidence of the fused prediction, float ``(N,)``.
+        chosen: which input decided (0: Φ1, 1: Φ2, -1: a combination of both), int8 ``(N,)``.
+        probs: fused class scores ``(N, C)`` when the method defines them, else ``None``.
+    """
+
+    pred: np.ndarray
+    conf: np.ndarray
+    chosen: np.ndarray
+    probs: np.ndarray | None = None
+
+
+def softmax(z: np.ndarray, temperature: float | np.ndarray = 1.0) -> np.ndarray:
+    """Numerically stable softmax of ``z / temperature`` over the last axis.
+
+    Args:
+        z: logits ``(N, C)``.
+        temperature: a scalar, or one temperature per class ``(C,)`` (class-wise scaling, eq. 3).
+    """
+    s = np.asarray(z, dtype=np.float64) / np.asarray(temperature, dtype=np.float64)
+    s = s - s.max(axis=-1, keepdims=True)
+    np.exp(s, out=s)
+    s /= s.sum(axis=-1, keepdims=True)
+    return s
+
+
+def predict_confidence(
+    z: np.ndarray, temperature: float | np.ndarray = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction ``ŷ = argmax_k z^(k)`` and its confidence ``p̂ = max_k σ(z/T)^(k)``."""
+    p = softmax(z, temperature)
+    pred = p.argmax(axis=1)
+    return pred.astype(np.int64), p[np.arange(len(p)), pred]
+
+
+def max_conf(
+    z1: np.ndarray, z2: np.ndarray, t1: float | np.ndarray = 1.0, t2: float | np.ndarray = 1.0
+) -> FusionOutput:
+    """⊕max: the prediction of the more confident input (Φ1 on ties).
+
+    With temperatures ``t1, t2`` this is the temperature-scaled variant (B.3 method 2);
+    per-class temperature vectors give the class-wise scaled variant.
+    """
+    y1, p1 = predict_confidence(z1, t1)
+    y2, p2 = predict_confidence(z2, t2)
+    take2 = p2 > p1
+    return FusionOutput(
+        pred=np.where(take2, y2, y1), conf=np.where(take2, p2, p1), chosen=take2.astype(np.int8)
+    )
+
+
+def threshold(
+    z1: np.ndarray,
+    z2: np.ndarray,
+    t: float,
+    t1: float | np.ndarray = 1.0,
+    t2: float | np.ndarray = 1.0,
+) -> FusionOutput:
+    """⊕R (robust prediction): ŷ1 if ``p̂1 > t`` (strict), otherwise the more confident input.
+
+    A sample with ``p̂1 == t`` therefore falls back to max confidence.
+    """
+    y1, p1 = predict_confidence(z1, t1)
+    y2, p2 = predict_confidence(z2, t2)
+    take2 = (p1 <= t) & (p2 > p1)
+    return FusionOutput(
+        pred=np.where(take2, y2, y1), conf=np.where(take2, p2, p1), chosen=take2.astype(np.int8)
+    )
+
+
+def fit_threshold(
+    z1: np.ndarray,
+    z2: np.ndarray,
+    labels: np.ndarray,
+    t1: float | np.ndarray = 1.0,
+    t2: float | np.ndarray = 1.0,
+) -> float:
+    """The threshold ``t`` of :func:`threshold` that maximises accuracy on ``(z1, z2, labels)``.
+
+    The accuracy only changes at the observed values of ``p̂1``, so the candidates are ``0``
+    (always Φ1; equivalent to any ``0 < t < min p̂1``, as ``p̂1 >= 1/C``) and every distinct
+    ``p̂1``. Ties go to the smallest ``t`` (the most weight on the robust input Φ1).
+    """
+    y1, p1 = predict_confidence(z1, t1)
+    y2, p2 = predict_confidence(z2, t2)
+    labels = np.asarray(labels)
+    c1 = (y1 == labels).astype(np.int64)
+    cmax = np.where(p2 > p1, y2 == labels, y1 == labels).astype(np.int64)
+    order = np.argsort(p1, kind="stable")
+    ps, gain = p1[order], (cmax - c1)[order]
+    # correct(t) = sum(c1) + sum over samples with p1 <= t of (cmax - c1)
+    cum = np.cumsum(gain)
+    last = np.r_[ps[1:] != ps[:-1], True]  # last index of each run of equal p1 values
+    cand_t = np.r_[0.0, ps[last]]
+    cand_gain = np.r_[0, cum[last]]
+    return float(cand_t[int(np.argmax(cand_gain))])
+
+
+def ts_weighted_average(
+    z1: np.ndarray,
+    z2: np.ndarray,
+    alpha: float = 0.5,
+    t1: float | np.ndarray = 1.0,
+    t2: float | np.ndarray = 1.0,
+) -> FusionOutput:
+    """``α σ(z1/T1) + (1 - α) σ(z2/T2)``; ``α = 0.5`` is the temperature-scaled average."""
+    q1, q2 = softmax(z1, t1), softmax(z2, t2)
+    probs = alpha * q1 + (1.0 - alpha) * q2
+    pred = probs.argmax(axis=1)
+    return FusionOutput(
+        pred=pred.astype(np.int64),
+        conf=probs[np.arange(len(pred)), pred],
+        chosen=np.full(len(pred), -1, np.int8),
+        probs=probs,
+    )
+
+
+def ts_average(
+    z1: np.ndarray, z2: np.ndarray, t1: float | np.ndarray = 1.0, t2: float | np.ndarray = 1.0
+) -> FusionOutput:
+    """Temperature-scaled average ``(σ(z1/T1) + σ(z2/T2)) / 2`` (B.3 method 4)."""
+    return ts_weighted_average(z1, z2, 0.5, t1, t2)
+
+
+def fit_alpha(
+    z1: np.ndarray,
+    z2: np.ndarray,
+    labels: np.ndarray,
+    t1: float | np.ndarray = 1.0,
+    t2: float | np.ndarray = 1.0,
+    grid: int = 101,
+) -> float:
+    """The ``α`` on ``linspace(0, 1, grid)`` maximising the accuracy of the weighted average.
+
+    Ties go to the ``α`` closest to 0.5 (the plain average), then to the smaller ``α``.
+    """
+    if grid < 2:
+        raise ValueError(f"alpha grid must have at least 2 points, got {grid}")
+    q1, q2 = softmax(z1, t1), softmax(z2, t2)
+    labels = np.asarray(labels)
+    alphas = np.linspace(0.0, 1.0, grid)
+    correct = np.array([((a * q1 + (1 - a) * q2).argmax(1) == labels).sum() for a in alphas])
+    best = np.flatnonzero(correct == correct.max())
+    return float(alphas[best[np.argmin(np.abs(alphas[best] - 0.5))]])
+
+
+def oracle(z1: np.ndarray, z2: np.ndarray, labels: np.ndarray) -> FusionOutput:
+    """Oracle: correct if either input is correct (an upper bound, never a real prediction).
+
+    The prediction is the label when Φ1 or Φ2 predicts it, otherwise ŷ1.
+    """
+    y1, p1 = predict_confidence(z1)
+    y2, p2 = predict_confidence(z2)
+    labels = np.asarray(labels)
+    take2 = (y1 != labels) & (y2 == labels)
+    return FusionOutput(
+        pred=np.where(take2, y2, y1), conf=np.where(take2, p2, p1), chosen=take2.astype(np.int8)
+    )
+
+
+def select_best(val_scores: dict[str, float], exclude: tuple[str, ...] = ("oracle",)) -> str:
+    """⊕*: the method with the highest validation score (first one listed on ties).
+
+    Args:
+        val_scores: method name -> validation metric (higher is better).
+        exclude: methods that may not be selected (the oracle uses test labels).
+    """
+    candidates = {k: v for k, v in val_scores.items() if k not in exclude and np.isfinite(v)}
+    if not candidates:
+        raise ValueError(
+            f"no method to select from: scores {val_scores}, excluded {exclude}. "
+            "Evaluate at least one non-oracle method on the validation split."
+        )
+    return max(candidates, key=lambda k: (candidates[k], -list(candidates).index(k)))
+
+
+def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of correct predictions."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return float("nan")
+    return float((np.asarray(pred) == labels).mean())
+
+
+def macro_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
+    """Mean of per-class accuracies over the classes PRESENT in ``labels``.
+
+    Classes absent from a split (rare species in FungiTastic's val/test) are left out of the
+    mean instead of counting as zero, as in the paper's appendix C.1.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) == 0:
+        return float("nan")
+    correct = (np.asarray(pred) == labels).astype(np.float64)
+    n = labels.max() + 1
+    hits = np.bincount(labels, weights=correct, minlength=n)
+    counts = np.bincount(labels, minlength=n)
+    present = counts > 0
+    return float((hits[present] / counts[present]).mean())

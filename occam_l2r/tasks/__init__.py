@@ -1,0 +1,1 @@
+"""Thin LightningModules, one per job: wiring, logging and checkpoints around plain modules."""
