@@ -14,7 +14,11 @@ import sys
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
 
 #: verb -> "module:function"; the function takes the remaining argv (list of str).
-EXTRA_VERBS: dict[str, str] = {}
+EXTRA_VERBS: dict[str, str] = {
+    "segment": "occam_l2r.segment.cli:main",
+    "segment-preview": "occam_l2r.segment.preview:main",
+    "fuse": "occam_l2r.fusion.ablation:main",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

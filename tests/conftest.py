@@ -9,3 +9,19 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+TINY = {"train_per_class": 6, "val_per_class": 2, "test_per_class": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated tiny embedded benchmark (4 classes, 6/2/2 images per class and split)."""
+    from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+
+    root = tmp_path_factory.mktemp("synthetic") / "tiny"
+    SyntheticSpurious(root=str(root), **TINY).prepare()
+    return root

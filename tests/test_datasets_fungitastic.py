@@ -15,7 +15,9 @@ HERE = Path(__file__).parent
 
 
 def _make_fake():
-    spec = importlib.util.spec_from_file_location("fake_fungi", HERE / "data/fungitastic/make_fake.py")
+    spec = importlib.util.spec_from_file_location(
+        "fake_fungi", HERE / "data/fungitastic/make_fake.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -64,6 +64,8 @@ def test_missing_roots(tmp_path: Path) -> None:
         ds.records("train")
     bad = tmp_path / "bad_lt" / "not_a_class"
     bad.mkdir(parents=True)
-    ds = HardImageNet(root=str(roots["root"]), mask_root=str(roots["mask_root"]), long_tail_root=str(bad.parent))
+    ds = HardImageNet(
+        root=str(roots["root"]), mask_root=str(roots["mask_root"]), long_tail_root=str(bad.parent)
+    )
     with pytest.raises(ValueError, match="not_a_class"):
         ds.records("train")

@@ -34,12 +34,26 @@ def test_reference_variant_matches_the_reference_loader(root: Path) -> None:
     train = ds.records("train")
     assert len(train) == 4 * 40
     # env 1: int(0.97*20)=19 at the class location + 1 on beach; env 2: int(0.87*20)=17 + 3
-    assert _groups(train, 0) == {("0", "desert"): 19, ("0", "beach"): 1, ("1", "desert"): 17, ("1", "beach"): 3}
-    assert _groups(train, 2) == {("0", "jungle"): 19, ("0", "beach"): 1, ("1", "jungle"): 17, ("1", "beach"): 3}
+    assert _groups(train, 0) == {
+        ("0", "desert"): 19,
+        ("0", "beach"): 1,
+        ("1", "desert"): 17,
+        ("1", "beach"): 3,
+    }
+    assert _groups(train, 2) == {
+        ("0", "jungle"): 19,
+        ("0", "beach"): 1,
+        ("1", "jungle"): 17,
+        ("1", "beach"): 3,
+    }
     assert _groups(train, 3)[("0", "dirt")] == 19
     assert _groups(train, 1)[("0", "snow")] == 19
     # sorted names: the first 19 of 0/desert/bulldog
-    own = sorted(r.image_id for r in train if r.label == 0 and r.group == "desert" and r.metadata["env"] == "0")
+    own = sorted(
+        r.image_id
+        for r in train
+        if r.label == 0 and r.group == "desert" and r.metadata["env"] == "0"
+    )
     assert own[0] == "spawrious224/0/desert/bulldog/desert_bulldog_0000.png"
     assert own[-1].endswith("_0018.png")
     test = ds.records("test")
@@ -57,7 +71,9 @@ def test_env1_variants(root: Path) -> None:
     assert len(train) == 80
     assert _groups(train, 0) == {("0", "desert"): 20}
     assert len(full.records("test")) == 160
-    easy97 = Spawrious(root=str(root / "spawrious224"), split_variant="env1_97", images_per_class=20)
+    easy97 = Spawrious(
+        root=str(root / "spawrious224"), split_variant="env1_97", images_per_class=20
+    )
     assert easy97.root == root
     assert _groups(easy97.records("train"), 1) == {("0", "snow"): 19, ("0", "beach"): 1}
 

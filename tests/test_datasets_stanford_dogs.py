@@ -11,7 +11,9 @@ import scipy.io
 from occam_l2r.data.datasets.stanford_dogs import StanfordDogs
 
 HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("fake_dogs", HERE / "data/stanford_dogs/make_fake.py")
+_spec = importlib.util.spec_from_file_location(
+    "fake_dogs", HERE / "data/stanford_dogs/make_fake.py"
+)
 fake = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fake)
 
@@ -39,7 +41,10 @@ def test_records(root: Path) -> None:
     assert [r.label for r in test] == [0, 0, 1, 1, 2, 2]
     rec = train[0]
     assert rec.image_id == "Images/n02085620-Chihuahua/n02085620_1001.jpg"
-    assert rec.metadata == {"wnid": "n02085620", "annotation": "Annotation/n02085620-Chihuahua/n02085620_1001"}
+    assert rec.metadata == {
+        "wnid": "n02085620",
+        "annotation": "Annotation/n02085620-Chihuahua/n02085620_1001",
+    }
     assert ds.read_image(rec).shape == (*fake.IMAGE_HW, 3)
 
 

@@ -19,14 +19,21 @@ _spec.loader.exec_module(fake)
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("wb")
-    fake.make_fake(base / "waterbird_complete95_forest2water2", segmentations=base / "segmentations")
+    fake.make_fake(
+        base / "waterbird_complete95_forest2water2", segmentations=base / "segmentations"
+    )
     return base / "waterbird_complete95_forest2water2"
 
 
 def test_records_and_groups(root: Path) -> None:
     ds = Waterbirds(root=str(root))
     assert ds.class_names == ["landbird", "waterbird"]
-    assert ds.group_names == ["landbird_on_land", "landbird_on_water", "waterbird_on_land", "waterbird_on_water"]
+    assert ds.group_names == [
+        "landbird_on_land",
+        "landbird_on_water",
+        "waterbird_on_land",
+        "waterbird_on_water",
+    ]
     assert (len(ds.records("train")), len(ds.records("val")), len(ds.records("test"))) == (8, 4, 4)
     assert Counter(r.group for r in ds.records("train")) == {g: 2 for g in ds.group_names}
     rec = ds.records("train")[0]

@@ -119,7 +119,12 @@ class Ablation:
         self.train_split, self.val_split = train_split, val_split
         self.test_splits = list(test_splits if test_splits is not None else ["test"])
         self.select_metric, self.summary_metric = select_metric, summary_metric
-        self.summary_methods = summary_methods or ["best", "max_conf", "weighted_logits", "threshold"]
+        self.summary_methods = summary_methods or [
+            "best",
+            "max_conf",
+            "weighted_logits",
+            "threshold",
+        ]
         self.heads = heads or HeadConfig()
         self.metadata = metadata
         self.sample_reports = list(sample_reports or [])
@@ -128,6 +133,7 @@ class Ablation:
         self._temps: dict[tuple[str, str], Any] = {}
         self.computed = 0
         self.cached = 0
+        self.records: list[dict[str, Any]] = []
 
     def _default_pairs(self) -> list[tuple[str, str]]:
         fg = [v for v in self.runs if v.startswith("FG")]
@@ -204,10 +210,9 @@ class Ablation:
         return self._files[key]
 
     def _pair(self, cell: Cell, split: str) -> LogitsPair:
-        (ra, rb), views = cell.runs, cell.name.split("+") if cell.kind == "pair" else [cell.name] * 2
-        return align_pair(
-            self._load(ra, split), self._load(rb, split), f"{views[0]} {ra}", f"{views[-1]} {rb}"
-        )
+        ra, rb = cell.runs
+        v1, v2 = cell.name.split("+") if cell.kind == "pair" else (cell.name, cell.name)
+        return align_pair(self._load(ra, split), self._load(rb, split), f"{v1} {ra}", f"{v2} {rb}")
 
     def _run_fused(self, cells: list[Cell]) -> list[dict[str, Any]]:
         """Fit and evaluate the methods of one (pair, seed) group."""
@@ -253,7 +258,7 @@ class Ablation:
                 raise ValueError(
                     f"metadata table {path} has no column {col!r} (columns: {list(table.columns)})"
                 )
-        mapping = dict(zip(table[md.id_column].astype(str), table[fld]))
+        mapping = dict(zip(table[md.id_column].astype(str), table[fld], strict=True))
         train = self._load(cell.runs[0], self.train_split)
         prior = MetadataPrior(md.smoothing).fit(
             train.labels, align_metadata(train.ids, mapping, fld), train.num_classes
@@ -432,4 +437,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """``python -m occam_l2r fuse --config FILE`` (jsonargparse; ``--print_config`` works)."""
     from jsonargparse import CLI
 
-    return CLI(fuse, args=argv, as_positional=False)
+    return CLI(fuse, args=argv, as_positional=False, prog="python -m occam_l2r fuse")

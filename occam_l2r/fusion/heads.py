@@ -61,9 +61,7 @@ class TemperatureFusion(nn.Module):
         p = 0.5 * (self.scales[0](z1).softmax(1) + self.scales[1](z2).softmax(1))
         return p.clamp_min(1e-12).log()
 
-    def loss(
-        self, z1: torch.Tensor, z2: torch.Tensor | None, target: torch.Tensor
-    ) -> torch.Tensor:
+    def loss(self, z1: torch.Tensor, z2: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
         """Sum of each input's own NLL (the temperatures are fitted independently)."""
         out = F.cross_entropy(self.scales[0](z1), target)
         if len(self.scales) == 2:

@@ -124,6 +124,4 @@ def align_pair(
             "orders or label files"
         )
     labels = np.where(a.labels >= 0, a.labels, labels_b)
-    return LogitsPair(
-        ids=a.ids, labels=labels, z1=a.logits, z2=b.logits[order], groups=a.groups
-    )
+    return LogitsPair(ids=a.ids, labels=labels, z1=a.logits, z2=b.logits[order], groups=a.groups)

@@ -38,9 +38,7 @@ def aggregate(long: pd.DataFrame) -> pd.DataFrame:
     """Mean, std (sample std, 0 for one seed) and seed count per (kind, name, method, split, metric)."""
     keys = ["kind", "name", "method", "split", "metric"]
     g = long.groupby(keys, sort=False)["value"]
-    return pd.DataFrame(
-        {"mean": g.mean(), "std": g.agg(_std), "n_seeds": g.size()}
-    ).reset_index()
+    return pd.DataFrame({"mean": g.mean(), "std": g.agg(_std), "n_seeds": g.size()}).reset_index()
 
 
 def best_methods(agg: pd.DataFrame, val_split: str, metric: str) -> dict[str, str]:

@@ -58,7 +58,10 @@ def gather_candidate_logits(
         raise ValueError(
             f"class counts differ: FULL has {full.num_classes}, {name} has {prompted.num_classes}"
         )
-    rows = {(i, int(c)): r for r, (i, c) in enumerate(zip(prompted.ids, prompted.candidates))}
+    rows = {
+        (i, int(c)): r
+        for r, (i, c) in enumerate(zip(prompted.ids, prompted.candidates, strict=True))
+    }
     n, k = cand.shape
     out = np.empty((n, k), dtype=np.float64)
     missing = []

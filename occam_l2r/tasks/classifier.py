@@ -76,8 +76,8 @@ class ClassifierTask(L.LightningModule):
         self._split_names = {"val": ["val"], "test": list(dm.test_split_names), "predict": list(dm.predict_split_names)}
         self._group_names = list(dm.group_names)
         for split in names.get(stage, []):
-            if split not in self.eval_metrics:
-                self.eval_metrics[split] = self._make_metrics(dm.num_groups).to(self.device)
+            if _key(split) not in self.eval_metrics:
+                self.eval_metrics[_key(split)] = self._make_metrics(dm.num_groups).to(self.device)
 
     def _make_metrics(self, num_groups: int) -> MetricCollection:
         k = self.hparams.num_classes
@@ -110,7 +110,7 @@ class ClassifierTask(L.LightningModule):
     def _eval_step(self, stage: str, batch: dict[str, torch.Tensor], dataloader_idx: int) -> None:
         split = self._split_names[stage][dataloader_idx]
         logits = self(batch["image"])
-        m = self.eval_metrics[split]
+        m = self.eval_metrics[_key(split)]
         m["acc"].update(logits, batch["label"])
         m["macro_acc"].update(logits, batch["label"])
         m["group_acc"].update(logits, batch["label"], batch["group"])
@@ -126,7 +126,7 @@ class ClassifierTask(L.LightningModule):
         self._eval_step("test", batch, dataloader_idx)
 
     def _log_split(self, split: str) -> None:
-        m = self.eval_metrics[split]
+        m = self.eval_metrics[_key(split)]
         values = {
             f"{split}/acc": m["acc"].compute(),
             f"{split}/macro_acc": m["macro_acc"].compute(),
@@ -213,6 +213,11 @@ class ClassifierTask(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _key(split: str) -> str:
+    """ModuleDict key of a split's metrics (``train`` would clash with ``nn.Module.train``)."""
+    return "split_" + split.replace(".", "_")
 
 
 def save_metrics(metrics: dict[str, Any], path: Path) -> None:

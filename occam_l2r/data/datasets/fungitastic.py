@@ -123,7 +123,9 @@ class FungiTasticMini(RecordDataset):
         df = pd.read_csv(path, low_memory=False)
         missing = {"filename", "category_id", "species"} - set(df.columns)
         if missing:
-            raise ValueError(f"{path} lacks the columns {sorted(missing)}; is it a FungiTastic CSV?")
+            raise ValueError(
+                f"{path} lacks the columns {sorted(missing)}; is it a FungiTastic CSV?"
+            )
         unknown = df["category_id"].isna() | (df["category_id"] < 0)
         if unknown.any():
             warnings.warn(

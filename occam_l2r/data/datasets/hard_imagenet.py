@@ -92,11 +92,16 @@ class HardImageNet(RecordDataset):
         self.test_splits = ["test", *self.extra_roots]
         self.group_names = []
         meta = require_dir(self.mask_root / "meta", "HardImageNet", MASK_HINT)
-        idx_to_wnid = _load_pickle(require_file(meta / "idx_to_wnid.pkl", "HardImageNet", MASK_HINT))
+        idx_to_wnid = _load_pickle(
+            require_file(meta / "idx_to_wnid.pkl", "HardImageNet", MASK_HINT)
+        )
         if isinstance(idx_to_wnid, (list, tuple)):
             idx_to_wnid = dict(enumerate(idx_to_wnid))
         self.imagenet_indices = [
-            int(i) for i in _load_pickle(require_file(meta / "hard_imagenet_idx.pkl", "HardImageNet", MASK_HINT))
+            int(i)
+            for i in _load_pickle(
+                require_file(meta / "hard_imagenet_idx.pkl", "HardImageNet", MASK_HINT)
+            )
         ]
         self.wnids = [str(idx_to_wnid[i]) for i in self.imagenet_indices]
         names_file = meta / "imagenet_classnames.pkl"
@@ -139,19 +144,26 @@ class HardImageNet(RecordDataset):
                     )
                 if wnid not in nested:
                     nested[wnid] = mask_split == "train" or (image_dir / wnid).is_dir()
-                image_id = f"{mask_split}/{wnid}/{fname}" if nested[wnid] else f"{mask_split}/{fname}"
+                image_id = (
+                    f"{mask_split}/{wnid}/{fname}" if nested[wnid] else f"{mask_split}/{fname}"
+                )
                 records.append(
                     Record(
                         image_id=image_id,
                         label=label_of[wnid],
                         split=split,
                         group="",
-                        metadata={"wnid": wnid, "imagenet_index": self.imagenet_indices[label_of[wnid]]},
+                        metadata={
+                            "wnid": wnid,
+                            "imagenet_index": self.imagenet_indices[label_of[wnid]],
+                        },
                         mask_path=str((mask_dir / mask_name).absolute()),
                     )
                 )
         for split, extra_root in self.extra_roots.items():
-            require_dir(extra_root, "HardImageNet", f"The {EXTRA_TESTS[split]} test set of L2R² is missing.")
+            require_dir(
+                extra_root, "HardImageNet", f"The {EXTRA_TESTS[split]} test set of L2R² is missing."
+            )
             for folder in sorted(p.name for p in extra_root.iterdir() if p.is_dir()):
                 label = self._label_of_folder(folder)
                 for fname in list_images(extra_root / folder):
@@ -161,7 +173,10 @@ class HardImageNet(RecordDataset):
                             label=label,
                             split=split,
                             group="",
-                            metadata={"wnid": self.wnids[label], "imagenet_index": self.imagenet_indices[label]},
+                            metadata={
+                                "wnid": self.wnids[label],
+                                "imagenet_index": self.imagenet_indices[label],
+                            },
                         )
                     )
         return records

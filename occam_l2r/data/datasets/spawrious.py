@@ -36,9 +36,21 @@ LOCATIONS = ["beach", "desert", "dirt", "jungle", "mountain", "snow"]
 #: benchmark -> (train location per class, test location per class, filler location), classes in
 #: the reference order bulldog, dachshund, labrador, corgi
 BENCHMARKS = {
-    "o2o_easy": (["desert", "jungle", "dirt", "snow"], ["dirt", "snow", "desert", "jungle"], "beach"),
-    "o2o_medium": (["mountain", "beach", "dirt", "jungle"], ["jungle", "dirt", "beach", "snow"], "desert"),
-    "o2o_hard": (["jungle", "mountain", "snow", "desert"], ["mountain", "snow", "desert", "jungle"], "beach"),
+    "o2o_easy": (
+        ["desert", "jungle", "dirt", "snow"],
+        ["dirt", "snow", "desert", "jungle"],
+        "beach",
+    ),
+    "o2o_medium": (
+        ["mountain", "beach", "dirt", "jungle"],
+        ["jungle", "dirt", "beach", "snow"],
+        "desert",
+    ),
+    "o2o_hard": (
+        ["jungle", "mountain", "snow", "desert"],
+        ["mountain", "snow", "desert", "jungle"],
+        "beach",
+    ),
 }
 REFERENCE_ORDER = ["bulldog", "dachshund", "labrador", "corgi"]
 #: fraction of each class at its own location, per training environment folder
@@ -96,7 +108,9 @@ class Spawrious(RecordDataset):
             f"The {self.benchmark} benchmark needs it. {DOWNLOAD_HINT}",
         )
 
-    def _take(self, split: str, env: str, location: str, cls: str, limit: int | None) -> list[Record]:
+    def _take(
+        self, split: str, env: str, location: str, cls: str, limit: int | None
+    ) -> list[Record]:
         names = list_images(self._folder(env, location, cls))
         if limit is not None:
             names = names[:limit]

@@ -58,9 +58,13 @@ class StanfordDogs(RecordDataset):
             for path, label in zip(files, labels, strict=True):
                 folders.setdefault(label, path.split("/")[0])
         if sorted(folders) != list(range(len(folders))):
-            raise ValueError(f"{self.root}: the list labels are not 1..{len(folders)}; are the .mat files intact?")
+            raise ValueError(
+                f"{self.root}: the list labels are not 1..{len(folders)}; are the .mat files intact?"
+            )
         self.wnids = [folders[i].split("-", 1)[0] for i in range(len(folders))]
-        self.class_names = [folders[i].split("-", 1)[-1].replace("_", " ") for i in range(len(folders))]
+        self.class_names = [
+            folders[i].split("-", 1)[-1].replace("_", " ") for i in range(len(folders))
+        ]
 
     @property
     def name(self) -> str:
@@ -69,14 +73,20 @@ class StanfordDogs(RecordDataset):
     def _read_list(self, split: str) -> tuple[list[str], list[str], list[int]]:
         require_dir(self.root, "StanfordDogs", DOWNLOAD_HINT)
         name = f"{split}_list.mat"
-        path = first_existing([self.root / name, self.root / "lists" / name], "StanfordDogs", DOWNLOAD_HINT)
+        path = first_existing(
+            [self.root / name, self.root / "lists" / name], "StanfordDogs", DOWNLOAD_HINT
+        )
         try:
             mat = scipy.io.loadmat(str(path))
         except (scipy.io.matlab.MatReadError, ValueError, OSError) as err:
-            raise ValueError(f"cannot read {path} ({err}); re-extract lists.tar. {DOWNLOAD_HINT}") from err
+            raise ValueError(
+                f"cannot read {path} ({err}); re-extract lists.tar. {DOWNLOAD_HINT}"
+            ) from err
         missing = {"file_list", "labels"} - set(mat)
         if missing:
-            raise ValueError(f"{path} lacks the keys {sorted(missing)}; is it a Stanford Dogs list?")
+            raise ValueError(
+                f"{path} lacks the keys {sorted(missing)}; is it a Stanford Dogs list?"
+            )
         files = [f.replace("\\", "/") for f in _strings(mat["file_list"])]
         if "annotation_list" in mat:
             annotations = [a.replace("\\", "/") for a in _strings(mat["annotation_list"])]
@@ -90,15 +100,18 @@ class StanfordDogs(RecordDataset):
     def load_records(self) -> list[Record]:
         require_dir(self.root / "Images", "StanfordDogs", DOWNLOAD_HINT)
         records = []
-        for split, (files, annotations, labels) in self._lists.items():
-            for path, annotation, label in zip(files, annotations, labels, strict=True):
+        for split, (files, annotation_paths, labels) in self._lists.items():
+            for path, annotation, label in zip(files, annotation_paths, labels, strict=True):
                 records.append(
                     Record(
                         image_id=f"Images/{path}",
                         label=label,
                         split=split,
                         group="",
-                        metadata={"wnid": self.wnids[label], "annotation": f"Annotation/{annotation}"},
+                        metadata={
+                            "wnid": self.wnids[label],
+                            "annotation": f"Annotation/{annotation}",
+                        },
                     )
                 )
         return records

@@ -60,13 +60,19 @@ class Waterbirds(RecordDataset):
         records = []
         with open(index, newline="") as fh:
             reader = csv.DictReader(fh)
-            missing = {"img_id", "img_filename", "y", "split", "place"} - set(reader.fieldnames or [])
+            missing = {"img_id", "img_filename", "y", "split", "place"} - set(
+                reader.fieldnames or []
+            )
             if missing:
-                raise ValueError(f"{index} lacks the columns {sorted(missing)}; is it Waterbirds' metadata.csv?")
+                raise ValueError(
+                    f"{index} lacks the columns {sorted(missing)}; is it Waterbirds' metadata.csv?"
+                )
             for row in reader:
                 y, place = int(row["y"]), int(row["place"])
                 if row["split"] not in SPLITS:
-                    raise ValueError(f"{index}: split {row['split']!r} of {row['img_filename']} is not 0, 1 or 2")
+                    raise ValueError(
+                        f"{index}: split {row['split']!r} of {row['img_filename']} is not 0, 1 or 2"
+                    )
                 metadata: dict[str, object] = {"img_id": int(row["img_id"]), "place": place}
                 if row.get("place_filename"):
                     metadata["place_filename"] = row["place_filename"]

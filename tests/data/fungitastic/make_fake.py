@@ -91,14 +91,24 @@ def make_fake(root: Path, with_masks: bool = True) -> dict[str, int]:
                         rle = rle_encode(part)
                         cell = str(rle) if split == "val" else rle
                         mask_rows[split].append(
-                            {"file_name": filename, "label": label, "width": w, "height": h, "rle": cell}
+                            {
+                                "file_name": filename,
+                                "label": label,
+                                "width": w,
+                                "height": h,
+                                "rle": cell,
+                            }
                         )
         pd.DataFrame(rows, columns=COLUMNS).to_csv(meta_dir / csv_name, index=False)
         counts[split] = len(rows)
     if with_masks:
         (root / "masks").mkdir(exist_ok=True)
-        pd.DataFrame(mask_rows["train"]).to_parquet(root / "masks" / "FungiTastic-Mini-TrainMasks.parquet")
-        pd.DataFrame(mask_rows["val"]).to_parquet(root / "masks" / "FungiTastic-Mini-ValidationMasks.parquet")
+        pd.DataFrame(mask_rows["train"]).to_parquet(
+            root / "masks" / "FungiTastic-Mini-TrainMasks.parquet"
+        )
+        pd.DataFrame(mask_rows["val"]).to_parquet(
+            root / "masks" / "FungiTastic-Mini-ValidationMasks.parquet"
+        )
     return counts
 
 

@@ -47,7 +47,9 @@ def make_fake(root: Path, flat_val: bool = False) -> dict[str, Path]:
             for _ in range(count):
                 n += 1
                 fname = f"{wnid}_{n}.JPEG" if split == "train" else f"ILSVRC2012_val_{n:08d}.JPEG"
-                sub = f"{split}/{fname}" if split == "val" and flat_val else f"{split}/{wnid}/{fname}"
+                sub = (
+                    f"{split}/{fname}" if split == "val" and flat_val else f"{split}/{wnid}/{fname}"
+                )
                 _save(imagenet / sub, rng.integers(0, 255, (*IMAGE_HW, 3), dtype=np.uint8))
                 mask = np.zeros((2 * IMAGE_HW[0], 2 * IMAGE_HW[1]), dtype=np.uint8)
                 mask[8:24, 10:30] = 255
@@ -55,8 +57,16 @@ def make_fake(root: Path, flat_val: bool = False) -> dict[str, Path]:
     for folder, names in (("long_tail", ["volleyball", "n03218198"]), ("constant", ["537"])):
         for name in names:
             for k in range(2):
-                _save(root / folder / name / f"img{k}.jpg", rng.integers(0, 255, (*IMAGE_HW, 3), dtype=np.uint8))
-    return {"root": imagenet, "mask_root": masks, "long_tail_root": root / "long_tail", "constant_root": root / "constant"}
+                _save(
+                    root / folder / name / f"img{k}.jpg",
+                    rng.integers(0, 255, (*IMAGE_HW, 3), dtype=np.uint8),
+                )
+    return {
+        "root": imagenet,
+        "mask_root": masks,
+        "long_tail_root": root / "long_tail",
+        "constant_root": root / "constant",
+    }
 
 
 if __name__ == "__main__":

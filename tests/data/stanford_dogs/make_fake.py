@@ -59,7 +59,10 @@ def _cells(values: list[str]) -> np.ndarray:
 def make_fake(root: Path, lists_subfolder: bool = False) -> dict[str, int]:
     """Write the fake dataset under ``root``; the lists go to ``root/lists`` if asked."""
     rng = np.random.default_rng(0)
-    lists: dict[str, tuple[list[str], list[str], list[int]]] = {"train": ([], [], []), "test": ([], [], [])}
+    lists: dict[str, tuple[list[str], list[str], list[int]]] = {
+        "train": ([], [], []),
+        "test": ([], [], []),
+    }
     n = 1000
     for label, folder in enumerate(FOLDERS, start=1):
         wnid, breed = folder.split("-", 1)
@@ -73,9 +76,12 @@ def make_fake(root: Path, lists_subfolder: bool = False) -> dict[str, int]:
                 Image.fromarray(pixels).save(root / "Images" / folder / f"{stem}.jpg")
                 boxes = [(2, 3, 12, 15)] + ([(15, 1, 28, 10)] if n % 2 else [])
                 objects = "".join(
-                    OBJECT.format(name=breed, x0=x0, y0=y0, x1=x1, y1=y1) for x0, y0, x1, y1 in boxes
+                    OBJECT.format(name=breed, x0=x0, y0=y0, x1=x1, y1=y1)
+                    for x0, y0, x1, y1 in boxes
                 )
-                xml = XML.format(folder=wnid[1:], stem=stem, w=IMAGE_HW[1], h=IMAGE_HW[0], objects=objects)
+                xml = XML.format(
+                    folder=wnid[1:], stem=stem, w=IMAGE_HW[1], h=IMAGE_HW[0], objects=objects
+                )
                 (root / "Annotation" / folder / stem).write_text(xml)
                 files, annotations, labels = lists[split]
                 files.append(f"{folder}/{stem}.jpg")

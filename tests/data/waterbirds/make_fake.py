@@ -40,14 +40,18 @@ def make_fake(root: Path, segmentations: Path | None = None) -> dict[int, int]:
                     (root / folder).mkdir(parents=True, exist_ok=True)
                     pixels = rng.integers(0, 255, (*IMAGE_HW, 3), dtype=np.uint8)
                     Image.fromarray(pixels).save(root / folder / name)
-                    rows.append([img_id, f"{folder}/{name}", y, split, place, f"/{place_dir}/x.jpg"])
+                    rows.append(
+                        [img_id, f"{folder}/{name}", y, split, place, f"/{place_dir}/x.jpg"]
+                    )
                     counts[split] += 1
                     if segmentations is not None:
                         soft = np.zeros(IMAGE_HW, dtype=np.uint8)
                         soft[4:12, 5:15] = 255
                         soft[3, 5:15] = 100  # below half agreement: background
                         (segmentations / folder).mkdir(parents=True, exist_ok=True)
-                        Image.fromarray(soft).save(segmentations / folder / name.replace(".jpg", ".png"))
+                        Image.fromarray(soft).save(
+                            segmentations / folder / name.replace(".jpg", ".png")
+                        )
     with open(root / "metadata.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["img_id", "img_filename", "y", "split", "place", "place_filename"])

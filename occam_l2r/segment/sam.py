@@ -1,0 +1,293 @@
+"""SAM through segment-anything: box-prompted masks (batched) and automatic all-object masks.
+
+- :class:`SamBoxPrompter` turns every kept detector box into a mask. The image encoder runs
+  once per batch on all images that have boxes; the prompt encoder and mask decoder then run per
+  image on all of its boxes at once (single-mask output by default, as for box prompts).
+- :class:`SamAutomatic` wraps ``SamAutomaticMaskGenerator`` (OCCAM's class-agnostic mask
+  source). The expensive image encoder runs batched over the images of a batch; the generator's
+  point grid then runs per image on those precomputed embeddings (``points_per_batch`` points
+  at a time). Crops (``crop_n_layers > 0``) are encoded by the generator itself.
+
+Checkpoints: ``vit_h`` / ``vit_l`` / ``vit_b`` are built by segment-anything's
+``sam_model_registry`` from the official checkpoint files; ``custom`` builds a SAM of any size
+from segment-anything's own modules (:class:`SamArch`) and loads a state dict, which is how the
+tests run tiny random-initialised SAMs through the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from segment_anything.utils.transforms import ResizeLongestSide
+from torch import nn
+
+from occam_l2r.segment.weights import resolve_sam_checkpoint
+
+SamType = Literal["vit_h", "vit_l", "vit_b", "custom"]
+
+
+@dataclass
+class SamArch:
+    """Architecture of a ``custom`` SAM (the defaults are ViT-B's encoder with SAM's decoder)."""
+
+    encoder_embed_dim: int = 768
+    encoder_depth: int = 12
+    encoder_num_heads: int = 12
+    encoder_global_attn_indexes: list[int] = field(default_factory=lambda: [2, 5, 8, 11])
+    image_size: int = 1024
+    patch_size: int = 16
+    window_size: int = 14
+    prompt_embed_dim: int = 256
+    decoder_depth: int = 2
+    decoder_mlp_dim: int = 2048
+    decoder_num_heads: int = 8
+    iou_head_hidden_dim: int = 256
+
+
+def build_sam(arch: SamArch) -> Sam:
+    """A randomly initialised SAM of architecture ``arch`` from segment-anything's modules."""
+    grid = arch.image_size // arch.patch_size
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            depth=arch.encoder_depth,
+            embed_dim=arch.encoder_embed_dim,
+            img_size=arch.image_size,
+            mlp_ratio=4,
+            norm_layer=partial(nn.LayerNorm, eps=1e-6),
+            num_heads=arch.encoder_num_heads,
+            patch_size=arch.patch_size,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=tuple(arch.encoder_global_attn_indexes),
+            window_size=arch.window_size,
+            out_chans=arch.prompt_embed_dim,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=arch.prompt_embed_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(arch.image_size, arch.image_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(
+                depth=arch.decoder_depth,
+                embedding_dim=arch.prompt_embed_dim,
+                mlp_dim=arch.decoder_mlp_dim,
+                num_heads=arch.decoder_num_heads,
+            ),
+            transformer_dim=arch.prompt_embed_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=arch.iou_head_hidden_dim,
+        ),
+    ).eval()
+
+
+def load_sam(checkpoint: str, model_type: SamType = "vit_h", arch: SamArch | None = None) -> Sam:
+    """Load SAM weights (fails fast, naming the file, when the checkpoint is missing)."""
+    path = resolve_sam_checkpoint(checkpoint, model_type)
+    if model_type == "custom":
+        sam = build_sam(arch or SamArch())
+        sam.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return sam.eval()
+    if model_type not in sam_model_registry:
+        raise ValueError(f"SAM model_type {model_type!r} unknown; choose vit_h, vit_l, vit_b or custom")
+    return sam_model_registry[model_type](checkpoint=str(path)).eval()
+
+
+class SamPreprocessor:
+    """Picklable per-image preprocessing: resize the long side to SAM's input size (uint8 tensor)."""
+
+    def __init__(self, image_size: int) -> None:
+        self.transform = ResizeLongestSide(image_size)
+
+    def __call__(self, image: np.ndarray) -> dict[str, torch.Tensor]:
+        resized = self.transform.apply_image(image)
+        return {"sam_image": torch.as_tensor(resized).permute(2, 0, 1).contiguous()}
+
+
+class _SamModel:
+    """Shared checkpoint handling of the two SAM uses."""
+
+    def __init__(self, checkpoint: str, model_type: SamType, arch: SamArch | None) -> None:
+        self.checkpoint = checkpoint
+        self.model_type = model_type
+        self.arch = arch
+        self.model: Sam | None = None
+
+    def check_weights(self) -> Path:
+        return resolve_sam_checkpoint(self.checkpoint, self.model_type)
+
+    def load(self) -> Sam:
+        self.model = load_sam(self.checkpoint, self.model_type, self.arch)
+        return self.model
+
+    @property
+    def image_size(self) -> int:
+        if self.model is not None:
+            return int(self.model.image_encoder.img_size)
+        return (self.arch or SamArch()).image_size if self.model_type == "custom" else 1024
+
+    def preprocessor(self) -> SamPreprocessor:
+        return SamPreprocessor(self.image_size)
+
+    def sam_config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"checkpoint": Path(self.checkpoint).name, "model_type": self.model_type}
+        if self.model_type == "custom":
+            out["arch"] = asdict(self.arch or SamArch())
+        return out
+
+    def encode(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """Image embeddings of resized ``(3, h, w)`` uint8 images, one encoder pass."""
+        assert self.model is not None, "call load() first"
+        device = self.model.device
+        batch = torch.stack([self.model.preprocess(im.to(device).float()) for im in images])
+        return self.model.image_encoder(batch)
+
+
+class SamBoxPrompter(_SamModel):
+    """Box-prompted SAM masks for every kept detector box.
+
+    Args:
+        checkpoint: SAM checkpoint file (``sam_vit_h_4b8939.pth`` ...).
+        model_type: ``vit_h``, ``vit_l``, ``vit_b`` or ``custom`` (with ``arch``).
+        arch: architecture of a ``custom`` SAM.
+        multimask_output: let SAM propose 3 masks per box and keep the one with the highest
+            predicted IoU (default: SAM's single box mask).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str,
+        model_type: SamType = "vit_h",
+        arch: SamArch | None = None,
+        multimask_output: bool = False,
+    ) -> None:
+        super().__init__(checkpoint, model_type, arch)
+        self.multimask_output = multimask_output
+
+    def config(self) -> dict[str, Any]:
+        return {**self.sam_config(), "multimask_output": self.multimask_output}
+
+    @torch.no_grad()
+    def masks(
+        self,
+        sam_images: list[torch.Tensor],
+        sizes: list[tuple[int, int]],
+        boxes: list[torch.Tensor],
+    ) -> list[torch.Tensor]:
+        """Boolean masks ``(N_i, H_i, W_i)`` for the ``(N_i, 4)`` xyxy pixel boxes of each image."""
+        assert self.model is not None, "call load() first"
+        sam = self.model
+        out = [torch.zeros((0, h, w), dtype=torch.bool) for h, w in sizes]
+        todo = [i for i, b in enumerate(boxes) if len(b)]
+        if not todo:
+            return out
+        embeddings = self.encode([sam_images[i] for i in todo])
+        transform = ResizeLongestSide(sam.image_encoder.img_size)
+        for emb, i in zip(embeddings, todo, strict=True):
+            box = transform.apply_boxes_torch(boxes[i].float().to(sam.device), sizes[i])
+            sparse, dense = sam.prompt_encoder(points=None, boxes=box, masks=None)
+            low_res, iou = sam.mask_decoder(
+                image_embeddings=emb[None],
+                image_pe=sam.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=self.multimask_output,
+            )
+            if self.multimask_output:
+                best = iou.argmax(dim=1)
+                low_res = low_res[torch.arange(len(best)), best][:, None]
+            masks = sam.postprocess_masks(low_res.float(), tuple(sam_images[i].shape[-2:]), sizes[i])
+            out[i] = (masks[:, 0] > sam.mask_threshold).cpu()
+        return out
+
+
+class _EmbeddingPredictor(SamPredictor):
+    """A ``SamPredictor`` that can take a precomputed image embedding for the next image."""
+
+    def __init__(self, sam_model: Sam) -> None:
+        super().__init__(sam_model)
+        self.pending: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
+        if self.pending is None:
+            super().set_torch_image(transformed_image, original_image_size)
+            return
+        self.reset_image()
+        self.original_size = original_image_size
+        self.input_size = tuple(transformed_image.shape[-2:])
+        self.features, self.pending = self.pending, None
+        self.is_image_set = True
+
+
+class SamAutomatic(_SamModel):
+    """Class-agnostic "all objects" masks (SAM's automatic mask generator; OCCAM's source).
+
+    The arguments after ``arch`` are ``SamAutomaticMaskGenerator``'s, with its defaults.
+    ``max_masks`` keeps the masks of highest predicted IoU (all when ``None``).
+    """
+
+    def __init__(
+        self,
+        checkpoint: str,
+        model_type: SamType = "vit_h",
+        arch: SamArch | None = None,
+        points_per_side: int = 32,
+        points_per_batch: int = 64,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        box_nms_thresh: float = 0.7,
+        crop_n_layers: int = 0,
+        min_mask_region_area: int = 0,
+        max_masks: int | None = 100,
+    ) -> None:
+        super().__init__(checkpoint, model_type, arch)
+        self.generator_args: dict[str, Any] = {
+            "points_per_side": points_per_side,
+            "points_per_batch": points_per_batch,
+            "pred_iou_thresh": pred_iou_thresh,
+            "stability_score_thresh": stability_score_thresh,
+            "box_nms_thresh": box_nms_thresh,
+            "crop_n_layers": crop_n_layers,
+            "min_mask_region_area": min_mask_region_area,
+        }
+        self.max_masks = max_masks
+        self.generator: SamAutomaticMaskGenerator | None = None
+
+    def config(self) -> dict[str, Any]:
+        args = {k: v for k, v in self.generator_args.items() if k != "points_per_batch"}
+        return {**self.sam_config(), **args, "max_masks": self.max_masks}
+
+    def load(self) -> Sam:
+        sam = super().load()
+        self.generator = SamAutomaticMaskGenerator(sam, **self.generator_args)
+        self.generator.predictor = _EmbeddingPredictor(sam)
+        return sam
+
+    @torch.no_grad()
+    def generate(
+        self, images: list[np.ndarray], sam_images: list[torch.Tensor]
+    ) -> list[tuple[list[np.ndarray], list[float]]]:
+        """Per image: boolean masks and their predicted IoUs, best first."""
+        assert self.generator is not None, "call load() first"
+        predictor = self.generator.predictor
+        assert isinstance(predictor, _EmbeddingPredictor)
+        embeddings = self.encode(sam_images) if self.generator_args["crop_n_layers"] == 0 else None
+        out = []
+        for j, image in enumerate(images):
+            predictor.pending = embeddings[j : j + 1] if embeddings is not None else None
+            anns = self.generator.generate(image)
+            anns.sort(key=lambda a: -a["predicted_iou"])
+            if self.max_masks is not None:
+                anns = anns[: self.max_masks]
+            out.append(([a["segmentation"].astype(bool) for a in anns], [float(a["predicted_iou"]) for a in anns]))
+        return out

@@ -1,0 +1,183 @@
+"""Tiny random-initialised GroundingDINO, OWLv2 and SAM, written to disk like real weights.
+
+For tests, benchmarks and smoke runs on machines without downloads: the models are built from
+small transformers / segment-anything configurations and saved with ``save_pretrained`` (or as a
+SAM state dict), so the real loading code reads them from a local folder. Tokenizers are built
+offline: a BERT WordPiece vocabulary whose special tokens sit at BERT's ids ([PAD]=0, [CLS]=101,
+[SEP]=102, "."=1012, which GroundingDINO relies on) and a CLIP BPE tokenizer made from the first
+merges of the BPE table shipped inside open_clip. Their outputs are random; the code paths are
+real.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import torch
+
+from occam_l2r.segment.sam import SamArch, build_sam
+
+#: words of the tiny BERT vocabulary (plus single letters and ## continuations)
+WORDS = (
+    "zero one two three four five six seven eight nine full dog mushroom animal bird insect "
+    "reptile a photo of the cat object thing"
+).split()
+
+#: architecture of the tiny SAM (64-pixel input, 4x4 embedding grid)
+TINY_SAM = SamArch(
+    encoder_embed_dim=32,
+    encoder_depth=2,
+    encoder_num_heads=2,
+    encoder_global_attn_indexes=[1],
+    image_size=64,
+    patch_size=16,
+    window_size=2,
+    prompt_embed_dim=32,
+    decoder_depth=2,
+    decoder_mlp_dim=64,
+    decoder_num_heads=2,
+    iou_head_hidden_dim=32,
+)
+
+
+def bert_vocab() -> list[str]:
+    """A WordPiece vocabulary with BERT's special-token ids and a few words."""
+    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += [f"[unused{i}]" for i in range(len(vocab), 1012)]
+    vocab.append(".")
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab += WORDS + list(letters) + [f"##{c}" for c in letters] + ["?", ",", "-"]
+    return vocab
+
+
+def tiny_grounding_dino(folder: str | Path, seed: int = 0, image_size: int = 64) -> Path:
+    """Save a tiny GroundingDINO (Swin backbone, 1+2 layers, d_model 32) and its processor."""
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoProcessor,
+        SwinConfig,
+    )
+    from transformers.models.grounding_dino.image_processing_grounding_dino import (
+        GroundingDinoImageProcessor,
+    )
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = bert_vocab()
+    vocab_file = folder / "vocab.txt"
+    vocab_file.write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(vocab=str(vocab_file))
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(
+            image_size=image_size,
+            patch_size=4,
+            embed_dim=16,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 2, 2],
+            window_size=4,
+            out_indices=[2, 3, 4],
+        ),
+        text_config=BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        num_queries=16,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=32,
+    )
+    torch.manual_seed(seed)
+    model = GroundingDinoForObjectDetection(config).eval()
+    processor = GroundingDinoProcessor(
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": image_size, "longest_edge": image_size * 3 // 2}),
+        tokenizer=tokenizer,
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    vocab_file.unlink()
+    return folder
+
+
+def clip_bpe_tokenizer(num_merges: int = 1000):  # type: ignore[no-untyped-def]
+    """A CLIP tokenizer from the first ``num_merges`` merges of open_clip's BPE table (offline)."""
+    import open_clip
+    from open_clip.tokenizer import bytes_to_unicode
+    from transformers import CLIPTokenizer
+
+    table = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    lines = gzip.open(table).read().decode("utf-8").split("\n")[1 : 1 + num_merges]
+    merges = [tuple(line.split()) for line in lines]
+    symbols = list(bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return CLIPTokenizer(
+        vocab={t: i for i, t in enumerate(tokens)},
+        merges=merges,
+        unk_token="<|endoftext|>",
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        pad_token="!",
+    )
+
+
+def tiny_owlv2(folder: str | Path, seed: int = 0, image_size: int = 64) -> Path:
+    """Save a tiny OWLv2 (1-layer ViT, 16-pixel patches, width 32) and its processor."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+
+    folder = Path(folder)
+    tokenizer = clip_bpe_tokenizer()
+    n = len(tokenizer.get_vocab())
+    config = Owlv2Config(
+        text_config={
+            "vocab_size": n,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 16,
+            "bos_token_id": n - 2,
+            "eos_token_id": n - 1,
+            "pad_token_id": 0,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": 16,
+        },
+        projection_dim=32,
+    )
+    torch.manual_seed(seed)
+    model = Owlv2ForObjectDetection(config).eval()
+    processor = Owlv2Processor(
+        image_processor=Owlv2ImageProcessor(size={"height": image_size, "width": image_size}), tokenizer=tokenizer
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def tiny_sam(path: str | Path, seed: int = 0, arch: SamArch = TINY_SAM) -> Path:
+    """Save the state dict of a tiny SAM (:data:`TINY_SAM`) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    torch.save(build_sam(arch).state_dict(), path)
+    return path

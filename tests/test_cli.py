@@ -1,0 +1,102 @@
+"""The real CLI end to end: fit (then test), predict -> logits files, config errors, weights."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from occam_l2r.cli import main
+from occam_l2r.logits import LogitsFile
+
+CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
+
+
+def _args(root: Path, out: Path) -> list[str]:
+    return [
+        "--config", str(CONF),
+        "--data.init_args.dataset.init_args.root", str(root),
+        "--trainer.logger.init_args.save_dir", str(out),
+        "--trainer.default_root_dir", str(out),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def root(tmp_path, tiny_synthetic_root):
+    dst = tmp_path / "data"
+    shutil.copytree(tiny_synthetic_root, dst)
+    return dst
+
+
+def test_fit_test_predict(root, tmp_path):
+    out = tmp_path / "runs"
+    main(["fit", *_args(root, out)])
+    run = out / "tiny" / "FG_C" / "version_0"
+    assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents*"))
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    for split in ("test_id", "test_shift", "test_random"):
+        for key in ("acc", "macro_acc", "worst_group_acc", "fallback_rate"):
+            assert 0.0 <= metrics[f"{split}/{key}"] <= 1.0
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+
+    main(["predict", *_args(root, out), "--ckpt_path", str(ckpt)])
+    for split, n in [("train", 24), ("val", 8), ("test_id", 8), ("test_shift", 8), ("test_random", 8)]:
+        lf = LogitsFile.load(run / "logits" / f"{split}.npz")
+        assert lf.logits.shape == (n, 4) and np.isfinite(lf.logits).all()
+        assert lf.view == "FG_C" and lf.split == split and lf.class_names == ["zero", "one", "two", "three"]
+        assert len(set(lf.ids)) == n and lf.config["model"]["model_name"] == "convnextv2_atto"
+
+    # the accuracy in the logits file agrees with the test metric
+    lf = LogitsFile.load(run / "logits" / "test_shift.npz")
+    acc = float((lf.logits.argmax(1) == lf.labels).mean())
+    assert acc == pytest.approx(metrics["test_shift/acc"]) or (run / "checkpoints").glob("epoch*")
+
+
+def test_print_config(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(CONF), "--print_config"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "convnextv2_atto" in out and "SyntheticSpurious" in out and "test_after_fit" in out
+
+
+def test_unknown_config_key_is_named(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CONF.read_text().replace("lr: 0.001", "lr: 0.001\n    learning_rat: 0.1"))
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(bad)])
+    assert exc.value.code != 0
+    assert "learning_rat" in capsys.readouterr().err
+
+
+def test_missing_pretrained_weights_fail_fast(root, tmp_path):
+    from occam_l2r.weights import WeightsNotFoundError
+
+    start = time.perf_counter()
+    # jsonargparse re-raises errors from a class's __init__ as ValueError with the message inside
+    with pytest.raises((WeightsNotFoundError, ValueError), match=r"convnextv2_atto\.fcmae_ft_in1k.*model\.checkpoint_path"):
+        main(["fit", *_args(root, tmp_path / "o"), "--model.init_args.model_name", "convnextv2_atto.fcmae_ft_in1k", "--model.init_args.pretrained", "true"])
+    assert time.perf_counter() - start < 10
+
+
+def test_local_checkpoint_path(tmp_path):
+    import timm
+    import torch
+
+    from occam_l2r.models.backbones import create_classifier
+
+    src = timm.create_model("convnextv2_atto", num_classes=1000)
+    path = tmp_path / "w.pth"
+    torch.save(src.state_dict(), path)
+    model = create_classifier("convnextv2_atto", 4, pretrained=True, checkpoint_path=str(path))
+    assert torch.equal(model.stem[0].weight, src.stem[0].weight)
+    assert model.get_classifier().out_features == 4
+    from occam_l2r.weights import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
+        create_classifier("convnextv2_atto", 4, pretrained=True, checkpoint_path=str(tmp_path / "nope.pth"))

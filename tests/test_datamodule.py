@@ -1,0 +1,108 @@
+"""The ViewDataModule: views through the store, loaders per split, and bad input."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from occam_l2r.data.datamodule import ViewDataModule
+from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+from occam_l2r.data.records import ImageReadError, Record, RecordDataset
+from tests.conftest import TINY
+
+
+def _dm(root, **kw) -> ViewDataModule:
+    args = {"view": "FG_C", "image_size": 32, "batch_size": 4, "num_workers": 0} | kw
+    return ViewDataModule(SyntheticSpurious(root=str(root), **TINY), **args)
+
+
+@pytest.fixture
+def root_copy(tmp_path, tiny_synthetic_root):
+    dst = tmp_path / "copy"
+    shutil.copytree(tiny_synthetic_root, dst)
+    return dst
+
+
+def test_loaders_per_split(root_copy):
+    dm = _dm(root_copy)
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].dtype == torch.uint8
+    assert set(batch) == {"image", "label", "group", "index", "fallback"}
+    assert dm.test_split_names == ["test_id", "test_shift", "test_random"]
+    assert len(dm.test_dataloader()) == 3 and len(dm.predict_dataloader()) == 5
+    assert (root_copy / "segmentations" / "gt" / "manifest.json").is_file()
+    assert batch["fallback"].sum() == 0
+
+
+def test_fg_view_is_the_object(root_copy):
+    dm = _dm(root_copy, view="FG_M")
+    dm.prepare_data()
+    dm.setup("test")
+    ds = dm._dataset("test_id", train=False)
+    img, fallback = ds.render(0)
+    assert fallback is None and img.shape[0] == img.shape[1] and img.shape[0] <= 36
+
+
+def test_missing_from_store_error_or_fallback(root_copy):
+    dm = _dm(root_copy)
+    dm.prepare_data()
+    victim = dm.dataset.records("test_shift")[0].image_id
+    from occam_l2r.segment.store import SegmentationStore, StoreWriter
+
+    kept = [SegmentationStore(root_copy / "segmentations" / "gt")[i] for i in SegmentationStore(root_copy / "segmentations" / "gt").ids() if i != victim]
+    shutil.rmtree(root_copy / "segmentations" / "gt")
+    w = StoreWriter(root_copy / "segmentations" / "gt", "gt", {"segmenter": "gt", "dataset": "SyntheticSpurious"})
+    w.write(kept)
+    w.close()
+    with pytest.raises(ValueError, match="1 of 8 images of split 'test_shift' are not in the segmentation store"):
+        _dm(root_copy).setup("test")
+    dm = _dm(root_copy, on_missing="full")
+    dm.setup("test")
+    loader = dm.test_dataloader()[1]
+    fallbacks = torch.cat([b["fallback"] for b in loader])
+    assert fallbacks.sum().item() == 1
+
+
+def test_corrupt_image_names_the_file(root_copy):
+    dm = _dm(root_copy, view="FULL", segmentation=None)
+    dm.setup("test")
+    rec = dm.splits["test_id"][0]
+    path = root_copy / rec.image_id
+    path.write_bytes(path.read_bytes()[:40])  # truncated PNG
+    with pytest.raises(ImageReadError, match=str(path)):
+        dm._dataset("test_id", train=False)[0]
+
+
+def test_view_needs_segmentation(root_copy):
+    with pytest.raises(ValueError, match="needs data.segmentation"):
+        _dm(root_copy, view="BG_S", segmentation=None).setup("fit")
+
+
+class _NoVal(RecordDataset):
+    val_split = None
+    test_splits = ["test"]
+
+    def __init__(self, root: str) -> None:
+        super().__init__()
+        self.root = __import__("pathlib").Path(root)
+        self.class_names = ["a", "b"]
+
+    def load_records(self):
+        recs = [Record(f"{i}.png", i % 2, "train") for i in range(40)]
+        return recs + [Record("t.png", 0, "test")]
+
+
+def test_val_holdout_for_datasets_without_val(tmp_path):
+    dm = ViewDataModule(_NoVal(str(tmp_path)), view="FULL", segmentation=None, val_fraction=0.25, seed=1)
+    dm.setup("fit")
+    train, val = dm.splits["train"], dm.splits["val"]
+    assert len(train) == 30 and len(val) == 10
+    assert {r.image_id for r in train}.isdisjoint(r.image_id for r in val)
+    assert np.bincount([r.label for r in val]).tolist() == [5, 5]
+    with pytest.raises(KeyError, match="split 'nope'"):
+        ViewDataModule(_NoVal(str(tmp_path)), view="FULL", segmentation=None, test_splits=["nope"]).setup("test")

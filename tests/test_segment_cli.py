@@ -1,0 +1,188 @@
+"""``python -m occam_l2r segment`` end to end (in process) on the small embedded benchmark."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _segment_tiny import SYNTH, check_store, dataset_section, detect_config, sam_section, shared, write_config
+
+from occam_l2r.cli import main
+from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+from occam_l2r.logits import LogitsFile
+from occam_l2r.segment.store import SegmentationStore
+from occam_l2r.segment.weights import MissingWeightsError
+from occam_l2r.views import apply_view
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return shared(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def dataset(paths: dict[str, Path]) -> SyntheticSpurious:
+    return SyntheticSpurious(root=str(paths["synthetic"]), **SYNTH)
+
+
+def _ids(dataset: SyntheticSpurious, splits: list[str]) -> list[str]:
+    return [r.image_id for s in splits for r in dataset.records(s)]
+
+
+def _summary(store: Path) -> dict:
+    return json.loads((store / "summary.json").read_text())
+
+
+def test_gdino_sam_meta_prompt_end_to_end_and_resume(
+    paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path
+) -> None:
+    store = tmp_path / "gdino_sam"
+    prompts = {"class_path": "occam_l2r.segment.prompts.MetaPrompt", "init_args": {"prompts": ["animal", "bird", "insect", "reptile"]}}
+    cfg = write_config(tmp_path / "gdino.yaml", detect_config(paths, store, prompts=prompts, splits=["train", "test_shift"]))
+    main(["segment", "--config", str(cfg)])
+    ids = _ids(dataset, ["train", "test_shift"])
+    reader = check_store(store, dataset, ids)
+    assert reader.segmenter == "gdino+sam"
+    assert reader.manifest["config"]["detector"]["box_threshold"] == 0.3
+    summary = _summary(store)
+    assert summary["images"] == summary["stored"] == summary["computed"] == len(ids)
+    assert summary["failures"] == 0 and summary["skipped"] == 0
+    assert sum(summary["detections_per_image"].values()) == len(ids)
+    assert summary["empty"] == summary["detections_per_image"].get("0", 0)
+    n_det = 0
+    for image_id in ids:
+        seg = reader[image_id]
+        assert seg.prompts == ["animal+bird+insect+reptile"]
+        assert len(seg) <= 1, "top1 keeps the best box of the single (averaged) query"
+        assert set(seg.labels) <= {"animal", "bird", "insect", "reptile"}
+        assert len(seg.masks_rle) == len(seg), "one SAM mask per kept box"
+        n_det += len(seg)
+    assert n_det > 0
+    # a rerun resumes: nothing is recomputed, the store is unchanged
+    before = reader.table
+    main(["segment", "--config", str(cfg)])
+    again = _summary(store)
+    assert again["computed"] == 0 and again["skipped"] == len(ids) and again["stored"] == len(ids)
+    assert SegmentationStore(store).table.equals(before)
+    # extending the run to more splits computes only the new images
+    main(["segment", "--config", str(cfg), "--splits", "[train, test_shift, val]"])
+    more = _summary(store)
+    assert more["computed"] == len(dataset.records("val")) and more["skipped"] == len(ids)
+    check_store(store, dataset, ids + _ids(dataset, ["val"]))
+
+
+def test_owlv2_sam_gt_label_prompts(paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path) -> None:
+    store = tmp_path / "owl"
+    prompts = {"class_path": "occam_l2r.segment.prompts.ClassNamePrompt", "init_args": {"template": "a photo of a {}"}}
+    cfg = detect_config(paths, store, detector="owlv2", prompts=prompts, keep="all", splits=["val"])
+    cfg["segmenter"]["init_args"]["max_detections"] = 3
+    main(["segment", "--config", str(write_config(tmp_path / "owl.yaml", cfg))])
+    ids = _ids(dataset, ["val"])
+    reader = check_store(store, dataset, ids)
+    assert reader.segmenter == "owlv2+sam"
+    for rec in dataset.records("val"):
+        seg = reader[rec.image_id]
+        name = dataset.class_names[rec.label]
+        assert seg.prompts == [f"a photo of a {name}"]
+        assert 1 <= len(seg) <= 3, "threshold 0.1 on a random OWLv2 keeps boxes; max_detections caps them"
+        assert set(seg.label_ids.tolist()) == {rec.label}, "the oracle query stands for the image's class"
+        assert seg.labels == [f"a photo of a {name}"] * len(seg)
+
+
+def test_topk_prompts_from_logits_file_boxes_only(paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path) -> None:
+    recs = dataset.records("test_random")
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(len(recs), dataset.num_classes)).astype(np.float32)
+    lf = LogitsFile(ids=[r.image_id for r in recs], labels=[r.label for r in recs], logits=logits, view="FULL", split="test_random")
+    path = lf.save(tmp_path / "full_test_random.npz")
+    prompts = {"class_path": "occam_l2r.segment.prompts.TopKPrompt", "init_args": {"logits": str(path), "k": 2}}
+    store = tmp_path / "topk"
+    cfg = detect_config(paths, store, detector="owlv2", prompts=prompts, with_sam=False, splits=["test_random"])
+    main(["segment", "--config", str(write_config(tmp_path / "topk.yaml", cfg))])
+    reader = check_store(store, dataset, [r.image_id for r in recs])
+    assert reader.segmenter == "owlv2"
+    for rec, row in zip(recs, logits, strict=True):
+        seg = reader[rec.image_id]
+        top = np.argsort(-row)[:2].tolist()
+        assert seg.prompts == [dataset.class_names[c] for c in top]
+        assert sorted(seg.label_ids.tolist()) == sorted(top), "one detection per candidate class"
+        assert not seg.has_masks
+        assert apply_view("FG_C", dataset.read_image(rec), seg).fallback is None
+
+
+def test_sam_automatic_masks_and_gt(paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path) -> None:
+    auto = {
+        "class_path": "occam_l2r.segment.segmenters.AutomaticMasks",
+        "init_args": {
+            "sam": {**sam_section(paths["sam"]), "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "max_masks": 4}
+        },
+    }
+    base = {"dataset": dataset_section(paths["synthetic"]), "splits": ["test_id"], "num_workers": 0, "progress_bar": False, "trainer": {"accelerator": "cpu", "devices": 1}}
+    store = tmp_path / "auto"
+    main(["segment", "--config", str(write_config(tmp_path / "auto.yaml", {**base, "segmenter": auto, "store": str(store)}))])
+    ids = _ids(dataset, ["test_id"])
+    reader = check_store(store, dataset, ids)
+    assert reader.segmenter == "sam_auto"
+    for image_id in ids:
+        seg = reader[image_id]
+        assert 1 <= len(seg) <= 4 and seg.has_masks and set(seg.label_ids.tolist()) == {-1}
+        for i in range(len(seg)):
+            ys, xs = np.nonzero(seg.mask(i))
+            assert seg.boxes[i].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], "tight mask box"
+    # the gt source through the same command; the default store is named after the config file
+    gt_cfg = write_config(tmp_path / "synthetic_gt.yaml", {**base, "segmenter": {"class_path": "occam_l2r.segment.segmenters.GroundTruth"}})
+    main(["segment", "--config", str(gt_cfg)])
+    gt_store = paths["synthetic"] / "segmentations" / "synthetic_gt"
+    gt = check_store(gt_store, dataset, ids)
+    for rec in dataset.records("test_id"):
+        seg = gt[rec.image_id]
+        assert len(seg) == 1 and seg.label_ids.tolist() == [rec.label]
+        assert np.array_equal(seg.mask(0), dataset.gt_masks(rec)[0])
+
+
+def test_unreadable_image_is_listed_not_dropped(paths: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(paths["synthetic"], root, ignore=shutil.ignore_patterns("segmentations"))
+    ds = SyntheticSpurious(root=str(root), **SYNTH)
+    bad = ds.records("val")[1]
+    (root / bad.image_id).write_bytes(b"not a png")
+    cfg = detect_config(paths, tmp_path / "store", splits=["val"])
+    cfg["dataset"]["init_args"]["root"] = str(root)
+    main(["segment", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
+    summary = _summary(tmp_path / "store")
+    assert summary["failures"] == 1 and summary["failed_ids"] == [bad.image_id]
+    assert summary["stored"] == len(ds.records("val")) - 1
+    failures = SegmentationStore(tmp_path / "store").failures()
+    assert [f["image_id"] for f in failures] == [bad.image_id] and "corrupt" in failures[0]["error"]
+
+
+def test_missing_weights_fail_fast_through_cli(paths: dict[str, Path], tmp_path: Path) -> None:
+    cfg = detect_config(paths, tmp_path / "store")
+    cfg["segmenter"]["init_args"]["detector"]["init_args"]["model"] = "IDEA-Research/grounding-dino-tiny"
+    t0 = time.perf_counter()
+    with pytest.raises(MissingWeightsError, match="IDEA-Research/grounding-dino-tiny"):
+        main(["segment", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
+    cfg = detect_config(paths, tmp_path / "store")
+    cfg["segmenter"]["init_args"]["sam"]["checkpoint"] = str(tmp_path / "sam_vit_b_01ec64.pth")
+    cfg["segmenter"]["init_args"]["sam"]["model_type"] = "vit_b"
+    with pytest.raises(MissingWeightsError, match="sam_vit_b_01ec64.pth"):
+        main(["segment", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
+    assert time.perf_counter() - t0 < 10
+
+
+def test_config_mismatch_and_print_config(paths: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "store"
+    cfg = detect_config(paths, store, splits=["val"], limit=2)
+    main(["segment", "--config", str(write_config(tmp_path / "a.yaml", cfg))])
+    cfg["segmenter"]["init_args"]["detector"]["init_args"]["box_threshold"] = 0.5
+    with pytest.raises(ValueError, match="config hash"):
+        main(["segment", "--config", str(write_config(tmp_path / "b.yaml", cfg))])
+    with pytest.raises(SystemExit):
+        main(["segment", "--config", str(tmp_path / "b.yaml"), "--print_config"])
+    printed = capsys.readouterr().out
+    assert "box_threshold: 0.5" in printed and "class_path: occam_l2r.segment.segmenters.DetectAndSegment" in printed

@@ -1,0 +1,144 @@
+"""Views on small hand-made arrays: exact expected pixels, and the FULL fallback rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from occam_l2r.segment.store import Segmentation
+from occam_l2r.views import apply_view, crop_resize_gray, pad_to_square
+
+
+def _image(h: int = 4, w: int = 6) -> np.ndarray:
+    """Pixel (y, x) has value 10*y + x + 1 in every channel."""
+    v = (10 * np.arange(h)[:, None] + np.arange(w)[None, :] + 1).astype(np.uint8)
+    return np.repeat(v[..., None], 3, axis=2)
+
+
+def _seg(mask: np.ndarray, score: float = 0.9, box=None) -> Segmentation:
+    return Segmentation.from_masks("img.png", [mask], scores=[score], boxes=None if box is None else np.array([box]))
+
+
+@pytest.fixture
+def mask() -> np.ndarray:
+    m = np.zeros((4, 6), bool)
+    m[1, 2] = m[1, 3] = m[2, 3] = True  # box x 2..4, y 1..3 (2 wide, 2 tall)
+    return m
+
+
+def test_full_is_identity(mask):
+    img = _image()
+    assert np.array_equal(apply_view("FULL", img, _seg(mask)).image, img)
+
+
+def test_fg_c_crops_box_exactly(mask):
+    out = apply_view("FG_C", _image(), _seg(mask)).image
+    assert out[..., 0].tolist() == [[13, 14], [23, 24]]
+
+
+def test_fg_c_pads_to_square_without_distortion():
+    img = _image()
+    m = np.zeros((4, 6), bool)
+    m[1, 1:4] = True  # box 3 wide, 1 tall -> pad 1 row above, 1 below
+    out = apply_view("FG_C", img, _seg(m), fill=7).image
+    assert out.shape == (3, 3, 3)
+    assert out[..., 0].tolist() == [[7, 7, 7], [12, 13, 14], [7, 7, 7]]
+
+
+def test_pad_to_square_puts_odd_pixel_right():
+    out = pad_to_square(np.ones((1, 4), np.uint8)[..., None], fill=0)[..., 0]
+    assert out.tolist() == [[0, 0, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
+
+
+def test_fg_m_masks_background_then_crops(mask):
+    out = apply_view("FG_M", _image(), _seg(mask), fill=0).image
+    assert out[..., 0].tolist() == [[13, 14], [0, 24]]
+
+
+def test_bg_s_masks_foreground_keeps_shape(mask):
+    out = apply_view("BG_S", _image(), _seg(mask), fill=0).image[..., 0]
+    expected = _image()[..., 0].copy()
+    expected[mask] = 0
+    assert out.tolist() == expected.tolist()
+    assert out[2, 2] == 23  # inside the box but outside the mask: kept
+
+
+def test_bg_b_masks_the_box(mask):
+    out = apply_view("BG_B", _image(), _seg(mask), fill=255).image[..., 0]
+    assert out[1:3, 2:4].tolist() == [[255, 255], [255, 255]]
+    assert out[0].tolist() == [1, 2, 3, 4, 5, 6]
+    assert out[2, 1] == 22 and out[2, 4] == 25
+
+
+def test_crop_resize_gray_exact():
+    img = _image()
+    m = np.zeros((4, 6), bool)
+    m[1, 2] = m[2, 3] = True  # tight box 2x2, the two other pixels become gray
+    out = crop_resize_gray(img, m, gray=128, out_size=(2, 2))
+    assert out[..., 0].tolist() == [[13, 128], [128, 24]]
+    assert apply_view("crop_resize_gray", img, _seg(m)).image.shape == img.shape
+
+
+def test_alpha_channel(mask):
+    out = apply_view("alpha", _image(), _seg(mask)).image
+    assert out.shape == (4, 6, 4)
+    assert np.array_equal(out[..., 3] > 0, mask)
+    assert np.array_equal(out[..., :3], _image())
+
+
+def test_float_box_rounds_outward():
+    img = _image()
+    seg = Segmentation("img.png", 6, 4, boxes=[[1.5, 0.2, 3.1, 1.9]], scores=[1.0])
+    assert apply_view("FG_C", img, seg).image[..., 0].tolist() == [[2, 3, 4], [12, 13, 14], [0, 0, 0]]
+
+
+@pytest.mark.parametrize("view", ["FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray"])
+def test_fallback_no_segmentation_or_detection(view):
+    img = _image()
+    res = apply_view(view, img, None)
+    assert res.fallback == "no_segmentation" and np.array_equal(res.image, img)
+    res = apply_view(view, img, Segmentation("img.png", 6, 4))
+    assert res.fallback == "no_detection" and np.array_equal(res.image, img)
+
+
+def test_fallback_score_under_threshold(mask):
+    res = apply_view("FG_C", _image(), _seg(mask, score=0.2), score_threshold=0.3)
+    assert res.fallback == "low_score" and np.array_equal(res.image, _image())
+    assert apply_view("FG_C", _image(), _seg(mask, score=0.3), score_threshold=0.3).fallback is None
+
+
+def test_fallback_empty_mask():
+    empty = np.zeros((4, 6), bool)
+    seg = _seg(empty, box=[1, 1, 3, 3])  # a detector box whose SAM mask came out empty
+    for view in ("FG_M", "BG_S", "crop_resize_gray"):
+        res = apply_view(view, _image(), seg)
+        assert res.fallback == "empty_mask" and np.array_equal(res.image, _image())
+    assert apply_view("FG_C", _image(), seg).fallback is None  # the box alone suffices
+
+
+def test_mask_covering_whole_image():
+    full = np.ones((4, 6), bool)
+    seg = _seg(full)
+    assert apply_view("FG_C", _image(), seg, fill=0).image.shape == (6, 6, 3)
+    bg = apply_view("BG_S", _image(), seg, fill=0)
+    assert bg.fallback is None and not bg.image.any()  # nothing of the background remains
+
+
+def test_top1_vs_union():
+    a = np.zeros((4, 6), bool)
+    a[0, 0] = True
+    b = np.zeros((4, 6), bool)
+    b[3, 5] = True
+    seg = Segmentation.from_masks("img.png", [a, b], scores=[0.5, 0.9])
+    assert apply_view("FG_C", _image(), seg, foreground="top1").image[..., 0].tolist() == [[36]]
+    assert apply_view("FG_C", _image(), seg, foreground="union").image.shape == (6, 6, 3)
+
+
+def test_errors_are_clear(mask):
+    with pytest.raises(ValueError, match="unknown view"):
+        apply_view("FG_X", _image(), _seg(mask))  # type: ignore[arg-type]
+    boxes_only = Segmentation("img.png", 6, 4, boxes=[[0, 0, 2, 2]], scores=[1.0])
+    with pytest.raises(ValueError, match="boxes only"):
+        apply_view("BG_S", _image(), boxes_only)
+    with pytest.raises(ValueError, match="belongs to other images"):
+        apply_view("FG_C", _image(5, 6), _seg(mask))
