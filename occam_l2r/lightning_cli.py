@@ -50,10 +50,10 @@ class OccamCLI(LightningCLI):
         self._write_metrics()
 
     def _write_metrics(self) -> None:
+        path = self._metrics_path()  # trainer.log_dir is a collective: every rank calls it
         if self.trainer.global_rank != 0:
             return
         metrics = {k: v for k, v in self.trainer.callback_metrics.items() if k.startswith("test")}
-        path = self._metrics_path()
         save_metrics(metrics, path)
         print(format_summary(metrics))
         print(f"test metrics written to {path}")
@@ -68,7 +68,7 @@ def format_summary(metrics: dict) -> str:
         cells = []
         for c in cols:
             v = metrics.get(f"{split}/{c}")
-            cells.append("-" if v is None else f"{100 * float(v):.1f}")
+            cells.append("-" if v is None else f"{100 * float(v):.2f}")
         lines.append(f"| {split} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

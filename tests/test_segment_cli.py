@@ -79,6 +79,7 @@ def test_owlv2_sam_gt_label_prompts(paths: dict[str, Path], dataset: SyntheticSp
     prompts = {"class_path": "occam_l2r.segment.prompts.ClassNamePrompt", "init_args": {"template": "a photo of a {}"}}
     cfg = detect_config(paths, store, detector="owlv2", prompts=prompts, keep="all", splits=["val"])
     cfg["segmenter"]["init_args"]["max_detections"] = 3
+    cfg["segmenter"]["init_args"]["detector"]["init_args"]["threshold"] = 0.0
     main(["segment", "--config", str(write_config(tmp_path / "owl.yaml", cfg))])
     ids = _ids(dataset, ["val"])
     reader = check_store(store, dataset, ids)
@@ -87,7 +88,7 @@ def test_owlv2_sam_gt_label_prompts(paths: dict[str, Path], dataset: SyntheticSp
         seg = reader[rec.image_id]
         name = dataset.class_names[rec.label]
         assert seg.prompts == [f"a photo of a {name}"]
-        assert 1 <= len(seg) <= 3, "threshold 0.1 on a random OWLv2 keeps boxes; max_detections caps them"
+        assert 1 <= len(seg) <= 3, "threshold 0 keeps boxes; max_detections caps them"
         assert set(seg.label_ids.tolist()) == {rec.label}, "the oracle query stands for the image's class"
         assert seg.labels == [f"a photo of a {name}"] * len(seg)
 
@@ -141,6 +142,21 @@ def test_sam_automatic_masks_and_gt(paths: dict[str, Path], dataset: SyntheticSp
         seg = gt[rec.image_id]
         assert len(seg) == 1 and seg.label_ids.tolist() == [rec.label]
         assert np.array_equal(seg.mask(0), dataset.gt_masks(rec)[0])
+
+
+def test_empty_detections_are_stored_empty(paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path) -> None:
+    store = tmp_path / "empty"
+    cfg = detect_config(paths, store, splits=["val"], limit=3)
+    cfg["segmenter"]["init_args"]["detector"]["init_args"]["box_threshold"] = 1.0
+    main(["segment", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
+    recs = dataset.records("val")[:3]
+    reader = check_store(store, dataset, [r.image_id for r in recs])
+    summary = _summary(store)
+    assert summary["empty"] == 3 and summary["detections_per_image"] == {"0": 3}
+    for rec in recs:
+        seg = reader[rec.image_id]
+        assert len(seg) == 0 and seg.masks_rle == [] and seg.prompts == ["dog"]
+        assert apply_view("BG_S", dataset.read_image(rec), seg).fallback == "no_detection"
 
 
 def test_unreadable_image_is_listed_not_dropped(paths: dict[str, Path], tmp_path: Path) -> None:

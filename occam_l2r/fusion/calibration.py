@@ -86,19 +86,18 @@ def binned_ece(conf: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> np.nd
     Returns:
         ECE as a float array of shape ``()`` or ``(G,)``.
     """
-    conf = np.asarray(conf, dtype=np.float64)
+    conf = np.asarray(conf)
     squeeze = conf.ndim == 1
     conf = conf.reshape(len(conf), -1)
-    correct = np.asarray(correct, dtype=np.float64).reshape(conf.shape)
+    correct = np.asarray(correct).reshape(conf.shape)
     n, g = conf.shape
-    bounds = np.linspace(0.0, 1.0, n_bins + 1)
-    # torch.bucketize(right=True) - 1; a confidence of exactly 1.0 lands in an extra bin
-    idx = np.searchsorted(bounds, conf, side="right") - 1
+    # torch.bucketize(conf, linspace(0, 1, n_bins + 1), right=True) - 1: bin floor(conf * n_bins);
+    # a confidence of exactly 1.0 lands in an extra bin n_bins
+    idx = np.minimum((conf * n_bins).astype(np.int64), n_bins)
     flat = (idx + np.arange(g) * (n_bins + 1)).ravel()
     size = g * (n_bins + 1)
-    diff = np.bincount(flat, weights=correct.ravel(), minlength=size) - np.bincount(
-        flat, weights=conf.ravel(), minlength=size
-    )
+    weights = correct.ravel().astype(np.float64) - conf.ravel()
+    diff = np.bincount(flat, weights=weights, minlength=size)
     ece = np.abs(diff.reshape(g, n_bins + 1)).sum(axis=1) / max(n, 1)
     return ece[0] if squeeze else ece
 
@@ -116,7 +115,7 @@ def fit_classwise_temperature(
     labels: np.ndarray,
     init: float | None = None,
     grid: np.ndarray | None = None,
-    passes: int = 2,
+    passes: int = 1,
     n_bins: int = 15,
 ) -> np.ndarray:
     """Class-wise temperatures ``T_1..T_C`` by greedy grid search (eq. 3, Frenkel & Goldberger).
@@ -138,20 +137,20 @@ def fit_classwise_temperature(
     Returns:
         Temperatures ``(C,)``; validation accuracy with them is at least that with ``init``.
     """
-    z = np.asarray(logits, dtype=np.float64)
+    z = np.asarray(logits, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
     n, c = z.shape
     t0 = fit_temperature(z, y) if init is None else float(init)
     grid = t0 * np.geomspace(0.25, 4.0, 25) if grid is None else np.asarray(grid, np.float64)
+    grid = grid.astype(np.float32)
     if (grid <= 0).any():
         raise ValueError(f"temperatures must be > 0; the grid holds {grid[grid <= 0][:5]}")
     temps = np.full(c, t0)
-    s = z / temps
+    s = z / np.float32(t0)
     lse = np.logaddexp.reduce(s, axis=1)
     i1, v1, i2, v2 = _top2(s)
-    pred = i1.copy()
-    n_correct = int((pred == y).sum())
-    cur_ece = float(binned_ece(np.exp(v1 - lse), pred == y, n_bins))
+    n_correct = int((i1 == y).sum())
+    cur_ece = float(binned_ece(np.exp(v1 - lse), i1 == y, n_bins))
     for _ in range(passes):
         for k in range(c):
             sk = s[:, k]
@@ -165,10 +164,14 @@ def fit_classwise_temperature(
                 other = np.delete(s[dom], k, axis=1)
                 lse_ex[dom] = np.logaddexp.reduce(other, axis=1) if c > 1 else -np.inf
             new = z[:, k : k + 1] / grid[None, :]  # (N, G)
-            wins = (new > m_ex[:, None]) | ((new == m_ex[:, None]) & (k < idx_ex[:, None]))
+            d = new - m_ex[:, None]
+            wins = (d > 0) | ((d == 0) & (k < idx_ex[:, None]))
             cand_pred = np.where(wins, k, idx_ex[:, None])
-            top = np.maximum(new, m_ex[:, None])
-            conf = np.exp(top - np.logaddexp(lse_ex[:, None], new))
+            # conf = exp(max(new, m_ex) - logsumexp); with a = sum_{j != k} exp(s_j - m_ex) >= 1
+            # and e = exp(-|d|): conf = 1 / (a e + 1) if d > 0 (class k on top) else 1 / (a + e)
+            a = np.exp(lse_ex - m_ex)[:, None]
+            e = np.exp(-np.abs(d))
+            conf = np.where(d > 0, 1.0 / (a * e + 1.0), 1.0 / (a + e))
             correct = cand_pred == y[:, None]
             cand_correct = correct.sum(axis=0)
             cand_ece = binned_ece(conf, correct, n_bins)
@@ -178,14 +181,12 @@ def fit_classwise_temperature(
             g = int(np.flatnonzero(ok)[np.argmin(cand_ece[ok])])
             if cand_ece[g] >= cur_ece - 1e-12:
                 continue
-            temps[k] = grid[g]
+            temps[k] = float(grid[g])
             s[:, k] = new[:, g]
             lse = np.logaddexp(lse_ex, s[:, k])
             touched = np.flatnonzero((i1 == k) | (i2 == k) | (s[:, k] >= v2))
             if len(touched):
                 a, b, cc, d = _top2(s[touched])
                 i1[touched], v1[touched], i2[touched], v2[touched] = a, b, cc, d
-            pred = cand_pred[:, g]
             n_correct, cur_ece = int(cand_correct[g]), float(cand_ece[g])
-    assert (pred == i1).all() or n == 0, "internal error: incremental top-2 out of sync"
     return temps

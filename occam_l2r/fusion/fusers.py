@@ -36,11 +36,11 @@ METHOD_LABELS: dict[str, str] = {
 class HeadConfig:
     """Training settings of the learnt heads (concat_fc, weighted_logits) in the ablation."""
 
-    epochs: int = 10
+    steps: int = 300
     lr: float = 1e-2
     batch_size: int = 1024
     weight_decay: float = 0.0
-    hidden_dim: int = 128
+    hidden_dim: int = 64
 
 
 @dataclass
@@ -194,7 +194,7 @@ class LearntHead(Fuser):
         c = self.config
         self.head = heads.build_head(self.name, train.num_classes, c.hidden_dim)
         heads.train_head(
-            self.head, train.z1, train.z2, train.labels, c.epochs, c.lr, c.batch_size,
+            self.head, train.z1, train.z2, train.labels, c.steps, c.lr, c.batch_size,
             c.weight_decay, self.seed,
         )  # fmt: skip
         if isinstance(self.head, heads.WeightedLogits):

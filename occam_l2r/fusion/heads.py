@@ -93,7 +93,7 @@ class ConcatFC(nn.Module):
         dropout: dropout before the last layer.
     """
 
-    def __init__(self, num_classes: int, hidden_dim: int = 128, dropout: float = 0.0) -> None:
+    def __init__(self, num_classes: int, hidden_dim: int = 64, dropout: float = 0.0) -> None:
         super().__init__()
         if hidden_dim > 0:
             self.net = nn.Sequential(
@@ -115,7 +115,7 @@ class ConcatFC(nn.Module):
 HEADS = {"temperature": TemperatureFusion, "weighted_logits": WeightedLogits, "concat_fc": ConcatFC}
 
 
-def build_head(name: str, num_classes: int, hidden_dim: int = 128) -> nn.Module:
+def build_head(name: str, num_classes: int, hidden_dim: int = 64) -> nn.Module:
     """Create a head by its paper name (``temperature``, ``weighted_logits``, ``concat_fc``)."""
     if name == "temperature":
         return TemperatureFusion(2)
@@ -131,7 +131,7 @@ def train_head(
     z1: np.ndarray,
     z2: np.ndarray,
     labels: np.ndarray,
-    epochs: int = 10,
+    steps: int = 300,
     lr: float = 1e-2,
     batch_size: int = 1024,
     weight_decay: float = 0.0,
@@ -139,18 +139,23 @@ def train_head(
 ) -> nn.Module:
     """Fit ``head`` with Adam and its own loss on in-memory logits; returns it in eval mode.
 
-    Samples with label ``-1`` (unknown) are left out.
+    Trains for a fixed number of optimiser ``steps`` on shuffled mini-batches (reshuffled every
+    epoch), so the cost does not grow with the dataset size. Samples with label ``-1`` are left
+    out.
     """
     keep = np.asarray(labels) >= 0
     if not keep.any():
         raise ValueError("no labelled samples to train the fusion head on (all labels are -1)")
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
     x1 = torch.as_tensor(np.asarray(z1)[keep], dtype=torch.float32)
     x2 = torch.as_tensor(np.asarray(z2)[keep], dtype=torch.float32)
     y = torch.as_tensor(np.asarray(labels)[keep], dtype=torch.int64)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
     head.train()
-    for _ in range(epochs):
+    done = 0
+    while done < steps:
         perm = torch.randperm(len(y), generator=gen)
         for start in range(0, len(y), batch_size):
             idx = perm[start : start + batch_size]
@@ -158,6 +163,9 @@ def train_head(
             loss = head.loss(x1[idx], x2[idx], y[idx])
             loss.backward()
             opt.step()
+            done += 1
+            if done >= steps:
+                break
     return head.eval()
 
 

@@ -5,8 +5,9 @@ small transformers / segment-anything configurations and saved with ``save_pretr
 SAM state dict), so the real loading code reads them from a local folder. Tokenizers are built
 offline: a BERT WordPiece vocabulary whose special tokens sit at BERT's ids ([PAD]=0, [CLS]=101,
 [SEP]=102, "."=1012, which GroundingDINO relies on) and a CLIP BPE tokenizer made from the first
-merges of the BPE table shipped inside open_clip. Their outputs are random; the code paths are
-real.
+merges of the BPE table shipped inside open_clip. Their outputs are random (the tiny OWLv2's box
+offsets are scaled down so its boxes stay near the patch priors instead of saturating outside the
+image); the code paths are real.
 """
 
 from __future__ import annotations
@@ -166,6 +167,9 @@ def tiny_owlv2(folder: str | Path, seed: int = 0, image_size: int = 64) -> Path:
     )
     torch.manual_seed(seed)
     model = Owlv2ForObjectDetection(config).eval()
+    with torch.no_grad():  # random box offsets saturate the sigmoid; keep them near each patch's prior box
+        model.box_head.dense2.weight.mul_(0.01)
+        model.box_head.dense2.bias.zero_()
     processor = Owlv2Processor(
         image_processor=Owlv2ImageProcessor(size={"height": image_size, "width": image_size}), tokenizer=tokenizer
     )

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics import MeanMetric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from occam_l2r.logits import LogitsFile
@@ -87,6 +87,7 @@ class ClassifierTask(L.LightningModule):
                 "macro_acc": PresentClassAccuracy(k),
                 "group_acc": GroupAccuracy(num_groups),
                 "fallback_rate": MeanMetric(),
+                "num_samples": SumMetric(),
             },
             compute_groups=False,
         )
@@ -115,6 +116,7 @@ class ClassifierTask(L.LightningModule):
         m["macro_acc"].update(logits, batch["label"])
         m["group_acc"].update(logits, batch["label"], batch["group"])
         m["fallback_rate"].update(batch["fallback"])
+        m["num_samples"].update(torch.tensor(float(len(logits)), device=logits.device))
         if stage == "val":
             loss = F.cross_entropy(logits, batch["label"])
             self.log("val/loss", loss, sync_dist=True, batch_size=len(logits), add_dataloader_idx=False)
@@ -131,6 +133,7 @@ class ClassifierTask(L.LightningModule):
             f"{split}/acc": m["acc"].compute(),
             f"{split}/macro_acc": m["macro_acc"].compute(),
             f"{split}/fallback_rate": m["fallback_rate"].compute(),
+            f"{split}/num_samples": m["num_samples"].compute(),
         }
         group_acc = m["group_acc"].compute()
         values[f"{split}/worst_group_acc"] = worst_group(group_acc)
