@@ -13,7 +13,8 @@ from _segment_tiny import SYNTH, check_store, dataset_section, detect_config, sa
 from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.logits import LogitsFile
-from occam_l2r.segment.store import SegmentationStore
+from occam_l2r.segment.gt import GroundTruthSegmenter
+from occam_l2r.segment.store import SegmentationStore, config_hash
 from occam_l2r.segment.weights import MissingWeightsError
 from occam_l2r.views import apply_view
 
@@ -133,11 +134,12 @@ def test_sam_automatic_masks_and_gt(paths: dict[str, Path], dataset: SyntheticSp
         for i in range(len(seg)):
             ys, xs = np.nonzero(seg.mask(i))
             assert seg.boxes[i].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], "tight mask box"
-    # the gt source through the same command; the default store is named after the config file
+    # the gt source through the same command, into <root>/segmentations/gt as build_gt_store does
     gt_cfg = write_config(tmp_path / "synthetic_gt.yaml", {**base, "segmenter": {"class_path": "occam_l2r.segment.segmenters.GroundTruth"}})
     main(["segment", "--config", str(gt_cfg)])
-    gt_store = paths["synthetic"] / "segmentations" / "synthetic_gt"
+    gt_store = paths["synthetic"] / "segmentations" / "gt"
     gt = check_store(gt_store, dataset, ids)
+    assert gt.config_hash == config_hash(GroundTruthSegmenter().config(dataset)), "same store as build_gt_store"
     for rec in dataset.records("test_id"):
         seg = gt[rec.image_id]
         assert len(seg) == 1 and seg.label_ids.tolist() == [rec.label]

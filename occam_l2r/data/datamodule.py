@@ -29,8 +29,10 @@ class ViewDataModule(L.LightningDataModule):
     Args:
         dataset: the dataset (``class_path`` + ``init_args`` in configs).
         view: FULL, FG_C, FG_M, BG_S, BG_B, crop_resize_gray or alpha.
-        segmentation: ``None`` (FULL only), ``"gt"`` (ground-truth masks, converted into
-            ``<root>/segmentations/gt`` on first use) or the path of a segmentation store.
+        segmentation: ``None`` (FULL only), ``"gt"`` (ground-truth masks, converted on first use
+            into ``gt_store_dir``) or the path of a segmentation store.
+        gt_store_dir: where the ``gt`` store is written; default ``<dataset root>/segmentations/gt``
+            (set it when the dataset root is read-only or shared).
         score_threshold: detections scoring below it fall back to FULL.
         foreground: ``top1`` detection or ``union`` of all kept detections.
         fill: constant (0-255) used to pad and mask.
@@ -50,6 +52,7 @@ class ViewDataModule(L.LightningDataModule):
         dataset: RecordDataset,
         view: View = "FULL",
         segmentation: str | None = "gt",
+        gt_store_dir: str | None = None,
         score_threshold: float = 0.0,
         foreground: Foreground = "top1",
         fill: int = 0,
@@ -95,6 +98,8 @@ class ViewDataModule(L.LightningDataModule):
 
     @property
     def predict_split_names(self) -> list[str]:
+        if self.dataset.train_split is None:
+            return list(self.test_split_names)
         return ["train", "val", *self.test_split_names]
 
     @property
@@ -102,6 +107,8 @@ class ViewDataModule(L.LightningDataModule):
         if self.segmentation is None:
             return None
         if self.segmentation == "gt":
+            if self.hparams.gt_store_dir:
+                return Path(self.hparams.gt_store_dir)
             return Path(self.dataset.root) / "segmentations" / "gt"
         return Path(self.segmentation)
 
@@ -112,6 +119,8 @@ class ViewDataModule(L.LightningDataModule):
             build_gt_store(self.dataset, self.store_path)
 
     def _split_train_val(self) -> tuple[list[Record], list[Record]]:
+        if self.dataset.train_split is None:
+            return [], []
         train = self.dataset.records(self.dataset.train_split)
         if self.dataset.val_split is not None:
             return list(train), list(self.dataset.records(self.dataset.val_split))
@@ -185,6 +194,11 @@ class ViewDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if not self.splits["train"]:
+            raise ValueError(
+                f"{type(self.dataset).__name__} has no training split; it is an evaluation-only dataset "
+                "(use `test` or `predict` with a checkpoint trained elsewhere)"
+            )
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:

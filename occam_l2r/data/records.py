@@ -72,7 +72,7 @@ class RecordDataset(abc.ABC):
     root: Path
     class_names: list[str]
     group_names: list[str] = []
-    train_split: str = "train"
+    train_split: str | None = "train"
     val_split: str | None = "val"
     test_splits: list[str] = ["test"]
 
@@ -94,23 +94,25 @@ class RecordDataset(abc.ABC):
     def name(self) -> str:
         return type(self).__name__.lower()
 
-    def records(self, split: str) -> list[Record]:
-        """All records of ``split``; raises a clear error for an unknown split."""
+    def _by_split(self) -> dict[str, list[Record]]:
         if self._records is None:
             by_split: dict[str, list[Record]] = {}
             for rec in self.load_records():
                 by_split.setdefault(rec.split, []).append(rec)
             self._records = by_split
-        if split not in self._records:
-            known = sorted(self._records)
-            raise KeyError(f"split {split!r} not in {type(self).__name__} at {self.root}; known: {known}")
-        return self._records[split]
+        return self._records
+
+    def records(self, split: str) -> list[Record]:
+        """All records of ``split``; raises a clear error for an unknown split."""
+        by_split = self._by_split()
+        if split not in by_split:
+            raise KeyError(f"split {split!r} not in {type(self).__name__} at {self.root}; known: {sorted(by_split)}")
+        return by_split[split]
 
     def all_records(self) -> list[Record]:
         """Every record of every split, in a stable order."""
-        self.records(self.train_split)
-        assert self._records is not None
-        return [r for split in sorted(self._records) for r in self._records[split]]
+        by_split = self._by_split()
+        return [r for split in sorted(by_split) for r in by_split[split]]
 
     def image_path(self, record: Record) -> Path:
         return self.root / record.image_id

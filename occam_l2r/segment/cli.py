@@ -3,7 +3,8 @@
 The config has the same conventions as ``fit``: a ``dataset:`` section (``class_path`` +
 ``init_args``, identical to ``data.init_args.dataset`` of the training configs), a
 ``segmenter:`` section (``class_path`` of :mod:`occam_l2r.segment.segmenters`), a ``store:``
-folder (default ``<dataset root>/segmentations/<config file name>``) and a ``trainer:`` section
+folder (default ``<dataset root>/segmentations/<config file name>``; ``.../gt`` for the ``gt``
+source, where training configs look for it) and a ``trainer:`` section
 handed to Lightning's ``Trainer`` (``accelerator``, ``devices``, ``strategy``, ``precision``,
 ``num_nodes``): ``devices: 8`` + ``strategy: ddp`` runs one process per GPU, each writing its own
 shard; ``precision: bf16-mixed`` (or ``16-mixed``) runs the models under autocast. A rerun
@@ -63,7 +64,11 @@ def select_records(dataset: RecordDataset, splits: list[str] | None, limit: int 
 
 
 def default_store(dataset: RecordDataset, segmenter: Segmenter, config_name: str | None) -> Path:
-    """``<dataset root>/segmentations/<config name>`` (``<segmenter>-<config hash>`` without a file)."""
+    """``<dataset root>/segmentations/<config name>`` (``<segmenter>-<config hash>`` without a
+    config file); the ``gt`` source always goes to ``<dataset root>/segmentations/gt``, where
+    training configs with ``data.segmentation: gt`` read it."""
+    if segmenter.name == "gt":
+        return Path(dataset.root) / "segmentations" / "gt"
     name = config_name or f"{segmenter.name.replace('+', '_')}-{config_hash(segmenter.config())}"
     return Path(dataset.root) / "segmentations" / name
 

@@ -38,6 +38,7 @@ class CounterAnimal(RecordDataset):
     """
 
     val_split = None
+    train_split: str | None = None
 
     def __init__(self, root: str) -> None:
         super().__init__()
@@ -89,7 +90,3 @@ class CounterAnimal(RecordDataset):
                         )
                     )
         return records
-
-    def all_records(self) -> list[Record]:
-        """Every record of both subsets (the base implementation needs a train split)."""
-        return [r for split in SUBSETS for r in self.records(split)]

@@ -48,6 +48,7 @@ class ImageNet9(RecordDataset):
     """
 
     val_split = None
+    train_split: str | None = None
 
     def __init__(self, root: str, train_variation: str | None = None) -> None:
         super().__init__()
@@ -68,6 +69,7 @@ class ImageNet9(RecordDataset):
                 f"train_variation={train_variation!r} needs <root>/{train_variation}/train "
                 "(the training tarballs linked in the backgrounds_challenge README).",
             )
+            self.train_split = "train"
 
     @property
     def name(self) -> str:
@@ -101,11 +103,6 @@ class ImageNet9(RecordDataset):
             folder = self.root / self.train_variation / "train"
             records += self._folder_records("train", folder, self.train_variation)
         return records
-
-    def all_records(self) -> list[Record]:
-        """Every record of every split (works without a train split)."""
-        splits = self.test_splits + (["train"] if self.train_variation is not None else [])
-        return [r for split in splits for r in self.records(split)]
 
     def gt_masks(self, record: Record) -> list[np.ndarray]:
         """The foreground mask from ``fg_mask/val`` (``original`` split only)."""

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import shutil
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +58,7 @@ def default_data_dir() -> Path:
     return Path(os.environ.get("OCCAM_L2R_DATA", Path.home() / ".cache" / "occam_l2r"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _background_source(index: int) -> np.ndarray:
     module, name = BACKGROUNDS[index]
     if module == "skimage":
@@ -75,7 +75,7 @@ def _background_source(index: int) -> np.ndarray:
     return img[..., :3].astype(np.uint8)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 

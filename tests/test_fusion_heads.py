@@ -1,0 +1,82 @@
+"""Plain nn.Module heads: hand-computed forwards, training that learns, the fusers interface."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from occam_l2r.fusion import heads as H
+from occam_l2r.fusion.fusers import METHOD_LABELS, Calibration, HeadConfig, build_fuser
+from occam_l2r.fusion.inputs import LogitsPair
+
+
+def test_weighted_logits_forward_hand_computed():
+    h = H.WeightedLogits(3)
+    with torch.no_grad():
+        h.w1.copy_(torch.tensor([1.0, 0.0, 2.0]))
+        h.w2.copy_(torch.tensor([0.0, 1.0, -1.0]))
+    z1 = torch.tensor([[1.0, 2.0, 3.0]])
+    z2 = torch.tensor([[10.0, 20.0, 30.0]])
+    torch.testing.assert_close(h(z1, z2), torch.tensor([[1.0, 20.0, -24.0]]))
+
+
+def test_temperature_fusion_forward_and_single_input():
+    h = H.TemperatureFusion(2)
+    with torch.no_grad():
+        h.scales[0].log_t.fill_(np.log(2.0))
+    z1 = torch.tensor([[2.0, 0.0]])
+    z2 = torch.tensor([[0.0, 0.0]])
+    expect = 0.5 * ((z1 / 2).softmax(1) + z2.softmax(1))
+    torch.testing.assert_close(h(z1, z2).exp(), expect)
+    one = H.TemperatureFusion(1)
+    torch.testing.assert_close(one(z1), z1)
+    with pytest.raises(ValueError, match="num_inputs"):
+        H.TemperatureFusion(3)
+
+
+def test_concat_fc_shapes():
+    assert H.ConcatFC(5, 8)(torch.zeros(4, 5), torch.zeros(4, 5)).shape == (4, 5)
+    assert H.ConcatFC(5, 0)(torch.zeros(4, 5), torch.zeros(4, 5)).shape == (4, 5)
+    with pytest.raises(ValueError, match="unknown fusion head"):
+        H.build_head("mlp", 3)
+
+
+def informative_and_noise(n=2000, c=4, seed=0):
+    """Input 1 carries the class, input 2 is pure noise."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, c, n)
+    z1 = 3.0 * np.eye(c)[y] + rng.normal(size=(n, c))
+    z2 = 3.0 * rng.normal(size=(n, c))
+    return z1.astype(np.float32), z2.astype(np.float32), y
+
+
+def test_weighted_logits_learns_to_trust_the_informative_input():
+    z1, z2, y = informative_and_noise()
+    h = H.train_head(H.WeightedLogits(4), z1, z2, y, steps=300, lr=0.05, batch_size=256)
+    assert (h.w1.detach().abs() > 3 * h.w2.detach().abs()).all()
+    acc = (H.head_logits(h, z1, z2).argmax(1) == y).mean()
+    assert acc > (z1.argmax(1) == y).mean() - 0.02
+
+
+def test_train_head_errors():
+    z = np.zeros((3, 2), np.float32)
+    with pytest.raises(ValueError, match="no labelled samples"):
+        H.train_head(H.WeightedLogits(2), z, z, np.array([-1, -1, -1]))
+
+
+def test_every_method_fits_and_predicts():
+    z1, z2, y = informative_and_noise(n=400)
+    pair = LogitsPair(ids=np.arange(len(y)).astype(str), labels=y, z1=z1, z2=z2, groups=np.full(len(y), ""))
+    calib = Calibration(pair)
+    for name in METHOD_LABELS:
+        fuser = build_fuser(name, HeadConfig(steps=30), seed=0).fit(pair, pair, calib)
+        out = fuser.predict(pair)
+        assert out.pred.shape == y.shape and np.isfinite(out.conf).all()
+        assert (out.conf > 0).all() and (out.conf <= 1 + 1e-6).all()
+    # temperatures are fitted once per input and shared
+    assert set(calib.store) >= {("input1", "t"), ("input2", "t"), ("input1", "ct"), ("input2", "ct")}
+    with pytest.raises(ValueError, match="unknown fusion method"):
+        build_fuser("avg")
+    with pytest.raises(ValueError, match="train logits"):
+        build_fuser("weighted_logits").fit(None, pair, calib)
