@@ -34,7 +34,9 @@ TARGET_BYTES = 5 * 1024
 TARGET_READ_MS = 1.0
 
 
-def _segment_all(segmenter: DetectAndSegment, items: list[dict], batch_size: int) -> tuple[float, list]:
+def _segment_all(
+    segmenter: DetectAndSegment, items: list[dict], batch_size: int
+) -> tuple[float, list]:
     t0 = time.perf_counter()
     out = []
     with torch.inference_mode():
@@ -46,7 +48,9 @@ def _segment_all(segmenter: DetectAndSegment, items: list[dict], batch_size: int
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--detector", choices=["gdino", "owlv2"], default="gdino")
-    parser.add_argument("--images", type=int, default=32, help="images segmented per mode and round")
+    parser.add_argument(
+        "--images", type=int, default=32, help="images segmented per mode and round"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="rounds per mode (best counts)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -58,7 +62,11 @@ def main() -> None:
         root = args.workdir or Path(tmp)
         per_class = max(1, args.images // 4)
         dataset = SyntheticSpurious(
-            root=str(root / "synthetic"), num_classes=4, train_per_class=per_class, val_per_class=1, test_per_class=1
+            root=str(root / "synthetic"),
+            num_classes=4,
+            train_per_class=per_class,
+            val_per_class=1,
+            test_per_class=1,
         )
         dataset.prepare()
         if args.detector == "gdino":
@@ -66,15 +74,26 @@ def main() -> None:
         else:
             detector = Owlv2(str(tiny_owlv2(root / "owlv2")), threshold=0.1)
         sam = SamBoxPrompter(str(tiny_sam(root / "sam.pth")), model_type="custom", arch=TINY_SAM)
-        segmenter = DetectAndSegment(detector, MetaPrompt(["animal", "bird", "insect", "reptile"]), sam, keep="all")
+        segmenter = DetectAndSegment(
+            detector, MetaPrompt(["animal", "bird", "insect", "reptile"]), sam, keep="all"
+        )
         segmenter.bind(dataset)
         segmenter.load()
         pre = segmenter.preprocessor()
         items = []
         for rec in dataset.records("train")[: args.images]:
             image = dataset.read_image(rec)
-            items.append({"record": rec, "image_id": rec.image_id, "label": rec.label, "image": image,
-                          "height": image.shape[0], "width": image.shape[1], **pre(image)})
+            items.append(
+                {
+                    "record": rec,
+                    "image_id": rec.image_id,
+                    "label": rec.label,
+                    "image": image,
+                    "height": image.shape[0],
+                    "width": image.shape[1],
+                    **pre(image),
+                }
+            )
         _segment_all(segmenter, items[: args.batch_size], args.batch_size)  # warm-up
         # modes alternate and the best of --repeats rounds counts (robust to a busy shared CPU)
         t_single = t_batched = float("inf")
@@ -84,10 +103,14 @@ def main() -> None:
             t_batched = min(t_batched, t)
         n = len(items)
         speedup = t_single / t_batched
-        print(f"{args.detector}+sam, {n} images of {items[0]['width']}x{items[0]['height']}, {args.threads} threads")
+        print(
+            f"{args.detector}+sam, {n} images of {items[0]['width']}x{items[0]['height']}, {args.threads} threads"
+        )
         print(f"  one at a time: {n / t_single:8.1f} images/s")
         print(f"  batches of {args.batch_size:3d}: {n / t_batched:8.1f} images/s")
-        print(f"  batched / single: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x) {'OK' if speedup >= TARGET_SPEEDUP else 'MISSED'}")
+        print(
+            f"  batched / single: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x) {'OK' if speedup >= TARGET_SPEEDUP else 'MISSED'}"
+        )
 
         store = root / "store"
         writer = StoreWriter(store, segmenter.name, segmenter.config(), dataset=dataset.name)
@@ -97,8 +120,10 @@ def main() -> None:
         size = sum(p.stat().st_size for p in store.glob("*.parquet"))
         dets = sum(len(s) for s in segs)
         per_image = size / n
-        print(f"  store: {per_image:.0f} bytes per image ({dets / n:.1f} boxes+masks per image; "
-              f"target <= {TARGET_BYTES}) {'OK' if per_image <= TARGET_BYTES else 'MISSED'}")
+        print(
+            f"  store: {per_image:.0f} bytes per image ({dets / n:.1f} boxes+masks per image; "
+            f"target <= {TARGET_BYTES}) {'OK' if per_image <= TARGET_BYTES else 'MISSED'}"
+        )
         t0 = time.perf_counter()
         reader = SegmentationStore(store)
         t_open = time.perf_counter() - t0
@@ -115,9 +140,11 @@ def main() -> None:
             for j in range(len(seg)):
                 seg.mask(j)
         t_decode = (time.perf_counter() - t0) / min(200, args.reads) * 1000
-        print(f"  store open: {t_open * 1000:.1f} ms; random read: {t_read:.3f} ms per image "
-              f"(target <= {TARGET_READ_MS}) {'OK' if t_read <= TARGET_READ_MS else 'MISSED'}; "
-              f"read + decode every mask: {t_decode:.3f} ms")
+        print(
+            f"  store open: {t_open * 1000:.1f} ms; random read: {t_read:.3f} ms per image "
+            f"(target <= {TARGET_READ_MS}) {'OK' if t_read <= TARGET_READ_MS else 'MISSED'}; "
+            f"read + decode every mask: {t_decode:.3f} ms"
+        )
 
 
 if __name__ == "__main__":

@@ -65,14 +65,20 @@ def detect_config(
     segmenter: dict[str, Any] = {
         "detector": {"class_path": f"occam_l2r.segment.detectors.{cls}", "init_args": init},
         "prompts": prompts
-        or {"class_path": "occam_l2r.segment.prompts.MetaPrompt", "init_args": {"prompts": ["dog"]}},
+        or {
+            "class_path": "occam_l2r.segment.prompts.MetaPrompt",
+            "init_args": {"prompts": ["dog"]},
+        },
         "keep": keep,
     }
     if with_sam:
         segmenter["sam"] = sam_section(paths["sam"])
     cfg = {
         "dataset": dataset_section(paths["synthetic"]),
-        "segmenter": {"class_path": "occam_l2r.segment.segmenters.DetectAndSegment", "init_args": segmenter},
+        "segmenter": {
+            "class_path": "occam_l2r.segment.segmenters.DetectAndSegment",
+            "init_args": segmenter,
+        },
         "store": str(store),
         "batch_size": 4,
         "num_workers": 0,
@@ -107,7 +113,9 @@ def check_store(store: Path, dataset: SyntheticSpurious, image_ids: list[str]) -
         if len(seg):
             assert np.all(seg.boxes[:, 0] >= 0) and np.all(seg.boxes[:, 1] >= 0)
             assert np.all(seg.boxes[:, 2] <= w) and np.all(seg.boxes[:, 3] <= h)
-            assert np.all(seg.boxes[:, 2] > seg.boxes[:, 0]) and np.all(seg.boxes[:, 3] > seg.boxes[:, 1])
+            assert np.all(seg.boxes[:, 2] > seg.boxes[:, 0]) and np.all(
+                seg.boxes[:, 3] > seg.boxes[:, 1]
+            )
             assert np.all(np.diff(seg.scores) <= 0), "detections are stored best first"
         for i in range(len(seg.masks_rle)):
             m = seg.mask(i)

@@ -33,8 +33,20 @@ def test_fit_two_processes_syncs_metrics(tmp_path, tiny_synthetic_root):
     for split in ("test_id", "test_shift", "test_random"):
         assert ddp[f"{split}/num_samples"] == 8
 
-    # the same checkpoint tested in one process gives the same (synced) accuracies
     ckpt = next((run / "checkpoints").glob("epoch=*.ckpt"))
+    # predict over two processes: each split's logits file holds every sample exactly once
+    _run(["predict", *common, "--ckpt_path", str(ckpt), "--trainer.devices", "2", "--trainer.strategy", "ddp",
+          "--trainer.accelerator", "cpu", "--trainer.logger.init_args.save_dir", str(tmp_path / "pred")], tmp_path)  # fmt: skip
+    from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+    from occam_l2r.logits import LogitsFile
+    from tests.conftest import TINY
+
+    ds = SyntheticSpurious(root=str(root), **TINY)
+    for split in ("train", "val", "test_shift"):
+        lf = LogitsFile.load(run / "logits" / f"{split}.npz")
+        assert sorted(lf.ids) == sorted(r.image_id for r in ds.records(split))
+
+    # the same checkpoint tested in one process gives the same (synced) accuracies
     _run(["test", *common, "--ckpt_path", str(ckpt), "--trainer.logger.init_args.save_dir", str(tmp_path / "single")], tmp_path)
     single = json.loads((tmp_path / "single" / "tiny" / "FG_C" / "version_0" / "test_metrics.json").read_text())
     for split in ("test_id", "test_shift", "test_random"):

@@ -53,7 +53,7 @@ def informative_and_noise(n=2000, c=4, seed=0):
 
 def test_weighted_logits_learns_to_trust_the_informative_input():
     z1, z2, y = informative_and_noise()
-    h = H.train_head(H.WeightedLogits(4), z1, z2, y, steps=300, lr=0.05, batch_size=256)
+    h = H.train_head(H.WeightedLogits(4), z1, z2, y, steps=120, lr=0.1, batch_size=256)
     assert (h.w1.detach().abs() > 3 * h.w2.detach().abs()).all()
     acc = (H.head_logits(h, z1, z2).argmax(1) == y).mean()
     assert acc > (z1.argmax(1) == y).mean() - 0.02

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _segment_tiny import SYNTH, check_store, dataset_section, detect_config, sam_section, shared, write_config
+from _segment_tiny import (
+    SYNTH,
+    check_store,
+    dataset_section,
+    detect_config,
+    sam_section,
+    shared,
+    write_config,
+)
 
 from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
@@ -41,8 +49,14 @@ def test_gdino_sam_meta_prompt_end_to_end_and_resume(
     paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path
 ) -> None:
     store = tmp_path / "gdino_sam"
-    prompts = {"class_path": "occam_l2r.segment.prompts.MetaPrompt", "init_args": {"prompts": ["animal", "bird", "insect", "reptile"]}}
-    cfg = write_config(tmp_path / "gdino.yaml", detect_config(paths, store, prompts=prompts, splits=["train", "test_shift"]))
+    prompts = {
+        "class_path": "occam_l2r.segment.prompts.MetaPrompt",
+        "init_args": {"prompts": ["animal", "bird", "insect", "reptile"]},
+    }
+    cfg = write_config(
+        tmp_path / "gdino.yaml",
+        detect_config(paths, store, prompts=prompts, splits=["train", "test_shift"]),
+    )
     main(["segment", "--config", str(cfg)])
     ids = _ids(dataset, ["train", "test_shift"])
     reader = check_store(store, dataset, ids)
@@ -75,9 +89,14 @@ def test_gdino_sam_meta_prompt_end_to_end_and_resume(
     check_store(store, dataset, ids + _ids(dataset, ["val"]))
 
 
-def test_owlv2_sam_gt_label_prompts(paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path) -> None:
+def test_owlv2_sam_gt_label_prompts(
+    paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path
+) -> None:
     store = tmp_path / "owl"
-    prompts = {"class_path": "occam_l2r.segment.prompts.ClassNamePrompt", "init_args": {"template": "a photo of a {}"}}
+    prompts = {
+        "class_path": "occam_l2r.segment.prompts.ClassNamePrompt",
+        "init_args": {"template": "a photo of a {}"},
+    }
     cfg = detect_config(paths, store, detector="owlv2", prompts=prompts, keep="all", splits=["val"])
     cfg["segmenter"]["init_args"]["max_detections"] = 3
     cfg["segmenter"]["init_args"]["detector"]["init_args"]["threshold"] = 0.0
@@ -90,19 +109,34 @@ def test_owlv2_sam_gt_label_prompts(paths: dict[str, Path], dataset: SyntheticSp
         name = dataset.class_names[rec.label]
         assert seg.prompts == [f"a photo of a {name}"]
         assert 1 <= len(seg) <= 3, "threshold 0 keeps boxes; max_detections caps them"
-        assert set(seg.label_ids.tolist()) == {rec.label}, "the oracle query stands for the image's class"
+        assert set(seg.label_ids.tolist()) == {rec.label}, (
+            "the oracle query stands for the image's class"
+        )
         assert seg.labels == [f"a photo of a {name}"] * len(seg)
 
 
-def test_topk_prompts_from_logits_file_boxes_only(paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path) -> None:
+def test_topk_prompts_from_logits_file_boxes_only(
+    paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path
+) -> None:
     recs = dataset.records("test_random")
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(len(recs), dataset.num_classes)).astype(np.float32)
-    lf = LogitsFile(ids=[r.image_id for r in recs], labels=[r.label for r in recs], logits=logits, view="FULL", split="test_random")
+    lf = LogitsFile(
+        ids=[r.image_id for r in recs],
+        labels=[r.label for r in recs],
+        logits=logits,
+        view="FULL",
+        split="test_random",
+    )
     path = lf.save(tmp_path / "full_test_random.npz")
-    prompts = {"class_path": "occam_l2r.segment.prompts.TopKPrompt", "init_args": {"logits": str(path), "k": 2}}
+    prompts = {
+        "class_path": "occam_l2r.segment.prompts.TopKPrompt",
+        "init_args": {"logits": str(path), "k": 2},
+    }
     store = tmp_path / "topk"
-    cfg = detect_config(paths, store, detector="owlv2", prompts=prompts, with_sam=False, splits=["test_random"])
+    cfg = detect_config(
+        paths, store, detector="owlv2", prompts=prompts, with_sam=False, splits=["test_random"]
+    )
     main(["segment", "--config", str(write_config(tmp_path / "topk.yaml", cfg))])
     reader = check_store(store, dataset, [r.image_id for r in recs])
     assert reader.segmenter == "owlv2"
@@ -115,16 +149,40 @@ def test_topk_prompts_from_logits_file_boxes_only(paths: dict[str, Path], datase
         assert apply_view("FG_C", dataset.read_image(rec), seg).fallback is None
 
 
-def test_sam_automatic_masks_and_gt(paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path) -> None:
+def test_sam_automatic_masks_and_gt(
+    paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path
+) -> None:
     auto = {
         "class_path": "occam_l2r.segment.segmenters.AutomaticMasks",
         "init_args": {
-            "sam": {**sam_section(paths["sam"]), "points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "max_masks": 4}
+            "sam": {
+                **sam_section(paths["sam"]),
+                "points_per_side": 4,
+                "pred_iou_thresh": 0.0,
+                "stability_score_thresh": 0.0,
+                "max_masks": 4,
+            }
         },
     }
-    base = {"dataset": dataset_section(paths["synthetic"]), "splits": ["test_id"], "num_workers": 0, "progress_bar": False, "trainer": {"accelerator": "cpu", "devices": 1}}
+    base = {
+        "dataset": dataset_section(paths["synthetic"]),
+        "splits": ["test_id"],
+        "num_workers": 0,
+        "progress_bar": False,
+        "trainer": {"accelerator": "cpu", "devices": 1},
+    }
     store = tmp_path / "auto"
-    main(["segment", "--config", str(write_config(tmp_path / "auto.yaml", {**base, "segmenter": auto, "store": str(store)}))])
+    main(
+        [
+            "segment",
+            "--config",
+            str(
+                write_config(
+                    tmp_path / "auto.yaml", {**base, "segmenter": auto, "store": str(store)}
+                )
+            ),
+        ]
+    )
     ids = _ids(dataset, ["test_id"])
     reader = check_store(store, dataset, ids)
     assert reader.segmenter == "sam_auto"
@@ -133,20 +191,29 @@ def test_sam_automatic_masks_and_gt(paths: dict[str, Path], dataset: SyntheticSp
         assert 1 <= len(seg) <= 4 and seg.has_masks and set(seg.label_ids.tolist()) == {-1}
         for i in range(len(seg)):
             ys, xs = np.nonzero(seg.mask(i))
-            assert seg.boxes[i].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], "tight mask box"
+            assert seg.boxes[i].tolist() == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], (
+                "tight mask box"
+            )
     # the gt source through the same command, into <root>/segmentations/gt as build_gt_store does
-    gt_cfg = write_config(tmp_path / "synthetic_gt.yaml", {**base, "segmenter": {"class_path": "occam_l2r.segment.segmenters.GroundTruth"}})
+    gt_cfg = write_config(
+        tmp_path / "synthetic_gt.yaml",
+        {**base, "segmenter": {"class_path": "occam_l2r.segment.segmenters.GroundTruth"}},
+    )
     main(["segment", "--config", str(gt_cfg)])
     gt_store = paths["synthetic"] / "segmentations" / "gt"
     gt = check_store(gt_store, dataset, ids)
-    assert gt.config_hash == config_hash(GroundTruthSegmenter().config(dataset)), "same store as build_gt_store"
+    assert gt.config_hash == config_hash(GroundTruthSegmenter().config(dataset)), (
+        "same store as build_gt_store"
+    )
     for rec in dataset.records("test_id"):
         seg = gt[rec.image_id]
         assert len(seg) == 1 and seg.label_ids.tolist() == [rec.label]
         assert np.array_equal(seg.mask(0), dataset.gt_masks(rec)[0])
 
 
-def test_empty_detections_are_stored_empty(paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path) -> None:
+def test_empty_detections_are_stored_empty(
+    paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path
+) -> None:
     store = tmp_path / "empty"
     cfg = detect_config(paths, store, splits=["val"], limit=3)
     cfg["segmenter"]["init_args"]["detector"]["init_args"]["box_threshold"] = 1.0
@@ -181,7 +248,9 @@ def test_unreadable_image_is_listed_not_dropped(paths: dict[str, Path], tmp_path
 
 def test_missing_weights_fail_fast_through_cli(paths: dict[str, Path], tmp_path: Path) -> None:
     cfg = detect_config(paths, tmp_path / "store")
-    cfg["segmenter"]["init_args"]["detector"]["init_args"]["model"] = "IDEA-Research/grounding-dino-tiny"
+    cfg["segmenter"]["init_args"]["detector"]["init_args"]["model"] = (
+        "IDEA-Research/grounding-dino-tiny"
+    )
     t0 = time.perf_counter()
     with pytest.raises(MissingWeightsError, match="IDEA-Research/grounding-dino-tiny"):
         main(["segment", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
@@ -193,7 +262,9 @@ def test_missing_weights_fail_fast_through_cli(paths: dict[str, Path], tmp_path:
     assert time.perf_counter() - t0 < 10
 
 
-def test_config_mismatch_and_print_config(paths: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_config_mismatch_and_print_config(
+    paths: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = tmp_path / "store"
     cfg = detect_config(paths, store, splits=["val"], limit=2)
     main(["segment", "--config", str(write_config(tmp_path / "a.yaml", cfg))])
@@ -203,4 +274,28 @@ def test_config_mismatch_and_print_config(paths: dict[str, Path], tmp_path: Path
     with pytest.raises(SystemExit):
         main(["segment", "--config", str(tmp_path / "b.yaml"), "--print_config"])
     printed = capsys.readouterr().out
-    assert "box_threshold: 0.5" in printed and "class_path: occam_l2r.segment.segmenters.DetectAndSegment" in printed
+    assert (
+        "box_threshold: 0.5" in printed
+        and "class_path: occam_l2r.segment.segmenters.DetectAndSegment" in printed
+    )
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "segment"
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_parse(config: Path) -> None:
+    from occam_l2r.segment.cli import build_parser
+
+    cfg = build_parser().parse_args(["--config", str(config)])
+    assert cfg.segmenter.class_path.startswith("occam_l2r.segment.segmenters.")
+    assert cfg.dataset.class_path.startswith("occam_l2r.data.datasets.")
+
+
+def test_synthetic_config_shares_the_training_dataset_section() -> None:
+    import yaml
+
+    training = yaml.safe_load((CONFIGS.parent / "synthetic" / "full.yaml").read_text())
+    for name in ("synthetic_gt.yaml", "synthetic_gdino_sam.yaml"):
+        segment = yaml.safe_load((CONFIGS / name).read_text())
+        assert segment["dataset"] == training["data"]["init_args"]["dataset"]

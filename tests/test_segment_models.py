@@ -35,13 +35,17 @@ def images() -> list[np.ndarray]:
 def _check_detections(dets: list[Detections], queries: list[list[Query]]) -> None:
     assert len(dets) == len(queries)
     for d, qs, (h, w) in zip(dets, queries, SIZES, strict=True):
-        assert d.boxes.shape == (len(d), 4) and d.scores.shape == (len(d),) and len(d.texts) == len(d)
+        assert (
+            d.boxes.shape == (len(d), 4) and d.scores.shape == (len(d),) and len(d.texts) == len(d)
+        )
         assert torch.all(d.boxes[:, 0::2] >= 0) and torch.all(d.boxes[:, 0::2] <= w)
         assert torch.all(d.boxes[:, 1::2] >= 0) and torch.all(d.boxes[:, 1::2] <= h)
         assert torch.all((d.query >= 0) & (d.query < max(1, len(qs))))
 
 
-def test_grounding_dino_detects_phrases_of_each_query(paths: dict[str, Path], images: list[np.ndarray]) -> None:
+def test_grounding_dino_detects_phrases_of_each_query(
+    paths: dict[str, Path], images: list[np.ndarray]
+) -> None:
     det = GroundingDino(str(paths["gdino"]), box_threshold=0.05, text_threshold=0.05, chunk_size=2)
     det.load()
     pre = det.preprocessor()
@@ -59,7 +63,10 @@ def test_grounding_dino_detects_phrases_of_each_query(paths: dict[str, Path], im
     for text, q in zip(dets[1].texts, dets[1].query.tolist(), strict=True):
         assert text == ["dog", "cat"][q], "each box carries the phrase of the query that found it"
     # the caption joins the phrases; a '.' inside a class name cannot split a phrase
-    assert GroundingDino.caption(Query(("St. Bernard", "dog"))) == ("st bernard . dog .", ["st bernard", "dog"])
+    assert GroundingDino.caption(Query(("St. Bernard", "dog"))) == (
+        "st bernard . dog .",
+        ["st bernard", "dog"],
+    )
     # thresholds are applied: nothing survives a threshold of 1
     strict = GroundingDino(str(paths["gdino"]), box_threshold=1.0)
     strict.load()
@@ -90,16 +97,24 @@ def test_owlv2_averages_query_embeddings(paths: dict[str, Path], images: list[np
     dets = det.detect(inputs, SIZES, queries)
     _check_detections(dets, queries)
     patches = (64 // 16) ** 2
-    assert [len(d) for d in dets] == [patches, 2 * patches, patches], "threshold 0 keeps every patch box"
+    assert [len(d) for d in dets] == [patches, 2 * patches, patches], (
+        "threshold 0 keeps every patch box"
+    )
     assert set(dets[1].texts) == {"dog", avg.name}
 
 
-def test_sam_box_masks_batched_equal_single(paths: dict[str, Path], images: list[np.ndarray]) -> None:
+def test_sam_box_masks_batched_equal_single(
+    paths: dict[str, Path], images: list[np.ndarray]
+) -> None:
     sam = SamBoxPrompter(str(paths["sam"]), model_type="custom", arch=TINY_SAM)
     sam.load()
     pre = sam.preprocessor()
     resized = [pre(im)["sam_image"] for im in images]
-    boxes = [torch.tensor([[2.0, 3.0, 40.0, 50.0], [10.0, 5.0, 60.0, 45.0]]), torch.zeros((0, 4)), torch.tensor([[0.0, 0.0, 40.0, 72.0]])]
+    boxes = [
+        torch.tensor([[2.0, 3.0, 40.0, 50.0], [10.0, 5.0, 60.0, 45.0]]),
+        torch.zeros((0, 4)),
+        torch.tensor([[0.0, 0.0, 40.0, 72.0]]),
+    ]
     batched = sam.masks(resized, SIZES, boxes)
     assert [m.shape for m in batched] == [(2, 64, 80), (0, 50, 90), (1, 72, 40)]
     assert all(m.dtype == torch.bool for m in batched)
@@ -110,8 +125,13 @@ def test_sam_box_masks_batched_equal_single(paths: dict[str, Path], images: list
 
 def test_sam_automatic_masks(paths: dict[str, Path], images: list[np.ndarray]) -> None:
     auto = SamAutomatic(
-        str(paths["sam"]), model_type="custom", arch=TINY_SAM, points_per_side=4, pred_iou_thresh=0.0,
-        stability_score_thresh=0.0, max_masks=5,
+        str(paths["sam"]),
+        model_type="custom",
+        arch=TINY_SAM,
+        points_per_side=4,
+        pred_iou_thresh=0.0,
+        stability_score_thresh=0.0,
+        max_masks=5,
     )
     auto.load()
     pre = auto.preprocessor()
@@ -134,14 +154,19 @@ def test_prompts(tmp_path: Path) -> None:
     names = ["zero", "one", "golden_retriever"]
     meta = MetaPrompt(["animal", "bird"])
     assert meta.queries("x", 0) == [Query(("animal", "bird"))]
-    assert MetaPrompt(["animal", "bird"], average=False).queries("x", 0) == [Query(("animal",)), Query(("bird",))]
+    assert MetaPrompt(["animal", "bird"], average=False).queries("x", 0) == [
+        Query(("animal",)),
+        Query(("bird",)),
+    ]
     gt = ClassNamePrompt(template="a {}")
     gt.bind(names)
     assert gt.queries("x", 2) == [Query(("a golden retriever",), 2)]
     with pytest.raises(ValueError, match="label -1"):
         gt.queries("x", -1)
     logits = np.array([[0.1, 2.0, 1.0], [3.0, -1.0, 0.5]], np.float32)
-    f = LogitsFile(ids=["a.png", "b.png"], labels=[1, 0], logits=logits, view="FULL").save(tmp_path / "full.npz")
+    f = LogitsFile(ids=["a.png", "b.png"], labels=[1, 0], logits=logits, view="FULL").save(
+        tmp_path / "full.npz"
+    )
     topk = TopKPrompt(str(f), k=2)
     topk.bind(names)
     assert topk.queries("a.png", -1) == [Query(("one",), 1), Query(("golden retriever",), 2)]
@@ -156,20 +181,28 @@ def test_prompts(tmp_path: Path) -> None:
 
 def test_select_boxes_top1_all_nms() -> None:
     dets = Detections(
-        boxes=torch.tensor([[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [5, 5, 5, 9], [0, 0, 8, 8.0]]),
+        boxes=torch.tensor(
+            [[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [5, 5, 5, 9], [0, 0, 8, 8.0]]
+        ),
         scores=torch.tensor([0.9, 0.8, 0.7, 0.99, 0.6]),
         query=torch.tensor([0, 0, 0, 0, 1]),
         texts=["a"] * 4 + ["b"],
     )
-    assert select_boxes(dets, 40, 40, "top1", None, None).tolist() == [0, 4], "zero-area box 3 is dropped"
-    assert select_boxes(dets, 40, 40, "all", 0.5, None).tolist() == [0, 2, 4], "box 1 overlaps box 0"
+    assert select_boxes(dets, 40, 40, "top1", None, None).tolist() == [0, 4], (
+        "zero-area box 3 is dropped"
+    )
+    assert select_boxes(dets, 40, 40, "all", 0.5, None).tolist() == [0, 2, 4], (
+        "box 1 overlaps box 0"
+    )
     assert select_boxes(dets, 40, 40, "all", None, 2).tolist() == [0, 1]
 
 
 def test_missing_weights_fail_fast(tmp_path: Path) -> None:
     t0 = time.perf_counter()
     with pytest.raises(MissingWeightsError, match="IDEA-Research/grounding-dino-base") as err:
-        GroundingDino("IDEA-Research/grounding-dino-base", cache_dir=str(tmp_path / "hf")).check_weights()
+        GroundingDino(
+            "IDEA-Research/grounding-dino-base", cache_dir=str(tmp_path / "hf")
+        ).check_weights()
     assert "hf download" in str(err.value) and str(tmp_path / "hf") in str(err.value)
     with pytest.raises(MissingWeightsError, match="sam_vit_h_4b8939.pth"):
         SamBoxPrompter(str(tmp_path / "sam_vit_h_4b8939.pth")).check_weights()

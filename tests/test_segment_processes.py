@@ -37,13 +37,17 @@ def _command(config: Path) -> list[str]:
 
 
 def _run(config: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(_command(config), capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+    proc = subprocess.run(
+        _command(config), capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
 
 
 def _rows(store: Path) -> int:
-    return sum(pq.read_metadata(p).num_rows for p in store.glob("*.parquet") if not p.name.startswith("."))
+    return sum(
+        pq.read_metadata(p).num_rows for p in store.glob("*.parquet") if not p.name.startswith(".")
+    )
 
 
 def _assert_same_store(a: Path, b: Path) -> None:
@@ -59,18 +63,30 @@ def _assert_same_store(a: Path, b: Path) -> None:
         assert x.masks_rle == y.masks_rle
 
 
-def test_killed_run_resumes_to_the_same_store(paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path) -> None:
+def test_killed_run_resumes_to_the_same_store(
+    paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path
+) -> None:
     ids = [r.image_id for r in dataset.all_records()]
     reference = tmp_path / "reference"
-    main(["segment", "--config", str(write_config(tmp_path / "ref.yaml", detect_config(paths, reference, batch_size=2)))])
+    main(
+        [
+            "segment",
+            "--config",
+            str(write_config(tmp_path / "ref.yaml", detect_config(paths, reference, batch_size=2))),
+        ]
+    )
     check_store(reference, dataset, ids)
 
     store = tmp_path / "killed"
     config = write_config(tmp_path / "killed.yaml", detect_config(paths, store, batch_size=2))
-    proc = subprocess.Popen(_command(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+    proc = subprocess.Popen(
+        _command(config), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ)
+    )
     deadline = time.monotonic() + 240
     while not list(store.glob("part-rank000-*.parquet")):
-        assert proc.poll() is None, f"run ended before writing a batch: {proc.stderr.read().decode()[-3000:]}"
+        assert proc.poll() is None, (
+            f"run ended before writing a batch: {proc.stderr.read().decode()[-3000:]}"
+        )
         assert time.monotonic() < deadline, "no batch written in time"
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
@@ -94,13 +110,18 @@ def test_two_process_cpu_ddp_writes_two_disjoint_shards(
     paths: dict[str, Path], dataset: SyntheticSpurious, tmp_path: Path
 ) -> None:
     store = tmp_path / "ddp"
-    cfg = detect_config(paths, store, detector="owlv2", batch_size=4, splits=["train", "val", "test_shift"])
+    cfg = detect_config(
+        paths, store, detector="owlv2", batch_size=4, splits=["train", "val", "test_shift"]
+    )
     cfg["trainer"] = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
     _run(write_config(tmp_path / "ddp.yaml", cfg))
     ids = [r.image_id for s in ("train", "val", "test_shift") for r in dataset.records(s)]
     shards = sorted(p.name for p in store.glob("*.parquet"))
     assert shards == ["shard-rank000.parquet", "shard-rank001.parquet"]
-    per_rank = [pq.read_table(store / s, columns=["image_id"]).column("image_id").to_pylist() for s in shards]
+    per_rank = [
+        pq.read_table(store / s, columns=["image_id"]).column("image_id").to_pylist()
+        for s in shards
+    ]
     assert all(per_rank), "both ranks wrote rows"
     assert not set(per_rank[0]) & set(per_rank[1]), "no image is segmented twice"
     assert sorted(per_rank[0] + per_rank[1]) == sorted(ids), "the union covers every image"

@@ -34,13 +34,18 @@ METHOD_LABELS: dict[str, str] = {
 
 @dataclass
 class HeadConfig:
-    """Training settings of the learnt heads (concat_fc, weighted_logits) in the ablation."""
+    """Training settings of the learnt heads (concat_fc, weighted_logits) in the ablation.
+
+    ``steps`` Adam steps on mini-batches of ``batch_size`` train samples; ``num_threads`` torch
+    threads while training (the heads are tiny; 0 keeps torch's setting).
+    """
 
     steps: int = 300
     lr: float = 1e-2
     batch_size: int = 1024
     weight_decay: float = 0.0
     hidden_dim: int = 64
+    num_threads: int = 1
 
 
 @dataclass
@@ -195,7 +200,7 @@ class LearntHead(Fuser):
         self.head = heads.build_head(self.name, train.num_classes, c.hidden_dim)
         heads.train_head(
             self.head, train.z1, train.z2, train.labels, c.steps, c.lr, c.batch_size,
-            c.weight_decay, self.seed,
+            c.weight_decay, self.seed, c.num_threads,
         )  # fmt: skip
         if isinstance(self.head, heads.WeightedLogits):
             self._params["w1"] = self.head.w1.detach().numpy().copy()

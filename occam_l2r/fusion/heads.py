@@ -136,12 +136,15 @@ def train_head(
     batch_size: int = 1024,
     weight_decay: float = 0.0,
     seed: int = 0,
+    num_threads: int = 1,
 ) -> nn.Module:
     """Fit ``head`` with Adam and its own loss on in-memory logits; returns it in eval mode.
 
     Trains for a fixed number of optimiser ``steps`` on shuffled mini-batches (reshuffled every
     epoch), so the cost does not grow with the dataset size. Samples with label ``-1`` are left
-    out.
+    out. The heads are tiny, so intra-op threads only add overhead (and stall badly on a busy
+    machine): training runs with ``num_threads`` torch threads (0 keeps the current setting),
+    restored afterwards.
     """
     keep = np.asarray(labels) >= 0
     if not keep.any():
@@ -153,6 +156,26 @@ def train_head(
     y = torch.as_tensor(np.asarray(labels)[keep], dtype=torch.int64)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    previous = torch.get_num_threads()
+    if num_threads > 0:
+        torch.set_num_threads(num_threads)
+    try:
+        _fit(head, opt, x1, x2, y, steps, batch_size, gen)
+    finally:
+        torch.set_num_threads(previous)
+    return head.eval()
+
+
+def _fit(
+    head: nn.Module,
+    opt: torch.optim.Optimizer,
+    x1: torch.Tensor,
+    x2: torch.Tensor,
+    y: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    gen: torch.Generator,
+) -> None:
     head.train()
     done = 0
     while done < steps:
@@ -166,7 +189,6 @@ def train_head(
             done += 1
             if done >= steps:
                 break
-    return head.eval()
 
 
 @torch.no_grad()

@@ -50,7 +50,9 @@ class TrainerOptions:
     num_nodes: int = 1
 
 
-def select_records(dataset: RecordDataset, splits: list[str] | None, limit: int | None) -> list[Record]:
+def select_records(
+    dataset: RecordDataset, splits: list[str] | None, limit: int | None
+) -> list[Record]:
     """The run's records in a stable order: ``splits`` (all when ``None``), first ``limit`` of each."""
     if splits is None:
         records = dataset.all_records()
@@ -170,5 +172,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     cfg, init = parse(parser, list(sys.argv[1:] if argv is None else argv))
-    args = {k: init[k] for k in ("dataset", "segmenter", "store", "splits", "limit", "batch_size", "num_workers", "progress_bar")}
+    args = {
+        k: init[k]
+        for k in (
+            "dataset",
+            "segmenter",
+            "store",
+            "splits",
+            "limit",
+            "batch_size",
+            "num_workers",
+            "progress_bar",
+        )
+    }
     return run_segment(**args, trainer=init.trainer, config_name=config_name_of(cfg))

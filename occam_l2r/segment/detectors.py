@@ -239,7 +239,11 @@ class GroundingDino(Detector):
             pixels, mask = pad_images([inputs[i]["pixel_values"].to(device) for i, _ in chunk])
             captions = [self.caption(queries[i][q]) for i, q in chunk]
             text = self.processor.tokenizer(
-                [c for c, _ in captions], padding=True, truncation=True, max_length=max_len, return_tensors="pt"
+                [c for c, _ in captions],
+                padding=True,
+                truncation=True,
+                max_length=max_len,
+                return_tensors="pt",
             ).to(device)
             out = self.model(pixel_values=pixels, pixel_mask=mask, **text)
             n_tok = text["input_ids"].shape[1]
@@ -319,7 +323,9 @@ class Owlv2(Detector):
             self._text_cache.update(zip(missing, emb, strict=True))
         return torch.stack([self._text_cache[t].to(device) for t in texts])
 
-    def query_embeddings(self, queries: Sequence[Sequence[Query]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def query_embeddings(
+        self, queries: Sequence[Sequence[Query]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Padded ``(B, Q, D)`` query embeddings (texts of a query averaged) and ``(B, Q)`` mask."""
         n_max = max(1, max(len(qs) for qs in queries))
         flat = [t for qs in queries for q in qs for t in q.texts]
@@ -351,7 +357,9 @@ class Owlv2(Detector):
         b, ph, pw, d = feature_map.shape
         image_feats = feature_map.reshape(b, ph * pw, d)
         query_embeds, query_mask = self.query_embeddings(queries)
-        logits, _ = self.model.class_predictor(image_feats, query_embeds.to(image_feats.dtype), query_mask)
+        logits, _ = self.model.class_predictor(
+            image_feats, query_embeds.to(image_feats.dtype), query_mask
+        )
         scores = logits.float().sigmoid()  # (B, patches, Q)
         boxes_rel = cxcywh_to_xyxy(self.model.box_predictor(image_feats, feature_map).float())
         out = []

@@ -26,7 +26,16 @@ from occam_l2r.views import apply_view
 log = logging.getLogger(__name__)
 
 PALETTE = np.array(
-    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230]],
+    [
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+    ],
     dtype=np.uint8,
 )
 HEADER = 14
@@ -59,7 +68,9 @@ def _fit(image: np.ndarray, cell: int) -> np.ndarray:
     """Resize to fit a ``cell`` square (aspect kept), centred on black."""
     im = Image.fromarray(image[..., :3])
     scale = cell / max(im.size)
-    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BILINEAR)
+    im = im.resize(
+        (max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BILINEAR
+    )
     out = Image.new("RGB", (cell, cell))
     out.paste(im, ((cell - im.width) // 2, (cell - im.height) // 2))
     return np.asarray(out)
@@ -97,7 +108,9 @@ def overlay_masks(image: np.ndarray, seg: Segmentation | None, alpha: float = 0.
     return out.clip(0, 255).astype(np.uint8)
 
 
-def preview_row(image: np.ndarray, seg: Segmentation | None, cell: int, score_threshold: float) -> np.ndarray:
+def preview_row(
+    image: np.ndarray, seg: Segmentation | None, cell: int, score_threshold: float
+) -> np.ndarray:
     """One grid row: boxes | masks | FG_C | BG_S (or BG_B), each panel titled."""
     bg_view = "BG_S" if seg is not None and seg.has_masks else "BG_B"
     panels = [
@@ -106,7 +119,9 @@ def preview_row(image: np.ndarray, seg: Segmentation | None, cell: int, score_th
     ]
     for view in ("FG_C", bg_view):
         res = apply_view(view, image, seg, score_threshold=score_threshold)  # type: ignore[arg-type]
-        panels.append((res.image, view if res.fallback is None else f"{view}=FULL ({res.fallback})"))
+        panels.append(
+            (res.image, view if res.fallback is None else f"{view}=FULL ({res.fallback})")
+        )
     return np.concatenate([_with_title(_fit(p, cell), t) for p, t in panels], axis=1)
 
 
@@ -117,19 +132,35 @@ def preview_grid(
     options: PreviewOptions,
 ) -> np.ndarray:
     """The grid image (HWC uint8) for ``options.num_images`` records held by the store."""
-    held = [r for r in records if r.image_id in store and (options.split is None or r.split == options.split)]
+    held = [
+        r
+        for r in records
+        if r.image_id in store and (options.split is None or r.split == options.split)
+    ]
     if not held:
         raise ValueError(
             f"the store {store.path} holds none of the selected images (split={options.split}); "
             "run `python -m occam_l2r segment` with this config first"
         )
     rng = np.random.default_rng(options.seed)
-    pick = sorted(rng.choice(len(held), size=min(options.num_images, len(held)), replace=False).tolist())
-    rows = [preview_row(dataset.read_image(held[i]), store.get(held[i].image_id), options.cell, options.score_threshold) for i in pick]
+    pick = sorted(
+        rng.choice(len(held), size=min(options.num_images, len(held)), replace=False).tolist()
+    )
+    rows = [
+        preview_row(
+            dataset.read_image(held[i]),
+            store.get(held[i].image_id),
+            options.cell,
+            options.score_threshold,
+        )
+        for i in pick
+    ]
     return np.concatenate(rows, axis=0)
 
 
-def run_preview(dataset: RecordDataset, store: Path, records: list[Record], options: PreviewOptions) -> dict[str, Any]:
+def run_preview(
+    dataset: RecordDataset, store: Path, records: list[Record], options: PreviewOptions
+) -> dict[str, Any]:
     """Write the grid PNG (and TensorBoard image); returns the paths written."""
     reader = SegmentationStore(store)
     grid = preview_grid(dataset, reader, records, options)
@@ -137,14 +168,24 @@ def run_preview(dataset: RecordDataset, store: Path, records: list[Record], opti
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(out)
     written: dict[str, Any] = {"png": str(out), "rows": grid.shape[0] // (options.cell + HEADER)}
-    tb = store / "tensorboard" if options.tensorboard is None else (Path(options.tensorboard) if options.tensorboard else None)
+    tb = (
+        store / "tensorboard"
+        if options.tensorboard is None
+        else (Path(options.tensorboard) if options.tensorboard else None)
+    )
     if tb is not None:
         from torch.utils.tensorboard import SummaryWriter
 
         with SummaryWriter(log_dir=str(tb)) as writer:
-            writer.add_image(f"segment_preview/{reader.segmenter}", grid, global_step=0, dataformats="HWC")
+            writer.add_image(
+                f"segment_preview/{reader.segmenter}", grid, global_step=0, dataformats="HWC"
+            )
         written["tensorboard"] = str(tb)
-    print(f"preview of {written['rows']} images of {store} written to {out}" + (f" and {tb}" if tb else ""), flush=True)
+    print(
+        f"preview of {written['rows']} images of {store} written to {out}"
+        + (f" and {tb}" if tb else ""),
+        flush=True,
+    )
     return written
 
 
@@ -156,6 +197,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     dataset: RecordDataset = init.dataset
     dataset.prepare()
     init.segmenter.bind(dataset)
-    store = Path(init.store) if init.store else default_store(dataset, init.segmenter, config_name_of(cfg))
+    store = (
+        Path(init.store)
+        if init.store
+        else default_store(dataset, init.segmenter, config_name_of(cfg))
+    )
     records = select_records(dataset, init.splits, init.limit)
     return run_preview(dataset, store, records, init.preview)

@@ -88,7 +88,9 @@ class MetaPrompt(PromptSource):
         return {"kind": "meta", "prompts": self.prompts, "average": self.average}
 
 
-def _class_texts(class_names: Sequence[str], template: str, override: list[str] | None) -> list[str]:
+def _class_texts(
+    class_names: Sequence[str], template: str, override: list[str] | None
+) -> list[str]:
     names = list(override) if override is not None else list(class_names)
     if "{}" not in template:
         raise ValueError(f"prompt template {template!r} must contain '{{}}' for the class name")

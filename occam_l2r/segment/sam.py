@@ -24,7 +24,13 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor, sam_model_registry
-from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from segment_anything.modeling import (
+    ImageEncoderViT,
+    MaskDecoder,
+    PromptEncoder,
+    Sam,
+    TwoWayTransformer,
+)
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch import nn
 
@@ -98,7 +104,9 @@ def load_sam(checkpoint: str, model_type: SamType = "vit_h", arch: SamArch | Non
         sam.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return sam.eval()
     if model_type not in sam_model_registry:
-        raise ValueError(f"SAM model_type {model_type!r} unknown; choose vit_h, vit_l, vit_b or custom")
+        raise ValueError(
+            f"SAM model_type {model_type!r} unknown; choose vit_h, vit_l, vit_b or custom"
+        )
     return sam_model_registry[model_type](checkpoint=str(path)).eval()
 
 
@@ -139,7 +147,10 @@ class _SamModel:
         return SamPreprocessor(self.image_size)
 
     def sam_config(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"checkpoint": Path(self.checkpoint).name, "model_type": self.model_type}
+        out: dict[str, Any] = {
+            "checkpoint": Path(self.checkpoint).name,
+            "model_type": self.model_type,
+        }
         if self.model_type == "custom":
             out["arch"] = asdict(self.arch or SamArch())
         return out
@@ -205,7 +216,9 @@ class SamBoxPrompter(_SamModel):
             if self.multimask_output:
                 best = iou.argmax(dim=1)
                 low_res = low_res[torch.arange(len(best)), best][:, None]
-            masks = sam.postprocess_masks(low_res.float(), tuple(sam_images[i].shape[-2:]), sizes[i])
+            masks = sam.postprocess_masks(
+                low_res.float(), tuple(sam_images[i].shape[-2:]), sizes[i]
+            )
             out[i] = (masks[:, 0] > sam.mask_threshold).cpu()
         return out
 
@@ -218,7 +231,9 @@ class _EmbeddingPredictor(SamPredictor):
         self.pending: torch.Tensor | None = None
 
     @torch.no_grad()
-    def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]) -> None:
+    def set_torch_image(
+        self, transformed_image: torch.Tensor, original_image_size: tuple[int, ...]
+    ) -> None:
         if self.pending is None:
             super().set_torch_image(transformed_image, original_image_size)
             return
@@ -282,12 +297,21 @@ class SamAutomatic(_SamModel):
         predictor = self.generator.predictor
         assert isinstance(predictor, _EmbeddingPredictor)
         embeddings = self.encode(sam_images) if self.generator_args["crop_n_layers"] == 0 else None
+        device_type = predictor.device.type
         out = []
         for j, image in enumerate(images):
-            predictor.pending = embeddings[j : j + 1] if embeddings is not None else None
-            anns = self.generator.generate(image)
+            predictor.pending = embeddings[j : j + 1].float() if embeddings is not None else None
+            # the point-grid decoding (with torchvision NMS on mixed dtypes) runs in float32; only
+            # the image encoder above runs under the caller's autocast
+            with torch.autocast(device_type, enabled=False):
+                anns = self.generator.generate(image)
             anns.sort(key=lambda a: -a["predicted_iou"])
             if self.max_masks is not None:
                 anns = anns[: self.max_masks]
-            out.append(([a["segmentation"].astype(bool) for a in anns], [float(a["predicted_iou"]) for a in anns]))
+            out.append(
+                (
+                    [a["segmentation"].astype(bool) for a in anns],
+                    [float(a["predicted_iou"]) for a in anns],
+                )
+            )
         return out

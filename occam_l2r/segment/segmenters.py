@@ -51,7 +51,11 @@ class Segmenter(abc.ABC):
         """JSON-able config; its hash names what the store holds (no batch size or devices)."""
 
     def check_weights(self) -> None:
-        """Raise :class:`~occam_l2r.segment.weights.MissingWeightsError` fast when weights are missing."""
+        """Raise :class:`~occam_l2r.segment.weights.MissingWeightsError` fast when weights are missing.
+
+        The default (sources without weights) checks nothing.
+        """
+        return None
 
     def load(self) -> dict[str, nn.Module]:
         """Load the models (CPU, eval); Lightning moves the returned modules to the device."""
@@ -179,7 +183,9 @@ class DetectAndSegment(Segmenter):
         return _Chain(*parts)
 
     def segment(self, items: list[Item]) -> list[Segmentation | str]:
-        queries: list[list[Query]] = [self.prompts.queries(it["image_id"], int(it["label"])) for it in items]
+        queries: list[list[Query]] = [
+            self.prompts.queries(it["image_id"], int(it["label"])) for it in items
+        ]
         sizes = [(int(it["height"]), int(it["width"])) for it in items]
         found = self.detector.detect(items, sizes, queries)
         kept = [
@@ -235,10 +241,17 @@ class AutomaticMasks(Segmenter):
         return self.sam.preprocessor()
 
     def segment(self, items: list[Item]) -> list[Segmentation | str]:
-        results = self.sam.generate([it["image"] for it in items], [it["sam_image"] for it in items])
+        results = self.sam.generate(
+            [it["image"] for it in items], [it["sam_image"] for it in items]
+        )
         return [
             Segmentation.from_masks(
-                it["image_id"], masks, scores=scores, height=int(it["height"]), width=int(it["width"]), prompts=[]
+                it["image_id"],
+                masks,
+                scores=scores,
+                height=int(it["height"]),
+                width=int(it["width"]),
+                prompts=[],
             )
             for it, (masks, scores) in zip(items, results, strict=True)
         ]

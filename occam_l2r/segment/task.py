@@ -30,7 +30,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from lightning.pytorch.utilities import move_data_to_device
 from torch.utils.data import DataLoader, Dataset
 
-from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.data.records import ImageReadError, Record, RecordDataset
 from occam_l2r.segment.segmenters import Segmenter
 from occam_l2r.segment.store import Segmentation, SegmentationStore, StoreWriter
 
@@ -58,10 +58,12 @@ class ImageItems(Dataset):
         item: dict[str, Any] = {"record": rec, "image_id": rec.image_id, "label": rec.label}
         try:
             image = self.dataset.read_image(rec)
-        except (OSError, RuntimeError) as err:  # FileNotFoundError, ImageReadError
+        except (OSError, ImageReadError) as err:  # missing, corrupt or truncated file
             item["error"] = str(err)
             return item
-        item.update(image=image, height=image.shape[0], width=image.shape[1], **self.preprocess(image))
+        item.update(
+            image=image, height=image.shape[0], width=image.shape[1], **self.preprocess(image)
+        )
         return item
 
 
@@ -128,9 +130,14 @@ class SegmentTask(pl.LightningModule):
             persistent_workers=False,
         )
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
         # Only tensors move; records (frozen dataclasses) and numpy images stay as they are.
-        return [{k: move_data_to_device(v, device) if torch.is_tensor(v) else v for k, v in it.items()} for it in batch]
+        return [
+            {k: move_data_to_device(v, device) if torch.is_tensor(v) else v for k, v in it.items()}
+            for it in batch
+        ]
 
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> dict[str, Any]:
         good = [it for it in batch if "error" not in it]
@@ -156,7 +163,9 @@ class StoreWriterCallback(BasePredictionWriter):
         run_ids: image ids of the whole run (all ranks), for the summary.
     """
 
-    def __init__(self, store: Path, segmenter: Segmenter, dataset_name: str, run_ids: Sequence[str]) -> None:
+    def __init__(
+        self, store: Path, segmenter: Segmenter, dataset_name: str, run_ids: Sequence[str]
+    ) -> None:
         super().__init__(write_interval="batch")
         self.store = Path(store)
         self.segmenter = segmenter
@@ -201,7 +210,9 @@ class StoreWriterCallback(BasePredictionWriter):
         assert self.writer is not None
         self.writer.close()
         strategy = trainer.strategy
-        counts = torch.tensor([task.computed, task.skipped], dtype=torch.long, device=strategy.root_device)
+        counts = torch.tensor(
+            [task.computed, task.skipped], dtype=torch.long, device=strategy.root_device
+        )
         counts = strategy.reduce(counts, reduce_op="sum").cpu()
         strategy.barrier("segment_store_closed")
         if trainer.global_rank != 0:
@@ -226,7 +237,9 @@ class ImagesPerSecondBar(TQDMProgressBar):
         super().on_predict_epoch_start(trainer, pl_module)
         self.images, self.t0 = 0, time.perf_counter()
 
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # type: ignore[no-untyped-def]
+    def on_predict_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:  # type: ignore[no-untyped-def]
         super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
         self.images += len(batch)
         rate = self.images / max(time.perf_counter() - self.t0, 1e-9)
@@ -234,7 +247,9 @@ class ImagesPerSecondBar(TQDMProgressBar):
             self.predict_progress_bar.set_postfix({"img/s": f"{rate:.1f}"}, refresh=False)
 
 
-def summarize(store: Path, run_ids: Sequence[str], computed: int, skipped: int, seconds: float) -> dict[str, Any]:
+def summarize(
+    store: Path, run_ids: Sequence[str], computed: int, skipped: int, seconds: float
+) -> dict[str, Any]:
     """Summary of a run: images, detections-per-image histogram, empties (FULL fallbacks),
     failures, time. Counts cover the run's images in the whole store (all shards)."""
     reader = SegmentationStore(store)
@@ -284,5 +299,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  time {summary['seconds']:.1f} s, {summary['images_per_second']:.2f} images/s",
     ]
     if summary["failures"]:
-        lines.append(f"  failed images (first {len(summary['failed_ids'])}): {summary['failed_ids']}")
+        lines.append(
+            f"  failed images (first {len(summary['failed_ids'])}): {summary['failed_ids']}"
+        )
     return "\n".join(lines)

@@ -44,7 +44,9 @@ TINY_SAM = SamArch(
 
 def bert_vocab() -> list[str]:
     """A WordPiece vocabulary with BERT's special-token ids and a few words."""
-    vocab = ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = (
+        ["[PAD]"] + [f"[unused{i}]" for i in range(1, 100)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    )
     vocab += [f"[unused{i}]" for i in range(len(vocab), 1012)]
     vocab.append(".")
     letters = "abcdefghijklmnopqrstuvwxyz"
@@ -105,7 +107,9 @@ def tiny_grounding_dino(folder: str | Path, seed: int = 0, image_size: int = 64)
     torch.manual_seed(seed)
     model = GroundingDinoForObjectDetection(config).eval()
     processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": image_size, "longest_edge": image_size * 3 // 2}),
+        image_processor=GroundingDinoImageProcessor(
+            size={"shortest_edge": image_size, "longest_edge": image_size * 3 // 2}
+        ),
         tokenizer=tokenizer,
     )
     model.save_pretrained(folder)
@@ -138,7 +142,12 @@ def clip_bpe_tokenizer(num_merges: int = 1000):  # type: ignore[no-untyped-def]
 
 def tiny_owlv2(folder: str | Path, seed: int = 0, image_size: int = 64) -> Path:
     """Save a tiny OWLv2 (1-layer ViT, 16-pixel patches, width 32) and its processor."""
-    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2ImageProcessor, Owlv2Processor
+    from transformers import (
+        Owlv2Config,
+        Owlv2ForObjectDetection,
+        Owlv2ImageProcessor,
+        Owlv2Processor,
+    )
 
     folder = Path(folder)
     tokenizer = clip_bpe_tokenizer()
@@ -167,11 +176,14 @@ def tiny_owlv2(folder: str | Path, seed: int = 0, image_size: int = 64) -> Path:
     )
     torch.manual_seed(seed)
     model = Owlv2ForObjectDetection(config).eval()
-    with torch.no_grad():  # random box offsets saturate the sigmoid; keep them near each patch's prior box
+    with (
+        torch.no_grad()
+    ):  # random box offsets saturate the sigmoid; keep them near each patch's prior box
         model.box_head.dense2.weight.mul_(0.01)
         model.box_head.dense2.bias.zero_()
     processor = Owlv2Processor(
-        image_processor=Owlv2ImageProcessor(size={"height": image_size, "width": image_size}), tokenizer=tokenizer
+        image_processor=Owlv2ImageProcessor(size={"height": image_size, "width": image_size}),
+        tokenizer=tokenizer,
     )
     model.save_pretrained(folder)
     processor.save_pretrained(folder)

@@ -57,7 +57,9 @@ def resolve_hf_model(model: str, cache_dir: str | None = None, download: bool = 
         return local
     looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1
     if looks_like_path:
-        raise MissingWeightsError(f"model folder {local} does not exist; fix `model:` in the config.")
+        raise MissingWeightsError(
+            f"model folder {local} does not exist; fix `model:` in the config."
+        )
     from huggingface_hub import snapshot_download
 
     cache = hf_cache_dir(cache_dir)
