@@ -18,6 +18,7 @@ EXTRA_VERBS: dict[str, str] = {
     "segment": "occam_l2r.segment.cli:main",
     "segment-preview": "occam_l2r.segment.preview:main",
     "fuse": "occam_l2r.fusion.ablation:main",
+    "pipeline": "occam_l2r.pipeline:main",
 }
 
 

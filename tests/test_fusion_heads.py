@@ -67,7 +67,9 @@ def test_train_head_errors():
 
 def test_every_method_fits_and_predicts():
     z1, z2, y = informative_and_noise(n=400)
-    pair = LogitsPair(ids=np.arange(len(y)).astype(str), labels=y, z1=z1, z2=z2, groups=np.full(len(y), ""))
+    pair = LogitsPair(
+        ids=np.arange(len(y)).astype(str), labels=y, z1=z1, z2=z2, groups=np.full(len(y), "")
+    )
     calib = Calibration(pair)
     for name in METHOD_LABELS:
         fuser = build_fuser(name, HeadConfig(steps=30), seed=0).fit(pair, pair, calib)
@@ -75,7 +77,12 @@ def test_every_method_fits_and_predicts():
         assert out.pred.shape == y.shape and np.isfinite(out.conf).all()
         assert (out.conf > 0).all() and (out.conf <= 1 + 1e-6).all()
     # temperatures are fitted once per input and shared
-    assert set(calib.store) >= {("input1", "t"), ("input2", "t"), ("input1", "ct"), ("input2", "ct")}
+    assert set(calib.store) >= {
+        ("input1", "t"),
+        ("input2", "t"),
+        ("input1", "ct"),
+        ("input2", "ct"),
+    }
     with pytest.raises(ValueError, match="unknown fusion method"):
         build_fuser("avg")
     with pytest.raises(ValueError, match="train logits"):

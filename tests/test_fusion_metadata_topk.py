@@ -9,7 +9,12 @@ import pytest
 
 from occam_l2r.fusion import report
 from occam_l2r.fusion.inputs import LogitsPair
-from occam_l2r.fusion.metadata import MetadataPrior, align_metadata, metadata_from_records, metadata_fusion
+from occam_l2r.fusion.metadata import (
+    MetadataPrior,
+    align_metadata,
+    metadata_from_records,
+    metadata_fusion,
+)
 from occam_l2r.fusion.methods import max_conf, ts_average
 from occam_l2r.fusion.topk import topk_fusion
 from occam_l2r.logits import LogitsFile
@@ -40,7 +45,10 @@ def test_metadata_alignment_and_errors():
         align_metadata(ids, [1, 2, 3])
     with pytest.raises(ValueError, match="has no metadata"):
         align_metadata(ids, None, "habitat")
-    recs = [types.SimpleNamespace(image_id="a", metadata={}), types.SimpleNamespace(image_id="b", metadata={})]
+    recs = [
+        types.SimpleNamespace(image_id="a", metadata={}),
+        types.SimpleNamespace(image_id="b", metadata={}),
+    ]
     with pytest.raises(ValueError, match="no record carries metadata 'month'"):
         metadata_from_records(recs, "month")
     recs[0].metadata["month"] = 5
@@ -54,12 +62,22 @@ def topk_files():
         logits=np.array([[3.0, 0.0, 4.0, 1.0], [0.0, 5.0, 1.0, 2.0]]),
     )  # fmt: skip
     # candidate-prompted FG logits: one row per (sample, candidate); only entry i_j counts
-    fg_rows = {("s0", 2): [9, 9, 1.0, 9], ("s0", 0): [6.0, 9, 9, 9], ("s1", 1): [9, 0.5, 9, 9], ("s1", 3): [9, 9, 9, 7.0]}
+    fg_rows = {
+        ("s0", 2): [9, 9, 1.0, 9],
+        ("s0", 0): [6.0, 9, 9, 9],
+        ("s1", 1): [9, 0.5, 9, 9],
+        ("s1", 3): [9, 9, 9, 7.0],
+    }
     fg = LogitsFile(
         ids=[k[0] for k in fg_rows], labels=[0, 0, 3, 3],
         logits=np.array(list(fg_rows.values())), candidates=[k[1] for k in fg_rows],
     )  # fmt: skip
-    bg_rows = {("s0", 2): [0, 0, 8.0, 0], ("s0", 0): [0.0, 0, 0, 0], ("s1", 1): [0, 8.0, 0, 0], ("s1", 3): [0, 0, 0, 0.0]}
+    bg_rows = {
+        ("s0", 2): [0, 0, 8.0, 0],
+        ("s0", 0): [0.0, 0, 0, 0],
+        ("s1", 1): [0, 8.0, 0, 0],
+        ("s1", 3): [0, 0, 0, 0.0],
+    }
     bg = LogitsFile(
         ids=[k[0] for k in bg_rows], labels=[0, 0, 3, 3],
         logits=np.array(list(bg_rows.values())), candidates=[k[1] for k in bg_rows],
@@ -85,7 +103,16 @@ def test_topk_fusion_eq5_hand_computed():
 def test_topk_errors():
     full, fg, _ = topk_files()
     with pytest.raises(ValueError, match="lack 1 .* rows.*first: \\[\\('s1', 3\\)\\]"):
-        topk_fusion(full, LogitsFile(ids=fg.ids[:3], labels=fg.labels[:3], logits=fg.logits[:3], candidates=fg.candidates[:3]), k=2)
+        topk_fusion(
+            full,
+            LogitsFile(
+                ids=fg.ids[:3],
+                labels=fg.labels[:3],
+                logits=fg.logits[:3],
+                candidates=fg.candidates[:3],
+            ),
+            k=2,
+        )
     plain = LogitsFile(ids=["s0", "s1"], labels=[0, 3], logits=np.zeros((2, 4)))
     with pytest.raises(ValueError, match="carries no candidate class"):
         topk_fusion(full, plain, k=2)
@@ -96,7 +123,13 @@ def test_topk_errors():
 def test_sample_report_says_who_decided():
     z1 = np.log(np.array([[0.7, 0.2, 0.1], [0.5, 0.3, 0.2], [0.4, 0.3, 0.3]]))
     z2 = np.log(np.array([[0.1, 0.5, 0.4], [0.1, 0.1, 0.8], [0.1, 0.3, 0.6]]))
-    pair = LogitsPair(ids=np.array(["a", "b", "c"]), labels=np.array([0, 2, 1]), z1=z1, z2=z2, groups=np.array(["g", "g", "h"]))
+    pair = LogitsPair(
+        ids=np.array(["a", "b", "c"]),
+        labels=np.array([0, 2, 1]),
+        z1=z1,
+        z2=z2,
+        groups=np.array(["g", "g", "h"]),
+    )
     df = report.sample_report(pair, max_conf(z1, z2), "FG", "BG", ["x", "y", "z"])
     assert df.decided_by.tolist() == ["FG", "BG", "BG"]
     assert df.fused_name.tolist() == ["x", "z", "z"] and df.correct.tolist() == [True, True, False]

@@ -77,7 +77,9 @@ def test_threshold_t0_is_input1_and_t1_is_max_conf():
 def test_fit_threshold_hand_computed():
     # p̂1 = 0.4, 0.5, 0.6, 0.9; Φ1 right on rows 2, 3; Φ2 (more confident) right on rows 0, 1
     z1 = logits_of([[0.4, 0.3, 0.3], [0.5, 0.25, 0.25], [0.6, 0.2, 0.2], [0.9, 0.05, 0.05]])
-    z2 = logits_of([[0.05, 0.95, 0.0 + 1e-9], [0.05, 0.95, 1e-9], [0.05, 0.95, 1e-9], [0.05, 0.95, 1e-9]])
+    z2 = logits_of(
+        [[0.05, 0.95, 0.0 + 1e-9], [0.05, 0.95, 1e-9], [0.05, 0.95, 1e-9], [0.05, 0.95, 1e-9]]
+    )
     labels = np.array([1, 1, 0, 0])
     # t = 0: 2/4; t = 0.4: 3/4; t = 0.5: 4/4; t = 0.6: 3/4; t = 0.9: 2/4 -> t = p̂1 of row 1
     t = M.fit_threshold(z1, z2, labels)

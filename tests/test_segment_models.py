@@ -188,13 +188,9 @@ def test_select_boxes_top1_all_nms() -> None:
         query=torch.tensor([0, 0, 0, 0, 1]),
         texts=["a"] * 4 + ["b"],
     )
-    assert select_boxes(dets, 40, 40, "top1", None, None).tolist() == [0, 4], (
-        "zero-area box 3 is dropped"
-    )
-    assert select_boxes(dets, 40, 40, "all", 0.5, None).tolist() == [0, 2, 4], (
-        "box 1 overlaps box 0"
-    )
-    assert select_boxes(dets, 40, 40, "all", None, 2).tolist() == [0, 1]
+    assert select_boxes(dets, "top1", None, None).tolist() == [0, 4], "zero-area box 3 is dropped"
+    assert select_boxes(dets, "all", 0.5, None).tolist() == [0, 2, 4], "box 1 overlaps box 0"
+    assert select_boxes(dets, "all", None, 2).tolist() == [0, 1]
 
 
 def test_missing_weights_fail_fast(tmp_path: Path) -> None:

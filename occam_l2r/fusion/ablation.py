@@ -289,8 +289,11 @@ class Ablation:
         done: dict[str, dict[str, Any]] = {}
         if path.is_file():
             for line in path.read_text().splitlines():
-                if line.strip():
+                try:
                     rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by an interrupted run: that cell is redone
+                if isinstance(rec, dict) and "cell" in rec:
                     done[rec["cell"]] = rec
         return done
 
@@ -310,7 +313,15 @@ class Ablation:
                 self.cached += 1
             else:
                 todo.setdefault((cell.kind, cell.name, cell.seed), []).append(cell)
-        with (self.out / "results.jsonl").open("a") as fh:
+        results = self.out / "results.jsonl"
+        if (
+            results.is_file()
+            and results.stat().st_size
+            and not results.read_bytes().endswith(b"\n")
+        ):
+            with results.open("a") as fh:
+                fh.write("\n")  # terminate a line cut short by an interrupted run
+        with results.open("a") as fh:
             for (kind, _, _), group in todo.items():
                 if kind == "single":
                     new = [self._run_single(c) for c in group]

@@ -91,25 +91,37 @@ def weights_table(
 def plot_weights(
     table: pd.DataFrame, path: str | Path, name1: str = "FG", name2: str = "BG"
 ) -> Path:
-    """Figure 8: per-class weights of both inputs, classes sorted by ``w1 - w2``."""
+    """Figure 8: the relative role of both inputs per class, classes sorted by input 1's share.
+
+    Top: the raw per-class weights ``w1``, ``w2``; bottom: the shares ``|w1| / (|w1| + |w2|)``
+    and ``|w2| / (|w1| + |w2|)`` stacked to 1, with the fraction of classes where input 2
+    weighs more in the title.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    t = table.assign(diff=table.w1 - table.w2).sort_values("diff", ascending=False)
+    t = table.sort_values("share1", ascending=False, kind="stable")
     x = np.arange(len(t))
-    frac2 = float((t.w2 > t.w1).mean()) if len(t) else 0.0
-    fig, ax = plt.subplots(figsize=(max(6.0, min(20.0, 0.06 * len(t) + 4)), 3.5))
-    ax.bar(x, t.w1, width=1.0, alpha=0.7, label=f"w ({name1})")
-    ax.bar(x, t.w2, width=1.0, alpha=0.7, label=f"w ({name2})")
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel("class (sorted by w1 - w2)")
-    ax.set_ylabel("weight")
-    ax.set_title(f"Weighted logits: {name2} weighs more for {100 * frac2:.1f}% of classes")
+    frac2 = float((t.share1 < 0.5).mean()) if len(t) else 0.0
+    width = max(6.0, min(20.0, 0.05 * len(t) + 4))
+    fig, (ax_w, ax_s) = plt.subplots(2, 1, figsize=(width, 5.5), sharex=True)
+    ax_w.plot(x, t.w1, ".-", lw=0.8, label=f"w1 ({name1})")
+    ax_w.plot(x, t.w2, ".-", lw=0.8, label=f"w2 ({name2})")
+    ax_w.axhline(0, color="k", lw=0.5)
+    ax_w.set_ylabel("weight")
+    ax_w.legend(loc="best")
+    ax_s.bar(x, t.share1, width=1.0, label=name1)
+    ax_s.bar(x, 1 - t.share1, bottom=t.share1, width=1.0, label=name2)
+    ax_s.axhline(0.5, color="k", lw=0.5, ls="--")
+    ax_s.set_ylim(0, 1)
+    ax_s.set_ylabel("relative weight")
+    ax_s.set_xlabel(f"class (sorted by the share of {name1})")
+    ax_s.legend(loc="lower left")
     if len(t) <= 40:
-        ax.set_xticks(x, t["name"], rotation=90, fontsize=7)
-    ax.legend()
+        ax_s.set_xticks(x, t["name"], rotation=90, fontsize=7)
+    fig.suptitle(f"Weighted logits: {name2} weighs more for {100 * frac2:.1f}% of the classes")
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

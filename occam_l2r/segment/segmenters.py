@@ -90,8 +90,6 @@ class _Chain:
 
 def select_boxes(
     dets: Detections,
-    height: int,
-    width: int,
     keep: Literal["top1", "all"],
     nms_iou: float | None,
     max_detections: int | None,
@@ -188,10 +186,7 @@ class DetectAndSegment(Segmenter):
         ]
         sizes = [(int(it["height"]), int(it["width"])) for it in items]
         found = self.detector.detect(items, sizes, queries)
-        kept = [
-            select_boxes(d, h, w, self.keep, self.nms_iou, self.max_detections)
-            for d, (h, w) in zip(found, sizes, strict=True)
-        ]
+        kept = [select_boxes(d, self.keep, self.nms_iou, self.max_detections) for d in found]
         boxes = [d.boxes[k].float() for d, k in zip(found, kept, strict=True)]
         masks = None
         if self.sam is not None:

@@ -62,7 +62,9 @@ class FusionHeadTask(L.LightningModule):
         elif head == "concat_fc":
             self.head = ConcatFC(num_classes, hidden_dim)
         else:
-            raise ValueError(f"unknown head {head!r}; choose temperature, weighted_logits, concat_fc")
+            raise ValueError(
+                f"unknown head {head!r}; choose temperature, weighted_logits, concat_fc"
+            )
         self.metrics = nn.ModuleDict()
         self._splits: dict[str, list[str]] = {}
         self._outputs: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
