@@ -314,13 +314,11 @@ class Ablation:
             else:
                 todo.setdefault((cell.kind, cell.name, cell.seed), []).append(cell)
         results = self.out / "results.jsonl"
-        if (
-            results.is_file()
-            and results.stat().st_size
-            and not results.read_bytes().endswith(b"\n")
-        ):
-            with results.open("a") as fh:
-                fh.write("\n")  # terminate a line cut short by an interrupted run
+        if results.is_file() and results.stat().st_size:
+            with results.open("rb+") as fh:
+                fh.seek(-1, 2)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")  # terminate a line cut short by an interrupted run
         with results.open("a") as fh:
             for (kind, _, _), group in todo.items():
                 if kind == "single":

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from occam_l2r.fusion.fusers import METHOD_LABELS
+from occam_l2r.fusion.methods import select_best
 
 #: Table-1 operator symbols of the methods.
 SYMBOLS: dict[str, str] = {
@@ -47,9 +48,9 @@ def best_methods(agg: pd.DataFrame, val_split: str, metric: str) -> dict[str, st
     fused = agg[agg.kind.isin(["pair", "ensemble"]) & (agg.method != "oracle")]
     sel = fused[(fused.split == val_split) & (fused.metric == metric)]
     for name, rows in sel.groupby("name", sort=False):
-        rows = rows.dropna(subset=["mean"])
-        if len(rows):
-            out[str(name)] = str(rows.loc[rows["mean"].idxmax(), "method"])
+        scores = dict(zip(rows.method, rows["mean"], strict=True))
+        if any(np.isfinite(v) for v in scores.values()):
+            out[str(name)] = select_best(scores)
     return out
 
 

@@ -1,8 +1,9 @@
 """SAM through segment-anything: box-prompted masks (batched) and automatic all-object masks.
 
 - :class:`SamBoxPrompter` turns every kept detector box into a mask. The image encoder runs
-  once per batch on all images that have boxes; the prompt encoder and mask decoder then run per
-  image on all of its boxes at once (single-mask output by default, as for box prompts).
+  once per batch on all images that have boxes; the prompt encoder and mask decoder then run
+  once on all boxes of the batch, each box against its own image's embedding (single-mask
+  output by default, as for box prompts).
 - :class:`SamAutomatic` wraps ``SamAutomaticMaskGenerator`` (OCCAM's class-agnostic mask
   source). The expensive image encoder runs batched over the images of a batch; the generator's
   point grid then runs per image on those precomputed embeddings (``points_per_batch`` points
@@ -172,6 +173,7 @@ class SamBoxPrompter(_SamModel):
         arch: architecture of a ``custom`` SAM.
         multimask_output: let SAM propose 3 masks per box and keep the one with the highest
             predicted IoU (default: SAM's single box mask).
+        decoder_chunk: boxes decoded per pass of the mask decoder (bounds memory).
     """
 
     def __init__(
@@ -180,9 +182,11 @@ class SamBoxPrompter(_SamModel):
         model_type: SamType = "vit_h",
         arch: SamArch | None = None,
         multimask_output: bool = False,
+        decoder_chunk: int = 64,
     ) -> None:
         super().__init__(checkpoint, model_type, arch)
         self.multimask_output = multimask_output
+        self.decoder_chunk = decoder_chunk
 
     def config(self) -> dict[str, Any]:
         return {**self.sam_config(), "multimask_output": self.multimask_output}
@@ -201,6 +205,67 @@ class SamBoxPrompter(_SamModel):
         todo = [i for i, b in enumerate(boxes) if len(b)]
         if not todo:
             return out
+        embeddings = self.encode([sam_images[i] for i in todo])
+        transform = ResizeLongestSide(sam.image_encoder.img_size)
+        prompts = torch.cat(
+            [transform.apply_boxes_torch(boxes[i].float().to(sam.device), sizes[i]) for i in todo]
+        )
+        owner = torch.cat(
+            [torch.full((len(boxes[i]),), j, dtype=torch.long) for j, i in enumerate(todo)]
+        ).to(sam.device)
+        chunks = [
+            self.decode(
+                embeddings, owner[k : k + self.decoder_chunk], prompts[k : k + self.decoder_chunk]
+            )
+            for k in range(0, len(owner), self.decoder_chunk)
+        ]
+        low_res = torch.cat([c[0] for c in chunks])
+        start = 0
+        for i in todo:
+            n = len(boxes[i])
+            masks = sam.postprocess_masks(
+                low_res[start : start + n].float(), tuple(sam_images[i].shape[-2:]), sizes[i]
+            )
+            out[i] = (masks[:, 0] > sam.mask_threshold).cpu()
+            start += n
+        return out
+
+    def decode(
+        self, embeddings: torch.Tensor, owner: torch.Tensor, boxes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAM's mask decoder for many boxes of many images in one pass.
+
+        Box ``k`` (xyxy in SAM's resized input frame) is decoded against the embedding of image
+        ``owner[k]``. This is ``MaskDecoder.predict_masks`` with its per-image repetition of one
+        embedding replaced by a gather of each box's own image embedding, so the decoder runs
+        once per batch instead of once per image.
+
+        Returns:
+            Low-resolution mask logits ``(N, 1, h, w)`` (the best of 3 by predicted IoU with
+            ``multimask_output``) and their predicted IoUs ``(N, 1)``.
+        """
+        assert self.model is not None, "call load() first"
+        sam, dec = self.model, self.model.mask_decoder
+        sparse, dense = sam.prompt_encoder(points=None, boxes=boxes, masks=None)
+        n = sparse.shape[0]
+        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        tokens = torch.cat([output_tokens.unsqueeze(0).expand(n, -1, -1), sparse], dim=1)
+        src = embeddings[owner] + dense
+        pos = sam.prompt_encoder.get_dense_pe().expand(n, -1, -1, -1)
+        b, c, h, w = src.shape
+        hs, src = dec.transformer(src, pos, tokens)
+        upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper = torch.stack(
+            [mlp(hs[:, 1 + t, :]) for t, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1
+        )
+        bu, cu, hu, wu = upscaled.shape
+        logits = (hyper @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
+        iou = dec.iou_prediction_head(hs[:, 0, :])
+        if not self.multimask_output:
+            return logits[:, :1], iou[:, :1]
+        best = iou[:, 1:].argmax(dim=1) + 1
+        rows = torch.arange(n, device=logits.device)
+        return logits[rows, best][:, None], iou[rows, best][:, None]
         embeddings = self.encode([sam_images[i] for i in todo])
         transform = ResizeLongestSide(sam.image_encoder.img_size)
         for emb, i in zip(embeddings, todo, strict=True):
