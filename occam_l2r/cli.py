@@ -24,6 +24,7 @@ EXTRA_VERBS: dict[str, str] = {
 
 def main(argv: list[str] | None = None) -> None:
     """Dispatch ``argv`` (default ``sys.argv[1:]``) to LightningCLI or an extra verb."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in EXTRA_VERBS:
         module, func = EXTRA_VERBS[argv[0]].split(":")
@@ -31,4 +32,4 @@ def main(argv: list[str] | None = None) -> None:
         return
     from occam_l2r.lightning_cli import run_lightning_cli
 
-    run_lightning_cli(argv)
+    run_lightning_cli(None if from_command_line else argv)

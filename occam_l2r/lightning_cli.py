@@ -83,8 +83,8 @@ def trainer_defaults() -> dict:
     }
 
 
-def run_lightning_cli(argv: list[str]) -> OccamCLI:
-    """Run LightningCLI on ``argv`` (``["fit", "--config", ...]``)."""
+def run_lightning_cli(argv: list[str] | None) -> OccamCLI:
+    """Run LightningCLI on ``argv`` (``["fit", "--config", ...]``; ``None`` reads ``sys.argv``)."""
     return OccamCLI(
         L.LightningModule,
         L.LightningDataModule,

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from _segment_tiny import shared
+from segment_anything import SamPredictor
 
 from occam_l2r.logits import LogitsFile
 from occam_l2r.segment.detectors import Detections, GroundingDino, Owlv2
@@ -118,9 +119,44 @@ def test_sam_box_masks_batched_equal_single(
     batched = sam.masks(resized, SIZES, boxes)
     assert [m.shape for m in batched] == [(2, 64, 80), (0, 50, 90), (1, 72, 40)]
     assert all(m.dtype == torch.bool for m in batched)
+    predictor = SamPredictor(sam.model)
     for i in (0, 2):
         alone = sam.masks([resized[i]], [SIZES[i]], [boxes[i]])[0]
         assert torch.equal(alone, batched[i]), "batching images does not change their masks"
+        # segment-anything's own predictor gives the same masks
+        predictor.set_image(images[i])
+        prompt = predictor.transform.apply_boxes_torch(boxes[i], SIZES[i])
+        ref, _, _ = predictor.predict_torch(None, None, boxes=prompt, multimask_output=False)
+        assert (ref[:, 0] != batched[i]).float().mean() < 1e-3
+
+
+@pytest.mark.parametrize("multimask", [False, True])
+def test_sam_decoder_over_many_images_matches_sam(paths: dict[str, Path], multimask: bool) -> None:
+    sam = SamBoxPrompter(
+        str(paths["sam"]), model_type="custom", arch=TINY_SAM, multimask_output=multimask
+    )
+    model = sam.load()
+    torch.manual_seed(0)
+    grid = model.prompt_encoder.image_embedding_size
+    embeddings = torch.randn(3, model.prompt_encoder.embed_dim, *grid)
+    boxes = torch.tensor(
+        [[1.0, 2.0, 30.0, 40.0], [5.0, 5.0, 60.0, 50.0], [0.0, 10.0, 20.0, 64.0], [8, 8, 9, 9.0]]
+    )
+    owner = torch.tensor([2, 0, 2, 1])
+    with torch.no_grad():
+        logits, iou = sam.decode(embeddings, owner, boxes)
+        for k in range(len(boxes)):
+            sparse, dense = model.prompt_encoder(points=None, boxes=boxes[k : k + 1], masks=None)
+            ref, ref_iou = model.mask_decoder(
+                image_embeddings=embeddings[owner[k]][None],
+                image_pe=model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask,
+            )
+            best = int(ref_iou[0].argmax())
+            torch.testing.assert_close(logits[k, 0], ref[0, best], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(iou[k, 0], ref_iou[0, best], atol=1e-5, rtol=1e-5)
 
 
 def test_sam_automatic_masks(paths: dict[str, Path], images: list[np.ndarray]) -> None:

@@ -266,26 +266,6 @@ class SamBoxPrompter(_SamModel):
         best = iou[:, 1:].argmax(dim=1) + 1
         rows = torch.arange(n, device=logits.device)
         return logits[rows, best][:, None], iou[rows, best][:, None]
-        embeddings = self.encode([sam_images[i] for i in todo])
-        transform = ResizeLongestSide(sam.image_encoder.img_size)
-        for emb, i in zip(embeddings, todo, strict=True):
-            box = transform.apply_boxes_torch(boxes[i].float().to(sam.device), sizes[i])
-            sparse, dense = sam.prompt_encoder(points=None, boxes=box, masks=None)
-            low_res, iou = sam.mask_decoder(
-                image_embeddings=emb[None],
-                image_pe=sam.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=self.multimask_output,
-            )
-            if self.multimask_output:
-                best = iou.argmax(dim=1)
-                low_res = low_res[torch.arange(len(best)), best][:, None]
-            masks = sam.postprocess_masks(
-                low_res.float(), tuple(sam_images[i].shape[-2:]), sizes[i]
-            )
-            out[i] = (masks[:, 0] > sam.mask_threshold).cpu()
-        return out
 
 
 class _EmbeddingPredictor(SamPredictor):
