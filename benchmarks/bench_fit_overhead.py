@@ -23,7 +23,9 @@ from occam_l2r.tasks.classifier import ClassifierTask
 
 
 def datamodule(args: argparse.Namespace) -> ViewDataModule:
-    dm = ViewDataModule(SyntheticSpurious(), view="FG_C", image_size=args.image_size, batch_size=32, num_workers=0)
+    dm = ViewDataModule(
+        SyntheticSpurious(), view="FG_C", image_size=args.image_size, batch_size=32, num_workers=0
+    )
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -73,7 +75,9 @@ def lightning_fit(args: argparse.Namespace) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
@@ -81,8 +85,10 @@ def main() -> None:
     t_bare = min(bare(args) for _ in range(args.repeats))
     t_fit = min(lightning_fit(args) for _ in range(args.repeats))
     ratio = t_fit / t_bare
-    print(f"bare loop {t_bare:.2f} s | Lightning fit {t_fit:.2f} s | ratio {ratio:.3f} (target <= 1.05): "
-          f"{'OK' if ratio <= 1.05 else 'ABOVE TARGET'}")
+    print(
+        f"bare loop {t_bare:.2f} s | Lightning fit {t_fit:.2f} s | ratio {ratio:.3f} (target <= 1.05): "
+        f"{'OK' if ratio <= 1.05 else 'ABOVE TARGET'}"
+    )
 
 
 if __name__ == "__main__":

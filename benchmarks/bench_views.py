@@ -23,7 +23,13 @@ VIEWS = ["FULL", "FG_C", "FG_M", "BG_S", "BG_B"]
 
 
 def loader(view: str, args: argparse.Namespace):
-    dm = ViewDataModule(SyntheticSpurious(), view=view, image_size=args.image_size, batch_size=args.batch_size, num_workers=0)
+    dm = ViewDataModule(
+        SyntheticSpurious(),
+        view=view,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        num_workers=0,
+    )
     dm.prepare_data()
     dm.setup("fit")
     return dm.train_dataloader()
@@ -54,7 +60,9 @@ def train_epoch(view: str, args: argparse.Namespace) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
@@ -68,7 +76,9 @@ def main() -> None:
             print(f"| {v} | {times[v]:.2f} | {times[v] / times['FULL']:.3f} |")
         if name == "training epoch":
             worst = max(times[v] / times["FULL"] for v in VIEWS[1:])
-            print(f"worst FG/BG training-epoch ratio {worst:.3f} (target <= 1.15): {'OK' if worst <= 1.15 else 'ABOVE TARGET'}")
+            print(
+                f"worst FG/BG training-epoch ratio {worst:.3f} (target <= 1.15): {'OK' if worst <= 1.15 else 'ABOVE TARGET'}"
+            )
 
 
 if __name__ == "__main__":

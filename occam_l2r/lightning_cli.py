@@ -25,12 +25,22 @@ class OccamCLI(LightningCLI):
     """LightningCLI with the toolkit's defaults (checkpoints/ folder, TensorBoard, seed 0)."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--test_after_fit", type=bool, default=True, help="test the best checkpoint after fit")
+        parser.add_argument(
+            "--test_after_fit", type=bool, default=True, help="test the best checkpoint after fit"
+        )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val/acc", "checkpoint.mode": "max", "checkpoint.save_last": True})
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+            }
+        )
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
-        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments(
+            "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
+        )
 
     def _metrics_path(self) -> Path:
         trainer = self.trainer
@@ -42,7 +52,11 @@ class OccamCLI(LightningCLI):
             return
         if not hasattr(self.datamodule, "test_dataloader"):
             return
-        ckpt = "best" if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path else None
+        ckpt = (
+            "best"
+            if self.trainer.checkpoint_callback and self.trainer.checkpoint_callback.best_model_path
+            else None
+        )
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt)
         self._write_metrics()
 
@@ -97,4 +111,10 @@ def run_lightning_cli(argv: list[str] | None) -> OccamCLI:
     )
 
 
-__all__ = ["OccamCLI", "run_lightning_cli", "TensorBoardLogger", "ModelCheckpoint", "LearningRateMonitor"]
+__all__ = [
+    "OccamCLI",
+    "run_lightning_cli",
+    "TensorBoardLogger",
+    "ModelCheckpoint",
+    "LearningRateMonitor",
+]

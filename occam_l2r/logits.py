@@ -49,8 +49,16 @@ class LogitsFile:
                 f"logits file {self.run}/{self.view}/{self.split}: {n} ids, {len(self.labels)} labels "
                 f"and logits of shape {self.logits.shape}; they must agree (N ids, N labels, N x C)"
             )
-        self.groups = np.full(n, "", dtype=object).astype(str) if self.groups is None else np.asarray(self.groups).astype(str)
-        self.candidates = np.full(n, -1, np.int64) if self.candidates is None else np.asarray(self.candidates, np.int64)
+        self.groups = (
+            np.full(n, "", dtype=object).astype(str)
+            if self.groups is None
+            else np.asarray(self.groups).astype(str)
+        )
+        self.candidates = (
+            np.full(n, -1, np.int64)
+            if self.candidates is None
+            else np.asarray(self.candidates, np.int64)
+        )
 
     @property
     def num_classes(self) -> int:
@@ -85,11 +93,15 @@ class LogitsFile:
     def load(cls, path: str | Path) -> LogitsFile:
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"logits file not found: {path}. Write it with `python -m occam_l2r predict`.")
+            raise FileNotFoundError(
+                f"logits file not found: {path}. Write it with `python -m occam_l2r predict`."
+            )
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             if meta.get("format_version") != LOGITS_FORMAT_VERSION:
-                raise ValueError(f"{path}: logits format {meta.get('format_version')}, expected {LOGITS_FORMAT_VERSION}")
+                raise ValueError(
+                    f"{path}: logits format {meta.get('format_version')}, expected {LOGITS_FORMAT_VERSION}"
+                )
             return cls(
                 ids=z["ids"],
                 labels=z["labels"],

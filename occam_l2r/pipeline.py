@@ -33,12 +33,17 @@ def _best_checkpoint(run: Path) -> Path:
         last = run / "checkpoints" / "last.ckpt"
         if last.is_file():
             return last
-        raise FileNotFoundError(f"no checkpoint in {run / 'checkpoints'}; the fit of this run did not finish")
+        raise FileNotFoundError(
+            f"no checkpoint in {run / 'checkpoints'}; the fit of this run did not finish"
+        )
     return ckpts[-1]
 
 
 def _done(run: Path, splits: list[str]) -> bool:
-    return all((run / "logits" / f"{s}.npz").is_file() for s in splits) and (run / "test_metrics.json").is_file()
+    return (
+        all((run / "logits" / f"{s}.npz").is_file() for s in splits)
+        and (run / "test_metrics.json").is_file()
+    )
 
 
 def pipeline(
@@ -95,7 +100,9 @@ def pipeline(
                 ["predict", *common, "--ckpt_path", str(_best_checkpoint(run)), "--trainer.logger", "false",
                  "--trainer.default_root_dir", str(run / "predict"), "--model.init_args.logits_dir", str(run / "logits")]
             )  # fmt: skip
-            print(f"pipeline: {view} seed {seed} trained and exported in {time.perf_counter() - t0:.0f} s")
+            print(
+                f"pipeline: {view} seed {seed} trained and exported in {time.perf_counter() - t0:.0f} s"
+            )
     from occam_l2r.fusion.ablation import fuse
 
     default_pairs = None
@@ -104,7 +111,9 @@ def pipeline(
         others = [v for v in views if v != fg and (v.startswith("BG") or v == "FULL")]
         default_pairs = [(fg, o) for o in others] if fg else None
     if ensembles is None:
-        ensembles = [v for v in views if v == "FULL" or v.startswith("FG")] if len(seeds) > 1 else []
+        ensembles = (
+            [v for v in views if v == "FULL" or v.startswith("FG")] if len(seeds) > 1 else []
+        )
     result = fuse(
         runs=runs,
         output_dir=str(out / "fusion"),

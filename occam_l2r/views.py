@@ -62,7 +62,9 @@ def fg_crop(image: np.ndarray, box: tuple[int, int, int, int], fill: int = 0) ->
     return pad_to_square(image[y0:y1, x0:x1], fill)
 
 
-def fg_masked(image: np.ndarray, box: tuple[int, int, int, int], mask: np.ndarray, fill: int = 0) -> np.ndarray:
+def fg_masked(
+    image: np.ndarray, box: tuple[int, int, int, int], mask: np.ndarray, fill: int = 0
+) -> np.ndarray:
     """FG_M: set background pixels (mask False) to ``fill``, then crop the box to a square."""
     out = image.copy()
     out[~mask] = fill
@@ -84,7 +86,9 @@ def bg_box(image: np.ndarray, box: tuple[int, int, int, int], fill: int = 0) -> 
     return out
 
 
-def crop_resize_gray(image: np.ndarray, mask: np.ndarray, gray: int = GRAY, out_size: tuple[int, int] | None = None) -> np.ndarray:
+def crop_resize_gray(
+    image: np.ndarray, mask: np.ndarray, gray: int = GRAY, out_size: tuple[int, int] | None = None
+) -> np.ndarray:
     """OCCAM's "crop + resize": pixels outside the mask set to ``gray``, crop to the mask's tight
     box, resize (bilinear) to ``out_size`` = (H, W), the image's own size by default."""
     h, w = image.shape[:2]
@@ -167,7 +171,9 @@ def apply_view(
             f"segmentation of {segmentation.image_id} is {segmentation.width}x{segmentation.height} "
             f"but the image is {image.shape[1]}x{image.shape[0]}; the store belongs to other images."
         )
-    picked = select_foreground(segmentation, score_threshold, foreground, need_mask=view in MASK_VIEWS)
+    picked = select_foreground(
+        segmentation, score_threshold, foreground, need_mask=view in MASK_VIEWS
+    )
     if isinstance(picked, str):
         full = image if view != "alpha" else alpha_image(image, np.ones(image.shape[:2], bool))
         return ViewResult(full, fallback=picked)

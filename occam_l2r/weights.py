@@ -20,7 +20,10 @@ class WeightsNotFoundError(RuntimeError):
 
 
 def _offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -62,7 +65,11 @@ def require_hub_files(repo_id: str, filenames: Sequence[str], what: str, local_o
         return
     from huggingface_hub import constants
 
-    reason = "HF_HUB_OFFLINE is set" if _offline() else "the Hugging Face hub is not reachable from this machine"
+    reason = (
+        "HF_HUB_OFFLINE is set"
+        if _offline()
+        else "the Hugging Face hub is not reachable from this machine"
+    )
     raise WeightsNotFoundError(
         f"pretrained weights {what!r} (hub repo {repo_id}, file {' or '.join(filenames)}) are not in the local "
         f"cache {constants.HF_HUB_CACHE} and {reason}. Either copy the repo into that cache (e.g. "

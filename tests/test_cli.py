@@ -45,10 +45,20 @@ def test_fit_test_predict(root, tmp_path):
     assert ckpt.is_file()
 
     main(["predict", *_args(root, out), "--ckpt_path", str(ckpt)])
-    for split, n in [("train", 24), ("val", 8), ("test_id", 8), ("test_shift", 8), ("test_random", 8)]:
+    for split, n in [
+        ("train", 24),
+        ("val", 8),
+        ("test_id", 8),
+        ("test_shift", 8),
+        ("test_random", 8),
+    ]:
         lf = LogitsFile.load(run / "logits" / f"{split}.npz")
         assert lf.logits.shape == (n, 4) and np.isfinite(lf.logits).all()
-        assert lf.view == "FG_C" and lf.split == split and lf.class_names == ["zero", "one", "two", "three"]
+        assert (
+            lf.view == "FG_C"
+            and lf.split == split
+            and lf.class_names == ["zero", "one", "two", "three"]
+        )
         assert len(set(lf.ids)) == n and lf.config["model"]["model_name"] == "convnextv2_atto"
 
     # the accuracy in the logits file agrees with the test metric
@@ -79,12 +89,26 @@ def test_missing_pretrained_weights_fail_fast(root, tmp_path):
     from occam_l2r.weights import WeightsNotFoundError
 
     start = time.perf_counter()
-    with pytest.raises(WeightsNotFoundError, match=r"convnextv2_atto\.fcmae_ft_in1k.*model\.checkpoint_path"):
+    with pytest.raises(
+        WeightsNotFoundError, match=r"convnextv2_atto\.fcmae_ft_in1k.*model\.checkpoint_path"
+    ):
         create_classifier("convnextv2_atto.fcmae_ft_in1k", 4, pretrained=True)
     assert time.perf_counter() - start < 10
     # through the CLI the same message reaches the user (jsonargparse wraps it in a ValueError)
-    with pytest.raises((WeightsNotFoundError, ValueError), match=r"convnextv2_atto\.fcmae_ft_in1k.*model\.checkpoint_path"):
-        main(["fit", *_args(root, tmp_path / "o"), "--model.init_args.model_name", "convnextv2_atto.fcmae_ft_in1k", "--model.init_args.pretrained", "true"])
+    with pytest.raises(
+        (WeightsNotFoundError, ValueError),
+        match=r"convnextv2_atto\.fcmae_ft_in1k.*model\.checkpoint_path",
+    ):
+        main(
+            [
+                "fit",
+                *_args(root, tmp_path / "o"),
+                "--model.init_args.model_name",
+                "convnextv2_atto.fcmae_ft_in1k",
+                "--model.init_args.pretrained",
+                "true",
+            ]
+        )
 
 
 def test_local_checkpoint_path(tmp_path):
@@ -102,4 +126,6 @@ def test_local_checkpoint_path(tmp_path):
     from occam_l2r.weights import WeightsNotFoundError
 
     with pytest.raises(WeightsNotFoundError, match="does not exist"):
-        create_classifier("convnextv2_atto", 4, pretrained=True, checkpoint_path=str(tmp_path / "nope.pth"))
+        create_classifier(
+            "convnextv2_atto", 4, pretrained=True, checkpoint_path=str(tmp_path / "nope.pth")
+        )

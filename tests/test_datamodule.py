@@ -54,12 +54,22 @@ def test_missing_from_store_error_or_fallback(root_copy):
     victim = dm.dataset.records("test_shift")[0].image_id
     from occam_l2r.segment.store import SegmentationStore, StoreWriter
 
-    kept = [SegmentationStore(root_copy / "segmentations" / "gt")[i] for i in SegmentationStore(root_copy / "segmentations" / "gt").ids() if i != victim]
+    kept = [
+        SegmentationStore(root_copy / "segmentations" / "gt")[i]
+        for i in SegmentationStore(root_copy / "segmentations" / "gt").ids()
+        if i != victim
+    ]
     shutil.rmtree(root_copy / "segmentations" / "gt")
-    w = StoreWriter(root_copy / "segmentations" / "gt", "gt", {"segmenter": "gt", "dataset": "SyntheticSpurious"})
+    w = StoreWriter(
+        root_copy / "segmentations" / "gt",
+        "gt",
+        {"segmenter": "gt", "dataset": "SyntheticSpurious"},
+    )
     w.write(kept)
     w.close()
-    with pytest.raises(ValueError, match="1 of 8 images of split 'test_shift' are not in the segmentation store"):
+    with pytest.raises(
+        ValueError, match="1 of 8 images of split 'test_shift' are not in the segmentation store"
+    ):
         _dm(root_copy).setup("test")
     dm = _dm(root_copy, on_missing="full")
     dm.setup("test")
@@ -98,11 +108,15 @@ class _NoVal(RecordDataset):
 
 
 def test_val_holdout_for_datasets_without_val(tmp_path):
-    dm = ViewDataModule(_NoVal(str(tmp_path)), view="FULL", segmentation=None, val_fraction=0.25, seed=1)
+    dm = ViewDataModule(
+        _NoVal(str(tmp_path)), view="FULL", segmentation=None, val_fraction=0.25, seed=1
+    )
     dm.setup("fit")
     train, val = dm.splits["train"], dm.splits["val"]
     assert len(train) == 30 and len(val) == 10
     assert {r.image_id for r in train}.isdisjoint(r.image_id for r in val)
     assert np.bincount([r.label for r in val]).tolist() == [5, 5]
     with pytest.raises(KeyError, match="split 'nope'"):
-        ViewDataModule(_NoVal(str(tmp_path)), view="FULL", segmentation=None, test_splits=["nope"]).setup("test")
+        ViewDataModule(
+            _NoVal(str(tmp_path)), view="FULL", segmentation=None, test_splits=["nope"]
+        ).setup("test")

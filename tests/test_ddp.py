@@ -16,7 +16,14 @@ CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
 def _run(args: list[str], cwd: Path) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(Path(__file__).parents[1]))
-    proc = subprocess.run([sys.executable, "-m", "occam_l2r", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "occam_l2r", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
@@ -47,8 +54,20 @@ def test_fit_two_processes_syncs_metrics(tmp_path, tiny_synthetic_root):
         assert sorted(lf.ids) == sorted(r.image_id for r in ds.records(split))
 
     # the same checkpoint tested in one process gives the same (synced) accuracies
-    _run(["test", *common, "--ckpt_path", str(ckpt), "--trainer.logger.init_args.save_dir", str(tmp_path / "single")], tmp_path)
-    single = json.loads((tmp_path / "single" / "tiny" / "FG_C" / "version_0" / "test_metrics.json").read_text())
+    _run(
+        [
+            "test",
+            *common,
+            "--ckpt_path",
+            str(ckpt),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path / "single"),
+        ],
+        tmp_path,
+    )
+    single = json.loads(
+        (tmp_path / "single" / "tiny" / "FG_C" / "version_0" / "test_metrics.json").read_text()
+    )
     for split in ("test_id", "test_shift", "test_random"):
         assert ddp[f"{split}/acc"] == pytest.approx(single[f"{split}/acc"])
         assert ddp[f"{split}/macro_acc"] == pytest.approx(single[f"{split}/macro_acc"])

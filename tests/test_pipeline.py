@@ -30,7 +30,9 @@ def test_pipeline_end_to_end_and_resume(tmp_path, tiny_synthetic_root, capsys):
     for view in views:
         for seed in (0, 1):
             run = exp / view / f"seed{seed}"
-            assert (run / "test_metrics.json").is_file() and (run / "logits" / "test_shift.npz").is_file()
+            assert (run / "test_metrics.json").is_file() and (
+                run / "logits" / "test_shift.npz"
+            ).is_file()
     table = (exp / "fusion" / "fusion_table.md").read_text()
     assert "FG_C" in table and "BG_S" in table
     summary = (exp / "fusion" / "summary.md").read_text()

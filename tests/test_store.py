@@ -21,7 +21,9 @@ from occam_l2r.segment.store import (
 def _seg(i: int, h: int = 16, w: int = 20) -> Segmentation:
     m = np.zeros((h, w), bool)
     m[2 : 4 + i, 3 : 9 + i] = True
-    return Segmentation.from_masks(f"img/{i}.png", [m], scores=[0.5 + i / 100], labels=["dog"], label_ids=[i % 3])
+    return Segmentation.from_masks(
+        f"img/{i}.png", [m], scores=[0.5 + i / 100], labels=["dog"], label_ids=[i % 3]
+    )
 
 
 def test_rle_round_trip():
@@ -57,7 +59,11 @@ def test_resume_sees_parts_of_killed_run(tmp_path):
     assert w2.done_ids() == {"img/0.png", "img/1.png"}
     w2.write([_seg(2)])
     w2.close()
-    assert sorted(SegmentationStore(tmp_path / "s").ids()) == ["img/0.png", "img/1.png", "img/2.png"]
+    assert sorted(SegmentationStore(tmp_path / "s").ids()) == [
+        "img/0.png",
+        "img/1.png",
+        "img/2.png",
+    ]
 
 
 def test_no_temporary_files_left(tmp_path):
@@ -87,7 +93,9 @@ def test_failures_are_listed(tmp_path):
     w = StoreWriter(tmp_path / "s", "gt", {})
     w.add_failure("bad.png", "cannot decode")
     w.close()
-    assert SegmentationStore(tmp_path / "s").failures() == [{"image_id": "bad.png", "error": "cannot decode"}]
+    assert SegmentationStore(tmp_path / "s").failures() == [
+        {"image_id": "bad.png", "error": "cannot decode"}
+    ]
 
 
 def test_format_version_guard(tmp_path):

@@ -22,7 +22,9 @@ def _digest(root):
 def test_layout_and_counts(tiny_synthetic_root):
     ds = SyntheticSpurious(root=str(tiny_synthetic_root), **TINY)
     assert (tiny_synthetic_root / "metadata.csv").is_file()
-    counts = {s: len(ds.records(s)) for s in ["train", "val", "test_id", "test_shift", "test_random"]}
+    counts = {
+        s: len(ds.records(s)) for s in ["train", "val", "test_id", "test_shift", "test_random"]
+    }
     assert counts == {"train": 24, "val": 8, "test_id": 8, "test_shift": 8, "test_random": 8}
     rec = ds.records("test_shift")[0]
     img = ds.read_image(rec)
@@ -36,14 +38,21 @@ def test_layout_and_counts(tiny_synthetic_root):
 def test_tie_rules(tiny_synthetic_root):
     ds = SyntheticSpurious(root=str(tiny_synthetic_root), **TINY)
     k = ds.num_classes
-    for split, rule in [("train", lambda y: y), ("val", lambda y: y), ("test_id", lambda y: y), ("test_shift", lambda y: (y + 1) % k)]:
+    for split, rule in [
+        ("train", lambda y: y),
+        ("val", lambda y: y),
+        ("test_id", lambda y: y),
+        ("test_shift", lambda y: (y + 1) % k),
+    ]:
         for r in ds.records(split):
             assert r.metadata["place"] == rule(r.label), (split, r)
             assert r.group == ds.group_names[r.metadata["place"]]
 
 
 def test_rho_breaks_the_tie_sometimes(tmp_path):
-    ds = SyntheticSpurious(root=str(tmp_path / "r"), rho=0.5, train_per_class=20, val_per_class=1, test_per_class=1)
+    ds = SyntheticSpurious(
+        root=str(tmp_path / "r"), rho=0.5, train_per_class=20, val_per_class=1, test_per_class=1
+    )
     ds.prepare()
     off = [r for r in ds.records("train") if r.metadata["place"] != r.label]
     assert 0.25 < len(off) / 80 < 0.75

@@ -16,7 +16,9 @@ def _image(h: int = 4, w: int = 6) -> np.ndarray:
 
 
 def _seg(mask: np.ndarray, score: float = 0.9, box=None) -> Segmentation:
-    return Segmentation.from_masks("img.png", [mask], scores=[score], boxes=None if box is None else np.array([box]))
+    return Segmentation.from_masks(
+        "img.png", [mask], scores=[score], boxes=None if box is None else np.array([box])
+    )
 
 
 @pytest.fixture
@@ -89,7 +91,11 @@ def test_alpha_channel(mask):
 def test_float_box_rounds_outward():
     img = _image()
     seg = Segmentation("img.png", 6, 4, boxes=[[1.5, 0.2, 3.1, 1.9]], scores=[1.0])
-    assert apply_view("FG_C", img, seg).image[..., 0].tolist() == [[2, 3, 4], [12, 13, 14], [0, 0, 0]]
+    assert apply_view("FG_C", img, seg).image[..., 0].tolist() == [
+        [2, 3, 4],
+        [12, 13, 14],
+        [0, 0, 0],
+    ]
 
 
 @pytest.mark.parametrize("view", ["FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray"])

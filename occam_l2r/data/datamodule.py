@@ -75,7 +75,9 @@ class ViewDataModule(L.LightningDataModule):
         self.segmentation = segmentation
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.test_split_names = list(test_splits) if test_splits is not None else list(dataset.test_splits)
+        self.test_split_names = (
+            list(test_splits) if test_splits is not None else list(dataset.test_splits)
+        )
         self.splits: dict[str, list[Record]] = {}
         self.store: SegmentationStore | None = None
 
@@ -138,7 +140,9 @@ class ViewDataModule(L.LightningDataModule):
         if self.splits:
             return
         if self.view != "FULL" and self.segmentation is None:
-            raise ValueError(f"data.view={self.view} needs data.segmentation ('gt' or a store path)")
+            raise ValueError(
+                f"data.view={self.view} needs data.segmentation ('gt' or a store path)"
+            )
         train, val = self._split_train_val()
         self.splits = {"train": train, "val": val}
         for name in self.test_split_names:
@@ -159,7 +163,8 @@ class ViewDataModule(L.LightningDataModule):
             )
             if self.hparams.on_missing == "error":
                 raise ValueError(
-                    msg + " Run `python -m occam_l2r segment` for this dataset (it resumes), or set "
+                    msg
+                    + " Run `python -m occam_l2r segment` for this dataset (it resumes), or set "
                     "data.on_missing: full to use the FULL image for them."
                 )
             log.warning("%s They get the FULL fallback (data.on_missing=full).", msg)
@@ -167,7 +172,9 @@ class ViewDataModule(L.LightningDataModule):
     def _dataset(self, split: str, train: bool) -> ViewDataset:
         hp = self.hparams
         transform = (
-            train_transform(hp.image_size, tuple(hp.train_scale), hp.hflip) if train else eval_transform(hp.image_size)
+            train_transform(hp.image_size, tuple(hp.train_scale), hp.hflip)
+            if train
+            else eval_transform(hp.image_size)
         )
         groups = {g: i for i, g in enumerate(self.dataset.group_names)}
         return ViewDataset(

@@ -83,7 +83,7 @@ class RecordDataset(abc.ABC):
     def load_records(self) -> list[Record]:
         """Read the dataset's own index files and return all records of all splits."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op for real data
         """Create the data on disk if the dataset can (synthetic data); a no-op for real data."""
 
     @property
@@ -106,7 +106,9 @@ class RecordDataset(abc.ABC):
         """All records of ``split``; raises a clear error for an unknown split."""
         by_split = self._by_split()
         if split not in by_split:
-            raise KeyError(f"split {split!r} not in {type(self).__name__} at {self.root}; known: {sorted(by_split)}")
+            raise KeyError(
+                f"split {split!r} not in {type(self).__name__} at {self.root}; known: {sorted(by_split)}"
+            )
         return by_split[split]
 
     def all_records(self) -> list[Record]:

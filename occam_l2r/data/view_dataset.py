@@ -20,10 +20,14 @@ from occam_l2r.segment.store import SegmentationStore
 from occam_l2r.views import Foreground, View, apply_view
 
 
-def train_transform(image_size: int, scale: tuple[float, float] = (0.6, 1.0), hflip: bool = True) -> A.Compose:
+def train_transform(
+    image_size: int, scale: tuple[float, float] = (0.6, 1.0), hflip: bool = True
+) -> A.Compose:
     """Training augmentation: random resized crop, optional horizontal flip."""
     ops: list[A.BasicTransform] = [
-        A.RandomResizedCrop(size=(image_size, image_size), scale=scale, interpolation=cv2.INTER_LINEAR)
+        A.RandomResizedCrop(
+            size=(image_size, image_size), scale=scale, interpolation=cv2.INTER_LINEAR
+        )
     ]
     if hflip:
         ops.append(A.HorizontalFlip(p=0.5))
@@ -63,7 +67,9 @@ class ViewDataset(Dataset):
         fill: int = 0,
     ) -> None:
         if view != "FULL" and store is None:
-            raise ValueError(f"view {view} needs a segmentation store; set data.segmentation (e.g. 'gt' or a store path)")
+            raise ValueError(
+                f"view {view} needs a segmentation store; set data.segmentation (e.g. 'gt' or a store path)"
+            )
         self.dataset = dataset
         self.records = list(records)
         self.view = view

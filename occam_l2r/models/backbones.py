@@ -36,12 +36,16 @@ def create_classifier(
     if pretrained and checkpoint_path:
         path = Path(checkpoint_path).expanduser()
         if not path.is_file():
-            raise WeightsNotFoundError(f"model.checkpoint_path={checkpoint_path!r} does not exist; point it at the weights file of {model_name}")
+            raise WeightsNotFoundError(
+                f"model.checkpoint_path={checkpoint_path!r} does not exist; point it at the weights file of {model_name}"
+            )
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
     elif pretrained:
         cfg = timm.models.get_pretrained_cfg(model_name)
         if cfg is None:
-            raise ValueError(f"timm has no pretrained weights named {model_name!r}; see timm.list_pretrained('{model_name.split('.')[0]}*')")
+            raise ValueError(
+                f"timm has no pretrained weights named {model_name!r}; see timm.list_pretrained('{model_name.split('.')[0]}*')"
+            )
         if cfg.hf_hub_id:
             files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else TIMM_WEIGHT_FILES
             require_hub_files(cfg.hf_hub_id, files, model_name, "model.checkpoint_path")
@@ -49,7 +53,9 @@ def create_classifier(
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except (OSError, RuntimeError) as err:
         if pretrained:
-            raise WeightsNotFoundError(f"could not load pretrained weights for {model_name!r}: {err}") from err
+            raise WeightsNotFoundError(
+                f"could not load pretrained weights for {model_name!r}: {err}"
+            ) from err
         raise
 
 

@@ -46,8 +46,12 @@ class GroupAccuracy(Metric):
     def __init__(self, num_groups: int) -> None:
         super().__init__()
         self.num_groups = max(1, num_groups)
-        self.add_state("correct", torch.zeros(self.num_groups, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("total", torch.zeros(self.num_groups, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state(
+            "correct", torch.zeros(self.num_groups, dtype=torch.long), dist_reduce_fx="sum"
+        )
+        self.add_state(
+            "total", torch.zeros(self.num_groups, dtype=torch.long), dist_reduce_fx="sum"
+        )
 
     def update(self, preds: torch.Tensor, target: torch.Tensor, groups: torch.Tensor) -> None:
         if preds.ndim == 2:

@@ -60,7 +60,11 @@ def build_gt_store(
     segmenter = GroundTruthSegmenter()
     writer = StoreWriter(path, segmenter.name, segmenter.config(dataset), dataset=dataset.name)
     done = writer.done_ids()
-    todo = [r for r in (records if records is not None else dataset.all_records()) if r.image_id not in done]
+    todo = [
+        r
+        for r in (records if records is not None else dataset.all_records())
+        if r.image_id not in done
+    ]
     if todo:
         log.info("gt store %s: converting %d ground-truth masks", path, len(todo))
     batch: list[Segmentation] = []

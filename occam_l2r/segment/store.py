@@ -106,7 +106,9 @@ class Segmentation:
                 f"{len(self.labels)} labels, {len(self.label_ids)} label ids"
             )
         if self.masks_rle and len(self.masks_rle) != n:
-            raise ValueError(f"segmentation of {self.image_id}: {n} boxes but {len(self.masks_rle)} masks")
+            raise ValueError(
+                f"segmentation of {self.image_id}: {n} boxes but {len(self.masks_rle)} masks"
+            )
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -118,7 +120,9 @@ class Segmentation:
     def mask(self, i: int) -> np.ndarray:
         """Boolean ``(H, W)`` mask of detection ``i``."""
         if not self.masks_rle:
-            raise ValueError(f"segmentation of {self.image_id} ({self.segmenter}) stores boxes only, no masks")
+            raise ValueError(
+                f"segmentation of {self.image_id} ({self.segmenter}) stores boxes only, no masks"
+            )
         return decode_mask(self.masks_rle[i], self.height, self.width)
 
     @classmethod

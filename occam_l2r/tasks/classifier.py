@@ -60,7 +60,9 @@ class ClassifierTask(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.model = create_classifier(model_name, num_classes, pretrained, checkpoint_path, drop_path_rate)
+        self.model = create_classifier(
+            model_name, num_classes, pretrained, checkpoint_path, drop_path_rate
+        )
         mean, std = normalization(self.model)
         self.register_buffer("mean", mean * 255.0, persistent=False)
         self.register_buffer("std", std * 255.0, persistent=False)
@@ -72,8 +74,17 @@ class ClassifierTask(L.LightningModule):
     # ------------------------------------------------------------------ setup
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
-        names = {"validate": ["val"], "fit": ["val"], "test": list(dm.test_split_names), "predict": list(dm.predict_split_names)}
-        self._split_names = {"val": ["val"], "test": list(dm.test_split_names), "predict": list(dm.predict_split_names)}
+        names = {
+            "validate": ["val"],
+            "fit": ["val"],
+            "test": list(dm.test_split_names),
+            "predict": list(dm.predict_split_names),
+        }
+        self._split_names = {
+            "val": ["val"],
+            "test": list(dm.test_split_names),
+            "predict": list(dm.predict_split_names),
+        }
         self._group_names = list(dm.group_names)
         for split in names.get(stage, []):
             if _key(split) not in self.eval_metrics:
@@ -93,7 +104,9 @@ class ClassifierTask(L.LightningModule):
         )
 
     # ------------------------------------------------------------------ forward
-    def on_after_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+    def on_after_batch_transfer(
+        self, batch: dict[str, torch.Tensor], dataloader_idx: int
+    ) -> dict[str, torch.Tensor]:
         batch["image"] = (batch["image"].float() - self.mean) / self.std
         return batch
 
@@ -119,12 +132,18 @@ class ClassifierTask(L.LightningModule):
         m["num_samples"].update(torch.tensor(float(len(logits)), device=logits.device))
         if stage == "val":
             loss = F.cross_entropy(logits, batch["label"])
-            self.log("val/loss", loss, sync_dist=True, batch_size=len(logits), add_dataloader_idx=False)
+            self.log(
+                "val/loss", loss, sync_dist=True, batch_size=len(logits), add_dataloader_idx=False
+            )
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self._eval_step("val", batch, dataloader_idx)
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def test_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         self._eval_step("test", batch, dataloader_idx)
 
     def _log_split(self, split: str) -> None:
@@ -151,9 +170,13 @@ class ClassifierTask(L.LightningModule):
             self._log_split(split)
 
     # ------------------------------------------------------------------ predict -> logits files
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def predict_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         logits = self(batch["image"]).float()
-        self._predictions.setdefault(dataloader_idx, []).append((batch["index"].cpu(), logits.cpu()))
+        self._predictions.setdefault(dataloader_idx, []).append(
+            (batch["index"].cpu(), logits.cpu())
+        )
 
     def on_predict_epoch_end(self) -> None:
         dm = self.trainer.datamodule
@@ -161,7 +184,11 @@ class ClassifierTask(L.LightningModule):
         for idx, split in enumerate(self._split_names["predict"]):
             parts = self._predictions.get(idx, [])
             index = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, dtype=torch.long)
-            logits = torch.cat([p[1] for p in parts]) if parts else torch.zeros(0, self.hparams.num_classes)
+            logits = (
+                torch.cat([p[1] for p in parts])
+                if parts
+                else torch.zeros(0, self.hparams.num_classes)
+            )
             if self.trainer.world_size > 1:
                 gathered: list[Any] = [None] * self.trainer.world_size
                 torch.distributed.all_gather_object(gathered, (index, logits))
@@ -169,7 +196,9 @@ class ClassifierTask(L.LightningModule):
                 logits = torch.cat([g[1] for g in gathered])
             if self.trainer.global_rank != 0:
                 continue
-            order = np.unique(index.numpy(), return_index=True)[1]  # DistributedSampler pads with repeats
+            order = np.unique(index.numpy(), return_index=True)[
+                1
+            ]  # DistributedSampler pads with repeats
             index, logits = index[order], logits[order]
             records = [dm.splits[split][i] for i in index.tolist()]
             LogitsFile(
@@ -181,7 +210,10 @@ class ClassifierTask(L.LightningModule):
                 view=dm.view,
                 run=str(out_dir.parent),
                 class_names=dm.class_names,
-                config={"model": dict(self.hparams), "data": {k: v for k, v in dict(dm.hparams).items()}},
+                config={
+                    "model": dict(self.hparams),
+                    "data": {k: v for k, v in dict(dm.hparams).items()},
+                },
             ).save(out_dir / f"{split}.npz")
         self._predictions = {}
 
@@ -201,7 +233,10 @@ class ClassifierTask(L.LightningModule):
             if p.requires_grad:
                 (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
         opt = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
             lr=self.hparams.lr,
         )
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -125,11 +125,15 @@ class SyntheticSpurious(RecordDataset):
     ) -> None:
         super().__init__()
         if not 2 <= num_classes <= len(BACKGROUNDS):
-            raise ValueError(f"num_classes={num_classes}: the benchmark supports 2 to {len(BACKGROUNDS)} classes")
+            raise ValueError(
+                f"num_classes={num_classes}: the benchmark supports 2 to {len(BACKGROUNDS)} classes"
+            )
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"rho={rho} must be a probability in [0, 1]")
         if not 4 <= object_size[0] <= object_size[1] <= min(height, width):
-            raise ValueError(f"object_size={object_size} must satisfy 4 <= min <= max <= {min(height, width)}")
+            raise ValueError(
+                f"object_size={object_size} must satisfy 4 <= min <= max <= {min(height, width)}"
+            )
         self.params = {
             "num_classes": num_classes,
             "rho": rho,
@@ -141,7 +145,9 @@ class SyntheticSpurious(RecordDataset):
             "version": 1,
         }
         digest = hashlib.sha1(json.dumps(self.params, sort_keys=True).encode()).hexdigest()[:8]
-        self.root = Path(root) if root else default_data_dir() / "synthetic" / f"k{num_classes}-{digest}"
+        self.root = (
+            Path(root) if root else default_data_dir() / "synthetic" / f"k{num_classes}-{digest}"
+        )
         self.class_names = CLASS_NAMES[:num_classes]
         self.group_names = [name.split(".")[0] for _, name in BACKGROUNDS[:num_classes]]
 
@@ -167,7 +173,9 @@ class SyntheticSpurious(RecordDataset):
         if self.is_generated():
             return
         if self.root.exists() and any(self.root.iterdir()):
-            raise FileExistsError(f"{self.root} exists, is not empty and holds no generator.json; choose another root")
+            raise FileExistsError(
+                f"{self.root} exists, is not empty and holds no generator.json; choose another root"
+            )
         tmp = self.root.with_name(f".{self.root.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         log.info("generating the synthetic benchmark into %s", self.root)
@@ -190,7 +198,9 @@ class SyntheticSpurious(RecordDataset):
             return (label + 1) % k
         return int(rng.integers(k))
 
-    def _render(self, label: int, place: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    def _render(
+        self, label: int, place: int, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
         h, w = self.params["height"], self.params["width"]
         src = _background_source(place)
         side = int(min(src.shape[:2]) * rng.uniform(0.3, 0.6))
@@ -209,7 +219,9 @@ class SyntheticSpurious(RecordDataset):
         y0, x0 = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         color = _hsv_color(rng)
         region = bg[y0 : y0 + size, x0 : x0 + size]
-        bg[y0 : y0 + size, x0 : x0 + size] = region * (1 - alpha[..., None]) + color * alpha[..., None]
+        bg[y0 : y0 + size, x0 : x0 + size] = (
+            region * (1 - alpha[..., None]) + color * alpha[..., None]
+        )
         mask = np.zeros((h, w), np.uint8)
         mask[y0 : y0 + size, x0 : x0 + size] = alpha > 0.4
         ys, xs = np.nonzero(mask)
@@ -234,11 +246,38 @@ class SyntheticSpurious(RecordDataset):
                     mask_name = f"masks/{split}/{cname}/{img_id:06d}.png"
                     Image.fromarray(image).save(out / img_name, compress_level=1)
                     Image.fromarray(mask).save(out / mask_name)
-                    rows.append([img_id, img_name, label, cname, split, place, self.group_names[place], mask_name, *box])
+                    rows.append(
+                        [
+                            img_id,
+                            img_name,
+                            label,
+                            cname,
+                            split,
+                            place,
+                            self.group_names[place],
+                            mask_name,
+                            *box,
+                        ]
+                    )
                     img_id += 1
         with open(out / "metadata.csv", "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["img_id", "img_filename", "y", "class_name", "split", "place", "place_name", "mask_filename", "x0", "y0", "x1", "y1"])
+            writer.writerow(
+                [
+                    "img_id",
+                    "img_filename",
+                    "y",
+                    "class_name",
+                    "split",
+                    "place",
+                    "place_name",
+                    "mask_filename",
+                    "x0",
+                    "y0",
+                    "x1",
+                    "y1",
+                ]
+            )
             writer.writerows(rows)
 
     # ------------------------------------------------------------------ reading
