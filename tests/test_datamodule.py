@@ -120,3 +120,21 @@ def test_val_holdout_for_datasets_without_val(tmp_path):
         ViewDataModule(
             _NoVal(str(tmp_path)), view="FULL", segmentation=None, test_splits=["nope"]
         ).setup("test")
+
+
+def test_empty_gt_mask_gives_counted_fallback(root_copy):
+    from PIL import Image
+
+    ds = SyntheticSpurious(root=str(root_copy), **TINY)
+    rec = ds.records("test_id")[0]
+    Image.fromarray(np.zeros((64, 80), np.uint8)).save(root_copy / rec.mask_path)  # empty mask
+    dm = _dm(root_copy, view="BG_S")
+    dm.prepare_data()
+    dm.setup("test")
+    from occam_l2r.segment.store import SegmentationStore
+
+    assert len(SegmentationStore(root_copy / "segmentations" / "gt")[rec.image_id]) == 0
+    image, fallback = dm._dataset("test_id", train=False).render(0)
+    assert fallback == "no_detection" and np.array_equal(image, ds.read_image(rec))
+    rates = torch.cat([b["fallback"] for b in dm.test_dataloader()[0]])
+    assert rates.sum().item() == 1
