@@ -36,9 +36,13 @@ def _command(config: Path) -> list[str]:
     return [sys.executable, "-m", "occam_l2r", "segment", "--config", str(config)]
 
 
-def _run(config: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _run(config: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        _command(config), capture_output=True, text=True, timeout=timeout, env=dict(os.environ)
+        _command(config),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc
@@ -114,7 +118,7 @@ def test_two_process_cpu_ddp_writes_two_disjoint_shards(
         paths, store, detector="owlv2", batch_size=4, splits=["train", "val", "test_shift"]
     )
     cfg["trainer"] = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
-    _run(write_config(tmp_path / "ddp.yaml", cfg))
+    _run(write_config(tmp_path / "ddp.yaml", cfg), OMP_NUM_THREADS="1")  # 2 ranks on 2 cores
     ids = [r.image_id for s in ("train", "val", "test_shift") for r in dataset.records(s)]
     shards = sorted(p.name for p in store.glob("*.parquet"))
     assert shards == ["shard-rank000.parquet", "shard-rank001.parquet"]
