@@ -8,4 +8,10 @@ from occam_l2r.segment.store import (
     config_hash,
 )
 
-__all__ = ["STORE_FORMAT_VERSION", "Segmentation", "SegmentationStore", "StoreWriter", "config_hash"]
+__all__ = [
+    "STORE_FORMAT_VERSION",
+    "Segmentation",
+    "SegmentationStore",
+    "StoreWriter",
+    "config_hash",
+]
