@@ -9,6 +9,7 @@ and the metrics are written to ``<run dir>/test_metrics.json``; ``test`` writes 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -99,6 +100,16 @@ def trainer_defaults() -> dict:
 
 def run_lightning_cli(argv: list[str] | None) -> OccamCLI:
     """Run LightningCLI on ``argv`` (``["fit", "--config", ...]``; ``None`` reads ``sys.argv``)."""
+    saved = sys.argv
+    if argv is not None:  # called from Python (tests, the pipeline verb): ignore the outer argv
+        sys.argv = saved[:1]
+    try:
+        return _run(argv)
+    finally:
+        sys.argv = saved
+
+
+def _run(argv: list[str] | None) -> OccamCLI:
     return OccamCLI(
         L.LightningModule,
         L.LightningDataModule,
