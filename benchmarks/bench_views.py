@@ -82,10 +82,15 @@ def main() -> None:
     # the extra data time; this estimate is immune to the run-to-run noise of the compute part.
     data, train = results["data-only pass"], results["training epoch"]
     est = {v: 1 + (data[v] - data["FULL"]) / train["FULL"] for v in VIEWS[1:]}
-    print("\nestimated training-epoch ratio = 1 + (data_view - data_FULL) / epoch_FULL (num_workers=0)")
+    print(
+        "\nestimated training-epoch ratio = 1 + (data_view - data_FULL) / epoch_FULL (num_workers=0)"
+    )
     print(" | ".join(f"{v} {r:.3f}" for v, r in est.items()))
     worst = max(est.values())
-    print(f"worst FG/BG ratio {worst:.3f} (target <= 1.15): {'OK' if worst <= 1.15 else 'ABOVE TARGET'}")
+    print(
+        f"worst FG/BG ratio {worst:.3f} (target <= 1.15): {'OK' if worst <= 1.15 else 'ABOVE TARGET'}"
+    )
+
 
 if __name__ == "__main__":
     main()
