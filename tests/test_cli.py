@@ -129,3 +129,44 @@ def test_local_checkpoint_path(tmp_path):
         create_classifier(
             "convnextv2_atto", 4, pretrained=True, checkpoint_path=str(tmp_path / "nope.pth")
         )
+
+
+def test_per_candidate_predict_feeds_topk_fusion(root, tmp_path):
+    """Top-k candidate views (L2R² appendix C.1): one view per (image, prompted class) -> predict
+    writes one logits row per candidate -> eq. 5 fusion reads them."""
+    from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+    from occam_l2r.fusion.topk import topk_fusion
+    from occam_l2r.segment.store import Segmentation, StoreWriter
+    from tests.conftest import TINY
+
+    out = tmp_path / "runs"
+    main(["fit", *_args(root, out), "--test_after_fit", "false"])
+    run = out / "tiny" / "FG_C" / "version_0"
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    main(["predict", *_args(root, out), "--ckpt_path", ckpt, "--trainer.logger", "false"])
+
+    ds = SyntheticSpurious(root=str(root), **TINY)
+    store = tmp_path / "topk_store"
+    writer = StoreWriter(store, "fake-topk", {"k": 4})
+    segs = []
+    for rec in ds.all_records():  # every class prompted once: 4 candidate detections per image
+        (mask,) = ds.gt_masks(rec)
+        segs.append(Segmentation.from_masks(rec.image_id, [mask] * 4, label_ids=[0, 1, 2, 3]))
+    writer.write(segs)
+    writer.close()
+    cand_dir = tmp_path / "cand_logits"
+    main(["predict", *_args(root, out), "--ckpt_path", ckpt, "--trainer.logger", "false",
+          "--data.init_args.segmentation", str(store), "--data.init_args.per_candidate", "true",
+          "--model.init_args.logits_dir", str(cand_dir), "--trainer.default_root_dir", str(tmp_path / "p2")])  # fmt: skip
+    fg = LogitsFile.load(cand_dir / "test_shift.npz")
+    assert len(fg.ids) == 4 * 8
+    for sid in set(fg.ids):
+        assert sorted(fg.candidates[fg.ids == sid].tolist()) == [0, 1, 2, 3]
+    full = LogitsFile.load(run / "logits" / "test_shift.npz")
+    result = topk_fusion(full, fg, k=2)
+    assert result.candidates.shape == (8, 2) and set(result.preds) == {"FULL", "FG", "FULL+FG"}
+    # with identical views per candidate, FG's pick among the 2 candidates follows its own logits
+    plain = {i: z for i, z in zip(full.ids, full.logits, strict=True)}
+    for r, sid in enumerate(result.ids):
+        c = result.candidates[r]
+        assert result.preds["FG"][r] == c[int(np.argmax(plain[sid][c]))]

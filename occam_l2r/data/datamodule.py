@@ -45,6 +45,9 @@ class ViewDataModule(L.LightningDataModule):
         train_scale: scale range of the training random resized crop.
         hflip: horizontal flips in training.
         test_splits: the test splits to evaluate; default every test split of the dataset.
+        per_candidate: evaluation/predict loaders give one view per (image, candidate class) of
+            a top-k candidate-prompted store (L2R² appendix C.1); logits files then carry the
+            candidate of each row.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class ViewDataModule(L.LightningDataModule):
         train_scale: tuple[float, float] = (0.6, 1.0),
         hflip: bool = True,
         test_splits: list[str] | None = None,
+        per_candidate: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["dataset"])
@@ -187,6 +191,7 @@ class ViewDataModule(L.LightningDataModule):
             hp.score_threshold,
             hp.foreground,
             hp.fill,
+            per_candidate=hp.per_candidate and not train,
         )
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:

@@ -2,7 +2,12 @@
 
 Every sample is a dict with ``image`` (uint8 ``(C, H, W)``; normalisation happens on the device
 in the task, with the model's own mean/std), ``label``, ``group`` (index), ``index`` (position in
-the split) and ``fallback`` (1 when the view fell back to FULL).
+``items``), ``candidate`` (the prompted class of a top-k candidate view, -1 otherwise) and
+``fallback`` (1 when the view fell back to FULL).
+
+With ``per_candidate=True`` an image prompted with several candidate classes (the top-k prompts
+of L2R² appendix C.1, stored in the detections' ``label_ids``) yields one item per candidate,
+each made from that candidate's detections only.
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ class ViewDataset(Dataset):
         score_threshold: detections scoring below fall back to FULL.
         foreground: ``top1`` or ``union`` of the kept detections.
         fill: constant for padding and masking.
+        per_candidate: one item per (image, candidate class) instead of one per image.
     """
 
     def __init__(
@@ -65,6 +71,7 @@ class ViewDataset(Dataset):
         score_threshold: float = 0.0,
         foreground: Foreground = "top1",
         fill: int = 0,
+        per_candidate: bool = False,
     ) -> None:
         if view != "FULL" and store is None:
             raise ValueError(
@@ -79,20 +86,39 @@ class ViewDataset(Dataset):
         self.score_threshold = score_threshold
         self.foreground = foreground
         self.fill = fill
+        self.items: list[tuple[int, int]] = [(i, -1) for i in range(len(self.records))]
+        if per_candidate:
+            if store is None:
+                raise ValueError(
+                    "per_candidate views need a segmentation store with candidate-prompted detections"
+                )
+            self.items = []
+            for i, rec in enumerate(self.records):
+                seg = store.get(rec.image_id)
+                cands = (
+                    []
+                    if seg is None
+                    else list(dict.fromkeys(int(c) for c in seg.label_ids if c >= 0))
+                )
+                self.items.extend((i, c) for c in cands) if cands else self.items.append((i, -1))
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.items)
 
     def render(self, index: int) -> tuple[np.ndarray, str | None]:
-        """The view of sample ``index`` before augmentation, and the fallback reason if any."""
-        rec = self.records[index]
+        """The view of item ``index`` before augmentation, and the fallback reason if any."""
+        rec_index, candidate = self.items[index]
+        rec = self.records[rec_index]
         image = self.dataset.read_image(rec)
         seg = self.store.get(rec.image_id) if self.store is not None else None
+        if seg is not None and candidate >= 0:
+            seg = seg.subset(np.nonzero(seg.label_ids == candidate)[0])
         result = apply_view(self.view, image, seg, self.score_threshold, self.foreground, self.fill)
         return result.image, result.fallback
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rec = self.records[index]
+        rec_index, candidate = self.items[index]
+        rec = self.records[rec_index]
         image, fallback = self.render(index)
         image = self.transform(image=image)["image"]
         return {
@@ -100,5 +126,6 @@ class ViewDataset(Dataset):
             "label": torch.tensor(rec.label, dtype=torch.long),
             "group": torch.tensor(self.group_index.get(rec.group, 0), dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long),
+            "candidate": torch.tensor(candidate, dtype=torch.long),
             "fallback": torch.tensor(fallback is not None, dtype=torch.float32),
         }

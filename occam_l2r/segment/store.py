@@ -156,6 +156,23 @@ class Segmentation:
             **kwargs,
         )
 
+    def subset(self, keep: Sequence[int]) -> Segmentation:
+        """The detections at positions ``keep`` (e.g. those prompted with one candidate class)."""
+        keep = [int(i) for i in keep]
+        return Segmentation(
+            image_id=self.image_id,
+            width=self.width,
+            height=self.height,
+            boxes=self.boxes[keep],
+            scores=self.scores[keep],
+            labels=[self.labels[i] for i in keep],
+            label_ids=self.label_ids[keep],
+            masks_rle=[self.masks_rle[i] for i in keep] if self.masks_rle else [],
+            prompts=list(self.prompts),
+            segmenter=self.segmenter,
+            config_hash=self.config_hash,
+        )
+
     def to_row(self) -> dict[str, Any]:
         return {
             "image_id": self.image_id,

@@ -59,7 +59,11 @@ class ClassifierTask(L.LightningModule):
         logits_dir: str | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # logits_dir is where outputs go, not a hyperparameter: kept out of the checkpoint so that
+        # `predict --ckpt_path ... --model.init_args.logits_dir X` is not reset by the checkpoint's
+        # saved hyperparameters (LightningCLI re-applies them over the command line)
+        self.save_hyperparameters(ignore=["logits_dir"])
+        self.logits_dir = logits_dir
         self.model = create_classifier(
             model_name, num_classes, pretrained, checkpoint_path, drop_path_rate
         )
@@ -200,11 +204,14 @@ class ClassifierTask(L.LightningModule):
                 1
             ]  # DistributedSampler pads with repeats
             index, logits = index[order], logits[order]
-            records = [dm.splits[split][i] for i in index.tolist()]
+            dataset = self.trainer.predict_dataloaders[idx].dataset
+            items = [dataset.items[i] for i in index.tolist()]
+            records = [dataset.records[r] for r, _ in items]
             LogitsFile(
                 ids=[r.image_id for r in records],
                 labels=[r.label for r in records],
                 groups=[r.group for r in records],
+                candidates=[c for _, c in items],
                 logits=logits.numpy(),
                 split=split,
                 view=dm.view,
@@ -218,8 +225,8 @@ class ClassifierTask(L.LightningModule):
         self._predictions = {}
 
     def _logits_dir(self) -> Path:
-        if self.hparams.logits_dir:
-            return Path(self.hparams.logits_dir)
+        if self.logits_dir:
+            return Path(self.logits_dir)
         ckpt = self.trainer.ckpt_path
         if ckpt:
             path = Path(ckpt).parent
