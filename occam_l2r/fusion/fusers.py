@@ -8,6 +8,7 @@ row labels of Table 9).
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,7 +94,7 @@ def _softmax_output(logits: np.ndarray) -> FusionOutput:
     )
 
 
-class Fuser:
+class Fuser(abc.ABC):
     """Base class: ``fit`` learns parameters, ``predict`` fuses a split."""
 
     name = ""
@@ -104,8 +105,9 @@ class Fuser:
     def fit(self, train: LogitsPair | None, val: LogitsPair, calib: Calibration) -> Fuser:
         return self
 
+    @abc.abstractmethod
     def predict(self, data: LogitsPair) -> FusionOutput:
-        raise NotImplementedError
+        """Fuse the two inputs of ``data`` with the fitted parameters."""
 
     def params(self) -> dict[str, Any]:
         """Learnt parameters as JSON-serialisable values (scalars; arrays as lists)."""
