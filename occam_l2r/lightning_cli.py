@@ -1,25 +1,21 @@
 """LightningCLI for ``fit``/``validate``/``test``/``predict``.
 
 Any LightningModule and LightningDataModule of the package is chosen by ``class_path`` in the
-config. The DataModule's ``num_classes`` is linked into the model when the model takes it. After
+config. The DataModule's ``num_classes`` is linked into the model's ``num_classes``. After
 ``fit``, the best checkpoint is tested on every test split (``--test_after_fit false`` to skip)
 and the metrics are written to ``<run dir>/test_metrics.json``; ``test`` writes the same file.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from occam_l2r.tasks.classifier import save_metrics
-
-log = logging.getLogger(__name__)
 
 
 class OccamCLI(LightningCLI):
@@ -120,12 +116,3 @@ def _run(argv: list[str] | None) -> OccamCLI:
         args=argv,
         auto_configure_optimizers=False,
     )
-
-
-__all__ = [
-    "OccamCLI",
-    "run_lightning_cli",
-    "TensorBoardLogger",
-    "ModelCheckpoint",
-    "LearningRateMonitor",
-]
