@@ -27,7 +27,7 @@ from occam_l2r.segment.detectors import GroundingDino, Owlv2
 from occam_l2r.segment.prompts import MetaPrompt
 from occam_l2r.segment.sam import SamBoxPrompter
 from occam_l2r.segment.segmenters import DetectAndSegment
-from occam_l2r.segment.store import SegmentationStore, StoreWriter
+from occam_l2r.store import SegmentationStore, StoreWriter
 from occam_l2r.segment.tiny import TINY_SAM, tiny_grounding_dino, tiny_owlv2, tiny_sam
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny models are local folders

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
-from occam_l2r.segment.store import SegmentationStore, config_hash
+from occam_l2r.store import SegmentationStore, config_hash
 from occam_l2r.segment.tiny import TINY_SAM, tiny_grounding_dino, tiny_owlv2, tiny_sam
 
 #: the embedded benchmark in small: 4 classes x 5 splits x 3 images = 60 images

@@ -136,7 +136,7 @@ def test_per_candidate_predict_feeds_topk_fusion(root, tmp_path):
     writes one logits row per candidate -> eq. 5 fusion reads them."""
     from occam_l2r.data.datasets.synthetic import SyntheticSpurious
     from occam_l2r.fusion.topk import topk_fusion
-    from occam_l2r.segment.store import Segmentation, StoreWriter
+    from occam_l2r.store import Segmentation, StoreWriter
     from tests.conftest import TINY
 
     out = tmp_path / "runs"

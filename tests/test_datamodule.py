@@ -52,7 +52,7 @@ def test_missing_from_store_error_or_fallback(root_copy):
     dm = _dm(root_copy)
     dm.prepare_data()
     victim = dm.dataset.records("test_shift")[0].image_id
-    from occam_l2r.segment.store import SegmentationStore, StoreWriter
+    from occam_l2r.store import SegmentationStore, StoreWriter
 
     kept = [
         SegmentationStore(root_copy / "segmentations" / "gt")[i]
@@ -131,7 +131,7 @@ def test_empty_gt_mask_gives_counted_fallback(root_copy):
     dm = _dm(root_copy, view="BG_S")
     dm.prepare_data()
     dm.setup("test")
-    from occam_l2r.segment.store import SegmentationStore
+    from occam_l2r.store import SegmentationStore
 
     assert len(SegmentationStore(root_copy / "segmentations" / "gt")[rec.image_id]) == 0
     image, fallback = dm._dataset("test_id", train=False).render(0)

@@ -22,7 +22,7 @@ from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.logits import LogitsFile
 from occam_l2r.segment.gt import GroundTruthSegmenter
-from occam_l2r.segment.store import SegmentationStore, config_hash
+from occam_l2r.store import SegmentationStore, config_hash
 from occam_l2r.segment.weights import MissingWeightsError
 from occam_l2r.views import apply_view
 

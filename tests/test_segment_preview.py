@@ -13,7 +13,7 @@ from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.segment.preview import HEADER, _fit, preview_row
 from occam_l2r.segment.preview import main as preview_main
-from occam_l2r.segment.store import Segmentation
+from occam_l2r.store import Segmentation
 from occam_l2r.views import apply_view
 
 

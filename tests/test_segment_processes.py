@@ -17,7 +17,7 @@ from _segment_tiny import SYNTH, check_store, detect_config, shared, write_confi
 
 from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
-from occam_l2r.segment.store import SegmentationStore
+from occam_l2r.store import SegmentationStore
 
 pytestmark = pytest.mark.slow
 

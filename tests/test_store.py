@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from occam_l2r.segment.store import (
+from occam_l2r.store import (
     STORE_FORMAT_VERSION,
     Segmentation,
     SegmentationStore,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from occam_l2r.segment.store import Segmentation
+from occam_l2r.store import Segmentation
 from occam_l2r.views import apply_view, crop_resize_gray, pad_to_square
 
 

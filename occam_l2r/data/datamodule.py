@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.data.view_dataset import ViewDataset, eval_transform, train_transform
 from occam_l2r.segment.gt import build_gt_store
-from occam_l2r.segment.store import SegmentationStore
+from occam_l2r.store import SegmentationStore
 from occam_l2r.views import Foreground, View
 
 log = logging.getLogger(__name__)

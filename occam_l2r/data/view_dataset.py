@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from occam_l2r.data.records import Record, RecordDataset
-from occam_l2r.segment.store import SegmentationStore
+from occam_l2r.store import SegmentationStore
 from occam_l2r.views import Foreground, View, apply_view
 
 

@@ -1,17 +1,4 @@
-"""Segmentation sources and the segmentation store (stage 1 of both papers)."""
+"""Segmentation sources: detectors, SAM, prompts and segmenters (plain models, no Lightning).
 
-from occam_l2r.segment.store import (
-    STORE_FORMAT_VERSION,
-    Segmentation,
-    SegmentationStore,
-    StoreWriter,
-    config_hash,
-)
-
-__all__ = [
-    "STORE_FORMAT_VERSION",
-    "Segmentation",
-    "SegmentationStore",
-    "StoreWriter",
-    "config_hash",
-]
+The store they fill lives one layer below, in :mod:`occam_l2r.store`.
+"""

@@ -26,7 +26,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.segment.segmenters import Segmenter
-from occam_l2r.segment.store import StoreWriter, config_hash
+from occam_l2r.store import StoreWriter, config_hash
 
 log = logging.getLogger("occam_l2r.segment")
 

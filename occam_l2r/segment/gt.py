@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from occam_l2r.data.records import Record, RecordDataset
-from occam_l2r.segment.store import Segmentation, StoreWriter
+from occam_l2r.store import Segmentation, StoreWriter
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.segment.cli import build_parser, config_name_of, default_store, parse, select_records
-from occam_l2r.segment.store import Segmentation, SegmentationStore
+from occam_l2r.store import Segmentation, SegmentationStore
 from occam_l2r.views import apply_view
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from occam_l2r.data.records import ImageReadError, Record, RecordDataset
 from occam_l2r.segment.segmenters import Segmenter
-from occam_l2r.segment.store import Segmentation, SegmentationStore, StoreWriter
+from occam_l2r.store import Segmentation, SegmentationStore, StoreWriter
 
 log = logging.getLogger(__name__)
 
