@@ -7,21 +7,30 @@ A logits file is a ``.npz`` archive (written atomically) with:
 - ``groups``: group names ``(N,)``, str
 - ``logits``: float32 ``(N, C)``
 - ``candidates``: int64 ``(N,)``, the prompted candidate class for top-k views, -1 otherwise
+- ``fallback``: bool ``(N,)``, the sample's view fell back to the FULL image (format 2; files of
+  format 1 read as all ``False``)
 - ``meta``: a JSON string with ``format_version``, ``split``, ``view``, ``class_names``,
   ``run`` (free-form name) and ``config`` (the run's resolved config).
+
+``predict`` writes these files through part files (:class:`LogitsPart`, one per rank and chunk of
+rows) that :func:`merge_parts` streams into one file in the dataset's order, so neither side
+holds a whole split in memory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-LOGITS_FORMAT_VERSION = 1
+LOGITS_FORMAT_VERSION = 2
+#: versions :meth:`LogitsFile.load` reads (format 1 has no ``fallback`` array).
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -33,6 +42,7 @@ class LogitsFile:
     logits: np.ndarray
     groups: np.ndarray | None = None
     candidates: np.ndarray | None = None
+    fallback: np.ndarray | None = None
     split: str = ""
     view: str = ""
     run: str = ""
@@ -59,6 +69,9 @@ class LogitsFile:
             if self.candidates is None
             else np.asarray(self.candidates, np.int64)
         )
+        self.fallback = (
+            np.zeros(n, bool) if self.fallback is None else np.asarray(self.fallback, bool)
+        )
 
     @property
     def num_classes(self) -> int:
@@ -68,14 +81,7 @@ class LogitsFile:
         """Write atomically (temporary file + rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "format_version": LOGITS_FORMAT_VERSION,
-            "split": self.split,
-            "view": self.view,
-            "run": self.run,
-            "class_names": list(self.class_names),
-            "config": self.config,
-        }
+        meta = _meta(self.split, self.view, self.run, self.class_names, self.config)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
         np.savez(
             tmp,
@@ -84,6 +90,7 @@ class LogitsFile:
             groups=self.groups,
             logits=self.logits,
             candidates=self.candidates,
+            fallback=self.fallback,
             meta=np.array(json.dumps(meta, default=str)),
         )
         os.replace(tmp, path)
@@ -98,9 +105,10 @@ class LogitsFile:
             )
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            if meta.get("format_version") != LOGITS_FORMAT_VERSION:
+            if meta.get("format_version") not in READABLE_VERSIONS:
                 raise ValueError(
-                    f"{path}: logits format {meta.get('format_version')}, expected {LOGITS_FORMAT_VERSION}"
+                    f"{path}: logits format {meta.get('format_version')}, this version of "
+                    f"occam_l2r reads {READABLE_VERSIONS}; re-export it with `predict`"
                 )
             return cls(
                 ids=z["ids"],
@@ -108,9 +116,127 @@ class LogitsFile:
                 logits=z["logits"],
                 groups=z["groups"],
                 candidates=z["candidates"],
+                fallback=z["fallback"] if "fallback" in z.files else None,
                 split=meta["split"],
                 view=meta["view"],
                 run=meta["run"],
                 class_names=meta["class_names"],
                 config=meta["config"],
             )
+
+
+def _meta(split: str, view: str, run: str, class_names: list[str], config: dict) -> dict[str, Any]:
+    return {
+        "format_version": LOGITS_FORMAT_VERSION,
+        "split": split,
+        "view": view,
+        "run": run,
+        "class_names": list(class_names),
+        "config": config,
+    }
+
+
+#: the per-row arrays of a logits file, in the order they are written.
+ROW_ARRAYS = ("ids", "labels", "groups", "logits", "candidates", "fallback")
+
+
+@dataclass
+class LogitsPart:
+    """A chunk of predicted rows of one split on one rank; ``index`` is the dataset position."""
+
+    index: np.ndarray
+    ids: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    candidates: np.ndarray
+    fallback: np.ndarray
+    logits: np.ndarray
+
+    def save(self, path: Path) -> Path:
+        """Write atomically; ``widths`` records the string widths for the merge's headers."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+        widths = np.array([_width(self.ids), _width(self.groups)], np.int64)
+        arrays = {name: getattr(self, name) for name in ("index", *ROW_ARRAYS)}
+        np.savez(tmp, widths=widths, **arrays)
+        os.replace(tmp, path)
+        return path
+
+
+def _width(strings: np.ndarray) -> int:
+    return max(1, strings.dtype.itemsize // 4) if strings.dtype.kind == "U" else 1
+
+
+def merge_parts(
+    parts: list[Path],
+    path: Path,
+    split: str,
+    view: str,
+    run: str,
+    class_names: list[str],
+    config: dict[str, Any],
+    window: int = 65536,
+) -> Path:
+    """Stream part files into one logits file, rows in the order of their dataset position.
+
+    A position found twice (a distributed sampler's padding) is written once. Memory holds one
+    window of positions plus the parts overlapping it, whatever the split's size, when each
+    part covers a narrow range of positions (sequential samplers; any order stays correct).
+
+    Args:
+        parts: the part files of one split (any number of ranks).
+        path: the logits file to write (atomically).
+        split, view, run, class_names, config: the file's metadata.
+        window: dataset positions merged at a time.
+    """
+    spans, seen = [], [np.zeros(0, np.int64)]
+    widths = np.ones(2, np.int64)
+    num_classes = None
+    for p in parts:
+        with np.load(p, allow_pickle=False) as z:
+            index = z["index"]
+            widths = np.maximum(widths, z["widths"])
+            if num_classes is None:
+                num_classes = int(z["logits"].shape[1])
+        if len(index):
+            spans.append((p, int(index.min()), int(index.max())))
+            seen.append(index)
+    unique = np.unique(np.concatenate(seen))
+    n, c = len(unique), int(num_classes or len(class_names))
+    dtypes = {
+        "ids": np.dtype(f"<U{widths[0]}"),
+        "labels": np.dtype(np.int64),
+        "groups": np.dtype(f"<U{widths[1]}"),
+        "logits": np.dtype(np.float32),
+        "candidates": np.dtype(np.int64),
+        "fallback": np.dtype(bool),
+    }
+    bounds = [(int(unique[i]), int(unique[min(i + window, n) - 1])) for i in range(0, n, window)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name in ROW_ARRAYS:
+            shape = (n, c) if name == "logits" else (n,)
+            header = {"descr": np.lib.format.dtype_to_descr(dtypes[name]), "fortran_order": False,
+                      "shape": shape}  # fmt: skip
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array_header_2_0(f, header)
+                for lo, hi in bounds:
+                    index, rows = [], []
+                    for p, a, b in spans:
+                        if b < lo or a > hi:
+                            continue
+                        with np.load(p, allow_pickle=False) as z:
+                            idx = z["index"]
+                            sel = (idx >= lo) & (idx <= hi)
+                            index.append(idx[sel])
+                            rows.append(z[name][sel])
+                    idx = np.concatenate(index)
+                    first = np.unique(idx, return_index=True)[1]
+                    chunk = np.concatenate(rows)[first].astype(dtypes[name])
+                    f.write(np.ascontiguousarray(chunk).tobytes())
+        meta = json.dumps(_meta(split, view, run, class_names, config), default=str)
+        with zf.open("meta.npy", "w") as f:
+            np.lib.format.write_array(f, np.array(meta), allow_pickle=False)
+    os.replace(tmp, path)
+    return path

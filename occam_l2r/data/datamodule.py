@@ -14,6 +14,7 @@ import lightning as L
 import numpy as np
 from torch.utils.data import DataLoader
 
+from occam_l2r.data.loaders import eval_loader, world_of
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.data.view_dataset import ViewDataset, eval_transform, train_transform
 from occam_l2r.segment.gt import build_gt_store
@@ -101,6 +102,10 @@ class ViewDataModule(L.LightningDataModule):
     @property
     def num_groups(self) -> int:
         return max(1, len(self.dataset.group_names))
+
+    @property
+    def val_split_names(self) -> list[str]:
+        return ["val"]
 
     @property
     def predict_split_names(self) -> list[str]:
@@ -195,14 +200,17 @@ class ViewDataModule(L.LightningDataModule):
         )
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
+        common = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0}
+        if not train:  # in order; over several processes every sample counted once
+            world, rank = world_of(self.trainer)
+            return eval_loader(self._dataset(split, False), self.batch_size, world_size=world,
+                               rank=rank, **common)  # fmt: skip
         return DataLoader(
             self._dataset(split, train),
             batch_size=self.batch_size,
-            shuffle=train,
-            drop_last=train and len(self.splits[split]) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=False,
+            shuffle=True,
+            drop_last=len(self.splits[split]) > self.batch_size,
+            **common,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -1,7 +1,7 @@
 """DataModule over the logits of one or two trained runs, for the fusion heads.
 
-Each sample is ``{"z1": (C,), "z2": (C,), "label": int, "index": int}`` (``z2`` absent with one
-input), read from the logits files that ``predict`` writes (``<run_dir>/logits/<split>.npz``).
+Each sample is ``{"z1": (C,), "z2": (C,), "label": int, "index": int, "group": int, "id": str,
+"group_name": str}`` (``z2`` absent with one input), read from the logits files that ``predict`` writes (``<run_dir>/logits/<split>.npz``).
 The two inputs are aligned on their sample ids, and every check of
 :func:`occam_l2r.fusion.inputs.align_pair` applies (finite logits, same ids, same class count).
 """
@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from occam_l2r.data.loaders import eval_loader, world_of
 from occam_l2r.fusion.inputs import LogitsPair, align_pair, load_run_split
 from occam_l2r.logits import LogitsFile
 
@@ -20,18 +21,26 @@ from occam_l2r.logits import LogitsFile
 class LogitsDataset(Dataset):
     """In-memory aligned logits of one split."""
 
-    def __init__(self, pair: LogitsPair, two_inputs: bool) -> None:
+    def __init__(self, pair: LogitsPair, two_inputs: bool, group_index: dict[str, int]) -> None:
         self.z1 = torch.as_tensor(pair.z1, dtype=torch.float32)
         self.z2 = torch.as_tensor(pair.z2, dtype=torch.float32) if two_inputs else None
         self.labels = torch.as_tensor(pair.labels, dtype=torch.int64)
         self.ids = pair.ids
         self.groups = pair.groups
+        self.group_ids = torch.as_tensor([group_index[g] for g in pair.groups], dtype=torch.int64)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        item = {"z1": self.z1[i], "label": self.labels[i], "index": torch.tensor(i)}
+        item = {
+            "z1": self.z1[i],
+            "label": self.labels[i],
+            "index": torch.tensor(i),
+            "group": self.group_ids[i],
+            "id": str(self.ids[i]),
+            "group_name": str(self.groups[i]),
+        }
         if self.z2 is not None:
             item["z2"] = self.z2[i]
         return item
@@ -78,14 +87,24 @@ class LogitsDataModule(L.LightningDataModule):
         self.view = head.view
         self.view2 = load_run_split(input2, val_split).view if input2 else ""
         self.datasets: dict[str, LogitsDataset] = {}
+        #: group names in order of first appearance over the loaded splits (indices stay fixed)
+        self.group_names: list[str] = []
 
     @property
     def num_inputs(self) -> int:
         return 2 if self.input2 else 1
 
     @property
+    def val_split_names(self) -> list[str]:
+        return [self.val_split]
+
+    @property
     def test_split_names(self) -> list[str]:
         return self.test_splits
+
+    @property
+    def predict_split_names(self) -> list[str]:
+        return self.predict_splits
 
     def _load(self, split: str) -> LogitsDataset:
         if split not in self.datasets:
@@ -97,7 +116,10 @@ class LogitsDataModule(L.LightningDataModule):
                     f"split {split!r} of {self.input1} has {pair.num_classes} classes, its "
                     f"{self.val_split!r} split has {self.num_classes}; re-export the logits"
                 )
-            self.datasets[split] = LogitsDataset(pair, self.input2 is not None)
+            for g in sorted(set(pair.groups.tolist()) - set(self.group_names)):
+                self.group_names.append(g)
+            index = {g: i for i, g in enumerate(self.group_names)}
+            self.datasets[split] = LogitsDataset(pair, self.input2 is not None, index)
         return self.datasets[split]
 
     def setup(self, stage: str) -> None:
@@ -114,9 +136,10 @@ class LogitsDataModule(L.LightningDataModule):
         ds = self._load(split)
         if shuffle and (ds.labels < 0).all():
             raise ValueError(f"split {split!r} has no labels (all -1); cannot train on it")
-        return DataLoader(
-            ds, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers
-        )
+        if not shuffle:
+            world, rank = world_of(self.trainer)
+            return eval_loader(ds, self.batch_size, self.num_workers, world, rank)
+        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_split, shuffle=True)

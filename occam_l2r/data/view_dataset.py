@@ -2,8 +2,9 @@
 
 Every sample is a dict with ``image`` (uint8 ``(C, H, W)``; normalisation happens on the device
 in the task, with the model's own mean/std), ``label``, ``group`` (index), ``index`` (position in
-``items``), ``candidate`` (the prompted class of a top-k candidate view, -1 otherwise) and
-``fallback`` (1 when the view fell back to FULL).
+``items``), ``candidate`` (the prompted class of a top-k candidate view, -1 otherwise),
+``fallback`` (1 when the view fell back to FULL), and the strings ``id`` (the image id, path
+relative to the dataset root) and ``group_name``.
 
 With ``per_candidate=True`` an image prompted with several candidate classes (the top-k prompts
 of L2R² appendix C.1, stored in the detections' ``label_ids``) yields one item per candidate,
@@ -122,6 +123,8 @@ class ViewDataset(Dataset):
         image, fallback = self.render(index)
         image = self.transform(image=image)["image"]
         return {
+            "id": rec.image_id,
+            "group_name": rec.group,
             "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
             "label": torch.tensor(rec.label, dtype=torch.long),
             "group": torch.tensor(self.group_index.get(rec.group, 0), dtype=torch.long),

@@ -1,0 +1,73 @@
+"""Evaluation and predict loaders that count every sample exactly once under DDP.
+
+Lightning gives val/test loaders a ``DistributedSampler`` that pads a split with repeated
+samples so that every rank runs the same number of batches (uneven batch counts can hang the
+collective calls of a DDP forward). Padding is kept — no hang — but marked: :class:`MarkedPaddingSampler`
+hands out padded positions as ``len(dataset) + i``, and :class:`PaddingMarked` reads them as
+sample ``i`` with ``padding = True``. The tasks drop such rows from metrics and predictions, so a
+2-process test of a 9-image split counts 9 images, not 10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+
+class PaddingMarked(Dataset):
+    """A map-style dataset of dict samples; position ``len + i`` is sample ``i`` marked padding."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self.dataset)
+        item = dict(self.dataset[index % n])
+        item["padding"] = torch.tensor(index >= n)
+        return item
+
+
+class MarkedPaddingSampler(DistributedSampler):
+    """In-order ``DistributedSampler`` whose padding positions are ``len(dataset) + i``."""
+
+    def __init__(self, dataset: PaddingMarked, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.dataset)
+        indices = list(range(n)) + [n + i % max(n, 1) for i in range(self.total_size - n)]
+        return iter(indices[self.rank : self.total_size : self.num_replicas])
+
+
+def eval_loader(
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    world_size: int = 1,
+    rank: int = 0,
+    **kwargs: Any,
+) -> DataLoader:
+    """An in-order loader; over several processes each rank gets its slice, padding marked."""
+    if world_size > 1:
+        marked = PaddingMarked(dataset)
+        sampler = MarkedPaddingSampler(marked, world_size, rank)
+        return DataLoader(
+            marked, batch_size=batch_size, sampler=sampler, num_workers=num_workers, **kwargs
+        )
+    return DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, **kwargs
+    )
+
+
+def world_of(trainer: Any) -> tuple[int, int]:
+    """``(world_size, global_rank)`` of the trainer a DataModule is attached to (1, 0 without)."""
+    if trainer is None:
+        return 1, 0
+    return int(trainer.world_size), int(trainer.global_rank)

@@ -1,0 +1,241 @@
+"""The base task: split names, per-split metrics, their logging, the test summary, predictions.
+
+Every task that classifies (the supervised classifier, the fusion heads, the zero-shot models)
+subclasses :class:`BaseTask` and holds only what is its own (model, loss, optimiser). The base
+task owns:
+
+- the split names of each stage, read from the DataModule (``val_split_names``,
+  ``test_split_names``, ``predict_split_names``);
+- one metric collection per evaluated split: ``acc``, ``macro_acc`` (over the classes present),
+  ``group_acc`` / ``worst_group_acc``, ``fallback_rate`` and ``num_samples`` (plus what a
+  subclass adds in :meth:`BaseTask.extra_metrics`), logged as ``<split>/<metric>``;
+- what ``predict`` emits: :meth:`BaseTask.prediction` packs a batch's sample ids, labels, groups,
+  candidates, fallback flags and logits for the streaming
+  :class:`~occam_l2r.tasks.logits_writer.LogitsWriter`, which :meth:`configure_callbacks` adds
+  to every run.
+
+Under DDP every sample is counted exactly once: the DataModules give evaluation and predict
+loaders an unrepeated distributed sampler (:func:`occam_l2r.data.loaders.eval_loader`), and the
+metric states are summed over ranks when computed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+from torchmetrics import MeanMetric, Metric, MetricCollection, SumMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from occam_l2r.models.metrics import GroupAccuracy, PresentClassAccuracy, worst_group
+from occam_l2r.tasks.logits_writer import LogitsWriter
+
+SUMMARY_COLUMNS = ("acc", "macro_acc", "worst_group_acc", "fallback_rate")
+
+
+def metric_key(split: str) -> str:
+    """ModuleDict key of a split's metrics (``train`` would clash with ``nn.Module.train``)."""
+    return "split_" + split.replace(".", "_")
+
+
+class BaseTask(L.LightningModule):
+    """Per-split metrics and predictions shared by every classifying task.
+
+    Subclasses implement ``forward`` and :meth:`logits_of` (the logits of a batch) and may add
+    metrics with :meth:`extra_metrics` / :meth:`update_extra`.
+
+    Args:
+        num_classes: number of classes (linked from the DataModule).
+        predictions_dir: where ``predict`` writes the logits files; default
+            ``<run dir>/<predictions_subdir>``.
+    """
+
+    #: folder of the run dir that ``predict`` writes to when no directory is given.
+    predictions_subdir: ClassVar[str] = "logits"
+
+    def __init__(self, num_classes: int, predictions_dir: str | None = None) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.predictions_dir = predictions_dir
+        self.eval_metrics = nn.ModuleDict()
+        self.split_names: dict[str, list[str]] = {"val": [], "test": [], "predict": []}
+        self.group_names: list[str] = []
+
+    # ------------------------------------------------------------------ what subclasses provide
+    def logits_of(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The ``(B, C)`` logits of a batch."""
+        raise NotImplementedError
+
+    def extra_metrics(self) -> dict[str, Metric]:
+        """Metrics of this task beyond the shared ones (e.g. ``nll``)."""
+        return {}
+
+    def update_extra(
+        self, metrics: MetricCollection, logits: torch.Tensor, target: torch.Tensor
+    ) -> None:
+        """Update the metrics of :meth:`extra_metrics` with a batch's labelled samples."""
+
+    def prediction_metadata(self) -> dict[str, Any]:
+        """``view`` and ``config`` written into the logits files of ``predict``."""
+        dm = self.trainer.datamodule
+        return {
+            "view": str(getattr(dm, "view", "")),
+            "config": {"model": dict(self.hparams), "data": dict(getattr(dm, "hparams", {}))},
+        }
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule
+        self.split_names = {
+            "val": list(dm.val_split_names),
+            "test": list(dm.test_split_names),
+            "predict": list(dm.predict_split_names),
+        }
+        self.group_names = list(getattr(dm, "group_names", []))
+        evaluated = {
+            "fit": self.split_names["val"],
+            "validate": self.split_names["val"],
+            "test": self.split_names["test"],
+        }.get(stage, [])
+        for split in evaluated:
+            if metric_key(split) not in self.eval_metrics:
+                self.eval_metrics[metric_key(split)] = self.make_metrics().to(self.device)
+
+    def make_metrics(self) -> MetricCollection:
+        """The metric collection of one split."""
+        k = self.num_classes
+        groups = max(1, len(self.group_names))
+        return MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes=k, average="micro"),
+                "macro_acc": PresentClassAccuracy(k),
+                "group_acc": GroupAccuracy(groups),
+                "fallback_rate": MeanMetric(),
+                "num_samples": SumMetric(),
+                **self.extra_metrics(),
+            },
+            compute_groups=False,
+        )
+
+    def configure_callbacks(self) -> list[Callback]:
+        """The streaming logits writer serves ``predict`` of every task."""
+        return [LogitsWriter(self.predictions_dir, self.predictions_subdir)]
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, stage: str, batch: dict[str, Any], dataloader_idx: int) -> torch.Tensor:
+        """Update the split's metrics with a batch; returns the batch's logits."""
+        split = self.split_names[stage][dataloader_idx]
+        logits = self.logits_of(batch)
+        real = _real_rows(batch, len(logits), logits.device)  # DDP padding is never counted
+        label = batch["label"]
+        scored = real & (label >= 0)  # unlabelled samples (-1) are predicted, never scored
+        m = self.eval_metrics[metric_key(split)]
+        z, y = logits[scored], label[scored]
+        g = batch["group"][scored] if "group" in batch else torch.zeros_like(y)
+        if len(y):
+            m["acc"].update(z, y)
+            m["macro_acc"].update(z, y)
+            m["group_acc"].update(z, y, g)
+            self.update_extra(m, z, y)
+        fallback = batch.get("fallback")
+        if fallback is None:
+            fallback = torch.zeros(len(label), device=logits.device)
+        if bool(real.any()):
+            m["fallback_rate"].update(fallback[real].float())
+        m["num_samples"].update(real.sum().float())
+        return logits
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.evaluate("val", batch, dataloader_idx)
+
+    def test_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.evaluate("test", batch, dataloader_idx)
+
+    def split_values(self, split: str) -> dict[str, torch.Tensor]:
+        """Compute (synced over ranks) and reset a split's metrics as ``{<split>/<name>: value}``."""
+        m = self.eval_metrics[metric_key(split)]
+        values: dict[str, torch.Tensor] = {}
+        for name, metric in m.items():
+            value = metric.compute()
+            if name == "group_acc":
+                values[f"{split}/worst_group_acc"] = worst_group(value)
+                for g, acc in enumerate(value):
+                    if not torch.isnan(acc) and g < len(self.group_names):
+                        values[f"{split}/group_acc/{self.group_names[g]}"] = acc
+            else:
+                values[f"{split}/{name}"] = value
+        m.reset()
+        return values
+
+    def log_splits(self, stage: str) -> None:
+        values: dict[str, torch.Tensor] = {}
+        for split in self.split_names[stage]:
+            values.update(self.split_values(split))
+        if stage == "val" and self.split_names["val"] and self.split_names["val"][0] != "val":
+            # the checkpoint monitor is always `val/acc`, whatever the val split is called
+            values["val/acc"] = values[f"{self.split_names['val'][0]}/acc"]
+        self.log_dict(values, add_dataloader_idx=False)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_splits("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_splits("test")
+
+    # ------------------------------------------------------------------ predict
+    def prediction(self, batch: dict[str, Any], logits: torch.Tensor) -> dict[str, Any]:
+        """What :class:`LogitsWriter` stores for a batch (on the CPU, DDP padding dropped)."""
+        n = len(logits)
+        real = _real_rows(batch, n, logits.device).cpu()
+        keep = real.nonzero().flatten().tolist()
+        out: dict[str, Any] = {
+            "index": batch["index"].detach().cpu()[real],
+            "id": [batch["id"][i] for i in keep],
+            "label": batch["label"].detach().cpu()[real],
+            "logits": logits.detach().float().cpu()[real],
+            "group": [batch["group_name"][i] for i in keep] if "group_name" in batch else [""] * len(keep),
+        }
+        for key in ("candidate", "fallback"):
+            if key in batch:
+                out[key] = batch[key].detach().cpu()[real]
+        return out
+
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        return self.prediction(batch, self.logits_of(batch))
+
+
+def _real_rows(batch: dict[str, Any], n: int, device: torch.device) -> torch.Tensor:
+    """Rows that are samples of the split, not a distributed sampler's padding."""
+    padding = batch.get("padding")
+    if padding is None:
+        return torch.ones(n, dtype=torch.bool, device=device)
+    return ~padding.to(device=device, dtype=torch.bool)
+
+
+def format_summary(metrics: dict[str, Any], stage: str = "test") -> str:
+    """One Markdown row per split: accuracy, macro and worst-group accuracy, fallback rate (%)."""
+    splits = sorted(
+        {k.split("/")[0] for k in metrics if k.split("/")[-1] in SUMMARY_COLUMNS}
+        - ({"val"} if stage != "val" else set())
+    )
+    lines = ["| split | " + " | ".join(SUMMARY_COLUMNS) + " |", "|---" * 5 + "|"]
+    for split in splits:
+        cells = []
+        for c in SUMMARY_COLUMNS:
+            v = metrics.get(f"{split}/{c}")
+            cells.append("-" if v is None else f"{100 * float(v):.2f}")
+        lines.append(f"| {split} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def save_metrics(metrics: dict[str, Any], path: Path) -> None:
+    """Write a metrics dict as JSON atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({k: float(v) for k, v in metrics.items()}, indent=2, sort_keys=True))
+    tmp.replace(path)
