@@ -1,4 +1,5 @@
-"""The embedded pipeline end to end (tiny settings): fit x views x seeds -> logits -> fuse; resume."""
+"""The embedded pipeline end to end (tiny settings): fit x views x seeds -> logits -> fuse; resume;
+sharded runs (``--shard i/n``, ``--only``) that fuse once all are done."""
 
 from __future__ import annotations
 
@@ -8,37 +9,69 @@ from pathlib import Path
 import pytest
 
 from occam_l2r.cli import main
+from occam_l2r.commands.pipeline import plan_runs, select_runs
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
 
+def test_select_runs_only_and_shard(tmp_path):
+    runs = plan_runs({"FULL": "a.yaml", "FG_C": ["b.yaml", "c.yaml"]}, [0, 1, 2], tmp_path)
+    assert [r.name for r in runs][:4] == ["FULL/seed0", "FULL/seed1", "FULL/seed2", "FG_C/seed0"]
+    assert runs[3].configs == ("b.yaml", "c.yaml")
+    assert [r.name for r in select_runs(runs, ["FG_C/seed1"], None)] == ["FG_C/seed1"]
+    assert len(select_runs(runs, ["FG_C"], None)) == 3
+    shards = [select_runs(runs, None, f"{i}/4") for i in range(4)]
+    assert sorted(r.name for s in shards for r in s) == sorted(r.name for r in runs)
+    assert [r.name for r in select_runs(runs, ["FULL"], "1/2")] == ["FULL/seed1"]
+    with pytest.raises(ValueError, match="no such run"):
+        select_runs(runs, ["BG_S/seed0"], None)
+    with pytest.raises(ValueError, match="i/n"):
+        select_runs(runs, None, "2")
+    with pytest.raises(ValueError, match="0 <= i < n"):
+        select_runs(runs, None, "4/4")
+
+
 @pytest.mark.slow
-def test_pipeline_end_to_end_and_resume(tmp_path, tiny_synthetic_root, capsys):
+def test_pipeline_end_to_end_shards_and_resume(tmp_path, tiny_synthetic_root, capsys):
     root = tmp_path / "data"
     shutil.copytree(tiny_synthetic_root, root)
     views = {}
     for view in ("FULL", "FG_C", "BG_S"):
-        cfg = tmp_path / f"{view}.yaml"
-        cfg.write_text(CONF.read_text().replace("view: FG_C", f"view: {view}"))
-        views[view] = str(cfg)
+        overlay = tmp_path / f"{view}.yaml"  # a view overlay composed over the base config
+        overlay.write_text(f"data:\n  init_args:\n    view: {view}\n")
+        views[view] = f"[{CONF}, {overlay}]"
     exp = tmp_path / "exp"
     args = ["pipeline", "--experiment_dir", str(exp), "--seeds", "[0, 1]",
             "--fit_args", f"[--data.init_args.dataset.init_args.root, {root}]"]  # fmt: skip
     for view, cfg in views.items():
         args += [f"--views.{view}", cfg]
-    main(args)
+
+    # two shards of a job array: each trains its half, neither fuses
+    capsys.readouterr()
+    assert main([*args, "--shard", "0/2"]) is None
+    out = capsys.readouterr().out
+    assert "3 of 6 runs handled" in out and "3 not complete yet" in out
+    assert not (exp / "fusion").exists()
+    assert main([*args, "--shard", "1/2", "--only", "[FG_C, BG_S]"]) is None
+    out = capsys.readouterr().out
+    assert "2 of 6 runs handled" in out and "FULL/seed1" in out  # FULL/seed1 is left
+    assert main([*args, "--only", "[FULL/seed1]"]) is None
+    assert "0 not complete yet" in capsys.readouterr().out
+
     for view in views:
         for seed in (0, 1):
             run = exp / view / f"seed{seed}"
-            assert (run / "test_metrics.json").is_file() and (
-                run / "logits" / "test_shift.npz"
-            ).is_file()
+            assert (run / "test_metrics.json").is_file()
+            assert (run / "logits" / "test_shift.npz").is_file()
+    # the plain command finds every run complete and fuses
+    main(args)
+    out = capsys.readouterr().out
+    assert out.count("is complete, skipped") == 6
     table = (exp / "fusion" / "fusion_table.md").read_text()
     assert "FG_C" in table and "BG_S" in table
     summary = (exp / "fusion" / "summary.md").read_text()
     assert "test_shift" in summary
 
-    capsys.readouterr()
     main(args)  # resume: nothing retrained, every fusion cell cached
     out = capsys.readouterr().out
     assert out.count("is complete, skipped") == 6
