@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from occam_l2r.fusion.ablation import fuse
+from occam_l2r.commands.fuse import SweepConfig, fuse
 from occam_l2r.fusion.synthetic import write_synthetic_runs
 
 TARGET_S = 60.0
@@ -42,13 +42,15 @@ def main() -> None:
         print(f"wrote random logits in {time.perf_counter() - t0:.1f} s (not timed)")
         t0 = time.perf_counter()
         result = fuse(
-            runs,
-            output_dir=str(root / "out"),
-            pairs=[("FG_C", "BG_S"), ("FG_C", "FULL")],
-            ensembles=["FULL", "FG_C"] if args.ensembles else [],
-            test_splits=["test"],
-            summary_metric="macro_acc",
-            select_metric="macro_acc",
+            SweepConfig(
+                runs,
+                output_dir=str(root / "out"),
+                pairs=[("FG_C", "BG_S"), ("FG_C", "FULL")],
+                ensembles=["FULL", "FG_C"] if args.ensembles else [],
+                test_splits=["test"],
+                summary_metric="macro_acc",
+                select_metric="macro_acc",
+            )
         )
         secs = time.perf_counter() - t0
         print((root / "out" / "summary.md").read_text())

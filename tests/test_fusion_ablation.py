@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from occam_l2r.cli import main
-from occam_l2r.fusion.ablation import Ablation
+from occam_l2r.commands import fuse as fuse_command
 from occam_l2r.fusion.fusers import METHOD_LABELS
+from occam_l2r.fusion.plan import Cell, MetadataConfig, SweepConfig, plan
+from occam_l2r.fusion.runner import run_sweep
 from occam_l2r.fusion.synthetic import write_synthetic_runs
 from occam_l2r.logits import LogitsFile
 
@@ -149,13 +151,55 @@ def test_fuse_print_config(runs, tmp_path, capsys):
     assert printed["heads"]["steps"] == 40 and printed["val_split"] == "val"
 
 
+def test_plan_typed_cells(runs, tmp_path):
+    cfg = SweepConfig(
+        runs, str(tmp_path), ensembles=["FG_C"], methods=["max_conf", "weighted_logits"],
+        metadata=MetadataConfig(table="meta.csv", fields=["habitat"], views=["FULL"]),
+    )  # fmt: skip
+    assert cfg.pairs == [("FG_C", "BG_S"), ("FG_C", "FULL")]  # the default pairs
+    cells = plan(cfg)
+    assert [c.kind for c in cells[:8]] == ["single"] * 6 + ["metadata"] * 2
+    pair = next(c for c in cells if c.kind == "pair" and c.method == "weighted_logits")
+    assert pair.views == ("FG_C", "BG_S") and pair.name == "FG_C+BG_S" and pair.needs_train
+    assert pair.runs == (runs["FG_C"][0], runs["BG_S"][0]) and pair.settings["steps"] == 300
+    assert pair.cell_id == "pair|FG_C+BG_S|weighted_logits|seed0"
+    ens = [c for c in cells if c.kind == "ensemble"]
+    assert len(ens) == 2 and ens[0].views == ("FG_C", "FG_C") and ens[0].name == "FG_Cx2"
+    assert ens[0].runs == tuple(runs["FG_C"][:2])  # seed s with seed s+1, once for 2 seeds
+    assert cells[6].name == "FULL + habitat" and cells[6].settings["field"] == "habitat"
+    assert Cell("single", ("FULL",), "model", 0, ("r",)).name == "FULL"
+
+
+def test_fuse_function_api(runs, tmp_path, capsys):
+    """The call the ``pipeline`` verb makes: ``fuse(SweepConfig(...))``."""
+    out = tmp_path / "out"
+    result = fuse_command.fuse(
+        fuse_command.SweepConfig(
+            runs=runs, output_dir=str(out), pairs=[("FG_C", "BG_S")], ensembles=[],
+            test_splits=["test_id"], summary_metric="macro_acc", methods=["max_conf"],
+        )
+    )  # fmt: skip
+    assert result == {
+        "fusion_table": str(out / "fusion_table.md"),
+        "summary": str(out / "summary.md"),
+        "computed": 8,
+        "cached": 0,
+    }
+    assert "fuse: 8 cells computed, 0 cached" in capsys.readouterr().out
+    assert (out / "summary.csv").is_file() and (out / "fusion_table.csv").is_file()
+
+
 def test_ablation_config_errors(runs, tmp_path):
     with pytest.raises(ValueError, match="view 'BG_B' .* has no runs"):
-        Ablation(runs, str(tmp_path), pairs=[("FG_C", "BG_B")])
+        SweepConfig(runs, str(tmp_path), pairs=[("FG_C", "BG_B")])
     with pytest.raises(ValueError, match="needs runs of at least 2 seeds"):
-        Ablation({"FULL": runs["FULL"][:1]}, str(tmp_path), pairs=[], ensembles=["FULL"])
+        SweepConfig({"FULL": runs["FULL"][:1]}, str(tmp_path), pairs=[], ensembles=["FULL"])
     with pytest.raises(ValueError, match="unknown fusion methods \\['avg'\\]"):
-        Ablation(runs, str(tmp_path), methods=["avg"])
+        SweepConfig(runs, str(tmp_path), methods=["avg"])
+    with pytest.raises(ValueError, match="metadata view 'BG_B' has no runs"):
+        SweepConfig(runs, str(tmp_path), metadata=MetadataConfig("m.csv", ["h"], views=["BG_B"]))
+    with pytest.raises(ValueError, match="`runs` is empty"):
+        SweepConfig({}, str(tmp_path))
 
 
 def test_ablation_reports_bad_inputs(runs, tmp_path):
@@ -167,18 +211,18 @@ def test_ablation_reports_bad_inputs(runs, tmp_path):
         if split == "val":
             lf.logits[3, 1] = np.nan
         lf.save(bad / "logits" / f"{split}.npz")
-    ab = Ablation({"FULL": [str(bad)]}, str(tmp_path / "o"), pairs=[], test_splits=["test"])
+    cfg = SweepConfig({"FULL": [str(bad)]}, str(tmp_path / "o"), pairs=[], test_splits=["test"])
     with pytest.raises(ValueError, match=r"bad/logits/val\.npz: 1 of 300 samples have NaN/inf"):
-        ab.run()
+        run_sweep(cfg)
     # a FULL run from another dataset (other ids) fused with FG
     other = write_synthetic_runs(tmp_path / "other", num_classes=4, seeds=1,
                                  sizes={"train": 50, "val": 40, "test_id": 40, "test_shift": 40},
                                  views={"FULL": (1.0, 1.0)})  # fmt: skip
-    ab = Ablation({"FG_C": runs["FG_C"][:1], "FULL": other["FULL"]}, str(tmp_path / "o2"),
-                  pairs=[("FG_C", "FULL")], methods=["max_conf"], test_splits=["test_id"])  # fmt: skip
+    cfg = SweepConfig({"FG_C": runs["FG_C"][:1], "FULL": other["FULL"]}, str(tmp_path / "o2"),
+                      pairs=[("FG_C", "FULL")], methods=["max_conf"], test_splits=["test_id"])  # fmt: skip
     with pytest.raises(
         ValueError, match="sample ids differ between FG_C .*300 samples.*FULL .*40 samples"
     ):
-        ab.run()
+        run_sweep(cfg)
     info = json.loads((tmp_path / "o2" / "results.jsonl").read_text().splitlines()[0])
     assert info["kind"] == "single"  # finished cells were kept before the failure

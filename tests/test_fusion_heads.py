@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 import torch
@@ -40,6 +42,26 @@ def test_concat_fc_shapes():
     assert H.ConcatFC(5, 0)(torch.zeros(4, 5), torch.zeros(4, 5)).shape == (4, 5)
     with pytest.raises(ValueError, match="unknown fusion head"):
         H.build_head("mlp", 3)
+
+
+def test_build_head_from_the_one_registry():
+    assert list(H.HEADS) == list(get_args(H.HeadName))
+    z = torch.randn(4, 5)
+    for name, cls in H.HEADS.items():
+        head = H.build_head(name, 5)
+        assert type(head) is cls and head(z, z).shape == (4, 5)
+        assert head.loss(z, z, torch.zeros(4, dtype=torch.int64)).ndim == 0
+    assert H.build_head("concat_fc", 5, hidden_dim=0).net[-1].in_features == 10
+    assert H.build_head("concat_fc", 5, hidden_dim=7).net[0].out_features == 7
+    one = H.build_head("temperature", 5, num_inputs=1)
+    assert len(one.scales) == 1 and one(z).shape == (4, 5)
+    with pytest.raises(ValueError, match="unknown fusion head 'mlp'.*'temperature'.*'concat_fc'"):
+        H.build_head("mlp", 3)
+    for name in ("weighted_logits", "concat_fc"):
+        with pytest.raises(ValueError, match="fuses two inputs.*set data.input2 and num_inputs: 2"):
+            H.build_head(name, 3, num_inputs=1)
+    with pytest.raises(ValueError, match="'temperature' takes 1 or 2 inputs"):
+        H.build_head("temperature", 3, num_inputs=3)
 
 
 def informative_and_noise(n=2000, c=4, seed=0):

@@ -8,5 +8,11 @@
 - :mod:`~occam_l2r.fusion.metadata`, :mod:`~occam_l2r.fusion.topk`: metadata priors and
   top-k candidate fusion (eq. 5).
 - :mod:`~occam_l2r.fusion.report`: per-sample reports and weighted-logits weights (Figure 8).
-- :mod:`~occam_l2r.fusion.ablation`: the ``fuse`` verb (Table 9 and Table 1 style tables).
+- the ablation (the ``fuse`` verb, :mod:`occam_l2r.commands.fuse`):
+  :mod:`~occam_l2r.fusion.plan` (the typed sweep configuration and its cells),
+  :mod:`~occam_l2r.fusion.runner` (runs the cells resumably into ``results.jsonl``),
+  :mod:`~occam_l2r.fusion.tables` (Table 9 and Table 1) and :mod:`~occam_l2r.fusion.outputs`
+  (writes the tables, weights and plots of a finished sweep).
+- :mod:`~occam_l2r.fusion.inputs`: loading and aligning logits files;
+  :mod:`~occam_l2r.fusion.synthetic`: random logits files for tests and the benchmark.
 """

@@ -32,6 +32,9 @@ METHOD_LABELS: dict[str, str] = {
     "oracle": "Oracle",
 }
 
+#: the methods that train a head of :data:`occam_l2r.fusion.heads.HEADS` on the train split.
+LEARNT_METHODS: tuple[str, ...] = ("concat_fc", "weighted_logits")
+
 
 @dataclass
 class HeadConfig:
@@ -199,7 +202,7 @@ class LearntHead(Fuser):
             )
         torch.manual_seed(self.seed)
         c = self.config
-        self.head = heads.build_head(self.name, train.num_classes, c.hidden_dim)
+        self.head = heads.build_head(self.name, train.num_classes, hidden_dim=c.hidden_dim)
         heads.train_head(
             self.head, train.z1, train.z2, train.labels, c.steps, c.lr, c.batch_size,
             c.weight_decay, self.seed, c.num_threads,
@@ -230,6 +233,6 @@ def build_fuser(name: str, head_config: HeadConfig | None = None, seed: int = 0)
     }
     if name in simple:
         return simple[name]()
-    if name in ("concat_fc", "weighted_logits"):
+    if name in LEARNT_METHODS:
         return LearntHead(name, head_config, seed)
     raise ValueError(f"unknown fusion method {name!r}; choose from {list(METHOD_LABELS)}")

@@ -1,4 +1,4 @@
-"""Trainable fusion heads as plain ``nn.Module`` s (no Lightning), and a small trainer.
+"""Trainable fusion heads as plain ``nn.Module`` s (no Lightning), their registry, a trainer.
 
 Every head maps the logits of two models ``z1, z2`` (each ``(B, C)``) to fused logits
 ``(B, C)`` and defines its own training loss:
@@ -9,13 +9,16 @@ Every head maps the logits of two models ``z1, z2`` (each ``(B, C)``) to fused l
 - :class:`WeightedLogits`: ``w1 * z1 + w2 * z2`` with per-class weights (B.3 method 9).
 - :class:`ConcatFC`: a shallow fully connected network on ``[z1, z2]`` (B.3 method 8).
 
-:func:`train_head` fits any of them with Adam on in-memory tensors; the ablation uses it
-directly, the Lightning task (:mod:`occam_l2r.tasks.fusion`) wraps the same modules.
+:data:`HEADS` is the one registry of heads by name (:data:`HeadName`); :func:`build_head`
+creates one from it (the ablation's fusers and the Lightning task
+:mod:`occam_l2r.tasks.fusion` both go through it). :func:`train_head` fits any head with Adam on
+in-memory tensors; :func:`head_logits` applies a trained one to numpy logits.
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -40,12 +43,45 @@ class Temperature(nn.Module):
         return z / self.log_t.exp()
 
 
-class TemperatureFusion(nn.Module):
+class FusionHead(nn.Module):
+    """Base class of the heads: fused logits from ``z1, z2`` and the head's own training loss.
+
+    Attributes:
+        NUM_INPUTS: the numbers of inputs the head accepts (checked by :func:`build_head`).
+    """
+
+    NUM_INPUTS: ClassVar[tuple[int, ...]] = (2,)
+
+    @classmethod
+    def build(cls, num_classes: int, num_inputs: int = 2, hidden_dim: int = 64) -> FusionHead:
+        """Create the head from the common settings (each head uses the ones it needs).
+
+        Args:
+            num_classes: number of classes ``C``.
+            num_inputs: number of inputs (1 or 2).
+            hidden_dim: hidden width of :class:`ConcatFC`.
+        """
+        raise NotImplementedError
+
+    def loss(self, z1: torch.Tensor, z2: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
+        """Training loss of the head on one batch."""
+        raise NotImplementedError
+
+
+class TemperatureFusion(FusionHead):
     """Temperature-scaled average of one or two inputs; each temperature fit by its own NLL.
 
     Args:
         num_inputs: 1 (calibration of one model) or 2 (fusion of two).
     """
+
+    NUM_INPUTS = (1, 2)
+
+    @classmethod
+    def build(
+        cls, num_classes: int, num_inputs: int = 2, hidden_dim: int = 64
+    ) -> TemperatureFusion:
+        return cls(num_inputs)
 
     def __init__(self, num_inputs: int = 2) -> None:
         super().__init__()
@@ -69,8 +105,16 @@ class TemperatureFusion(nn.Module):
         return out
 
 
-class WeightedLogits(nn.Module):
-    """``w1 * z1 + w2 * z2`` with per-class weight vectors ``w1, w2`` (initialised to 1/2)."""
+class WeightedLogits(FusionHead):
+    """``w1 * z1 + w2 * z2`` with per-class weight vectors ``w1, w2`` (initialised to 1/2).
+
+    Args:
+        num_classes: ``C``, the length of ``w1`` and ``w2``.
+    """
+
+    @classmethod
+    def build(cls, num_classes: int, num_inputs: int = 2, hidden_dim: int = 64) -> WeightedLogits:
+        return cls(num_classes)
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
@@ -84,7 +128,7 @@ class WeightedLogits(nn.Module):
         return F.cross_entropy(self(z1, z2), target)
 
 
-class ConcatFC(nn.Module):
+class ConcatFC(FusionHead):
     """Shallow fully connected network on the concatenated logits ``[z1, z2]`` (``2C`` inputs).
 
     Args:
@@ -92,6 +136,10 @@ class ConcatFC(nn.Module):
         hidden_dim: width of the hidden layer; 0 gives a single linear layer.
         dropout: dropout before the last layer.
     """
+
+    @classmethod
+    def build(cls, num_classes: int, num_inputs: int = 2, hidden_dim: int = 64) -> ConcatFC:
+        return cls(num_classes, hidden_dim)
 
     def __init__(self, num_classes: int, hidden_dim: int = 64, dropout: float = 0.0) -> None:
         super().__init__()
@@ -112,18 +160,44 @@ class ConcatFC(nn.Module):
         return F.cross_entropy(self(z1, z2), target)
 
 
-HEADS = {"temperature": TemperatureFusion, "weighted_logits": WeightedLogits, "concat_fc": ConcatFC}
+#: The names of the heads (the keys of :data:`HEADS`), for typed configs.
+HeadName = Literal["temperature", "weighted_logits", "concat_fc"]
+
+#: The one registry of fusion heads: paper name -> head class.
+HEADS: dict[str, type[FusionHead]] = {
+    "temperature": TemperatureFusion,
+    "weighted_logits": WeightedLogits,
+    "concat_fc": ConcatFC,
+}
 
 
-def build_head(name: str, num_classes: int, hidden_dim: int = 64) -> nn.Module:
-    """Create a head by its paper name (``temperature``, ``weighted_logits``, ``concat_fc``)."""
-    if name == "temperature":
-        return TemperatureFusion(2)
-    if name == "weighted_logits":
-        return WeightedLogits(num_classes)
-    if name == "concat_fc":
-        return ConcatFC(num_classes, hidden_dim)
-    raise ValueError(f"unknown fusion head {name!r}; choose one of {sorted(HEADS)}")
+def build_head(name: str, num_classes: int, num_inputs: int = 2, hidden_dim: int = 64) -> nn.Module:
+    """Create a head of :data:`HEADS` by its paper name.
+
+    Args:
+        name: ``temperature``, ``weighted_logits`` or ``concat_fc``.
+        num_classes: number of classes ``C``.
+        num_inputs: 2 for fusion; 1 only for ``temperature`` (plain calibration).
+        hidden_dim: hidden width of ``concat_fc`` (0: one linear layer).
+
+    Raises:
+        ValueError: for an unknown name (the message lists the choices), or a number of
+            inputs the head does not take.
+    """
+    if name not in HEADS:
+        raise ValueError(f"unknown fusion head {name!r}; choose one of {list(HEADS)}")
+    cls = HEADS[name]
+    if num_inputs not in cls.NUM_INPUTS:
+        if cls.NUM_INPUTS == (2,):
+            raise ValueError(
+                f"head {name!r} fuses two inputs, got num_inputs={num_inputs}; "
+                "set data.input2 and num_inputs: 2"
+            )
+        raise ValueError(
+            f"head {name!r} takes {' or '.join(map(str, cls.NUM_INPUTS))} inputs, "
+            f"got num_inputs={num_inputs}"
+        )
+    return cls.build(num_classes, num_inputs, hidden_dim)
 
 
 def train_head(

@@ -1,7 +1,7 @@
 """Ablation tables: the paper's Table 9 (every method, mean ± std over seeds) and Table 1.
 
 Both are built from the long table of cell results (one row per kind, name, method, seed,
-split, metric) that :mod:`occam_l2r.fusion.ablation` collects, and written as Markdown + CSV.
+split, metric) that :mod:`occam_l2r.fusion.runner` collects, and written as Markdown + CSV.
 """
 
 from __future__ import annotations
