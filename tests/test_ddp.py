@@ -1,10 +1,13 @@
-"""Multi-process training: ``fit`` with 2 CPU processes (DDP over gloo) syncs its metrics."""
+"""Two processes (DDP over gloo) on odd-sized splits: every sample counted and written once.
+
+The embedded benchmark with 3 classes and 3 images per class and test split gives splits of 9
+images, which 2 processes cannot share evenly; Lightning's distributed sampler would pad them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +15,8 @@ from pathlib import Path
 import pytest
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
+ODD = {"num_classes": 3, "train_per_class": 5, "val_per_class": 3, "test_per_class": 3}
+DDP = ["--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu"]
 
 
 def _run(args: list[str], cwd: Path) -> None:
@@ -28,46 +33,50 @@ def _run(args: list[str], cwd: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fit_two_processes_syncs_metrics(tmp_path, tiny_synthetic_root):
-    root = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, root)
-    common = ["--config", str(CONF), "--data.init_args.dataset.init_args.root", str(root)]
-    _run(["fit", *common, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu",
-          "--trainer.logger.init_args.save_dir", str(tmp_path / "ddp")], tmp_path)  # fmt: skip
-    run = tmp_path / "ddp" / "tiny" / "FG_C" / "version_0"
-    ddp = json.loads((run / "test_metrics.json").read_text())
-    # each rank saw half of each 8-image test split; the logged count is the synced total
-    for split in ("test_id", "test_shift", "test_random"):
-        assert ddp[f"{split}/num_samples"] == 8
-
-    ckpt = next((run / "checkpoints").glob("epoch=*.ckpt"))
-    # predict over two processes: each split's logits file holds every sample exactly once
-    _run(["predict", *common, "--ckpt_path", str(ckpt), "--trainer.devices", "2", "--trainer.strategy", "ddp",
-          "--trainer.accelerator", "cpu", "--trainer.logger.init_args.save_dir", str(tmp_path / "pred")], tmp_path)  # fmt: skip
+def test_two_processes_count_every_sample_once(tmp_path):
     from occam_l2r.data.datasets.synthetic import SyntheticSpurious
     from occam_l2r.logits import LogitsFile
-    from tests.conftest import TINY
 
-    ds = SyntheticSpurious(root=str(root), **TINY)
+    root = tmp_path / "data"
+    ds = SyntheticSpurious(root=str(root), **ODD)
+    ds.prepare()
+    common = ["--config", str(CONF)]
+    for key, value in {"root": str(root), **ODD}.items():
+        common += [f"--data.init_args.dataset.init_args.{key}", str(value)]
+    _run(["fit", *common, *DDP, "--trainer.logger.init_args.save_dir", str(tmp_path / "ddp")], tmp_path)  # fmt: skip
+    run = tmp_path / "ddp" / "tiny" / "FG_C" / "version_0"
+    ddp = json.loads((run / "test_metrics.json").read_text())
+    for split in ("test_id", "test_shift", "test_random"):
+        assert len(ds.records(split)) == 9
+        assert ddp[f"{split}/num_samples"] == 9  # not 10: the sampler's padding is not counted
+
+    ckpt = next((run / "checkpoints").glob("epoch=*.ckpt"))
+    # predict over two processes: every sample exactly once, in the dataset's order
+    _run(["predict", *common, "--ckpt_path", str(ckpt), *DDP, "--trainer.logger", "false"], tmp_path)
     for split in ("train", "val", "test_shift"):
         lf = LogitsFile.load(run / "logits" / f"{split}.npz")
-        assert sorted(lf.ids) == sorted(r.image_id for r in ds.records(split))
+        if split == "train":
+            assert len(lf.ids) == 15
+        if split != "train":  # train/val are held out from one pool; the others are whole splits
+            assert list(lf.ids) == [r.image_id for r in ds.records(split)]
+        assert len(set(lf.ids)) == len(lf.ids)
+    assert not (run / "logits" / ".parts").exists()
 
-    # the same checkpoint tested in one process gives the same (synced) accuracies
-    _run(
-        [
-            "test",
-            *common,
-            "--ckpt_path",
-            str(ckpt),
-            "--trainer.logger.init_args.save_dir",
-            str(tmp_path / "single"),
-        ],
-        tmp_path,
-    )
+    # the same checkpoint tested in one process gives the same accuracies and counts
+    _run(["test", *common, "--ckpt_path", str(ckpt), "--trainer.logger.init_args.save_dir", str(tmp_path / "single")], tmp_path)  # fmt: skip
     single = json.loads(
         (tmp_path / "single" / "tiny" / "FG_C" / "version_0" / "test_metrics.json").read_text()
     )
     for split in ("test_id", "test_shift", "test_random"):
-        assert ddp[f"{split}/acc"] == pytest.approx(single[f"{split}/acc"])
-        assert ddp[f"{split}/macro_acc"] == pytest.approx(single[f"{split}/macro_acc"])
+        for key in ("acc", "macro_acc", "worst_group_acc", "num_samples"):
+            assert ddp[f"{split}/{key}"] == pytest.approx(single[f"{split}/{key}"])
+
+    # a fusion head predicting over two processes writes each fused sample once too
+    fused = tmp_path / "fused"
+    _run(["predict", "--config", "configs/fusion/weighted_logits.yaml", *DDP,
+          "--data.init_args.input1", str(run), "--data.init_args.input2", str(run),
+          "--model.init_args.fused_logits_dir", str(fused), "--trainer.logger", "false"],
+         Path(__file__).parents[1])  # fmt: skip
+    for split in ("val", "test_id"):
+        lf = LogitsFile.load(fused / f"{split}.npz")
+        assert list(lf.ids) == list(LogitsFile.load(run / "logits" / f"{split}.npz").ids)
