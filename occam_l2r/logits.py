@@ -175,7 +175,7 @@ def merge_parts(
     run: str,
     class_names: list[str],
     config: dict[str, Any],
-    window: int = 65536,
+    window_bytes: int = 32 * 2**20,
 ) -> Path:
     """Stream part files into one logits file, rows in the order of their dataset position.
 
@@ -187,7 +187,7 @@ def merge_parts(
         parts: the part files of one split (any number of ranks).
         path: the logits file to write (atomically).
         split, view, run, class_names, config: the file's metadata.
-        window: dataset positions merged at a time.
+        window_bytes: size of the logits merged at a time (sets the window of positions).
     """
     spans, seen = [], [np.zeros(0, np.int64)]
     widths = np.ones(2, np.int64)
@@ -203,6 +203,7 @@ def merge_parts(
             seen.append(index)
     unique = np.unique(np.concatenate(seen))
     n, c = len(unique), int(num_classes or len(class_names))
+    window = max(1, window_bytes // (4 * max(c, 1)))
     dtypes = {
         "ids": np.dtype(f"<U{widths[0]}"),
         "labels": np.dtype(np.int64),

@@ -13,6 +13,7 @@ From Python: ``OccamCLI(args=["fit", "--config", ...])`` (see :func:`run`), then
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,20 @@ def quiet_library_warnings() -> None:
         r".*Checkpoint directory .* exists and is not empty.*",
         r".*predict returns predictions.*",
         r".*sync_dist=True.*",
+        r".*The dirpath has changed from.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.utils\._pytree")
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdverts) for f in rank_zero.filters):
+        rank_zero.addFilter(_DropAdverts())
+
+
+class _DropAdverts(logging.Filter):
+    """Drops Lightning's tips about cloud services from the console."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
 
 
 class OccamCLI(LightningCLI):

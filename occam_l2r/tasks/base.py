@@ -124,6 +124,8 @@ class BaseTask(L.LightningModule):
 
     def configure_callbacks(self) -> list[Callback]:
         """The streaming logits writer serves ``predict`` of every task."""
+        if self._trainer is not None and self.trainer.state.fn != "predict":
+            return []
         return [LogitsWriter(self.predictions_dir, self.predictions_subdir)]
 
     # ------------------------------------------------------------------ evaluation
