@@ -2,9 +2,9 @@
 
 Tiny random-initialised GroundingDINO / OWLv2 + SAM (:mod:`occam_l2r.segment.tiny`) segment the
 images of the embedded benchmark through :class:`DetectAndSegment` (the code the ``segment`` verb
-runs per batch), once in batches of ``--batch-size`` and once one image at a time; images are
-read and preprocessed beforehand, so only segmentation is timed; the two modes alternate for
-``--repeats`` rounds and each keeps its best round. Targets: batched ≥ 1.5× the
+runs per batch, on the items of its DataLoader), once in batches of ``--batch-size`` and once one
+image at a time; images are read and preprocessed beforehand, so only segmentation is timed; the
+two modes alternate for ``--repeats`` rounds and each keeps its best round. Targets: batched ≥ 1.5× the
 one-at-a-time throughput on CPU; the store ≤ 5 KB per image and a random ``store[image_id]``
 read ≤ 1 ms.
 
@@ -23,12 +23,13 @@ import numpy as np
 import torch
 
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+from occam_l2r.data.segment_datamodule import ImageItems
 from occam_l2r.segment.detectors import GroundingDino, Owlv2
 from occam_l2r.segment.prompts import MetaPrompt
 from occam_l2r.segment.sam import SamBoxPrompter
 from occam_l2r.segment.segmenters import DetectAndSegment
-from occam_l2r.store import SegmentationStore, StoreWriter
 from occam_l2r.segment.tiny import TINY_SAM, tiny_grounding_dino, tiny_owlv2, tiny_sam
+from occam_l2r.store import SegmentationStore, StoreWriter
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny models are local folders
 
@@ -87,21 +88,10 @@ def main() -> None:
         )
         segmenter.bind(dataset)
         segmenter.load()
-        pre = segmenter.preprocessor()
-        items = []
-        for rec in dataset.records("train")[: args.images]:
-            image = dataset.read_image(rec)
-            items.append(
-                {
-                    "record": rec,
-                    "image_id": rec.image_id,
-                    "label": rec.label,
-                    "image": image,
-                    "height": image.shape[0],
-                    "width": image.shape[1],
-                    **pre(image),
-                }
-            )
+        # the items the segment verb's DataLoader yields (read + CPU preprocessing)
+        items = list(
+            ImageItems(dataset, dataset.records("train")[: args.images], segmenter.preprocessor())
+        )
         _segment_all(segmenter, items[: args.batch_size], args.batch_size)  # warm-up
         # modes alternate and the best of --repeats rounds counts (robust to a busy shared CPU)
         t_single = t_batched = float("inf")

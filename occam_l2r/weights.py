@@ -1,10 +1,18 @@
-"""Pretrained weights: find them locally or fail fast with a message that says what to do.
+"""Pretrained weights: find them locally, or fail fast with a message that says what to do.
 
-Hub libraries (timm, open_clip, transformers) retry an unreachable hub for about a minute per
-file. Before they are asked for weights, :func:`require_hub_files` checks the local Hugging Face
-cache; when the files are absent it either fails at once (``HF_HUB_OFFLINE=1``) or checks in a
-few seconds whether the hub is reachable at all, and fails with the names of the weights and the
-ways to provide them (a populated cache, or a local checkpoint path in the config).
+Every model of the toolkit is resolved *before* anything is loaded or any process is spawned,
+and a missing one raises the single :class:`WeightsNotFoundError`, naming the weights and the
+ways to provide them, within seconds (nothing waits on network time-outs):
+
+- timm / open_clip weights (:func:`require_hub_files`): hub libraries retry an unreachable hub
+  for about a minute per file, so the local Hugging Face cache is checked first; when the files
+  are absent the check fails at once (``HF_HUB_OFFLINE=1``) or tests in a few seconds whether the
+  hub is reachable at all;
+- transformers models of the segmenters, GroundingDINO and OWLv2 (:func:`resolve_hf_model`):
+  a local ``save_pretrained`` folder, or a model id already in the Hugging Face cache (asked with
+  ``local_files_only=True``), or downloaded once when the config says ``download: true``;
+- SAM checkpoints (:func:`resolve_sam_checkpoint`): a file, with the official address of the
+  missing one in the message.
 """
 
 from __future__ import annotations
@@ -12,11 +20,22 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
+from pathlib import Path
 from urllib.parse import urlparse
 
+#: official download addresses of the SAM checkpoints (segment-anything's README)
+SAM_CHECKPOINT_URLS: dict[str, str] = {
+    "vit_h": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_h_4b8939.pth",
+    "vit_l": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_l_0b3195.pth",
+    "vit_b": "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth",
+}
 
-class WeightsNotFoundError(RuntimeError):
-    """Pretrained weights are neither cached nor downloadable from here."""
+
+class WeightsNotFoundError(FileNotFoundError, RuntimeError):
+    """Pretrained weights named in a config are neither local, cached, nor downloadable from here.
+
+    A :class:`FileNotFoundError` (a file or cache entry is missing) and a :class:`RuntimeError`.
+    """
 
 
 def _offline() -> bool:
@@ -24,6 +43,15 @@ def _offline() -> bool:
         os.environ.get(v, "").lower() in ("1", "true", "yes")
         for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     )
+
+
+def hf_cache_dir(cache_dir: str | None = None) -> Path:
+    """The Hugging Face hub cache used for look-ups (``cache_dir``, else ``$HF_HUB_CACHE``/``$HF_HOME``)."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
@@ -63,8 +91,6 @@ def require_hub_files(repo_id: str, filenames: Sequence[str], what: str, local_o
         return
     if not _offline() and hub_reachable():
         return
-    from huggingface_hub import constants
-
     reason = (
         "HF_HUB_OFFLINE is set"
         if _offline()
@@ -72,7 +98,78 @@ def require_hub_files(repo_id: str, filenames: Sequence[str], what: str, local_o
     )
     raise WeightsNotFoundError(
         f"pretrained weights {what!r} (hub repo {repo_id}, file {' or '.join(filenames)}) are not in the local "
-        f"cache {constants.HF_HUB_CACHE} and {reason}. Either copy the repo into that cache (e.g. "
+        f"cache {hf_cache_dir()} and {reason}. Either copy the repo into that cache (e.g. "
         f"`huggingface-cli download {repo_id}` on a machine with internet, then copy ~/.cache/huggingface), "
         f"or download the weights file and set `{local_option}` to its local path."
+    )
+
+
+def resolve_hf_model(model: str, cache_dir: str | None = None, download: bool = False) -> Path:
+    """Return a local folder holding the Hugging Face model ``model``.
+
+    Args:
+        model: a hub model id (``IDEA-Research/grounding-dino-base``) or a local folder written
+            by ``save_pretrained``.
+        cache_dir: hub cache to look in (default: the standard Hugging Face cache).
+        download: fetch the model from the hub when it is not cached (needs internet; done once,
+            in the launching process, before any worker starts).
+
+    Raises:
+        WeightsNotFoundError: the folder does not exist, or the model id is not in the cache and
+            ``download`` is off (or the download failed).
+    """
+    local = Path(model).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise WeightsNotFoundError(
+                f"model folder {local} has no config.json; it must be written by "
+                "`model.save_pretrained(folder)` and `processor.save_pretrained(folder)`."
+            )
+        return local
+    looks_like_path = model.startswith((".", "/", "~")) or model.count("/") > 1
+    if looks_like_path:
+        raise WeightsNotFoundError(
+            f"model folder {local} does not exist; fix `model:` in the config."
+        )
+    from huggingface_hub import snapshot_download
+
+    cache = hf_cache_dir(cache_dir)
+    try:
+        return Path(snapshot_download(model, cache_dir=str(cache), local_files_only=True))
+    except Exception as err:  # LocalEntryNotFoundError, HFValidationError, ...
+        if not download:
+            raise WeightsNotFoundError(
+                f"pretrained model {model!r} is not in the Hugging Face cache {cache} ({type(err).__name__}). "
+                f"On a machine with internet run `hf download {model}` (or `huggingface-cli download {model}`) "
+                f"and copy {cache}/models--{model.replace('/', '--')} to this cache; or save it with "
+                f"save_pretrained into a folder and set `model: /that/folder` in the config; or set "
+                "`download: true` on a node with internet."
+            ) from err
+    try:
+        return Path(snapshot_download(model, cache_dir=str(cache)))
+    except Exception as err:
+        raise WeightsNotFoundError(
+            f"could not download {model!r} into {cache}: {err}. Download it elsewhere "
+            f"(`hf download {model}`) and copy it into that cache, or point `model:` at a local folder."
+        ) from err
+
+
+def resolve_sam_checkpoint(checkpoint: str, model_type: str) -> Path:
+    """Return the path of a SAM checkpoint file, or say where to get it.
+
+    Raises:
+        WeightsNotFoundError: ``checkpoint`` is not a file.
+    """
+    path = Path(checkpoint).expanduser()
+    if path.is_file():
+        return path
+    url = SAM_CHECKPOINT_URLS.get(model_type)
+    where = (
+        f"Download {url} (e.g. `wget -P {path.parent} {url}`) and set `checkpoint:` to the file"
+        if url
+        else "Write it with torch.save(sam.state_dict(), path)"
+    )
+    raise WeightsNotFoundError(
+        f"SAM checkpoint {path} ({model_type}) not found. {where}; checkpoints are "
+        "sam_vit_h_4b8939.pth (vit_h), sam_vit_l_0b3195.pth (vit_l), sam_vit_b_01ec64.pth (vit_b)."
     )

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
-from occam_l2r.store import SegmentationStore, config_hash
 from occam_l2r.segment.tiny import TINY_SAM, tiny_grounding_dino, tiny_owlv2, tiny_sam
+from occam_l2r.store import SegmentationStore, config_hash
 
 #: the embedded benchmark in small: 4 classes x 5 splits x 3 images = 60 images
 SYNTH = {"num_classes": 4, "train_per_class": 3, "val_per_class": 3, "test_per_class": 3}
@@ -49,6 +49,30 @@ def sam_section(path: Path) -> dict[str, Any]:
     return {"checkpoint": str(path), "model_type": "custom", "arch": asdict(TINY_SAM)}
 
 
+#: the trainer of the segmentation tests: one CPU process, no progress bar
+CPU = {"accelerator": "cpu", "devices": 1, "enable_progress_bar": False}
+
+
+def segment_config(
+    root: Path,
+    segmenter: dict[str, Any],
+    store: Path | None = None,
+    trainer: dict[str, Any] | None = None,
+    **data: Any,
+) -> dict[str, Any]:
+    """A ``segment`` config in LightningCLI's shape: ``model:`` (segmenter, store), ``data:``
+    (the small benchmark, ``splits``, ``limit``, ``batch_size``, ``num_workers``), ``trainer:``
+    (CPU, one device, no progress bar unless ``trainer`` says otherwise)."""
+    model: dict[str, Any] = {"segmenter": segmenter}
+    if store is not None:
+        model["store"] = str(store)
+    return {
+        "model": model,
+        "data": {"dataset": dataset_section(root), "num_workers": 0, **data},
+        "trainer": {**CPU, **(trainer or {})},
+    }
+
+
 def detect_config(
     paths: dict[str, Path],
     store: Path,
@@ -56,9 +80,10 @@ def detect_config(
     prompts: dict[str, Any] | None = None,
     with_sam: bool = True,
     keep: str = "top1",
-    **top: Any,
+    **data: Any,
 ) -> dict[str, Any]:
-    """A ``segment`` config: tiny detector (+ tiny SAM) on the small benchmark, CPU."""
+    """A ``segment`` config: tiny detector (+ tiny SAM) on the small benchmark, CPU; ``**data``
+    goes into the ``data:`` section (``splits``, ``limit``, ``batch_size``)."""
     cls = {"gdino": "GroundingDino", "owlv2": "Owlv2"}[detector]
     init = {"model": str(paths[detector])}
     init.update({"box_threshold": 0.3} if detector == "gdino" else {"threshold": 0.1})
@@ -73,20 +98,16 @@ def detect_config(
     }
     if with_sam:
         segmenter["sam"] = sam_section(paths["sam"])
-    cfg = {
-        "dataset": dataset_section(paths["synthetic"]),
-        "segmenter": {
-            "class_path": "occam_l2r.segment.segmenters.DetectAndSegment",
-            "init_args": segmenter,
-        },
-        "store": str(store),
-        "batch_size": 4,
-        "num_workers": 0,
-        "progress_bar": False,
-        "trainer": {"accelerator": "cpu", "devices": 1},
+    section = {
+        "class_path": "occam_l2r.segment.segmenters.DetectAndSegment",
+        "init_args": segmenter,
     }
-    cfg.update(top)
-    return cfg
+    return segment_config(paths["synthetic"], section, store, **{"batch_size": 4, **data})
+
+
+def detector_args(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The detector's ``init_args`` of a :func:`detect_config` config (to edit in place)."""
+    return cfg["model"]["segmenter"]["init_args"]["detector"]["init_args"]
 
 
 def write_config(path: Path, cfg: dict[str, Any]) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import pytest
 from _segment_tiny import (
     SYNTH,
     check_store,
-    dataset_section,
     detect_config,
+    detector_args,
     sam_section,
+    segment_config,
     shared,
     write_config,
 )
@@ -21,10 +23,11 @@ from _segment_tiny import (
 from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.logits import LogitsFile
-from occam_l2r.segment.gt import GroundTruthSegmenter
+from occam_l2r.segment.gt import build_gt_store
+from occam_l2r.segment.segmenters import GroundTruth
 from occam_l2r.store import SegmentationStore, config_hash
-from occam_l2r.segment.weights import MissingWeightsError
 from occam_l2r.views import apply_view
+from occam_l2r.weights import WeightsNotFoundError
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,7 @@ def test_gdino_sam_meta_prompt_end_to_end_and_resume(
     assert again["computed"] == 0 and again["skipped"] == len(ids) and again["stored"] == len(ids)
     assert SegmentationStore(store).table.equals(before)
     # extending the run to more splits computes only the new images
-    main(["segment", "--config", str(cfg), "--splits", "[train, test_shift, val]"])
+    main(["segment", "--config", str(cfg), "--data.splits", "[train, test_shift, val]"])
     more = _summary(store)
     assert more["computed"] == len(dataset.records("val")) and more["skipped"] == len(ids)
     check_store(store, dataset, ids + _ids(dataset, ["val"]))
@@ -98,8 +101,8 @@ def test_owlv2_sam_gt_label_prompts(
         "init_args": {"template": "a photo of a {}"},
     }
     cfg = detect_config(paths, store, detector="owlv2", prompts=prompts, keep="all", splits=["val"])
-    cfg["segmenter"]["init_args"]["max_detections"] = 3
-    cfg["segmenter"]["init_args"]["detector"]["init_args"]["threshold"] = 0.0
+    cfg["model"]["segmenter"]["init_args"]["max_detections"] = 3
+    detector_args(cfg)["threshold"] = 0.0
     main(["segment", "--config", str(write_config(tmp_path / "owl.yaml", cfg))])
     ids = _ids(dataset, ["val"])
     reader = check_store(store, dataset, ids)
@@ -164,25 +167,9 @@ def test_sam_automatic_masks_and_gt(
             }
         },
     }
-    base = {
-        "dataset": dataset_section(paths["synthetic"]),
-        "splits": ["test_id"],
-        "num_workers": 0,
-        "progress_bar": False,
-        "trainer": {"accelerator": "cpu", "devices": 1},
-    }
     store = tmp_path / "auto"
-    main(
-        [
-            "segment",
-            "--config",
-            str(
-                write_config(
-                    tmp_path / "auto.yaml", {**base, "segmenter": auto, "store": str(store)}
-                )
-            ),
-        ]
-    )
+    cfg = segment_config(paths["synthetic"], auto, store, splits=["test_id"])
+    main(["segment", "--config", str(write_config(tmp_path / "auto.yaml", cfg))])
     ids = _ids(dataset, ["test_id"])
     reader = check_store(store, dataset, ids)
     assert reader.segmenter == "sam_auto"
@@ -195,20 +182,29 @@ def test_sam_automatic_masks_and_gt(
                 "tight mask box"
             )
     # the gt source through the same command, into <root>/segmentations/gt as build_gt_store does
+    gt_section = {"class_path": "occam_l2r.segment.segmenters.GroundTruth"}
     gt_cfg = write_config(
         tmp_path / "synthetic_gt.yaml",
-        {**base, "segmenter": {"class_path": "occam_l2r.segment.segmenters.GroundTruth"}},
+        segment_config(paths["synthetic"], gt_section, splits=["test_id"]),
     )
     main(["segment", "--config", str(gt_cfg)])
     gt_store = paths["synthetic"] / "segmentations" / "gt"
     gt = check_store(gt_store, dataset, ids)
-    assert gt.config_hash == config_hash(GroundTruthSegmenter().config(dataset)), (
-        "same store as build_gt_store"
-    )
+    segmenter = GroundTruth()
+    segmenter.bind(dataset)
+    assert gt.config_hash == config_hash(segmenter.config()), "same store as build_gt_store"
     for rec in dataset.records("test_id"):
         seg = gt[rec.image_id]
         assert len(seg) == 1 and seg.label_ids.tolist() == [rec.label]
         assert np.array_equal(seg.mask(0), dataset.gt_masks(rec)[0])
+    # build_gt_store (no Lightning) writes the same rows and hash, and completes the verb's store
+    plain = build_gt_store(dataset, tmp_path / "plain_gt", dataset.records("test_id"))
+    assert SegmentationStore(plain).table.equals(gt.table)
+    shutil.copytree(gt_store, tmp_path / "gt_copy")
+    build_gt_store(
+        dataset, tmp_path / "gt_copy", dataset.records("test_id") + dataset.records("val")
+    )
+    check_store(tmp_path / "gt_copy", dataset, ids + _ids(dataset, ["val"]))
 
 
 def test_empty_detections_are_stored_empty(
@@ -216,7 +212,7 @@ def test_empty_detections_are_stored_empty(
 ) -> None:
     store = tmp_path / "empty"
     cfg = detect_config(paths, store, splits=["val"], limit=3)
-    cfg["segmenter"]["init_args"]["detector"]["init_args"]["box_threshold"] = 1.0
+    detector_args(cfg)["box_threshold"] = 1.0
     main(["segment", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
     recs = dataset.records("val")[:3]
     reader = check_store(store, dataset, [r.image_id for r in recs])
@@ -229,15 +225,13 @@ def test_empty_detections_are_stored_empty(
 
 
 def test_unreadable_image_is_listed_not_dropped(paths: dict[str, Path], tmp_path: Path) -> None:
-    import shutil
-
     root = tmp_path / "copy"
     shutil.copytree(paths["synthetic"], root, ignore=shutil.ignore_patterns("segmentations"))
     ds = SyntheticSpurious(root=str(root), **SYNTH)
     bad = ds.records("val")[1]
     (root / bad.image_id).write_bytes(b"not a png")
     cfg = detect_config(paths, tmp_path / "store", splits=["val"], limit=3)
-    cfg["dataset"]["init_args"]["root"] = str(root)
+    cfg["data"]["dataset"]["init_args"]["root"] = str(root)
     main(["segment", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
     summary = _summary(tmp_path / "store")
     assert summary["failures"] == 1 and summary["failed_ids"] == [bad.image_id]
@@ -248,16 +242,14 @@ def test_unreadable_image_is_listed_not_dropped(paths: dict[str, Path], tmp_path
 
 def test_missing_weights_fail_fast_through_cli(paths: dict[str, Path], tmp_path: Path) -> None:
     cfg = detect_config(paths, tmp_path / "store")
-    cfg["segmenter"]["init_args"]["detector"]["init_args"]["model"] = (
-        "IDEA-Research/grounding-dino-tiny"
-    )
+    detector_args(cfg)["model"] = "IDEA-Research/grounding-dino-tiny"
     t0 = time.perf_counter()
-    with pytest.raises(MissingWeightsError, match="IDEA-Research/grounding-dino-tiny"):
+    with pytest.raises(WeightsNotFoundError, match="IDEA-Research/grounding-dino-tiny"):
         main(["segment", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
     cfg = detect_config(paths, tmp_path / "store")
-    cfg["segmenter"]["init_args"]["sam"]["checkpoint"] = str(tmp_path / "sam_vit_b_01ec64.pth")
-    cfg["segmenter"]["init_args"]["sam"]["model_type"] = "vit_b"
-    with pytest.raises(MissingWeightsError, match="sam_vit_b_01ec64.pth"):
+    sam = cfg["model"]["segmenter"]["init_args"]["sam"]
+    sam.update(checkpoint=str(tmp_path / "sam_vit_b_01ec64.pth"), model_type="vit_b")
+    with pytest.raises(WeightsNotFoundError, match="sam_vit_b_01ec64.pth"):
         main(["segment", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
     assert time.perf_counter() - t0 < 10
 
@@ -268,7 +260,7 @@ def test_config_mismatch_and_print_config(
     store = tmp_path / "store"
     cfg = detect_config(paths, store, splits=["val"], limit=2)
     main(["segment", "--config", str(write_config(tmp_path / "a.yaml", cfg))])
-    cfg["segmenter"]["init_args"]["detector"]["init_args"]["box_threshold"] = 0.5
+    detector_args(cfg)["box_threshold"] = 0.5
     with pytest.raises(ValueError, match="config hash"):
         main(["segment", "--config", str(write_config(tmp_path / "b.yaml", cfg))])
     with pytest.raises(SystemExit):
@@ -285,20 +277,21 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "segment"
 
 @pytest.mark.parametrize("config", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_parse(config: Path) -> None:
-    from occam_l2r.segment.cli import build_parser
+    from occam_l2r.commands.segment import segment_config
 
-    cfg = build_parser().parse_args(["--config", str(config)])
-    assert cfg.segmenter.class_path.startswith("occam_l2r.segment.segmenters.")
-    assert cfg.dataset.class_path.startswith("occam_l2r.data.datasets.")
+    cfg = segment_config(["--config", str(config)])
+    assert cfg.model.segmenter.class_path.startswith("occam_l2r.segment.segmenters.")
+    assert cfg.data.dataset.class_path.startswith("occam_l2r.data.datasets.")
+    assert cfg.trainer.logger is False and cfg.trainer.use_distributed_sampler is False
 
 
 def test_synthetic_config_shares_the_training_dataset_section() -> None:
     import yaml
 
-    training = yaml.safe_load((CONFIGS.parent / "synthetic" / "full.yaml").read_text())
+    training = yaml.safe_load((CONFIGS.parent / "synthetic" / "base.yaml").read_text())
     for name in ("synthetic_gt.yaml", "synthetic_gdino_sam.yaml"):
         segment = yaml.safe_load((CONFIGS / name).read_text())
-        assert segment["dataset"] == training["data"]["init_args"]["dataset"]
+        assert segment["data"]["dataset"] == training["data"]["init_args"]["dataset"]
 
 
 @pytest.mark.parametrize("source", ["gdino", "owlv2", "auto"])
@@ -313,23 +306,15 @@ def test_bf16_autocast(
             "pred_iou_thresh": 0.0,
             "stability_score_thresh": 0.0,
         }
-        cfg = {
-            "dataset": dataset_section(paths["synthetic"]),
-            "segmenter": {
-                "class_path": "occam_l2r.segment.segmenters.AutomaticMasks",
-                "init_args": {"sam": sam},
-            },
-            "store": str(store),
-            "num_workers": 0,
-            "progress_bar": False,
+        auto = {
+            "class_path": "occam_l2r.segment.segmenters.AutomaticMasks",
+            "init_args": {"sam": sam},
         }
+        cfg = segment_config(paths["synthetic"], auto, store)
     else:
         cfg = detect_config(paths, store, detector=source, keep="all")
-    cfg.update(
-        splits=["val"],
-        limit=2,
-        trainer={"accelerator": "cpu", "devices": 1, "precision": "bf16-mixed"},
-    )
+    cfg["data"].update(splits=["val"], limit=2)
+    cfg["trainer"]["precision"] = "bf16-mixed"
     main(["segment", "--config", str(write_config(tmp_path / "c.yaml", cfg))])
     reader = check_store(store, dataset, _ids(dataset, ["val"])[:2])
     assert all(len(reader[i]) > 0 and reader[i].has_masks for i in reader.ids())

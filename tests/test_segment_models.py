@@ -17,7 +17,7 @@ from occam_l2r.segment.prompts import ClassNamePrompt, MetaPrompt, Query, TopKPr
 from occam_l2r.segment.sam import SamAutomatic, SamBoxPrompter
 from occam_l2r.segment.segmenters import select_boxes
 from occam_l2r.segment.tiny import TINY_SAM
-from occam_l2r.segment.weights import MissingWeightsError, resolve_hf_model
+from occam_l2r.weights import WeightsNotFoundError, resolve_hf_model
 
 SIZES = [(64, 80), (50, 90), (72, 40)]
 
@@ -231,16 +231,17 @@ def test_select_boxes_top1_all_nms() -> None:
 
 def test_missing_weights_fail_fast(tmp_path: Path) -> None:
     t0 = time.perf_counter()
-    with pytest.raises(MissingWeightsError, match="IDEA-Research/grounding-dino-base") as err:
+    with pytest.raises(WeightsNotFoundError, match="IDEA-Research/grounding-dino-base") as err:
         GroundingDino(
             "IDEA-Research/grounding-dino-base", cache_dir=str(tmp_path / "hf")
         ).check_weights()
     assert "hf download" in str(err.value) and str(tmp_path / "hf") in str(err.value)
-    with pytest.raises(MissingWeightsError, match="sam_vit_h_4b8939.pth"):
+    assert isinstance(err.value, FileNotFoundError) and isinstance(err.value, RuntimeError)
+    with pytest.raises(WeightsNotFoundError, match="sam_vit_h_4b8939.pth"):
         SamBoxPrompter(str(tmp_path / "sam_vit_h_4b8939.pth")).check_weights()
-    with pytest.raises(MissingWeightsError, match="does not exist"):
+    with pytest.raises(WeightsNotFoundError, match="does not exist"):
         resolve_hf_model(str(tmp_path / "no_such_model"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(MissingWeightsError, match="config.json"):
+    with pytest.raises(WeightsNotFoundError, match="config.json"):
         resolve_hf_model(str(tmp_path / "empty"))
     assert time.perf_counter() - t0 < 10

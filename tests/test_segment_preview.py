@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _segment_tiny import SYNTH, dataset_section, detect_config, shared, write_config
+from _segment_tiny import SYNTH, detect_config, segment_config, shared, write_config
 from PIL import Image
 
 from occam_l2r.cli import main
+from occam_l2r.commands.preview import HEADER, _fit, preview_row
+from occam_l2r.commands.preview import main as preview_main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
-from occam_l2r.segment.preview import HEADER, _fit, preview_row
-from occam_l2r.segment.preview import main as preview_main
 from occam_l2r.store import Segmentation
 from occam_l2r.views import apply_view
 
@@ -26,15 +26,8 @@ def test_preview_png_and_tensorboard(paths: dict[str, Path], tmp_path: Path) -> 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     store = tmp_path / "store"
-    cfg = {
-        "dataset": dataset_section(paths["synthetic"]),
-        "segmenter": {"class_path": "occam_l2r.segment.segmenters.GroundTruth"},
-        "store": str(store),
-        "splits": ["test_shift"],
-        "progress_bar": False,
-        "num_workers": 0,
-        "trainer": {"accelerator": "cpu", "devices": 1},
-    }
+    gt = {"class_path": "occam_l2r.segment.segmenters.GroundTruth"}
+    cfg = segment_config(paths["synthetic"], gt, store, splits=["test_shift"])
     config = write_config(tmp_path / "gt.yaml", cfg)
     main(["segment", "--config", str(config)])
     main(
@@ -59,7 +52,7 @@ def test_preview_png_and_tensorboard(paths: dict[str, Path], tmp_path: Path) -> 
     assert (image.height, image.width) == grid.shape[:2]
     # the store must hold the previewed images
     with pytest.raises(ValueError, match="holds none"):
-        main(["segment-preview", "--config", str(config), "--splits", "[val]"])
+        main(["segment-preview", "--config", str(config), "--data.splits", "[val]"])
 
 
 def test_preview_row_marks_the_full_fallback(paths: dict[str, Path], tmp_path: Path) -> None:

@@ -117,7 +117,7 @@ def test_two_process_cpu_ddp_writes_two_disjoint_shards(
     cfg = detect_config(
         paths, store, detector="owlv2", batch_size=4, splits=["train", "val", "test_shift"]
     )
-    cfg["trainer"] = {"accelerator": "cpu", "devices": 2, "strategy": "ddp"}
+    cfg["trainer"].update(devices=2, strategy="ddp")
     _run(write_config(tmp_path / "ddp.yaml", cfg), OMP_NUM_THREADS="1")  # 2 ranks on 2 cores
     ids = [r.image_id for s in ("train", "val", "test_shift") for r in dataset.records(s)]
     shards = sorted(p.name for p in store.glob("*.parquet"))

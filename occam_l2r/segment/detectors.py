@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from occam_l2r.segment.prompts import Query
-from occam_l2r.segment.weights import resolve_hf_model
+from occam_l2r.weights import resolve_hf_model
 
 
 @dataclass
@@ -108,7 +108,7 @@ class Detector(abc.ABC):
         self.processor: Any = None
 
     def check_weights(self) -> Path:
-        """Resolve the weights (fast); raises :class:`MissingWeightsError` naming the model."""
+        """Resolve the weights (fast); raises :class:`~occam_l2r.weights.WeightsNotFoundError` naming the model."""
         return resolve_hf_model(self.model_id, self.cache_dir, self.download)
 
     def _load_processor(self) -> Any:

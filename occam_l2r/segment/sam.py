@@ -35,7 +35,7 @@ from segment_anything.modeling import (
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch import nn
 
-from occam_l2r.segment.weights import resolve_sam_checkpoint
+from occam_l2r.weights import resolve_sam_checkpoint
 
 SamType = Literal["vit_h", "vit_l", "vit_b", "custom"]
 

@@ -5,7 +5,8 @@ A segmenter is chosen by ``class_path`` in the config's ``segmenter:`` section:
 - :class:`DetectAndSegment` — a text-prompted detector (GroundingDINO / OWLv2) with a prompt
   source, then SAM masks for the kept boxes (L2R²); boxes only when ``sam`` is omitted;
 - :class:`AutomaticMasks` — SAM's automatic all-object masks (OCCAM);
-- :class:`GroundTruth` — the dataset's ground-truth masks (the foundation's ``gt`` source).
+- :class:`GroundTruth` — the dataset's ground-truth masks (the ``gt`` source; also what
+  :func:`occam_l2r.segment.gt.build_gt_store` runs, without Lightning, for ``data.segmentation: gt``).
 
 Every segmenter exposes a JSON config (hashed into the store), a fast weight check that runs
 before any model is loaded or process spawned, a picklable per-image ``preprocessor`` for
@@ -13,7 +14,8 @@ DataLoader workers, ``load()`` returning its ``nn.Module``s, and ``segment(items
 An item is a dict with ``record``, ``image_id``, ``label``, ``image`` (HWC uint8 array),
 ``height``, ``width`` and the preprocessor's tensors (moved to the model's device). ``segment``
 returns, per item, its :class:`Segmentation` or a message saying why it could not be segmented
-(listed in the store's failures).
+(listed in the store's failures). Segmenters are plain objects: the ``segment`` verb runs them
+through :class:`occam_l2r.tasks.segment.SegmentTask`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.ops import nms
 
-from occam_l2r.data.records import RecordDataset
+from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.segment.detectors import Detections, Detector
-from occam_l2r.segment.gt import GroundTruthSegmenter
 from occam_l2r.segment.prompts import PromptSource, Query
 from occam_l2r.segment.sam import SamAutomatic, SamBoxPrompter
 from occam_l2r.store import Segmentation, encode_mask
@@ -51,7 +53,7 @@ class Segmenter(abc.ABC):
         """JSON-able config; its hash names what the store holds (no batch size or devices)."""
 
     def check_weights(self) -> None:
-        """Raise :class:`~occam_l2r.segment.weights.MissingWeightsError` fast when weights are missing.
+        """Raise :class:`~occam_l2r.weights.WeightsNotFoundError` fast when weights are missing.
 
         The default (sources without weights) checks nothing.
         """
@@ -253,21 +255,50 @@ class AutomaticMasks(Segmenter):
 
 
 class GroundTruth(Segmenter):
-    """The dataset's ground-truth masks (same rows and config hash as ``build_gt_store``)."""
+    """The dataset's ground-truth masks as segmentations (the ``gt`` source; no weights).
+
+    Each non-empty ground-truth instance mask becomes one detection with score 1.0, its tight box
+    and the image's class name as label (``label_ids``: the class index). An image whose masks are
+    all empty is stored with no detection (its views fall back to FULL); an image or mask that
+    cannot be read, or a mask whose size differs from the image, is reported as a failure. Only
+    ``record`` and ``image_id`` of an item are used (the image size is read from the file header),
+    so :func:`occam_l2r.segment.gt.build_gt_store` runs it without reading any image.
+    """
 
     name = "gt"
 
-    def __init__(self) -> None:
-        self._gt = GroundTruthSegmenter()
-
     def config(self) -> dict[str, Any]:
-        return self._gt.config(self.dataset)
+        return {"segmenter": self.name, "dataset": type(self.dataset).__name__}
+
+    def segment_record(self, record: Record) -> Segmentation:
+        """The ground truth of one record; raises ``OSError``/``ValueError`` when unreadable."""
+        dataset = self.dataset
+        masks = [m for m in dataset.gt_masks(record) if m.any()]
+        with Image.open(dataset.image_path(record)) as im:
+            width, height = im.size
+        for m in masks:
+            if m.shape != (height, width):
+                raise ValueError(
+                    f"ground-truth mask of {record.image_id} is {m.shape[1]}x{m.shape[0]}, "
+                    f"the image is {width}x{height}"
+                )
+        known = 0 <= record.label < dataset.num_classes
+        name = dataset.class_names[record.label] if known else ""
+        return Segmentation.from_masks(
+            record.image_id,
+            masks,
+            labels=[name] * len(masks),
+            label_ids=[record.label] * len(masks),
+            height=height,
+            width=width,
+            prompts=[],
+        )
 
     def segment(self, items: list[Item]) -> list[Segmentation | str]:
         out: list[Segmentation | str] = []
         for it in items:
             try:
-                out.append(self._gt(self.dataset, it["record"]))
+                out.append(self.segment_record(it["record"]))
             except (OSError, ValueError) as err:
                 out.append(f"ground truth of {it['image_id']}: {err}")
         return out

@@ -1,6 +1,8 @@
 """Visual check of a segmentation store: ``python -m occam_l2r segment-preview --config ...``.
 
-Takes the same config as ``segment`` (dataset, segmenter, store) and draws, for N images of the
+Takes the same config as ``segment`` (parsed by the same :class:`~occam_l2r.commands.segment.SegmentCLI`,
+plus ``--preview.*`` options; ``model.store`` or the default store folder, ``data.splits`` and
+``data.limit`` select the images; the ``trainer:`` section is ignored) and draws, for N images of the
 store, one row of four panels: the image with its boxes and labels, the masks overlaid, and the
 resulting FG_C and BG_S views (BG_B when the store holds boxes only), made by
 :func:`occam_l2r.views.apply_view` with the FULL fallback marked. The grid goes to a PNG and to
@@ -16,11 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lightning.pytorch.cli import LightningArgumentParser
 from PIL import Image, ImageDraw
 
+from occam_l2r.commands.segment import SegmentCLI
 from occam_l2r.data.records import Record, RecordDataset
-from occam_l2r.segment.cli import build_parser, config_name_of, default_store, parse, select_records
+from occam_l2r.data.segment_datamodule import SegmentDataModule
 from occam_l2r.store import Segmentation, SegmentationStore
+from occam_l2r.tasks.segment import SegmentTask
 from occam_l2r.views import apply_view
 
 log = logging.getLogger(__name__)
@@ -189,18 +194,32 @@ def run_preview(
     return written
 
 
+class PreviewCLI(SegmentCLI):
+    """The ``segment`` parser plus ``--preview.*``; instantiates the task (no model is loaded)
+    and the DataModule, but no Trainer."""
+
+    def __init__(self, args: list[str]) -> None:
+        super().__init__(
+            args, prog="python -m occam_l2r segment-preview", description=__doc__.split("\n\n")[0]
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(PreviewOptions, "preview")
+
+    def instantiate_trainer(self, **kwargs: Any) -> None:  # type: ignore[override]
+        return None
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Entry point of ``python -m occam_l2r segment-preview``."""
-    parser = build_parser("python -m occam_l2r segment-preview")
-    parser.add_class_arguments(PreviewOptions, "preview")
-    cfg, init = parse(parser, list(sys.argv[1:] if argv is None else argv))
-    dataset: RecordDataset = init.dataset
-    dataset.prepare()
-    init.segmenter.bind(dataset)
-    store = (
-        Path(init.store)
-        if init.store
-        else default_store(dataset, init.segmenter, config_name_of(cfg))
-    )
-    records = select_records(dataset, init.splits, init.limit)
-    return run_preview(dataset, store, records, init.preview)
+    """Entry point of ``python -m occam_l2r segment-preview``.
+
+    Args:
+        argv: the arguments after the verb; ``None`` reads ``sys.argv[2:]``.
+    """
+    cli = PreviewCLI(list(sys.argv[2:] if argv is None else argv))
+    task: SegmentTask = cli.model
+    data: SegmentDataModule = cli.datamodule
+    data.prepare_data()
+    store = task.bind(data.dataset, cli.config_name)
+    options: PreviewOptions = cli.config_init.preview
+    return run_preview(data.dataset, store, data.run_records(), options)

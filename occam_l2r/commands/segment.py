@@ -1,0 +1,204 @@
+"""``python -m occam_l2r segment --config configs/segment/<name>.yaml``: precompute segmentations.
+
+A ``LightningCLI`` (:class:`SegmentCLI`) over :class:`~occam_l2r.tasks.segment.SegmentTask` and
+:class:`~occam_l2r.data.segment_datamodule.SegmentDataModule`, so the config has the sections of
+every Lightning job::
+
+    model:    # SegmentTask
+      segmenter: {class_path: occam_l2r.segment.segmenters.DetectAndSegment, init_args: ...}
+      store: null          # default <dataset root>/segmentations/<config file name> (.../gt for gt)
+    data:     # SegmentDataModule
+      dataset: {class_path: occam_l2r.data.datasets..., init_args: ...}  # as in training configs
+      splits: null         # all splits
+      limit: null
+      batch_size: 8
+      num_workers: 2
+    trainer:  # the full Lightning Trainer: accelerator, devices, strategy, precision, num_nodes...
+
+``trainer.devices: 8`` + ``trainer.strategy: ddp`` runs one process per GPU, each writing its own
+shard; ``trainer.precision: bf16-mixed`` (or ``16-mixed``) runs the models under autocast. A rerun
+resumes: images already in the store are skipped. ``--print_config`` prints the full config.
+
+Weights are checked before any model is loaded or any process spawned, so a missing checkpoint
+fails within seconds with a message naming it and where to put it. At the end rank 0 writes
+``<store>/summary.json`` and prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import Namespace
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Callback, ProgressBar
+from lightning.pytorch.cli import ArgsType, LightningCLI
+
+from occam_l2r.commands.lightning import quiet_library_warnings
+from occam_l2r.data.segment_datamodule import SegmentDataModule
+from occam_l2r.store import SegmentationStore
+from occam_l2r.tasks.segment import ImagesPerSecondBar, SegmentTask, StoreWriterCallback
+
+PROG = "python -m occam_l2r segment"
+
+#: the Trainer of a segmentation run: no logger, checkpoints or summary; each rank slices itself
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_model_summary": False,
+    "use_distributed_sampler": False,
+}
+
+
+class SegmentCLI(LightningCLI):
+    """The ``segment`` verb's LightningCLI (``run=False``): parses ``args`` and instantiates the
+    task, the DataModule and the Trainer with the store writer and the images/s progress bar.
+
+    Args:
+        args: the arguments after the verb (``["--config", "c.yaml", ...]``).
+        prog: the name shown in ``--help``.
+        description: the text shown in ``--help``.
+    """
+
+    def __init__(self, args: ArgsType, prog: str = PROG, description: str | None = None) -> None:
+        quiet_library_warnings()  # the same console as the other Lightning verbs
+        super().__init__(
+            SegmentTask,
+            SegmentDataModule,
+            save_config_callback=None,
+            trainer_defaults=TRAINER_DEFAULTS,
+            seed_everything_default=False,
+            parser_kwargs={
+                "prog": prog,
+                "description": description or __doc__.split("\n\n")[0],
+            },
+            args=args,
+            run=False,
+            auto_configure_optimizers=False,
+            load_from_checkpoint_support=False,
+        )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        callbacks: list[Callback] = list(trainer_cfg.get("callbacks") or [])
+        callbacks.append(StoreWriterCallback())
+        bar_wanted = trainer_cfg.get("enable_progress_bar") is not False
+        if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(ImagesPerSecondBar())
+        return super().instantiate_trainer(callbacks=callbacks, **kwargs)
+
+    @property
+    def config_name(self) -> str | None:
+        """Stem of the last ``--config`` file, which names the default store folder."""
+        files = [f for f in (self.config.get("config") or []) if f is not None]
+        return Path(str(files[-1])).stem if files else None
+
+    @property
+    def store_writer(self) -> StoreWriterCallback:
+        return next(c for c in self.trainer.callbacks if isinstance(c, StoreWriterCallback))
+
+    def segment(self) -> dict[str, Any] | None:
+        """Check the weights, prepare the data, open the store, run the predict loop; returns the
+        summary on rank 0 (also written to ``<store>/summary.json`` and printed), else ``None``."""
+        task: SegmentTask = self.model
+        data: SegmentDataModule = self.datamodule
+        task.segmenter.check_weights()
+        data.prepare_data()
+        store = task.bind(data.dataset, self.config_name)
+        task.writer(rank=0)  # manifest, or refuse a store of another config, before any spawn
+        self.trainer.predict(task, datamodule=data, return_predictions=False)
+        counts = self.store_writer.finish(self.trainer, task)
+        if counts is None:
+            return None
+        run_ids = [r.image_id for r in data.run_records()]
+        summary = summarize(store, run_ids, **counts)
+        tmp = store / ".summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2))
+        tmp.replace(store / "summary.json")
+        print(format_summary(summary), flush=True)
+        return summary
+
+
+class _ParseOnly(SegmentCLI):
+    def instantiate_classes(self) -> None:
+        return None
+
+
+def segment_config(argv: list[str]) -> Namespace:
+    """Parse a ``segment`` command line (``["--config", ...]``) without instantiating anything
+    (no dataset, segmenter or Trainer: a config for GPUs parses on a laptop)."""
+    return _ParseOnly(argv).config
+
+
+def summarize(
+    store: Path, run_ids: Sequence[str], computed: int, skipped: int, seconds: float
+) -> dict[str, Any]:
+    """Summary of a run: images, detections-per-image histogram, empties (FULL fallbacks),
+    failures, time. Counts cover the run's images in the whole store (all shards)."""
+    reader = SegmentationStore(store)
+    wanted = set(run_ids)
+    hist: Counter[str] = Counter()
+    table = reader.table
+    ids = table.column("image_id").to_pylist()
+    n_boxes = [len(s) for s in table.column("scores").to_pylist()]
+    n_masks = [len(m) for m in table.column("masks").to_pylist()]
+    stored = 0
+    with_masks = 0
+    for image_id, n, m in zip(ids, n_boxes, n_masks, strict=True):
+        if image_id in wanted:
+            stored += 1
+            hist[str(n) if n < 10 else ">=10"] += 1
+            with_masks += m > 0
+    failed = sorted({f["image_id"] for f in reader.failures()} & (wanted - set(ids)))
+    order = sorted(hist, key=lambda k: (len(k), k))
+    return {
+        "store": str(store),
+        "segmenter": reader.segmenter,
+        "config_hash": reader.config_hash,
+        "images": len(wanted),
+        "stored": stored,
+        "computed": computed,
+        "skipped": skipped,
+        "detections_per_image": {k: hist[k] for k in order},
+        "empty": hist.get("0", 0),
+        "with_masks": with_masks,
+        "failures": len(failed),
+        "failed_ids": failed[:100],
+        "missing": len(wanted) - stored - len(failed),
+        "seconds": round(seconds, 3),
+        "images_per_second": round(computed / seconds, 3) if seconds > 0 else 0.0,
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """Human-readable summary lines."""
+    hist = ", ".join(f"{k}: {v}" for k, v in summary["detections_per_image"].items()) or "none"
+    lines = [
+        f"segmentation store {summary['store']} ({summary['segmenter']}, config {summary['config_hash']})",
+        f"  images {summary['images']}: stored {summary['stored']}, computed now {summary['computed']}, "
+        f"skipped (already stored) {summary['skipped']}, failed {summary['failures']}, missing {summary['missing']}",
+        f"  detections per image: {hist}",
+        f"  empty (views fall back to FULL): {summary['empty']}",
+        f"  time {summary['seconds']:.1f} s, {summary['images_per_second']:.2f} images/s",
+    ]
+    if summary["failures"]:
+        lines.append(
+            f"  failed images (first {len(summary['failed_ids'])}): {summary['failed_ids']}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
+    """Entry point of ``python -m occam_l2r segment``.
+
+    Args:
+        argv: the arguments after the verb; ``None`` reads ``sys.argv[2:]``.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return SegmentCLI(list(sys.argv[2:] if argv is None else argv)).segment()

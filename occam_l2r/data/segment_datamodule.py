@@ -1,0 +1,160 @@
+"""The DataModule of the ``segment`` verb: which images a run segments, read in DataLoader workers.
+
+:class:`SegmentDataModule` owns the record selection (``splits``, ``limit``) and the predict
+dataloader. Rank ``r`` of ``n`` takes the records at positions ``r, r + n, ...`` of the run, minus
+those already in the store, so the split never depends on what another rank has written and every
+image is segmented by exactly one rank. What the store holds and how the segmenter preprocesses an
+image come from the LightningModule (:class:`occam_l2r.tasks.segment.SegmentTask` calls
+:meth:`SegmentDataModule.use` in its ``setup``, before the dataloader is built).
+
+:class:`ImageItems` reads an image and runs the segmenter's CPU preprocessing; an unreadable image
+becomes an item carrying its error (listed in the store's failures, not dropped).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities import move_data_to_device
+from torch.utils.data import DataLoader, Dataset
+
+from occam_l2r.data.records import ImageReadError, Record, RecordDataset
+
+log = logging.getLogger(__name__)
+
+#: per-image CPU preprocessing: HWC uint8 image -> named tensors (picklable, holds no model)
+Preprocess = Callable[[np.ndarray], dict[str, torch.Tensor]]
+
+
+def no_preprocessing(image: np.ndarray) -> dict[str, torch.Tensor]:
+    """The preprocessing of a source without models: nothing beyond the image itself."""
+    return {}
+
+
+class ImageItems(Dataset):
+    """Records to segment, read and preprocessed in DataLoader workers.
+
+    An item is a dict with ``record``, ``image_id``, ``label``, ``image`` (HWC uint8), ``height``,
+    ``width`` and the preprocessor's tensors; or ``record``, ``image_id``, ``label`` and ``error``
+    when the image cannot be read.
+    """
+
+    def __init__(
+        self, dataset: RecordDataset, records: Sequence[Record], preprocess: Preprocess
+    ) -> None:
+        self.dataset = dataset
+        self.records = list(records)
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]
+        item: dict[str, Any] = {"record": rec, "image_id": rec.image_id, "label": rec.label}
+        try:
+            image = self.dataset.read_image(rec)
+        except (OSError, ImageReadError) as err:  # missing, corrupt or truncated file
+            item["error"] = str(err)
+            return item
+        item.update(
+            image=image, height=image.shape[0], width=image.shape[1], **self.preprocess(image)
+        )
+        return item
+
+
+def collate_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Batches stay lists of items (images differ in size; the segmenter batches its tensors)."""
+    return items
+
+
+def select_records(
+    dataset: RecordDataset, splits: list[str] | None, limit: int | None
+) -> list[Record]:
+    """The run's records in a stable order: ``splits`` (all when ``None``), first ``limit`` of each
+    split (all splits: the first ``limit`` in total)."""
+    if splits is None:
+        records = dataset.all_records()
+        return records[:limit] if limit is not None else records
+    out: list[Record] = []
+    for split in splits:
+        out.extend(dataset.records(split)[:limit])
+    return out
+
+
+class SegmentDataModule(L.LightningDataModule):
+    """The images of a dataset to segment, one slice per rank.
+
+    Args:
+        dataset: the dataset (same section as ``data.init_args.dataset`` of training configs).
+        splits: splits to segment (all splits when omitted).
+        limit: segment at most this many images per split (all splits: in total).
+        batch_size: images per forward pass on each device.
+        num_workers: DataLoader workers per device (image reading and preprocessing).
+    """
+
+    def __init__(
+        self,
+        dataset: RecordDataset,
+        splits: list[str] | None = None,
+        limit: int | None = None,
+        batch_size: int = 8,
+        num_workers: int = 2,
+    ) -> None:
+        super().__init__()
+        self.dataset = dataset
+        self.splits = splits
+        self.limit = limit
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.preprocess: Preprocess = no_preprocessing
+        self.stored: set[str] = set()
+        #: images of this rank's share already in the store (set by :meth:`predict_dataloader`)
+        self.skipped = 0
+
+    def prepare_data(self) -> None:
+        """Create the data on disk when the dataset can (the synthetic benchmark)."""
+        self.dataset.prepare()
+
+    def use(self, preprocess: Preprocess, stored: set[str]) -> None:
+        """Set the segmenter's per-image preprocessing and the image ids the store already holds."""
+        self.preprocess = preprocess
+        self.stored = set(stored)
+
+    def run_records(self) -> list[Record]:
+        """The records of the whole run (every rank), in a stable order."""
+        return select_records(self.dataset, self.splits, self.limit)
+
+    def rank_records(self, rank: int, world_size: int) -> list[Record]:
+        """This rank's share of the run, minus the images already stored."""
+        mine = self.run_records()[rank::world_size]
+        todo = [r for r in mine if r.image_id not in self.stored]
+        self.skipped = len(mine) - len(todo)
+        return todo
+
+    def transfer_batch_to_device(
+        self, batch: list[dict[str, Any]], device: torch.device, dataloader_idx: int
+    ) -> list[dict[str, Any]]:
+        # Only tensors move; records (frozen dataclasses) and numpy images stay as they are.
+        return [
+            {k: move_data_to_device(v, device) if torch.is_tensor(v) else v for k, v in it.items()}
+            for it in batch
+        ]
+
+    def predict_dataloader(self) -> DataLoader:
+        rank, world_size = self.trainer.global_rank, self.trainer.world_size
+        todo = self.rank_records(rank, world_size)
+        log.info("rank %d: %d images to segment, %d already stored", rank, len(todo), self.skipped)
+        return DataLoader(
+            ImageItems(self.dataset, todo, self.preprocess),
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            collate_fn=collate_items,
+            persistent_workers=False,
+        )

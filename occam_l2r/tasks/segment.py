@@ -1,0 +1,199 @@
+"""Lightning wiring of the ``segment`` verb: a predict loop that fills a segmentation store.
+
+- :class:`SegmentTask` is the LightningModule: it binds its segmenter to the DataModule's dataset,
+  fixes the store folder, loads the segmenter's models in ``configure_model`` (so Lightning moves
+  them to the device and applies the precision's autocast) and runs the segmenter in
+  ``predict_step``.
+- :class:`StoreWriterCallback` writes each batch as a part file as soon as it is done
+  (``StoreWriter(rank=trainer.global_rank)``); after the loop, :meth:`StoreWriterCallback.finish`
+  merges the rank's parts into its shard and, once every rank is done, returns the run's counts
+  on rank 0 (the ``segment`` verb turns them into ``summary.json``).
+- :class:`ImagesPerSecondBar` adds images/s to Lightning's progress bar.
+
+The DataModule is :class:`occam_l2r.data.segment_datamodule.SegmentDataModule`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
+from torch import nn
+
+from occam_l2r.data.records import RecordDataset
+from occam_l2r.segment.segmenters import Segmenter
+from occam_l2r.store import Segmentation, StoreWriter, config_hash
+
+log = logging.getLogger(__name__)
+
+
+def default_store(dataset: RecordDataset, segmenter: Segmenter, config_name: str | None) -> Path:
+    """``<dataset root>/segmentations/<config name>`` (``<segmenter>-<config hash>`` without a
+    config file); the ``gt`` source always goes to ``<dataset root>/segmentations/gt``, where
+    training configs with ``data.segmentation: gt`` read it. ``segmenter`` must be bound."""
+    if segmenter.name == "gt":
+        return Path(dataset.root) / "segmentations" / "gt"
+    name = config_name or f"{segmenter.name.replace('+', '_')}-{config_hash(segmenter.config())}"
+    return Path(dataset.root) / "segmentations" / name
+
+
+class SegmentTask(L.LightningModule):
+    """Runs a segmenter over the images of the DataModule that the store does not hold yet.
+
+    Args:
+        segmenter: ``DetectAndSegment``, ``AutomaticMasks`` or ``GroundTruth``
+            (:mod:`occam_l2r.segment.segmenters`).
+        store: the store folder; default ``<dataset root>/segmentations/<config file name>``
+            (``.../gt`` for the ``gt`` source).
+    """
+
+    def __init__(self, segmenter: Segmenter, store: str | None = None) -> None:
+        super().__init__()
+        self.segmenter = segmenter
+        self.store = store
+        self.store_path: Path | None = None
+        self.dataset_name = ""
+        self.models = nn.ModuleDict()
+
+    def bind(self, dataset: RecordDataset, config_name: str | None = None) -> Path:
+        """Bind the segmenter to ``dataset`` and fix the store folder (``store``, else the default
+        named after ``config_name``). Writes nothing; returns the folder."""
+        self.segmenter.bind(dataset)
+        self.dataset_name = dataset.name
+        self.store_path = (
+            Path(self.store) if self.store else default_store(dataset, self.segmenter, config_name)
+        )
+        return self.store_path
+
+    def writer(self, rank: int) -> StoreWriter:
+        """A writer of rank ``rank`` into the store; creates the manifest, or refuses a store
+        written with another segmenter config (``ValueError``)."""
+        if self.store_path is None:
+            raise RuntimeError("SegmentTask.bind(dataset) must run before the store is opened")
+        config = self.segmenter.config()
+        return StoreWriter(
+            self.store_path, self.segmenter.name, config, rank=rank, dataset=self.dataset_name
+        )
+
+    def setup(self, stage: str) -> None:
+        """Hand the DataModule the segmenter's CPU preprocessing and the image ids the store
+        holds (runs on every rank, before the predict dataloader is built)."""
+        data = self.trainer.datamodule
+        if self.store_path is None:  # not bound by the segment verb: default folder name
+            self.bind(data.dataset)
+        stored = self.writer(self.trainer.global_rank).done_ids()
+        data.use(self.segmenter.preprocessor(), stored)
+
+    def configure_model(self) -> None:
+        """Load the segmenter's models on this rank; Lightning then moves them to the device."""
+        if len(self.models) == 0:  # Lightning may call it once per trainer call
+            self.models.update(self.segmenter.load())
+
+    def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> dict[str, Any]:
+        """Segment a batch: the rows to store, the failures (``(image_id, error)``) and counts."""
+        good = [it for it in batch if "error" not in it]
+        failures = [(it["image_id"], it["error"]) for it in batch if "error" in it]
+        rows: list[Segmentation] = []
+        if good:
+            for it, result in zip(good, self.segmenter.segment(good), strict=True):
+                if isinstance(result, str):
+                    failures.append((it["image_id"], result))
+                else:
+                    rows.append(result)
+        return {"rows": rows, "failures": failures, "images": len(batch), "computed": len(good)}
+
+
+class StoreWriterCallback(BasePredictionWriter):
+    """Writes every predict batch into this rank's part files; merges them at the end.
+
+    The store folder, segmenter and dataset come from the :class:`SegmentTask`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="batch")
+        self.writer: StoreWriter | None = None
+        self.computed = 0
+        self.start = time.perf_counter()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.writer = None
+        self.computed = 0
+        self.start = time.perf_counter()
+
+    def _writer(self, trainer: L.Trainer, task: SegmentTask) -> StoreWriter:
+        if self.writer is None:
+            self.writer = task.writer(trainer.global_rank)
+        return self.writer
+
+    def write_on_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        prediction: dict[str, Any],
+        batch_indices: Sequence[int] | None,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        writer = self._writer(trainer, pl_module)  # type: ignore[arg-type]
+        writer.write(prediction["rows"])
+        for image_id, error in prediction["failures"]:
+            log.warning("could not segment %s: %s", image_id, error)
+            writer.add_failure(image_id, error)
+        self.computed += prediction["computed"]
+
+    def finish(self, trainer: L.Trainer, task: SegmentTask) -> dict[str, Any] | None:
+        """After ``trainer.predict``, on every rank: merge this rank's parts into its shard and
+        wait for every rank. Returns, on rank 0, the counts of the whole run (``computed``,
+        ``skipped``, ``seconds``); ``None`` on the other ranks. Called by the ``segment`` verb
+        after the predict loop, which Lightning skips, hooks included, on a rank with nothing to do.
+        """
+        self._writer(trainer, task).close()
+        skipped = getattr(trainer.datamodule, "skipped", 0)
+        strategy = trainer.strategy
+        counts = torch.tensor(
+            [self.computed, skipped], dtype=torch.long, device=strategy.root_device
+        )
+        counts = strategy.reduce(counts, reduce_op="sum").cpu()
+        strategy.barrier("segment_store_closed")
+        if trainer.global_rank != 0:
+            return None
+        return {
+            "computed": int(counts[0]),
+            "skipped": int(counts[1]),
+            "seconds": time.perf_counter() - self.start,
+        }
+
+
+class ImagesPerSecondBar(TQDMProgressBar):
+    """Lightning's progress bar with images/s of this rank in the predict bar."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images = 0
+        self.t0 = 0.0
+
+    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_predict_epoch_start(trainer, pl_module)
+        self.images, self.t0 = 0, time.perf_counter()
+
+    def on_predict_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        self.images += len(batch)
+        rate = self.images / max(time.perf_counter() - self.t0, 1e-9)
+        if self.predict_progress_bar is not None:
+            self.predict_progress_bar.set_postfix({"img/s": f"{rate:.1f}"}, refresh=False)
