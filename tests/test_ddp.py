@@ -52,7 +52,9 @@ def test_two_processes_count_every_sample_once(tmp_path):
 
     ckpt = next((run / "checkpoints").glob("epoch=*.ckpt"))
     # predict over two processes: every sample exactly once, in the dataset's order
-    _run(["predict", *common, "--ckpt_path", str(ckpt), *DDP, "--trainer.logger", "false"], tmp_path)
+    _run(
+        ["predict", *common, "--ckpt_path", str(ckpt), *DDP, "--trainer.logger", "false"], tmp_path
+    )
     for split in ("train", "val", "test_shift"):
         lf = LogitsFile.load(run / "logits" / f"{split}.npz")
         if split == "train":

@@ -139,7 +139,9 @@ class LogitsDataModule(L.LightningDataModule):
         if not shuffle:
             world, rank = world_of(self.trainer)
             return eval_loader(ds, self.batch_size, self.num_workers, world, rank)
-        return DataLoader(ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers)
+        return DataLoader(
+            ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_split, shuffle=True)

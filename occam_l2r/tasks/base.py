@@ -200,7 +200,9 @@ class BaseTask(L.LightningModule):
             "id": [batch["id"][i] for i in keep],
             "label": batch["label"].detach().cpu()[real],
             "logits": logits.detach().float().cpu()[real],
-            "group": [batch["group_name"][i] for i in keep] if "group_name" in batch else [""] * len(keep),
+            "group": [batch["group_name"][i] for i in keep]
+            if "group_name" in batch
+            else [""] * len(keep),
         }
         for key in ("candidate", "fallback"):
             if key in batch:
