@@ -32,7 +32,12 @@ def test_loaders_per_split(root_copy):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["image"].shape == (4, 3, 32, 32) and batch["image"].dtype == torch.uint8
-    assert set(batch) == {"image", "label", "group", "index", "candidate", "fallback"}
+    assert set(batch) == {
+        "image", "label", "group", "index", "candidate", "fallback", "id", "group_name"
+    }  # fmt: skip
+    # every batch carries its sample ids (image paths relative to the dataset root)
+    ids = {r.image_id for r in dm.splits["train"]}
+    assert len(batch["id"]) == 4 and set(batch["id"]) <= ids
     assert dm.test_split_names == ["test_id", "test_shift", "test_random"]
     assert len(dm.test_dataloader()) == 3 and len(dm.predict_dataloader()) == 5
     assert (root_copy / "segmentations" / "gt" / "manifest.json").is_file()
