@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from occam_l2r.store import Segmentation
+from occam_l2r.segmentation import Segmentation
 
 View = Literal["FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha"]
 VIEWS: tuple[str, ...] = ("FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha")

@@ -34,7 +34,7 @@ from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.segment.detectors import Detections, Detector
 from occam_l2r.segment.prompts import PromptSource, Query
 from occam_l2r.segment.sam import SamAutomatic, SamBoxPrompter
-from occam_l2r.store import Segmentation, encode_mask
+from occam_l2r.segmentation import Segmentation, encode_mask
 
 Item = dict[str, Any]
 

@@ -76,7 +76,7 @@ class ClassifierTask(BaseTask):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
         loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
-        self.train_acc(logits, batch["label"])
+        self.train_acc.update(logits.detach(), batch["label"])  # no per-step compute
         self.log("train/loss", loss, prog_bar=True, batch_size=len(logits))
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(logits))
         return loss

@@ -1,0 +1,164 @@
+"""One image's segmentation: boxes, scores, labels and masks (COCO RLE), and the mask codec.
+
+The record type that segmenters produce, the segmentation store (:mod:`occam_l2r.store`) keeps
+and the views (:mod:`occam_l2r.views`) read. Plain numpy + pycocotools; imports nothing of the
+toolkit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """COCO-RLE encode a boolean ``(H, W)`` mask; returns the compressed ``counts`` bytes."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return rle["counts"]
+
+
+def decode_mask(counts: bytes, height: int, width: int) -> np.ndarray:
+    """Decode COCO-RLE ``counts`` into a boolean ``(height, width)`` mask."""
+    return mask_utils.decode({"size": [height, width], "counts": counts}).astype(bool)
+
+
+def mask_to_box(mask: np.ndarray) -> np.ndarray:
+    """Tight xyxy box of a boolean mask (x1, y1 exclusive); zeros for an empty mask."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return np.zeros(4, dtype=np.float32)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+
+
+@dataclass
+class Segmentation:
+    """Detections of one image: boxes, scores, labels and (optionally) masks as RLE."""
+
+    image_id: str
+    width: int
+    height: int
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    labels: list[str] = field(default_factory=list)
+    label_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    masks_rle: list[bytes] = field(default_factory=list)
+    prompts: list[str] = field(default_factory=list)
+    segmenter: str = ""
+    config_hash: str = ""
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        n = len(self.boxes)
+        if len(self.label_ids) == 0 and n:
+            self.label_ids = np.full(n, -1, np.int32)
+        self.label_ids = np.asarray(self.label_ids, dtype=np.int32).reshape(-1)
+        if not self.labels:
+            self.labels = [""] * n
+        if len(self.scores) != n or len(self.labels) != n or len(self.label_ids) != n:
+            raise ValueError(
+                f"segmentation of {self.image_id}: {n} boxes but {len(self.scores)} scores, "
+                f"{len(self.labels)} labels, {len(self.label_ids)} label ids"
+            )
+        if self.masks_rle and len(self.masks_rle) != n:
+            raise ValueError(
+                f"segmentation of {self.image_id}: {n} boxes but {len(self.masks_rle)} masks"
+            )
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @property
+    def has_masks(self) -> bool:
+        return bool(self.masks_rle)
+
+    def mask(self, i: int) -> np.ndarray:
+        """Boolean ``(H, W)`` mask of detection ``i``."""
+        if not self.masks_rle:
+            raise ValueError(
+                f"segmentation of {self.image_id} ({self.segmenter}) stores boxes only, no masks"
+            )
+        return decode_mask(self.masks_rle[i], self.height, self.width)
+
+    @classmethod
+    def from_masks(
+        cls,
+        image_id: str,
+        masks: Sequence[np.ndarray],
+        scores: Sequence[float] | None = None,
+        labels: Sequence[str] | None = None,
+        label_ids: Sequence[int] | None = None,
+        boxes: np.ndarray | None = None,
+        **kwargs: Any,
+    ) -> Segmentation:
+        """Build from boolean masks; boxes default to the masks' tight boxes."""
+        if len(masks) == 0:
+            h, w = kwargs.pop("height"), kwargs.pop("width")
+            return cls(image_id=image_id, width=w, height=h, **kwargs)
+        h, w = masks[0].shape
+        kwargs.pop("height", None), kwargs.pop("width", None)
+        if boxes is None:
+            boxes = np.stack([mask_to_box(m) for m in masks])
+        return cls(
+            image_id=image_id,
+            width=w,
+            height=h,
+            boxes=boxes,
+            scores=np.ones(len(masks)) if scores is None else scores,
+            labels=list(labels) if labels is not None else [],
+            label_ids=np.asarray(label_ids if label_ids is not None else [], np.int32),
+            masks_rle=[encode_mask(m) for m in masks],
+            **kwargs,
+        )
+
+    def subset(self, keep: Sequence[int]) -> Segmentation:
+        """The detections at positions ``keep`` (e.g. those prompted with one candidate class)."""
+        keep = [int(i) for i in keep]
+        return Segmentation(
+            image_id=self.image_id,
+            width=self.width,
+            height=self.height,
+            boxes=self.boxes[keep],
+            scores=self.scores[keep],
+            labels=[self.labels[i] for i in keep],
+            label_ids=self.label_ids[keep],
+            masks_rle=[self.masks_rle[i] for i in keep] if self.masks_rle else [],
+            prompts=list(self.prompts),
+            segmenter=self.segmenter,
+            config_hash=self.config_hash,
+        )
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "image_id": self.image_id,
+            "width": int(self.width),
+            "height": int(self.height),
+            "segmenter": self.segmenter,
+            "config_hash": self.config_hash,
+            "prompts": list(self.prompts),
+            "boxes": self.boxes.tolist(),
+            "scores": self.scores.tolist(),
+            "labels": list(self.labels),
+            "label_ids": self.label_ids.tolist(),
+            "masks": list(self.masks_rle),
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Segmentation:
+        return cls(
+            image_id=row["image_id"],
+            width=row["width"],
+            height=row["height"],
+            boxes=np.asarray(row["boxes"], np.float32).reshape(-1, 4),
+            scores=np.asarray(row["scores"], np.float32),
+            labels=list(row["labels"]),
+            label_ids=np.asarray(row["label_ids"], np.int32),
+            masks_rle=list(row["masks"]),
+            prompts=list(row["prompts"]),
+            segmenter=row["segmenter"],
+            config_hash=row["config_hash"],
+        )
