@@ -20,6 +20,7 @@ VERBS: dict[str, str] = {
     "segment-preview": "occam_l2r.commands.preview:main",
     "fuse": "occam_l2r.commands.fuse:main",
     "pipeline": "occam_l2r.commands.pipeline:main",
+    "check": "occam_l2r.commands.check:main",
 }
 
 
