@@ -3,6 +3,13 @@
 One registry of verbs, each ``"module:function"`` taking the arguments after the verb. The
 modules live in :mod:`occam_l2r.commands` (its docstring describes the two mechanisms: Lightning
 verbs are ``LightningCLI`` subclasses, the others typed functions parsed by jsonargparse).
+
+Known errors (:data:`KNOWN_ERRORS`: a missing dataset folder, missing weights, a missing or
+corrupt logits file, NaN logits, ...) are printed as one message naming the file and the fix,
+and ``python -m occam_l2r`` exits with status 3 (:data:`occam_l2r.errors.EXIT_USER_ERROR`).
+``--debug`` anywhere on the command line (removed before parsing) or ``OCCAM_L2R_DEBUG=1`` shows
+the full traceback instead. Called from Python with an ``argv`` list, :func:`main` lets every
+exception propagate (tests and other code see the real exception).
 """
 
 from __future__ import annotations
@@ -11,7 +18,23 @@ import importlib
 import sys
 from typing import Any
 
+from occam_l2r.errors import (
+    EXIT_USER_ERROR,
+    UserError,
+    debug_enabled,
+    format_user_error,
+    known_cause,
+    pop_debug_flag,
+    process_rank,
+)
+from occam_l2r.logits import LogitsFileError
+from occam_l2r.weights import WeightsError
+
 LIGHTNING_VERBS = ("fit", "validate", "test", "predict")
+
+#: errors printed as one message by ``python -m occam_l2r``: the toolkit's base and the errors of
+#: the two layers that may not import :mod:`occam_l2r.errors` (logits files, weights)
+KNOWN_ERRORS: tuple[type[Exception], ...] = (UserError, LogitsFileError, WeightsError)
 
 #: verb -> "module:function"; the function takes the argv after the verb (list of str).
 VERBS: dict[str, str] = {
@@ -29,8 +52,36 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Dispatch ``argv`` (default ``sys.argv[1:]``) to its verb."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Dispatch ``argv`` to its verb.
+
+    Args:
+        argv: the command line after ``python -m occam_l2r``. ``None`` (the command line:
+            ``python -m occam_l2r``, the ``occam-l2r`` script) reads ``sys.argv[1:]`` and turns a
+            known error, or an error raised from one (jsonargparse re-raises errors of a class's
+            ``__init__`` as chained ``ValueError``), into one message on stderr and exit status
+            3. A list (calls from Python) lets every exception propagate. ``--debug`` is removed
+            in both cases; on the command line it shows the traceback. (Lightning relaunches
+            ``python -m occam_l2r`` with the same ``sys.argv`` for the ranks > 0 of DDP.)
+
+    Returns:
+        What the verb returns (its CLI object or result), ``None`` for ``--help``.
+    """
+    args, debug = pop_debug_flag(list(sys.argv[1:] if argv is None else argv))
+    if argv is not None or debug or debug_enabled():
+        return _dispatch(args)
+    try:
+        return _dispatch(args)
+    except Exception as err:
+        known = known_cause(err, KNOWN_ERRORS)
+        if known is None:
+            raise
+        verb = args[0] if args else None
+        print(format_user_error(known, verb, process_rank()), file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_USER_ERROR) from None
+
+
+def _dispatch(argv: list[str]) -> Any:
+    """Run the verb ``argv[0]`` with the arguments after it."""
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return None

@@ -98,31 +98,85 @@ class LogitsFile:
 
     @classmethod
     def load(cls, path: str | Path) -> LogitsFile:
+        """Read a logits file written by :meth:`save` or :func:`merge_parts`.
+
+        Raises:
+            LogitsFileNotFoundError: ``path`` is not a file.
+            LogitsFileError: the file is empty, truncated or not a ``.npz`` archive, lacks
+                arrays or metadata of the format, has a format version this code does not
+                read, or arrays that disagree; the message names ``path``.
+        """
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise LogitsFileNotFoundError(
                 f"logits file not found: {path}. Write it with `python -m occam_l2r predict`."
             )
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("format_version") not in READABLE_VERSIONS:
-                raise ValueError(
-                    f"{path}: logits format {meta.get('format_version')}, this version of "
-                    f"occam_l2r reads {READABLE_VERSIONS}; re-export it with `predict`"
+        try:
+            z = np.load(path, allow_pickle=False)
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+            raise _unreadable(path, err) from err
+        if not hasattr(z, "files"):  # a single .npy array
+            raise LogitsFileError(f"{path} holds a single array, not a logits .npz; {_FIX}")
+        with z:
+            missing = [k for k in ("meta", *ROW_ARRAYS[:5]) if k not in z.files]
+            if missing:
+                raise LogitsFileError(
+                    f"{path} is not a logits file: arrays {missing} are missing (it has "
+                    f"{sorted(z.files)[:8]}); {_FIX}"
                 )
-            return cls(
-                ids=z["ids"],
-                labels=z["labels"],
-                logits=z["logits"],
-                groups=z["groups"],
-                candidates=z["candidates"],
-                fallback=z["fallback"] if "fallback" in z.files else None,
-                split=meta["split"],
-                view=meta["view"],
-                run=meta["run"],
-                class_names=meta["class_names"],
-                config=meta["config"],
-            )
+            try:
+                meta = json.loads(str(z["meta"]))
+                version = meta.get("format_version")
+                if version not in READABLE_VERSIONS:
+                    raise LogitsFileError(
+                        f"{path}: logits format {version}, this version of occam_l2r reads "
+                        f"{READABLE_VERSIONS}; re-export it with `predict`"
+                    )
+                return cls(
+                    ids=z["ids"],
+                    labels=z["labels"],
+                    logits=z["logits"],
+                    groups=z["groups"],
+                    candidates=z["candidates"],
+                    fallback=z["fallback"] if "fallback" in z.files else None,
+                    split=meta["split"],
+                    view=meta["view"],
+                    run=meta["run"],
+                    class_names=meta["class_names"],
+                    config=meta["config"],
+                )
+            except LogitsFileError:
+                raise
+            except (OSError, EOFError, ValueError, KeyError, AttributeError, TypeError,
+                    zipfile.BadZipFile) as err:  # fmt: skip
+                raise _unreadable(path, err) from err
+
+
+class LogitsFileError(ValueError):
+    """A logits file cannot be read: missing, corrupt, zero-byte, foreign or of another format.
+
+    The message names the file and how to rewrite it. A :class:`ValueError`; the command line
+    prints it as one message (``occam_l2r.cli.KNOWN_ERRORS``; this layer imports nothing of the
+    toolkit, so it does not derive from ``occam_l2r.errors.UserError``).
+    """
+
+
+class LogitsFileNotFoundError(LogitsFileError, FileNotFoundError):
+    """The logits file does not exist (a :class:`LogitsFileError` and a ``FileNotFoundError``)."""
+
+
+_FIX = "re-export it with `python -m occam_l2r predict` (it writes <run>/logits/<split>.npz)"
+
+
+def _unreadable(path: Path, err: BaseException) -> LogitsFileError:
+    """The error for a logits file that numpy or its metadata cannot read."""
+    size = path.stat().st_size
+    what = "empty, 0 bytes" if size == 0 else f"{size} bytes"
+    return LogitsFileError(
+        f"cannot read logits file {path} ({what}): {type(err).__name__}: "
+        f"{' '.join(str(err).split())[:200]}. The file is truncated, corrupt or not a logits "
+        f"file of occam_l2r; {_FIX}"
+    )
 
 
 def _meta(split: str, view: str, run: str, class_names: list[str], config: dict) -> dict[str, Any]:

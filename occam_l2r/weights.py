@@ -13,14 +13,21 @@ ways to provide them, within seconds (nothing waits on network time-outs):
   ``local_files_only=True``), or downloaded once when the config says ``download: true``;
 - SAM checkpoints (:func:`resolve_sam_checkpoint`): a file, with the official address of the
   missing one in the message.
+
+Weight files are untrusted input: :func:`load_state_dict_file` reads them with
+``torch.load(weights_only=True)`` (tensors and plain containers only, never arbitrary Python
+objects) and names the file when it cannot.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import socket
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 #: official download addresses of the SAM checkpoints (segment-anything's README)
@@ -31,11 +38,22 @@ SAM_CHECKPOINT_URLS: dict[str, str] = {
 }
 
 
-class WeightsNotFoundError(FileNotFoundError, RuntimeError):
+class WeightsError(RuntimeError):
+    """Pretrained weights cannot be used: missing (:class:`WeightsNotFoundError`) or unreadable
+    (:class:`WeightsFileError`). The message names the weights and what to do; the command line
+    prints it as one message (:data:`occam_l2r.cli.KNOWN_ERRORS`)."""
+
+
+class WeightsNotFoundError(FileNotFoundError, WeightsError):
     """Pretrained weights named in a config are neither local, cached, nor downloadable from here.
 
     A :class:`FileNotFoundError` (a file or cache entry is missing) and a :class:`RuntimeError`.
     """
+
+
+class WeightsFileError(WeightsError, ValueError):
+    """A weights file exists but cannot be loaded: truncated, not a checkpoint, holding Python
+    objects that ``torch.load(weights_only=True)`` refuses, or not fitting the architecture."""
 
 
 def _offline() -> bool:
@@ -154,6 +172,20 @@ def resolve_hf_model(model: str, cache_dir: str | None = None, download: bool = 
         ) from err
 
 
+def sam_checkpoint_hint(path: Path, model_type: str) -> str:
+    """Where to get the SAM checkpoint ``path`` of ``model_type`` (for error messages)."""
+    url = SAM_CHECKPOINT_URLS.get(model_type)
+    where = (
+        f"Download {url} (e.g. `wget -P {path.parent} {url}`) and set `checkpoint:` to the file"
+        if url
+        else "Write it with torch.save(sam.state_dict(), path)"
+    )
+    return (
+        f"{where}; checkpoints are sam_vit_h_4b8939.pth (vit_h), sam_vit_l_0b3195.pth (vit_l), "
+        "sam_vit_b_01ec64.pth (vit_b)."
+    )
+
+
 def resolve_sam_checkpoint(checkpoint: str, model_type: str) -> Path:
     """Return the path of a SAM checkpoint file, or say where to get it.
 
@@ -163,13 +195,56 @@ def resolve_sam_checkpoint(checkpoint: str, model_type: str) -> Path:
     path = Path(checkpoint).expanduser()
     if path.is_file():
         return path
-    url = SAM_CHECKPOINT_URLS.get(model_type)
-    where = (
-        f"Download {url} (e.g. `wget -P {path.parent} {url}`) and set `checkpoint:` to the file"
-        if url
-        else "Write it with torch.save(sam.state_dict(), path)"
-    )
     raise WeightsNotFoundError(
-        f"SAM checkpoint {path} ({model_type}) not found. {where}; checkpoints are "
-        "sam_vit_h_4b8939.pth (vit_h), sam_vit_l_0b3195.pth (vit_l), sam_vit_b_01ec64.pth (vit_b)."
+        f"SAM checkpoint {path} ({model_type}) not found. {sam_checkpoint_hint(path, model_type)}"
     )
+
+
+def load_state_dict_file(path: str | Path, what: str, hint: str) -> dict[str, Any]:
+    """``torch.load(path, map_location="cpu", weights_only=True)``, naming the file on failure.
+
+    Args:
+        path: the weights file (a ``torch.save`` of a state dict).
+        what: the weights' name for the message (``SAM checkpoint (vit_h)``).
+        hint: how to get a good file (appended to the message).
+
+    Raises:
+        WeightsNotFoundError: ``path`` is not a file.
+        WeightsFileError: the file is empty, truncated, not a torch file, holds objects other
+            than tensors and plain containers, or is not a dict of tensors.
+    """
+    import torch
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{what} {path} not found. {hint}")
+    size = path.stat().st_size
+    unreadable = f"{what} {path} ({size} bytes) is not a readable torch checkpoint (truncated or "
+    try:
+        if size == 0:
+            raise EOFError("the file is empty")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = " ".join(str(err).split())
+        if "Unsupported global" not in text and "GLOBAL" not in text:
+            raise WeightsFileError(
+                f"{unreadable}corrupt?): UnpicklingError: {text[:200]}. {hint}"
+            ) from err
+        start = text.find("Unsupported global")
+        raise WeightsFileError(
+            f"{what} {path} was refused by torch.load(weights_only=True): it holds Python "
+            f"objects other than tensors ({text[max(start, 0) :][:160]}). Only load weights from "
+            f"a source you trust, saved as a plain state dict. {hint}"
+        ) from err
+    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise WeightsFileError(
+            f"{unreadable}interrupted download?): {type(err).__name__}: "
+            f"{' '.join(str(err).split())[:200]}. {hint}"
+        ) from err
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsFileError(
+            f"{what} {path} holds a {type(state).__name__}, not a state dict of tensors. {hint}"
+        )
+    return state

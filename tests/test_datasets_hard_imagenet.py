@@ -1,13 +1,25 @@
-"""HardImageNet on a fake copy of the original layout (tests/data/hard_imagenet/make_fake.py)."""
+"""HardImageNet on a fake copy of the original layout (tests/data/hard_imagenet/make_fake.py),
+and its metadata pickles read as plain data only (a malicious pickle is refused, also from the
+command line)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import pickle
+import shlex
+import sys
+from collections import OrderedDict
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
-from occam_l2r.data.datasets.hard_imagenet import HardImageNet
+from occam_l2r.cli import main
+from occam_l2r.data.datasets._layout import DatasetLayoutError
+from occam_l2r.data.datasets.hard_imagenet import HardImageNet, UnsafePickleError, load_plain_pickle
+from occam_l2r.errors import EXIT_USER_ERROR
 
 HERE = Path(__file__).parent
 _spec = importlib.util.spec_from_file_location("fake_hin", HERE / "data/hard_imagenet/make_fake.py")
@@ -69,3 +81,71 @@ def test_missing_roots(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="not_a_class"):
         ds.records("train")
+
+
+class _Exploit:
+    """Pickles as a call of ``os.system`` that would create ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {shlex.quote(str(self.marker))}",))
+
+
+def test_metadata_pickles_admit_plain_data_only(tmp_path: Path) -> None:
+    plain = {
+        537: "n03218198",
+        "list": [1, 2.5, -3, True, None, complex(1, 2), b"\x00\xff", "ü"],
+        "tuple": (1, ("a",)),
+        "sets": [{1, 2}, frozenset({"x"})],
+        "ordered": OrderedDict(a=1),
+        "numpy": [np.int64(795), np.float32(1.5), np.uint8(7)],
+    }
+    path = tmp_path / "meta.pkl"
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        path.write_bytes(pickle.dumps(plain, protocol=protocol))
+        assert load_plain_pickle(path) == plain, protocol
+    marker = tmp_path / "pwned"
+    for protocol in (0, 2, pickle.HIGHEST_PROTOCOL):
+        path.write_bytes(pickle.dumps([537, _Exploit(marker)], protocol=protocol))
+        with pytest.raises(
+            UnsafePickleError, match=r"meta\.pkl: it names the global posix\.system"
+        ):
+            load_plain_pickle(path)
+    for other, name in ((np.arange(3), "_reconstruct"), (Path("/x"), "PosixPath")):
+        path.write_bytes(pickle.dumps(other))
+        with pytest.raises(UnsafePickleError, match=name):
+            load_plain_pickle(path)
+    assert not marker.exists(), "the payload never ran"
+    path.write_bytes(b"")
+    with pytest.raises(DatasetLayoutError, match=r"meta\.pkl \(EOFError"):
+        load_plain_pickle(path)
+
+
+def test_malicious_metadata_pickle_through_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    roots = fake.make_fake(tmp_path / "hin")
+    marker = tmp_path / "pwned"
+    evil = roots["mask_root"] / "meta" / "hard_imagenet_idx.pkl"
+    evil.write_bytes(pickle.dumps([537, _Exploit(marker)]))
+    cfg = yaml.safe_load((HERE / "conf" / "tiny_fg.yaml").read_text())
+    dataset = {"root": str(roots["root"]), "mask_root": str(roots["mask_root"])}
+    cfg["data"]["init_args"].update(
+        dataset={"class_path": "occam_l2r.data.datasets.hard_imagenet.HardImageNet",
+                 "init_args": dataset},
+        view="FULL", segmentation=None,
+    )  # fmt: skip
+    cfg["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    conf = tmp_path / "fit.yaml"
+    conf.write_text(yaml.safe_dump(cfg))
+    monkeypatch.delenv("OCCAM_L2R_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["occam_l2r", "fit", "--config", str(conf)])
+    with pytest.raises(SystemExit) as exit_:
+        main()  # what `python -m occam_l2r fit --config fit.yaml` runs
+    assert exit_.value.code == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if x.startswith("occam_l2r fit: error:")]
+    assert f"refused to unpickle {evil}: it names the global posix.system" in line
+    assert "Traceback" not in err and not marker.exists(), "the payload never ran"

@@ -3,7 +3,9 @@
 Logits files (:class:`occam_l2r.logits.LogitsFile`) are written by ``predict``, one per
 (run, view, split), at ``<run_dir>/logits/<split>.npz``. Everything here fails loudly: non-finite
 logits name the file, two inputs that disagree on sample ids, labels or class count say how and
-what to do.
+what to do. Both errors (:class:`LogitsInputError`, :class:`LogitsNotFoundError`) are
+:class:`~occam_l2r.errors.UserError` subclasses, printed as one message by
+``python -m occam_l2r``; an unreadable file raises :class:`~occam_l2r.logits.LogitsFileError`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from occam_l2r.errors import UserError
 from occam_l2r.logits import LogitsFile
+
+
+class LogitsInputError(UserError, ValueError):
+    """The logits given to a fusion cannot be fused: NaN/inf values, or two inputs that
+    disagree on sample ids, labels or class count (a :class:`ValueError`)."""
+
+
+class LogitsNotFoundError(UserError, FileNotFoundError):
+    """A run has no logits file for a split (a :class:`FileNotFoundError`)."""
 
 
 @dataclass
@@ -46,7 +58,7 @@ def resolve_logits_path(run: str | Path, split: str) -> Path:
     for cand in (run / "logits" / f"{split}.npz", run / f"{split}.npz"):
         if cand.is_file():
             return cand
-    raise FileNotFoundError(
+    raise LogitsNotFoundError(
         f"no logits for split {split!r} in run {run}: looked for {run / 'logits' / f'{split}.npz'} "
         f"and {run / f'{split}.npz'}. Export them with `python -m occam_l2r predict --config "
         f"<run config> --ckpt_path <checkpoint>`, or fix the run dir / split name in the config."
@@ -58,7 +70,7 @@ def check_finite(lf: LogitsFile, source: str | Path) -> LogitsFile:
     bad = ~np.isfinite(lf.logits).all(axis=1)
     if bad.any():
         first = np.flatnonzero(bad)[:3]
-        raise ValueError(
+        raise LogitsInputError(
             f"{source}: {int(bad.sum())} of {len(bad)} samples have NaN/inf logits (first: "
             f"{[str(lf.ids[i]) for i in first]}). The model diverged or the export is corrupt; "
             "re-run `predict` from a good checkpoint."
@@ -82,18 +94,18 @@ def align_pair(
     """Align two logits files on their sample ids (``b`` is reordered to ``a``'s order).
 
     Raises:
-        ValueError: different class counts, duplicated ids, ids present in one input only, or
+        LogitsInputError: different class counts, duplicated ids, ids present in one input only, or
             labels that disagree for the same id.
     """
     if a.num_classes != b.num_classes:
-        raise ValueError(
+        raise LogitsInputError(
             f"class counts differ: {name_a} has {a.num_classes} classes, {name_b} has "
             f"{b.num_classes}. Fuse models trained on the same dataset and class list."
         )
     for lf, name in ((a, name_a), (b, name_b)):
         uniq, counts = np.unique(lf.ids, return_counts=True)
         if len(uniq) != len(lf.ids):
-            raise ValueError(
+            raise LogitsInputError(
                 f"{name}: {len(lf.ids) - len(uniq)} duplicated sample ids (e.g. "
                 f"{list(uniq[counts > 1][:3])}); top-k candidate files go to "
                 "occam_l2r.fusion.topk, not to pairwise fusion"
@@ -106,7 +118,7 @@ def align_pair(
         if only_a or len(a.ids) != len(b.ids):
             set_a = set(a.ids.tolist())
             only_b = [s for s in b.ids if s not in set_a]
-            raise ValueError(
+            raise LogitsInputError(
                 f"sample ids differ between {name_a} ({len(a.ids)} samples) and {name_b} "
                 f"({len(b.ids)} samples): {len(only_a)} only in {name_a} (first: {only_a[:3]}), "
                 f"{len(only_b)} only in {name_b} (first: {only_b[:3]}). Export both runs' logits "
@@ -118,7 +130,7 @@ def align_pair(
     clash = known & (a.labels != labels_b)
     if clash.any():
         first = np.flatnonzero(clash)[:3]
-        raise ValueError(
+        raise LogitsInputError(
             f"labels disagree between {name_a} and {name_b} for {int(clash.sum())} samples "
             f"(first: {[str(a.ids[i]) for i in first]}); the two runs used different class "
             "orders or label files"

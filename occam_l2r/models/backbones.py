@@ -1,14 +1,20 @@
-"""Supervised classifiers by timm name, with pretrained weights found locally or a fast failure."""
+"""Supervised classifiers by timm name, with pretrained weights found locally or a fast failure.
+
+A local weights file (``checkpoint_path``) is read by timm with ``torch.load(weights_only=True)``
+(or safetensors); a missing, truncated or unsafe file raises a
+:class:`~occam_l2r.weights.WeightsError` naming it.
+"""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
-from occam_l2r.weights import WeightsNotFoundError, require_hub_files
+from occam_l2r.weights import WeightsFileError, WeightsNotFoundError, require_hub_files
 
 TIMM_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
@@ -51,12 +57,30 @@ def create_classifier(
             require_hub_files(cfg.hf_hub_id, files, model_name, "model.checkpoint_path")
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
-    except (OSError, RuntimeError) as err:
-        if pretrained:
+    except Exception as err:
+        if pretrained and checkpoint_path:  # any failure to read a user's file names it
+            raise _weights_file_error(checkpoint_path, model_name, err) from err
+        if pretrained and isinstance(err, (OSError, RuntimeError)):
             raise WeightsNotFoundError(
                 f"could not load pretrained weights for {model_name!r}: {err}"
             ) from err
         raise
+
+
+def _weights_file_error(path: str, model_name: str, err: Exception) -> WeightsFileError:
+    """The error for a local weights file that timm cannot load (unsafe, corrupt, mismatched)."""
+    refused = any(isinstance(e, pickle.UnpicklingError) for e in (err, err.__cause__))
+    why = (
+        "was refused by torch.load(weights_only=True): it holds Python objects other than "
+        "tensors; only load weights from a source you trust"
+        if refused
+        else "cannot be loaded (truncated download, not a weights file, or another model's)"
+    )
+    detail = " ".join(str(err).split())[:200]
+    return WeightsFileError(
+        f"model.checkpoint_path {path} {why} ({type(err).__name__}: {detail}). Point it at "
+        f"the .safetensors/.pth weights of {model_name}."
+    )
 
 
 def data_config(model: nn.Module) -> dict:

@@ -10,9 +10,10 @@
   at a time). Crops (``crop_n_layers > 0``) are encoded by the generator itself.
 
 Checkpoints: ``vit_h`` / ``vit_l`` / ``vit_b`` are built by segment-anything's
-``sam_model_registry`` from the official checkpoint files; ``custom`` builds a SAM of any size
-from segment-anything's own modules (:class:`SamArch`) and loads a state dict, which is how the
-tests run tiny random-initialised SAMs through the same code.
+``sam_model_registry`` and load the official checkpoint files; ``custom`` builds a SAM of any
+size from segment-anything's own modules (:class:`SamArch`), which is how the tests run tiny
+random-initialised SAMs through the same code. Every checkpoint is read with
+``torch.load(weights_only=True)`` (:func:`load_sam`), never by segment-anything's builders.
 """
 
 from __future__ import annotations
@@ -35,7 +36,12 @@ from segment_anything.modeling import (
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch import nn
 
-from occam_l2r.weights import resolve_sam_checkpoint
+from occam_l2r.weights import (
+    WeightsFileError,
+    load_state_dict_file,
+    resolve_sam_checkpoint,
+    sam_checkpoint_hint,
+)
 
 SamType = Literal["vit_h", "vit_l", "vit_b", "custom"]
 
@@ -98,17 +104,24 @@ def build_sam(arch: SamArch) -> Sam:
 
 
 def load_sam(checkpoint: str, model_type: SamType = "vit_h", arch: SamArch | None = None) -> Sam:
-    """Load SAM weights (fails fast, naming the file, when the checkpoint is missing)."""
+    """Build SAM, then load its checkpoint with ``torch.load(weights_only=True)`` (the builders
+    of segment-anything would unpickle it unrestricted); a missing, unreadable, unsafe or
+    mismatched file raises a ``WeightsError`` naming it."""
+    if model_type != "custom" and model_type not in sam_model_registry:
+        raise ValueError(f"SAM model_type {model_type!r} unknown; choose vit_h/vit_l/vit_b/custom")
     path = resolve_sam_checkpoint(checkpoint, model_type)
-    if model_type == "custom":
-        sam = build_sam(arch or SamArch())
-        sam.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return sam.eval()
-    if model_type not in sam_model_registry:
-        raise ValueError(
-            f"SAM model_type {model_type!r} unknown; choose vit_h, vit_l, vit_b or custom"
-        )
-    return sam_model_registry[model_type](checkpoint=str(path)).eval()
+    hint = sam_checkpoint_hint(path, model_type)
+    state = load_state_dict_file(path, f"SAM checkpoint ({model_type})", hint)
+    custom = model_type == "custom"
+    sam = build_sam(arch or SamArch()) if custom else sam_model_registry[model_type](None)
+    try:
+        sam.load_state_dict(state)
+    except RuntimeError as err:
+        raise WeightsFileError(
+            f"SAM checkpoint {path} does not fit model_type {model_type!r} and its arch "
+            f"({' '.join(str(err).split())[:300]} ...). {hint}"
+        ) from err
+    return sam.eval()
 
 
 class SamPreprocessor:

@@ -1,7 +1,10 @@
 """Helpers shared by the dataset modules: clear errors for missing files, folder listings, boxes.
 
 Every dataset module reads its authors' original layout; when a file the layout needs is not
-there, the error names the path, what it should hold and where to get it.
+there, the error (:class:`DatasetNotFoundError`) names the path, what it should hold and where to
+get it; a file that is there but not in the layout raises :class:`DatasetLayoutError`. Both are
+:class:`~occam_l2r.errors.UserError` subclasses: ``python -m occam_l2r`` prints them as one
+message.
 """
 
 from __future__ import annotations
@@ -11,21 +14,31 @@ from pathlib import Path
 
 import numpy as np
 
+from occam_l2r.errors import UserError
+
 #: image file extensions accepted when a layout is a folder of images (lower case)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
+class DatasetNotFoundError(UserError, FileNotFoundError):
+    """A folder or file of a dataset's layout is missing (a :class:`FileNotFoundError`)."""
+
+
+class DatasetLayoutError(UserError, ValueError):
+    """A dataset file is there but does not follow the layout (a :class:`ValueError`)."""
+
+
 def require_dir(path: Path, dataset: str, hint: str) -> Path:
-    """Return ``path`` if it is a folder, else raise a FileNotFoundError naming it and ``hint``."""
+    """Return ``path`` if it is a folder, else raise a DatasetNotFoundError naming it and ``hint``."""
     if not path.is_dir():
-        raise FileNotFoundError(f"{dataset}: folder not found: {path}. {hint}")
+        raise DatasetNotFoundError(f"{dataset}: folder not found: {path}. {hint}")
     return path
 
 
 def require_file(path: Path, dataset: str, hint: str) -> Path:
-    """Return ``path`` if it is a file, else raise a FileNotFoundError naming it and ``hint``."""
+    """Return ``path`` if it is a file, else raise a DatasetNotFoundError naming it and ``hint``."""
     if not path.is_file():
-        raise FileNotFoundError(f"{dataset}: file not found: {path}. {hint}")
+        raise DatasetNotFoundError(f"{dataset}: file not found: {path}. {hint}")
     return path
 
 
@@ -35,7 +48,7 @@ def first_existing(candidates: list[Path], dataset: str, hint: str) -> Path:
         if path.is_file():
             return path
     tried = ", ".join(str(p) for p in candidates)
-    raise FileNotFoundError(f"{dataset}: none of these files exists: {tried}. {hint}")
+    raise DatasetNotFoundError(f"{dataset}: none of these files exists: {tried}. {hint}")
 
 
 def list_images(folder: Path) -> list[str]:

@@ -20,6 +20,11 @@ layout: give each as a folder of class folders (named by wnid, class name or Ima
 via ``long_tail_root`` / ``constant_root``; they become splits ``test_lt`` / ``test_ct`` with
 image ids ``long_tail/<class folder>/<file>`` / ``constant/<class folder>/<file>``.
 ``Record.mask_path`` is the absolute mask path (masks live outside ``root``).
+
+The ``meta/*.pkl`` files come from a download, so they are read by :func:`load_plain_pickle`, an
+unpickler that builds plain containers (dict, list, tuple, set), strings, bytes and numbers only
+(numpy numeric scalars too) and refuses anything else (:class:`UnsafePickleError`), so a pickle
+that would call ``os.system`` or import any other callable never runs.
 """
 
 from __future__ import annotations
@@ -27,12 +32,21 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from occam_l2r.data.datasets._layout import list_images, require_dir, require_file, resize_mask
+from occam_l2r.data.datasets._layout import (
+    DatasetLayoutError,
+    DatasetNotFoundError,
+    list_images,
+    require_dir,
+    require_file,
+    resize_mask,
+)
 from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.errors import UserError
 
 #: names of the 15 classes by ImageNet index (used when meta/imagenet_classnames.pkl is absent)
 HIN_CLASS_NAMES = {
@@ -52,9 +66,117 @@ IMAGENET_HINT = (
 )
 
 
-def _load_pickle(path: Path) -> object:
+class UnsafePickleError(UserError, pickle.UnpicklingError):
+    """A metadata pickle holds something other than plain containers, strings and numbers."""
+
+
+class _Refused(pickle.UnpicklingError):
+    """Raised inside the unpickler for anything that is not plain data."""
+
+
+#: the globals a plain-data pickle may name (protocols 0-2 spell sets, complex numbers and bytes
+#: as calls, under Python 2's module name ``__builtin__``); everything else, e.g. ``os.system``
+#: or ``builtins.eval``, is refused
+_PLAIN_GLOBALS = {
+    (module, name)
+    for module in ("builtins", "__builtin__")
+    for name in ("set", "frozenset", "complex")
+} | {("collections", "OrderedDict")}
+_NUMPY_SCALAR = {("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar")}
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as protocol-2 pickles use it for bytes: latin-1 of a str only."""
+    if not isinstance(text, str) or encoding.replace("-", "").lower() not in ("latin1", "ascii"):
+        raise _Refused(f"it encodes bytes with {encoding!r}")
+    return text.encode(encoding)
+
+
+def _numpy_scalar(dtype: np.dtype, data: bytes | None = None) -> np.generic:
+    """``numpy.core.multiarray.scalar`` for numeric dtypes only (no object scalars)."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or not isinstance(data, bytes):
+        raise _Refused(f"it holds a numpy scalar of dtype {dtype!r}, not a number")
+    return np.frombuffer(data, dtype=dtype, count=1)[0]
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """An unpickler that resolves no global beyond :data:`_PLAIN_GLOBALS` and numpy scalars."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) in _PLAIN_GLOBALS:
+            return super().find_class(module, name)
+        if (module, name) in _NUMPY_SCALAR:
+            return _numpy_scalar
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_bytes
+        if (module, name) == ("numpy", "dtype"):
+            return np.dtype
+        raise _Refused(f"it names the global {module}.{name}")
+
+    def persistent_load(self, pid: object) -> object:
+        raise _Refused(f"it uses a persistent id ({pid!r})")
+
+
+def load_plain_pickle(path: Path) -> object:
+    """Unpickle ``path`` admitting only plain data (containers, strings, bytes, numbers).
+
+    Raises:
+        UnsafePickleError: the pickle names any other class or function (it would run code).
+        DatasetLayoutError: the file is empty, truncated or not a pickle.
+    """
     with open(path, "rb") as fh:
-        return pickle.load(fh)
+        try:
+            return _PlainUnpickler(fh).load()
+        except _Refused as err:
+            raise UnsafePickleError(
+                f"HardImageNet: refused to unpickle {path}: {err}, but Hard ImageNet's metadata "
+                "holds only plain lists, dicts, strings and numbers. The file is not the one "
+                f"from hardImageNet.zip (or was tampered with); do not load it. {MASK_HINT}"
+            ) from err
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError,
+                KeyError, AttributeError) as err:  # fmt: skip
+            raise DatasetLayoutError(
+                f"HardImageNet: cannot read {path} ({type(err).__name__}: {err}); the file is "
+                f"empty, truncated or not a pickle. {MASK_HINT}"
+            ) from err
+
+
+def _checked(value: Any, kind: type | tuple[type, ...], path: Path, what: str) -> Any:
+    """``value`` if it is a ``kind``, else a DatasetLayoutError naming ``path``."""
+    if not isinstance(value, kind):
+        raise DatasetLayoutError(
+            f"HardImageNet: {path} holds a {type(value).__name__}, not {what}. {MASK_HINT}"
+        )
+    return value
+
+
+def _read_meta(meta: Path) -> tuple[list[int], list[str], list[str]]:
+    """The 15 ImageNet indices, their wnids and class names, from ``meta/*.pkl``."""
+    wnid_file = require_file(meta / "idx_to_wnid.pkl", "HardImageNet", MASK_HINT)
+    idx_to_wnid = _checked(
+        load_plain_pickle(wnid_file), (dict, list, tuple), wnid_file, "ImageNet index -> wnid"
+    )
+    if not isinstance(idx_to_wnid, dict):
+        idx_to_wnid = dict(enumerate(idx_to_wnid))
+    idx_file = require_file(meta / "hard_imagenet_idx.pkl", "HardImageNet", MASK_HINT)
+    indices = [
+        int(i)
+        for i in _checked(load_plain_pickle(idx_file), (list, tuple), idx_file, "a list of indices")
+    ]
+    unknown = [i for i in indices if i not in idx_to_wnid]
+    if unknown:
+        raise DatasetLayoutError(
+            f"HardImageNet: {wnid_file} has no wnid for the indices {unknown} of {idx_file}. "
+            f"{MASK_HINT}"
+        )
+    wnids = [str(idx_to_wnid[i]) for i in indices]
+    names_file = meta / "imagenet_classnames.pkl"
+    names = load_plain_pickle(names_file) if names_file.is_file() else None
+    class_names = [
+        str(names[i]) if names is not None else HIN_CLASS_NAMES.get(i, wnids[k])
+        for k, i in enumerate(indices)
+    ]
+    return indices, wnids, class_names
 
 
 def _norm(name: str) -> str:
@@ -92,24 +214,7 @@ class HardImageNet(RecordDataset):
         self.test_splits = ["test", *self.extra_roots]
         self.group_names = []
         meta = require_dir(self.mask_root / "meta", "HardImageNet", MASK_HINT)
-        idx_to_wnid = _load_pickle(
-            require_file(meta / "idx_to_wnid.pkl", "HardImageNet", MASK_HINT)
-        )
-        if isinstance(idx_to_wnid, (list, tuple)):
-            idx_to_wnid = dict(enumerate(idx_to_wnid))
-        self.imagenet_indices = [
-            int(i)
-            for i in _load_pickle(
-                require_file(meta / "hard_imagenet_idx.pkl", "HardImageNet", MASK_HINT)
-            )
-        ]
-        self.wnids = [str(idx_to_wnid[i]) for i in self.imagenet_indices]
-        names_file = meta / "imagenet_classnames.pkl"
-        all_names = _load_pickle(names_file) if names_file.is_file() else None
-        self.class_names = [
-            str(all_names[i]) if all_names is not None else HIN_CLASS_NAMES.get(i, self.wnids[k])
-            for k, i in enumerate(self.imagenet_indices)
-        ]
+        self.imagenet_indices, self.wnids, self.class_names = _read_meta(meta)
 
     @property
     def name(self) -> str:
@@ -122,7 +227,7 @@ class HardImageNet(RecordDataset):
         for key in (folder, _norm(folder), folder.split(" ", 1)[0]):
             if key in keys:
                 return keys[key]
-        raise ValueError(
+        raise DatasetLayoutError(
             f"HardImageNet: class folder {folder!r} of an extra test set is not one of the 15 classes; "
             f"name it by wnid ({self.wnids[0]}), class name ({self.class_names[0]!r}) or ImageNet index."
         )
@@ -138,7 +243,7 @@ class HardImageNet(RecordDataset):
             for mask_name in sorted(os.listdir(mask_dir)):
                 wnid, _, fname = mask_name.partition("_")
                 if wnid not in label_of or not fname:
-                    raise ValueError(
+                    raise DatasetLayoutError(
                         f"HardImageNet: mask {mask_dir / mask_name} is not named <wnid>_<ImageNet file> "
                         f"for one of the 15 wnids {self.wnids}"
                     )
@@ -195,7 +300,7 @@ class HardImageNet(RecordDataset):
             )
         path = Path(record.mask_path)
         if not path.is_file():
-            raise FileNotFoundError(f"HardImageNet: mask not found: {path}. {MASK_HINT}")
+            raise DatasetNotFoundError(f"HardImageNet: mask not found: {path}. {MASK_HINT}")
         values = np.asarray(Image.open(path).convert("L"))
         with Image.open(self.image_path(record)) as im:
             width, height = im.size
