@@ -143,3 +143,42 @@ def test_empty_gt_mask_gives_counted_fallback(root_copy):
     assert fallback == "no_detection" and np.array_equal(image, ds.read_image(rec))
     rates = torch.cat([b["fallback"] for b in dm.test_dataloader()[0]])
     assert rates.sum().item() == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("batch_size", "-4"), ("num_workers", "-1"), ("image_size", "0")]
+)
+def test_bad_numbers_rejected_when_the_config_is_parsed(tmp_path, capsys, key, value):
+    from occam_l2r.cli import main
+    from tests.test_cli import _args
+
+    out = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", *_args(tmp_path / "data", out), f"--data.init_args.{key}", value])
+    assert exc.value.code != 0
+    assert key in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "data").exists()  # nothing was created
+
+
+def test_full_view_builds_no_gt_store(root_copy, tmp_path):
+    dm = _dm(root_copy, view="FULL", segmentation="gt", gt_store_dir=str(tmp_path / "gt"))
+    dm.prepare_data()
+    dm.setup("fit")
+    assert not (tmp_path / "gt").exists() and dm.store is None
+
+
+def test_skip_policy_counts_per_split(root_copy, tmp_path, monkeypatch):
+    monkeypatch.setenv("OCCAM_L2R_CACHE", str(tmp_path / "cache"))
+    ds = SyntheticSpurious(root=str(root_copy), **TINY)
+    victim = ds.records("test_random")[2]
+    (root_copy / victim.image_id).write_bytes(b"GIF89a broken")
+    dm = _dm(root_copy, on_unreadable="skip")
+    dm.prepare_data()
+    dm.setup("test")
+    assert dm.unreadable_counts == {
+        "train": 0, "val": 0, "test_id": 0, "test_shift": 0, "test_random": 1
+    }  # fmt: skip
+    assert [r.image_id for r, _ in dm.unreadable["test_random"]] == [victim.image_id]
+    assert len(dm.splits["test_random"]) == 7
+    assert victim.image_id not in {r.image_id for r in dm.splits["test_random"]}
+    assert sum(len(b["id"]) for b in dm.test_dataloader()[2]) == 7

@@ -94,3 +94,65 @@ def test_missing_root(tmp_path: Path) -> None:
     (tmp_path / "spawrious224/0/desert").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="0/desert/bulldog"):
         Spawrious(root=str(tmp_path)).records("train")
+
+
+CONF = HERE / "conf" / "tiny_fg.yaml"
+SYNTHETIC = """      class_path: occam_l2r.data.datasets.synthetic.SyntheticSpurious
+      init_args:
+        train_per_class: 6
+        val_per_class: 2
+        test_per_class: 2
+"""
+
+
+def _spawrious_config(tmp_path: Path, root: Path, images_per_class: int) -> Path:
+    """tests/conf/tiny_fg.yaml with the fake Spawrious as dataset."""
+    text = CONF.read_text()
+    assert SYNTHETIC in text
+    spawrious = (
+        "      class_path: occam_l2r.data.datasets.spawrious.Spawrious\n"
+        f"      init_args:\n        root: {root}\n        images_per_class: {images_per_class}\n"
+    )
+    path = tmp_path / "spawrious.yaml"
+    path.write_text(text.replace(SYNTHETIC, spawrious))
+    return path
+
+
+def test_short_folders_warn_with_counts(root: Path, tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("OCCAM_L2R_CACHE", str(tmp_path / "cache"))
+    from occam_l2r.cli import main
+
+    config = _spawrious_config(tmp_path, root, images_per_class=25)
+    with caplog.at_level("WARNING", logger="occam_l2r"):
+        result = main(["check", "--config", str(config), "--output", str(tmp_path / "u.csv")])
+    assert result["unreadable"] == []
+    warnings = [r.getMessage() for r in caplog.records if "images_per_class=25" in r.getMessage()]
+    assert len(warnings) == 1  # one warning with every folder's counts
+    assert "4 folder(s)" in warnings[0] and "spawrious224/0/desert/bulldog: 20 of 25" in warnings[0]
+    assert "train split has 80 images instead of 100" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="occam_l2r"):
+        Spawrious(root=str(root), images_per_class=20).records("train")
+    assert not caplog.records
+
+
+def test_gt_segmentation_without_masks_stops_early(root: Path, tmp_path: Path, caplog) -> None:
+    from occam_l2r.cli import main
+
+    config = _spawrious_config(tmp_path, root, images_per_class=20)
+    out, store = tmp_path / "runs", tmp_path / "gt"
+    args = ["fit", "--config", str(config), "--data.init_args.gt_store_dir", str(store)]
+    args += [
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+        "--trainer.default_root_dir",
+        str(out),
+    ]
+    with (
+        caplog.at_level("WARNING"),
+        pytest.raises(ValueError, match="gt needs ground-truth masks, but Spawrious") as exc,
+    ):
+        main(args)
+    assert "python -m occam_l2r segment" in str(exc.value)
+    assert not store.exists()  # stopped before the gt store was started
+    assert not [r for r in caplog.records if "gt segmenter" in r.getMessage()]

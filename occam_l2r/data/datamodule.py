@@ -2,6 +2,13 @@
 
 Several named test splits each get their own dataloader (their names are ``test_split_names``);
 ``predict`` iterates train, val and every test split in eval mode for logits export.
+
+Unreadable images (missing, empty, not an image, corrupt, truncated) follow ``on_unreadable``:
+``error`` stops with a message naming the file (missing and empty files, and files an earlier
+check found unreadable, before anything runs; others when they are read); ``skip`` decodes every
+image once in ``prepare_data`` (in parallel, cached by :func:`occam_l2r.data.records.check_images`)
+and leaves the unreadable ones out of every split, counted per split in ``unreadable_counts``
+(logged as ``<split>/num_unreadable``) and listed in ``<run dir>/unreadable_images.csv``.
 """
 
 from __future__ import annotations
@@ -12,11 +19,27 @@ from typing import Literal
 
 import lightning as L
 import numpy as np
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
 from occam_l2r.data.loaders import eval_loader, world_of
-from occam_l2r.data.records import Record, RecordDataset
-from occam_l2r.data.view_dataset import ViewDataset, eval_transform, train_transform
+from occam_l2r.data.records import (
+    ImageReadError,
+    Record,
+    RecordDataset,
+    check_cache_path,
+    check_images,
+    gt_mask_problem,
+)
+from occam_l2r.data.view_dataset import (
+    UNREADABLE_FILE,
+    ViewDataset,
+    eval_transform,
+    train_transform,
+    unreadable_message,
+    unreadable_rows,
+    write_unreadable_csv,
+)
 from occam_l2r.segment.gt import build_gt_store
 from occam_l2r.store import SegmentationStore
 from occam_l2r.views import Foreground, View
@@ -38,9 +61,13 @@ class ViewDataModule(L.LightningDataModule):
         foreground: ``top1`` detection or ``union`` of all kept detections.
         fill: constant (0-255) used to pad and mask.
         on_missing: an image absent from the store is an ``error`` or gets the ``full`` fallback.
+        on_unreadable: an image that cannot be read (missing, empty, not an image, corrupt,
+            truncated) is an ``error`` naming the file, or is left out of its split (``skip``:
+            every image is decoded once beforehand, the files are listed in
+            ``<run dir>/unreadable_images.csv`` and counted as ``<split>/num_unreadable``).
         image_size: side of the square network input.
         batch_size: per-device batch size.
-        num_workers: dataloader workers.
+        num_workers: dataloader workers (and image-checking processes of ``on_unreadable: skip``).
         seed: seed of the val hold-out for datasets without a val split.
         val_fraction: fraction of train held out as val when the dataset has no val split.
         train_scale: scale range of the training random resized crop.
@@ -61,9 +88,10 @@ class ViewDataModule(L.LightningDataModule):
         foreground: Foreground = "top1",
         fill: int = 0,
         on_missing: Literal["error", "full"] = "error",
-        image_size: int = 224,
-        batch_size: int = 128,
-        num_workers: int = 4,
+        on_unreadable: Literal["error", "skip"] = "error",
+        image_size: PositiveInt = 224,
+        batch_size: PositiveInt = 128,
+        num_workers: NonNegativeInt = 4,
         seed: int = 0,
         val_fraction: float = 0.1,
         train_scale: tuple[float, float] = (0.6, 1.0),
@@ -72,9 +100,16 @@ class ViewDataModule(L.LightningDataModule):
         per_candidate: bool = False,
     ) -> None:
         super().__init__()
+        # plain ints in the hyperparameters (checkpoints load with torch.load(weights_only=True))
+        image_size, batch_size, num_workers = int(image_size), int(batch_size), int(num_workers)
         self.save_hyperparameters(ignore=["dataset"])
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction={val_fraction} must be in (0, 1)")
+        if min(image_size, batch_size) < 1 or num_workers < 0:
+            raise ValueError(
+                f"image_size={image_size} and batch_size={batch_size} must be positive, "
+                f"num_workers={num_workers} not negative"
+            )
         self.dataset = dataset
         self.view = view
         self.segmentation = segmentation
@@ -85,6 +120,11 @@ class ViewDataModule(L.LightningDataModule):
         )
         self.splits: dict[str, list[Record]] = {}
         self.store: SegmentationStore | None = None
+        #: split -> (record, reason) of the images left out (``on_unreadable: skip``)
+        self.unreadable: dict[str, list[tuple[Record, str]]] = {}
+        #: split -> number of images left out (logged as ``<split>/num_unreadable``)
+        self.unreadable_counts: dict[str, int] = {}
+        self._bad: dict[str, str] | None = None
 
     # ------------------------------------------------------------------ properties used by links
     @property
@@ -125,9 +165,54 @@ class ViewDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ lifecycle
     def prepare_data(self) -> None:
+        """Create the data if it can, check its images, build the ``gt`` store (main process)."""
         self.dataset.prepare()
-        if self.segmentation == "gt":
-            build_gt_store(self.dataset, self.store_path)
+        gt = self.segmentation == "gt" and self.view != "FULL"  # FULL needs no store
+        splits = self.split_records()
+        skip = self.hparams.on_unreadable == "skip"
+        if self._bad is None:  # once per process (`fit` calls this again for its test)
+            # skip: decode everything; error: only missing, empty and known-bad files (a stat each)
+            self._bad = self._unreadable(splits, decode=skip)
+        bad = self._bad
+        if bad and not skip:
+            raise ImageReadError(unreadable_message(self.dataset, splits, bad))
+        splits = {s: [r for r in recs if r.image_id not in bad] for s, recs in splits.items()}
+        if gt:
+            without = self._splits_without_masks(splits)
+            used = {r.image_id: r for s in splits if s not in without for r in splits[s]}
+            build_gt_store(self.dataset, self.store_path, records=list(used.values()))
+
+    def _splits_without_masks(self, splits: dict[str, list[Record]]) -> list[str]:
+        """The splits without ground-truth masks; an error (before any store is built) if all."""
+        problems = {
+            s: p for s, recs in splits.items() if (p := gt_mask_problem(self.dataset, recs))
+        }
+        used = [s for s, recs in splits.items() if recs]
+        if not problems:
+            return []
+        first = next(iter(problems.values()))
+        if len(problems) == len(used):
+            raise ValueError(
+                f"data.segmentation: gt needs ground-truth masks, but {type(self.dataset).__name__} "
+                f"at {self.dataset.root} has none for the images of {sorted(problems)} ({first}). "
+                "Segment the dataset with a detector (python -m occam_l2r segment --config "
+                "configs/segment/<detector>.yaml) and set data.segmentation to that store, or train "
+                "view FULL with data.segmentation: null."
+            )
+        log.warning(
+            "data.segmentation: gt: %s has no ground-truth masks for splits %s (%s); their images "
+            "are not in the gt store (data.on_missing decides what happens to them).",
+            type(self.dataset).__name__, sorted(problems), first,
+        )  # fmt: skip
+        return sorted(problems)
+
+    def split_records(self) -> dict[str, list[Record]]:
+        """The records of every split this DataModule uses (train, val, the test splits)."""
+        train, val = self._split_train_val()
+        splits = {"train": train, "val": val}
+        for name in self.test_split_names:
+            splits[name] = list(self.dataset.records(name))
+        return splits
 
     def _split_train_val(self) -> tuple[list[Record], list[Record]]:
         if self.dataset.train_split is None:
@@ -152,13 +237,48 @@ class ViewDataModule(L.LightningDataModule):
             raise ValueError(
                 f"data.view={self.view} needs data.segmentation ('gt' or a store path)"
             )
-        train, val = self._split_train_val()
-        self.splits = {"train": train, "val": val}
-        for name in self.test_split_names:
-            self.splits[name] = list(self.dataset.records(name))
+        self.splits = self.split_records()
+        skip = self.hparams.on_unreadable == "skip"
+        if self._bad is None:  # a process without prepare_data: skip needs the check (cached)
+            self._bad = self._unreadable(self.splits, decode=True) if skip else {}
+        bad = self._bad
+        self.unreadable = {
+            s: [(r, bad[r.image_id]) for r in recs if r.image_id in bad]
+            for s, recs in self.splits.items()
+        }
+        self.unreadable_counts = {s: len(v) for s, v in self.unreadable.items()}
+        if bad:
+            self.splits = {
+                s: [r for r in recs if r.image_id not in bad] for s, recs in self.splits.items()
+            }
+            self._report_unreadable()
         if self.store_path is not None and self.view != "FULL":
             self.store = SegmentationStore(self.store_path)
             self._check_store()
+
+    def _unreadable(self, splits: dict[str, list[Record]], decode: bool) -> dict[str, str]:
+        """``{image id: reason}`` of the unreadable images of ``splits`` (decoded once, cached)."""
+        records = list({r.image_id: r for recs in splits.values() for r in recs}.values())
+        paths = {r.image_id: self.dataset.image_path(r) for r in records}
+        cache = check_cache_path(self.dataset)
+        return check_images(paths, max(1, self.num_workers), cache, decode)
+
+    def _report_unreadable(self) -> None:
+        """Log the left-out images once and list them in ``<run dir>/unreadable_images.csv``."""
+        rows = unreadable_rows(self.dataset, self.unreadable)
+        where, trainer = "", self.trainer
+        if trainer is not None:
+            path = Path(trainer.log_dir or trainer.default_root_dir) / UNREADABLE_FILE  # all ranks
+            if not trainer.is_global_zero:
+                return
+            write_unreadable_csv(path, rows)
+            where = f"; list in {path}"
+        counts = ", ".join(f"{s} {n}" for s, n in self.unreadable_counts.items())
+        shown = "; ".join(f"{row['path']} ({row['reason']})" for row in rows[:10])
+        log.warning(
+            "data.on_unreadable=skip: left out %d unreadable image(s) (%s): %s%s%s",
+            len(rows), counts, shown, "; ..." if len(rows) > 10 else "", where,
+        )  # fmt: skip
 
     def _check_store(self) -> None:
         assert self.store is not None

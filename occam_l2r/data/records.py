@@ -1,18 +1,37 @@
-"""Dataset records: the one description of a sample that every stage shares.
+"""Dataset records: the one description of a sample that every stage shares, and image reading.
 
 A dataset module (``occam_l2r/data/datasets/``) reads its original on-disk layout and yields
 :class:`Record` objects. Nothing here knows about torch transforms, views or models.
+
+:func:`read_image` is the one image reader of every stage (fully decoded, EXIF orientation
+honoured, 16-bit images scaled to 8 bits). :func:`check_images` decodes many files once, in
+parallel, and lists the unreadable ones (missing, empty, not an image, corrupt or truncated),
+caching each file's result by size and modification time; ``data.on_unreadable: skip`` and
+``python -m occam_l2r check`` use it.
 """
 
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
+import logging
+import os
+import stat
+from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+import PIL
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+log = logging.getLogger(__name__)
+
+#: version of the reading rules; cached image checks of another version are decoded again
+CHECK_VERSION = f"read_image-2/pillow-{PIL.__version__}"
 
 
 class ImageReadError(RuntimeError):
@@ -40,12 +59,50 @@ class Record:
     mask_path: str | None = None
 
 
+#: PIL modes of 16-bit (and 32-bit integer) images, scaled to 8 bits by :func:`read_image`
+WIDE_INT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+#: EXIF tag of the orientation (1 = upright; 2-8 = flipped and/or rotated)
+EXIF_ORIENTATION = 0x0112
+
+
+def to_uint8_rgb(im: Image.Image) -> np.ndarray:
+    """An image's pixels as an ``(H, W, 3)`` uint8 RGB array.
+
+    16-bit images (PIL modes ``I;16*``, and ``I``, the mode some readers give them) are mapped
+    from the full 16-bit range to 8 bits: ``v -> round(v / 257)`` (0 -> 0, 65535 -> 255), the
+    exact inverse of the usual 8-to-16-bit expansion ``v * 257``. The image's own range is not
+    stretched, so two images keep their relative brightness (a 12-bit image stored in 16 bits
+    stays dark, as it would in any viewer). Every other mode goes through PIL's ``convert("RGB")``
+    (PIL already reduces 16-bit RGB PNGs to 8 bits correctly).
+    """
+    if im.mode in WIDE_INT_MODES:
+        wide = np.clip(np.asarray(im).astype(np.int64), 0, 65535)
+        gray = ((wide + 128) // 257).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """``im`` turned as its EXIF orientation tag says (a no-op without the tag)."""
+    try:
+        orientation = int(im.getexif().get(EXIF_ORIENTATION, 1))
+    except (ValueError, TypeError, OSError, SyntaxError):  # a broken EXIF block: ignore it
+        return im
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(im)
+    return im
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image as an ``(H, W, 3)`` uint8 RGB array.
+    """Read an image as an ``(H, W, 3)`` uint8 RGB array, fully decoded and upright.
+
+    The EXIF orientation tag is honoured (a photo taken sideways comes out as it was shot), and
+    16-bit images are scaled to 8 bits (:func:`to_uint8_rgb`).
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ImageReadError: the file is corrupt or truncated; the message names the file.
+        ImageReadError: the file is empty, not an image, corrupt or truncated; the message names
+            the file.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,12 +110,155 @@ def read_image(path: str | Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            return to_uint8_rgb(upright(im))
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        Image.DecompressionBombError,
+    ) as err:
         raise ImageReadError(
-            f"cannot decode image {path} ({err}); the file is corrupt or truncated. "
+            f"cannot decode image {path} ({err}); the file is corrupt, truncated or not an image. "
             "Re-extract it from the dataset archive, or remove it from the dataset."
         ) from err
+
+
+def unreadable_reason(path: str | Path) -> str | None:
+    """Decode ``path`` as :func:`read_image` does; ``None`` if it reads, else why not (one line)."""
+    path = Path(path)
+    try:
+        if path.is_file() and path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+        read_image(path)
+    except FileNotFoundError:
+        return "file not found"
+    except (ImageReadError, OSError) as err:
+        cause = err.__cause__ or err
+        return " ".join(f"{type(cause).__name__}: {cause}".split())
+    return None
+
+
+def check_cache_path(dataset: RecordDataset) -> Path:
+    """The file caching :func:`check_images` results of ``dataset`` (one per dataset root).
+
+    ``$OCCAM_L2R_CACHE/image_checks/`` (default ``~/.cache/occam_l2r/image_checks/``), named by
+    the dataset's name and a hash of its class and absolute root.
+    """
+    base = Path(os.environ.get("OCCAM_L2R_CACHE", Path.home() / ".cache" / "occam_l2r"))
+    key = f"{type(dataset).__module__}.{type(dataset).__qualname__}|{Path(dataset.root).resolve()}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    return base / "image_checks" / f"{dataset.name}-{digest}.json"
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+
+def _load_cache(cache: Path | None) -> dict[str, list[Any]]:
+    if cache is None or not cache.is_file():
+        return {}
+    try:
+        data = json.loads(cache.read_text())
+    except (OSError, ValueError):
+        return {}
+    if data.get("reader") != CHECK_VERSION:
+        return {}
+    return dict(data.get("files", {}))
+
+
+def _save_cache(cache: Path, files: dict[str, list[Any]]) -> None:
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"reader": CHECK_VERSION, "files": files}))
+        tmp.replace(cache)
+    except OSError as err:  # a read-only home: the check still holds for this run
+        log.warning("cannot write the image check cache %s (%s)", cache, err)
+
+
+def check_images(
+    paths: Mapping[str, Path],
+    workers: int = 1,
+    cache: Path | None = None,
+    decode: bool = True,
+) -> dict[str, str]:
+    """Find the unreadable images among ``paths``, fully decoding each once, in parallel.
+
+    Args:
+        paths: image id -> file.
+        workers: decoding processes (``concurrent.futures.ProcessPoolExecutor``); 1 decodes here.
+        cache: a JSON file remembering each file's result with its size and modification time;
+            unchanged files are not decoded again (``None``: no cache).
+        decode: ``False`` only looks for missing and empty files and the cached results, without
+            decoding anything (cheap: one ``stat`` per file).
+
+    Returns:
+        ``{image id: reason}`` of every unreadable image, in the order of ``paths``.
+    """
+    known = _load_cache(cache)
+    bad: dict[str, str] = {}
+    todo: dict[str, tuple[Path, tuple[int, int]]] = {}
+    for image_id, path in paths.items():
+        sig = _signature(Path(path))
+        if sig is None:
+            bad[image_id] = "file not found"
+        elif sig[0] == 0:
+            bad[image_id] = "empty file (0 bytes)"
+        elif image_id in known and tuple(known[image_id][:2]) == sig:
+            if known[image_id][2] is not None:
+                bad[image_id] = str(known[image_id][2])
+        elif decode:
+            todo[image_id] = (Path(path), sig)
+    if todo:
+        log.info("decoding %d images with %d worker(s) to find unreadable ones", len(todo), workers)
+        files = [str(path) for path, _ in todo.values()]
+        if workers > 1 and len(files) > 1:
+            chunk = max(1, min(256, len(files) // (4 * workers)))
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                reasons = list(pool.map(unreadable_reason, files, chunksize=chunk))
+        else:
+            reasons = [unreadable_reason(f) for f in files]
+        for (image_id, (_, sig)), reason in zip(todo.items(), reasons, strict=True):
+            known[image_id] = [sig[0], sig[1], reason]
+            if reason is not None:
+                bad[image_id] = reason
+        if cache is not None:
+            _save_cache(cache, known)
+    return {i: bad[i] for i in paths if i in bad}
+
+
+def gt_mask_problem(dataset: RecordDataset, records: list[Record], probes: int = 8) -> str | None:
+    """Why ``dataset`` has no ground-truth masks for ``records``, or ``None`` if it has some.
+
+    A dataset with a ``has_gt_mask(record)`` method is asked for every record; otherwise
+    :meth:`RecordDataset.gt_masks` is called on up to ``probes`` records spread over the list:
+    masks are missing when every probe raises ``ValueError`` (the "no mask for this image" error
+    of the dataset modules). A probe that fails otherwise (an unreadable file) proves nothing.
+    """
+    if not records:
+        return None
+    has = getattr(dataset, "has_gt_mask", None)
+    if callable(has):
+        if any(has(r) for r in records):
+            return None
+        return f"none of its {len(records)} images has a ground-truth mask"
+    step = max(1, len(records) // probes)
+    reason = None
+    for record in records[::step][:probes]:
+        try:
+            dataset.gt_masks(record)
+            return None
+        except ValueError as err:
+            reason = str(err)
+        except (OSError, SyntaxError):
+            continue
+    return reason
 
 
 class RecordDataset(abc.ABC):

@@ -9,11 +9,17 @@ relative to the dataset root) and ``group_name``.
 With ``per_candidate=True`` an image prompted with several candidate classes (the top-k prompts
 of L2R² appendix C.1, stored in the detections' ``label_ids``) yields one item per candidate,
 each made from that candidate's detections only.
+
+An image that cannot be read raises an error naming the file and ``data.on_unreadable``; the
+DataModule's ``skip`` policy removes such records beforehand and lists them with
+:func:`write_unreadable_csv`.
 """
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
+from pathlib import Path
 
 import albumentations as A
 import cv2
@@ -21,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.data.records import ImageReadError, Record, RecordDataset
 from occam_l2r.store import SegmentationStore
 from occam_l2r.views import Foreground, View, apply_view
 
@@ -110,7 +116,13 @@ class ViewDataset(Dataset):
         """The view of item ``index`` before augmentation, and the fallback reason if any."""
         rec_index, candidate = self.items[index]
         rec = self.records[rec_index]
-        image = self.dataset.read_image(rec)
+        try:
+            image = self.dataset.read_image(rec)
+        except (ImageReadError, FileNotFoundError) as err:
+            raise type(err)(
+                f"{err} (split {rec.split!r}). Set data.on_unreadable: skip to leave unreadable "
+                "images out, or list them all with `python -m occam_l2r check --config <config>`."
+            ) from err
         seg = self.store.get(rec.image_id) if self.store is not None else None
         if seg is not None and candidate >= 0:
             seg = seg.subset(np.nonzero(seg.label_ids == candidate)[0])
@@ -132,3 +144,46 @@ class ViewDataset(Dataset):
             "candidate": torch.tensor(candidate, dtype=torch.long),
             "fallback": torch.tensor(fallback is not None, dtype=torch.float32),
         }
+
+
+#: file listing the images left out by ``on_unreadable: skip`` (in the run folder)
+UNREADABLE_FILE = "unreadable_images.csv"
+UNREADABLE_COLUMNS = ("split", "image_id", "path", "reason")
+
+
+def unreadable_rows(
+    dataset: RecordDataset, unreadable: dict[str, list[tuple[Record, str]]]
+) -> list[dict[str, str]]:
+    """One row per (split, unreadable image): ``split``, ``image_id``, ``path``, ``reason``."""
+    return [
+        {"split": split, "image_id": r.image_id, "path": str(dataset.image_path(r)), "reason": why}
+        for split, items in unreadable.items()
+        for r, why in items
+    ]
+
+
+def write_unreadable_csv(path: Path, rows: list[dict[str, str]]) -> None:
+    """Write the rows of :func:`unreadable_rows` as CSV (atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=UNREADABLE_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def unreadable_message(
+    dataset: RecordDataset, splits: dict[str, list[Record]], bad: dict[str, str]
+) -> str:
+    """The error of ``data.on_unreadable: error``: the first files, why, and the two ways out."""
+    records = {r.image_id: r for recs in splits.values() for r in recs}
+    named = [f"{dataset.image_path(records[i])} ({why})" for i, why in bad.items()]
+    if len(bad) == len(records) and all(w == "file not found" for w in bad.values()):
+        named[0] = f"none of the images exists (is the dataset root right?): {named[0]}"
+    return (
+        f"{len(bad)} image(s) cannot be read: {'; '.join(named[:5])}"
+        f"{'; ...' if len(named) > 5 else ''}. Set data.on_unreadable: skip to leave unreadable "
+        "images out (counted and listed per split), or list them all with "
+        "`python -m occam_l2r check --config <your config>`."
+    )

@@ -8,7 +8,8 @@ task owns:
   ``test_split_names``, ``predict_split_names``);
 - one metric collection per evaluated split: ``acc``, ``macro_acc`` (over the classes present),
   ``group_acc`` / ``worst_group_acc``, ``fallback_rate`` and ``num_samples`` (plus what a
-  subclass adds in :meth:`BaseTask.extra_metrics`), logged as ``<split>/<metric>``;
+  subclass adds in :meth:`BaseTask.extra_metrics`), logged as ``<split>/<metric>``, and
+  ``num_unreadable`` (images the DataModule left out as unreadable, ``data.on_unreadable``);
 - what ``predict`` emits: :meth:`BaseTask.prediction` packs a batch's sample ids, labels, groups,
   candidates, fallback flags and logits for the streaming
   :class:`~occam_l2r.tasks.logits_writer.LogitsWriter`, which :meth:`configure_callbacks` adds
@@ -171,8 +172,23 @@ class BaseTask(L.LightningModule):
                         values[f"{split}/group_acc/{self.group_names[g]}"] = acc
             else:
                 values[f"{split}/{name}"] = value
+        values.update(self.unreadable_values([split]))
         m.reset()
         return values
+
+    def unreadable_values(self, splits: list[str]) -> dict[str, torch.Tensor]:
+        """``{<split>/num_unreadable: n}``: images of each split the DataModule left out.
+
+        Read from the DataModule's ``unreadable_counts`` (``data.on_unreadable: skip``); empty
+        for DataModules without it.
+        """
+        trainer = self._trainer
+        counts = getattr(getattr(trainer, "datamodule", None), "unreadable_counts", None) or {}
+        return {
+            f"{s}/num_unreadable": torch.tensor(float(counts[s]), device=self.device)
+            for s in splits
+            if s in counts
+        }
 
     def log_splits(self, stage: str) -> None:
         values: dict[str, torch.Tensor] = {}
@@ -181,6 +197,8 @@ class BaseTask(L.LightningModule):
         if stage == "val" and self.split_names["val"] and self.split_names["val"][0] != "val":
             # the checkpoint monitor is always `val/acc`, whatever the val split is called
             values["val/acc"] = values[f"{self.split_names['val'][0]}/acc"]
+        if stage == "val":  # the training split is not evaluated: its count is logged here
+            values.update(self.unreadable_values(["train"]))
         self.log_dict(values, add_dataloader_idx=False)
 
     def on_validation_epoch_end(self) -> None:

@@ -21,15 +21,20 @@ Test (every variant): each class at its test location, all images of ``0/`` and 
 no validation split: the DataModule holds out a fraction of train (L2R² holds out 10 %).
 The reference loader takes the first N of ``os.listdir``, whose order is arbitrary; here names are
 sorted, so the subset is deterministic but may differ from a particular run of the reference.
+A folder holding fewer than the ``images_per_class`` the variant takes from it (an incomplete
+extraction) gives one warning with the counts of every such folder; the split is then smaller.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
 from occam_l2r.data.datasets._layout import list_images, require_dir
 from occam_l2r.data.records import Record, RecordDataset
+
+log = logging.getLogger(__name__)
 
 CLASS_NAMES = ["bulldog", "corgi", "dachshund", "labrador"]
 LOCATIONS = ["beach", "desert", "dirt", "jungle", "mountain", "snow"]
@@ -113,6 +118,8 @@ class Spawrious(RecordDataset):
     ) -> list[Record]:
         names = list_images(self._folder(env, location, cls))
         if limit is not None:
+            if len(names) < limit:
+                self._short.append((f"spawrious224/{env}/{location}/{cls}", len(names), limit))
             names = names[:limit]
         return [
             Record(
@@ -128,6 +135,7 @@ class Spawrious(RecordDataset):
     def load_records(self) -> list[Record]:
         require_dir(self.root / "spawrious224", "Spawrious", DOWNLOAD_HINT)
         n = self.images_per_class
+        self._short: list[tuple[str, int, int]] = []
         records: list[Record] = []
         envs = ["0", "1"] if self.split_variant == "reference" else ["0"]
         for env in envs:
@@ -140,4 +148,19 @@ class Spawrious(RecordDataset):
         for env in ("0", "1"):
             for cls in REFERENCE_ORDER:
                 records += self._take("test", env, self.test_location[cls], cls, None)
+        if self._short:
+            self._warn_short(sum(r.split == "train" for r in records))
         return records
+
+    def _warn_short(self, num_train: int) -> None:
+        """One warning: the folders holding fewer images than ``images_per_class`` asks for."""
+        found, wanted = sum(f for _, f, _ in self._short), sum(w for _, _, w in self._short)
+        folders = "; ".join(f"{folder}: {f} of {w}" for folder, f, w in self._short[:8])
+        more = f"; and {len(self._short) - 8} more" if len(self._short) > 8 else ""
+        log.warning(
+            "Spawrious at %s: %d folder(s) hold fewer images than images_per_class=%d asks for "
+            "(%s%s): %d of %d images taken, so the train split has %d images instead of %d. "
+            "Check the extraction of the tarball, or lower images_per_class.",
+            self.root, len(self._short), self.images_per_class, folders, more, found, wanted,
+            num_train, num_train + wanted - found,
+        )  # fmt: skip
