@@ -11,6 +11,7 @@ import csv
 import json
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ def test_fit_skips_unreadable_images(root: Path, tmp_path: Path, caplog) -> None
 
 
 def test_error_names_the_file_and_the_option(
-    root: Path, tmp_path: Path, tiny_synthetic_root: Path
+    root: Path, tmp_path: Path, tiny_synthetic_root: Path, monkeypatch, capsys
 ) -> None:
     ids = damage(root)
     # missing and empty files stop the run before anything is trained
@@ -126,6 +127,13 @@ def test_error_names_the_file_and_the_option(
         exc.value
     )
     assert not list((tmp_path / "a").rglob("*.ckpt"))
+    # on the command line: one message naming the files, exit status 3
+    monkeypatch.setattr(sys, "argv", ["occam_l2r", "fit", *_args(root, tmp_path / "c")])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    err = capsys.readouterr().err
+    assert stop.value.code == 3 and str(root / ids["test_shift"]) in err
+    assert "on_unreadable: skip" in err and "Traceback" not in err
     # a truncated file is found when it is read: the message names it and the option
     clean = tmp_path / "clean"
     shutil.copytree(tiny_synthetic_root, clean)

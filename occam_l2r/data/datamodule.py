@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from occam_l2r.data.loaders import eval_loader, world_of
 from occam_l2r.data.records import (
     ImageReadError,
+    NoGroundTruthError,
     Record,
     RecordDataset,
     check_cache_path,
@@ -192,7 +193,7 @@ class ViewDataModule(L.LightningDataModule):
             return []
         first = next(iter(problems.values()))
         if len(problems) == len(used):
-            raise ValueError(
+            raise NoGroundTruthError(
                 f"data.segmentation: gt needs ground-truth masks, but {type(self.dataset).__name__} "
                 f"at {self.dataset.root} has none for the images of {sorted(problems)} ({first}). "
                 "Segment the dataset with a detector (python -m occam_l2r segment --config "

@@ -28,14 +28,20 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from occam_l2r.errors import UserError
+
 log = logging.getLogger(__name__)
 
 #: version of the reading rules; cached image checks of another version are decoded again
 CHECK_VERSION = f"read_image-2/pillow-{PIL.__version__}"
 
 
-class ImageReadError(RuntimeError):
-    """An image file exists in the records but cannot be decoded."""
+class ImageReadError(UserError, RuntimeError):
+    """An image file exists in the records but cannot be decoded (the message names it)."""
+
+
+class NoGroundTruthError(UserError, ValueError):
+    """``segmentation: gt`` on a dataset without ground-truth masks for the images in use."""
 
 
 @dataclass(frozen=True)
