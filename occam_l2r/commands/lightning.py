@@ -7,6 +7,13 @@ test split (``--test_after_fit false`` to skip); ``test`` and ``validate`` print
 and ``test`` writes ``<run dir>/test_metrics.json``. ``predict`` streams logits files through
 the task's :class:`~occam_l2r.tasks.logits_writer.LogitsWriter` (no predictions kept in memory).
 
+Run folders (docs/runs.md; the pieces live in :mod:`occam_l2r.tasks.checkpoints`): a new run
+claims the next free ``version_<k>`` atomically; ``checkpoints/last.ckpt`` holds the latest
+state (every epoch end, and every N steps with ``--latest.every_n_train_steps N``), written
+atomically; ``fit --resume RUN`` continues a run in its own folder from that state, best-checkpoint
+tracking included (``--ckpt_path last`` does the same for a run whose folder is pinned); a folder
+holding checkpoints is never reused by a new fit; ``--trainer.logger false`` works.
+
 From Python: ``OccamCLI(args=["fit", "--config", ...])`` (see :func:`run`), then
 ``cli.trainer.checkpoint_callback.best_model_path``.
 """
@@ -14,15 +21,40 @@ From Python: ``OccamCLI(args=["fit", "--config", ...])`` (see :func:`run`), then
 from __future__ import annotations
 
 import logging
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from occam_l2r.errors import UserError
 from occam_l2r.tasks.base import format_summary, save_metrics
+from occam_l2r.tasks.checkpoints import (
+    AtomicCheckpointIO,
+    CheckpointFileError,
+    LatestCheckpoint,
+    ResumeError,
+    RunCheckpoint,
+    check_checkpoint_file,
+    same_dir,
+)
+from occam_l2r.tasks.run_folder import (
+    RunConfigSaver,
+    check_new_run_folder,
+    configured_run_dir,
+    place_resumed_run,
+    which_run_message,
+    with_run_config,
+)
+
+#: ``ckpt_path`` values that name no file
+_SPECIAL_CKPT = ("last", "best", "hpc")
 
 
 def quiet_library_warnings() -> None:
@@ -55,13 +87,23 @@ class _DropAdverts(logging.Filter):
 
 
 class OccamCLI(LightningCLI):
-    """LightningCLI with the toolkit's defaults (checkpoints/ folder, TensorBoard, seed 0)."""
+    """LightningCLI with the toolkit's defaults (checkpoints/ folder, TensorBoard, seed 0).
+
+    Args:
+        args: the command line, subcommand first (``["fit", "--config", ...]``); ``None`` reads
+            ``sys.argv``.
+        run: run the subcommand (``False``: only instantiate the classes).
+    """
 
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         quiet_library_warnings()
+        self._given: Namespace | None = None  # the fit config before a resume placed it
+        self._resumed: Path | None = None  # the run folder that this fit resumes
+        self._own_state = False  # the resumed checkpoint lies in the run's checkpoint folder
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
+            save_config_callback=RunConfigSaver,
             subclass_mode_model=True,
             subclass_mode_data=True,
             seed_everything_default=0,
@@ -75,14 +117,16 @@ class OccamCLI(LightningCLI):
         parser.add_argument(
             "--test_after_fit", type=bool, default=True, help="test the best checkpoint after fit"
         )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val/acc",
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
-            }
+        parser.add_argument(
+            "--resume",
+            type=str | None,
+            default=None,
+            help="fit only: continue the run in this folder (e.g. checkpoints/NAME/version_0) "
+            "from its latest checkpoint; without --config, its config.yaml is read",
         )
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": "val/acc", "checkpoint.mode": "max"})
+        parser.add_lightning_class_args(LatestCheckpoint, "latest")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.link_arguments(
@@ -100,6 +144,82 @@ class OccamCLI(LightningCLI):
         if defaults:
             parser.set_defaults(defaults)
         return parser
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse (reading ``RUN/config.yaml`` for ``fit --resume RUN`` without ``--config``),
+        then check ``--resume`` and a given checkpoint file before anything loads it."""
+        if args is None or isinstance(args, list):
+            argv = list(sys.argv[1:] if args is None else args)
+            with_config = with_run_config(argv)
+            args = with_config if with_config != argv else args
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        if not sub:
+            return
+        config = self.config[sub]
+        if config.get("resume") and sub != "fit":
+            raise UserError(f"--resume continues a training run: use it with fit, not {sub}")
+        ckpt = config.get("ckpt_path")
+        if ckpt and ckpt not in _SPECIAL_CKPT and "://" not in ckpt:
+            if not ckpt.startswith("registry"):
+                check_checkpoint_file(ckpt)
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyperparameters with a bare torch.load
+        try:
+            super()._parse_ckpt_path()
+        except (SystemExit, UserError):
+            raise
+        except Exception as err:
+            ckpt = self.config[self.config.subcommand].get("ckpt_path")
+            if ckpt and Path(ckpt).is_file():
+                raise CheckpointFileError.from_error(ckpt, err) from err
+            raise
+
+    def before_instantiate_classes(self) -> None:
+        """``fit --resume RUN`` (or ``--ckpt_path last`` in a pinned folder): point the logger
+        at RUN and resume from its latest checkpoint."""
+        if self.subcommand != "fit":
+            return
+        config = self.config.fit
+        run = config.get("resume")
+        if not run and config.get("ckpt_path") == "last":
+            run = configured_run_dir(config.trainer)
+            if run is None:
+                raise ResumeError(which_run_message(config.trainer))
+        if not run:
+            return
+        run = Path(run)
+        self._given = config.clone()  # what config.yaml describes (the saver compares it)
+        self._given.resume = str(run)
+        ckpt = place_resumed_run(config, run)
+        config.ckpt_path = str(ckpt)
+        self._resumed = run
+        # the best tracking saved in a checkpoint of the run's own folder is kept
+        self._own_state = same_dir(ckpt.parent, config.checkpoint.dirpath or run / "checkpoints")
+
+    def after_instantiate_classes(self) -> None:
+        """Atomic checkpoint writes, the latest-state callback, the run folder's claim."""
+        if self.subcommand is None:
+            return
+        trainer = self.trainer
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        if not trainer.loggers:  # the learning-rate monitor needs a logger
+            trainer.callbacks = [
+                c for c in trainer.callbacks if not isinstance(c, LearningRateMonitor)
+            ]
+        main = trainer.checkpoint_callback
+        for callback in trainer.callbacks:
+            if isinstance(callback, LatestCheckpoint) and main is not None:
+                callback.dirpath = callback.dirpath or main.dirpath
+                main.save_last = False  # last.ckpt is the latest state, written by `callback`
+            if isinstance(callback, RunCheckpoint):
+                callback.resuming = self._own_state
+            if isinstance(callback, RunConfigSaver) and self._given is not None:
+                callback.config = self._given
+        if rank_zero_only.rank == 0 and self._resumed is None:
+            check_new_run_folder(trainer, refuse=self.subcommand == "fit")
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit", True):
@@ -133,6 +253,7 @@ class OccamCLI(LightningCLI):
 
 
 def trainer_defaults() -> dict:
+    """The toolkit's Trainer defaults: TensorBoard logs and runs under ``checkpoints/``."""
     return {
         "default_root_dir": "checkpoints",
         "logger": {

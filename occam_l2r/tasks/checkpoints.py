@@ -1,0 +1,268 @@
+"""Checkpoints of a run: atomic writes, the latest state, best tracking that survives a resume.
+
+A ``fit`` run lives in one folder (``<save_dir>/<name>/<version>/``, or ``default_root_dir``
+without a logger) holding ``config.yaml``, the TensorBoard events, ``test_metrics.json`` and
+``checkpoints/`` (docs/runs.md; the folder itself is handled by
+:mod:`occam_l2r.tasks.run_folder`). This module holds its checkpoints:
+
+- :class:`AtomicCheckpointIO` writes every checkpoint to a hidden temporary file and renames it
+  over the target, so a killed job never leaves a truncated checkpoint; reading an unreadable
+  one raises :class:`CheckpointFileError`, naming the file;
+- :class:`LatestCheckpoint` refreshes ``checkpoints/last.ckpt`` at every epoch end (after the
+  best-checkpoint callback, so it carries the best tracking) and, optionally, every N steps;
+- :class:`RunCheckpoint` is the best-checkpoint callback (a ``ModelCheckpoint``) whose tracking
+  survives a resume even when the run folder is reached by another path;
+- :func:`check_checkpoint_file` and :func:`latest_checkpoint` for ``fit --resume``.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from fsspec.implementations.local import LocalFileSystem
+from jsonargparse.typing import NonNegativeInt
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from occam_l2r.errors import UserError
+
+#: name of the file that holds a run's latest state
+LATEST_NAME = "last.ckpt"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+class CheckpointFileError(UserError, RuntimeError):
+    """A checkpoint file that cannot be read (truncated, empty or not a PyTorch checkpoint)."""
+
+    @classmethod
+    def unreadable(cls, path: str | os.PathLike, reason: str) -> CheckpointFileError:
+        """The error for ``path``, with why it could not be read."""
+        return cls(
+            f"checkpoint {path} cannot be read ({reason}); it is truncated, empty or not a "
+            "PyTorch checkpoint. Resume from another one with --ckpt_path "
+            "(`python -m occam_l2r fit --resume RUN --ckpt_path RUN/checkpoints/epoch=....ckpt`) "
+            "or delete it"
+        )
+
+    @classmethod
+    def from_error(cls, path: str | os.PathLike, err: BaseException) -> CheckpointFileError:
+        """The error for ``path`` that ``err`` (raised while loading it) reveals."""
+        return cls.unreadable(path, _first_line(err))
+
+
+class ResumeError(UserError, FileNotFoundError):
+    """``--resume`` names no run folder, or a folder without any checkpoint to resume from."""
+
+
+class RunFolderError(UserError, FileExistsError):
+    """A new ``fit`` would write into the folder of an earlier run."""
+
+
+def check_checkpoint_file(path: str | os.PathLike) -> None:
+    """Fail fast on a checkpoint that is missing, empty or a truncated zip archive.
+
+    Only the file's head and its zip directory (at the end) are read, not the tensors; a
+    file in torch's legacy (non-zip) format passes and is judged when loaded.
+
+    Raises:
+        CheckpointFileError: naming ``path``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointFileError(f"checkpoint {p} does not exist (see --ckpt_path)")
+    if p.stat().st_size == 0:
+        raise CheckpointFileError.unreadable(p, "the file is empty")
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if head != _ZIP_MAGIC:
+        return
+    try:
+        with zipfile.ZipFile(p) as archive:
+            archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise CheckpointFileError.unreadable(p, f"bad zip archive: {err}") from err
+
+
+def checkpoints_in(folder: str | os.PathLike) -> list[Path]:
+    """The ``*.ckpt`` files of a checkpoint folder, oldest first (``last.ckpt`` last on ties)."""
+    p = Path(folder)
+    if not p.is_dir():
+        return []
+    files = [f for f in p.glob("*.ckpt") if f.is_file()]
+    return sorted(files, key=lambda f: (f.stat().st_mtime_ns, f.name == LATEST_NAME))
+
+
+def latest_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """The most recently written checkpoint of a folder (normally ``last.ckpt``), or ``None``."""
+    files = checkpoints_in(folder)
+    return files[-1] if files else None
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` to a hidden temporary file, then rename it over the checkpoint.
+
+    A kill during the write leaves the previous checkpoint intact (and a ``.NAME.tmp<pid>`` file
+    that the next save removes). Remote paths (``s3://``...) keep Lightning's behaviour. Loading
+    an unreadable file raises :class:`CheckpointFileError` naming it.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None
+    ) -> None:
+        """Write ``checkpoint`` to ``path`` atomically."""
+        if storage_options is not None or not _is_local(path):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{target.name}.tmp*"):
+            stale.unlink(missing_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        try:
+            super().save_checkpoint(checkpoint, tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(target.parent)
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Load ``path``; an unreadable file raises :class:`CheckpointFileError` naming it."""
+        if _is_local(path) and Path(path).is_file():  # a missing file: Lightning's own error
+            check_checkpoint_file(path)
+        try:
+            return super().load_checkpoint(path, *args, **kwargs)
+        except (FileNotFoundError, CheckpointFileError):
+            raise
+        except Exception as err:  # torch reports a damaged file in many ways
+            raise CheckpointFileError.from_error(path, err) from err
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """The best-checkpoint callback; its tracking is restored when its run is resumed.
+
+    Lightning restores ``best_k_models`` only when the saved folder string equals the current
+    one; a resumed run may reach its folder by another path (another working directory), so the
+    saved paths are moved onto the current folder when resuming (:attr:`resuming`) or when both
+    name the same folder. Its state key stays ``ModelCheckpoint``'s.
+    """
+
+    #: set by the CLI when this fit resumes its own run
+    resuming: bool = False
+
+    @property
+    def state_key(self) -> str:
+        """``ModelCheckpoint``'s key, so checkpoints of plain ``ModelCheckpoint`` runs resume."""
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the tracking, moving the saved paths onto this run's folder."""
+        old, new = state_dict.get("dirpath"), self.dirpath
+        if old and new and old != new and (self.resuming or same_dir(old, new)):
+            state_dict = _rebase(state_dict, str(old), str(new))
+        super().load_state_dict(state_dict)
+
+
+class LatestCheckpoint(RunCheckpoint):
+    """Keeps ``checkpoints/last.ckpt`` = the latest state, for ``fit --resume``.
+
+    Written at every epoch end, where Lightning's ``ModelCheckpoint`` saves (after the
+    best-checkpoint callback, so the file carries its updated tracking), and every
+    ``every_n_train_steps`` optimizer steps when that is above 0. Its folder follows the
+    best-checkpoint callback's ``dirpath``.
+
+    Args:
+        every_n_train_steps: also save the latest state every N training steps (0: only at
+            epoch ends).
+    """
+
+    def __init__(self, every_n_train_steps: NonNegativeInt = 0) -> None:
+        super().__init__(
+            filename=LATEST_NAME.removesuffix(self.FILE_EXTENSION),
+            monitor=None,
+            save_top_k=1,
+            every_n_epochs=1,
+            enable_version_counter=False,
+        )
+        self.every_n_steps = int(every_n_train_steps)
+
+    @property
+    def state_key(self) -> str:
+        """A key of its own (never mistaken for the best-checkpoint callback's)."""
+        return self._generate_state_key(role="latest")
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Save every ``every_n_steps`` steps; an epoch's last batch is left to the epoch end."""
+        n = self.every_n_steps
+        if not n or trainer.global_step % n or self._should_skip_saving_checkpoint(trainer):
+            return
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return
+        self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def checkpoint_dir(trainer: L.Trainer, run_dir: str | os.PathLike) -> Path:
+    """The folder of the trainer's best-checkpoint callback, else ``<run_dir>/checkpoints``."""
+    callback = trainer.checkpoint_callback
+    dirpath = getattr(callback, "dirpath", None)
+    return Path(dirpath) if dirpath else Path(run_dir) / "checkpoints"
+
+
+def _is_local(path: Any) -> bool:
+    return isinstance(get_filesystem(str(path)), LocalFileSystem)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def same_dir(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same folder (symbolic links resolved)."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _rebase(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """``state`` with every checkpoint path inside ``old`` moved into ``new``."""
+
+    def move(path: Any) -> Any:
+        if isinstance(path, str) and path and same_dir(os.path.dirname(path) or ".", old):
+            return os.path.join(new, os.path.basename(path))
+        return path
+
+    out = dict(state, dirpath=new)
+    for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+        if key in out:
+            out[key] = move(out[key])
+    if isinstance(out.get("best_k_models"), dict):
+        out["best_k_models"] = {move(k): v for k, v in out["best_k_models"].items()}
+    return out
