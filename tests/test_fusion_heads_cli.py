@@ -50,8 +50,9 @@ def test_head_fit_test_predict_through_cli(head, runs, tmp_path):
         for key in ("acc", "macro_acc", "nll"):
             assert np.isfinite(metrics[f"{split}/{key}"])
         assert 0.0 <= metrics[f"{split}/acc"] <= 1.0
-    ckpt = run / "checkpoints" / "last.ckpt"
-    assert ckpt.is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    # the test metrics come from the best checkpoint (last.ckpt is the latest epoch's state)
+    ckpt = next((run / "checkpoints").glob("epoch=*.ckpt"))
 
     main(["predict", *args(head, runs, out), "--ckpt_path", str(ckpt)])
     # predict writes the splits the DataModule knows: its train split (val for temperature
