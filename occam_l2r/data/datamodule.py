@@ -22,7 +22,7 @@ import numpy as np
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
-from occam_l2r.data.loaders import eval_loader, world_of
+from occam_l2r.data.loaders import eval_loader, train_loader, world_of
 from occam_l2r.data.records import (
     ImageReadError,
     NoGroundTruthError,
@@ -326,10 +326,9 @@ class ViewDataModule(L.LightningDataModule):
             world, rank = world_of(self.trainer)
             return eval_loader(self._dataset(split, False), self.batch_size, world_size=world,
                                rank=rank, **common)  # fmt: skip
-        return DataLoader(
+        return train_loader(
             self._dataset(split, train),
-            batch_size=self.batch_size,
-            shuffle=True,
+            self.batch_size,
             drop_last=len(self.splits[split]) > self.batch_size,
             **common,
         )

@@ -1,4 +1,5 @@
-"""Evaluation and predict loaders that count every sample exactly once under DDP.
+"""Loaders: evaluation/predict loaders that count every sample exactly once under DDP, and a
+training loader whose augmentations follow ``seed_everything``.
 
 Lightning gives val/test loaders a ``DistributedSampler`` that pads a split with repeated
 samples so that every rank runs the same number of batches (uneven batch counts can hang the
@@ -71,3 +72,34 @@ def world_of(trainer: Any) -> tuple[int, int]:
     if trainer is None:
         return 1, 0
     return int(trainer.world_size), int(trainer.global_rank)
+
+
+def _seed_transform(dataset: Any, seed: int) -> None:
+    transform = getattr(dataset, "transform", None)
+    if transform is not None and hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(seed % 2**32)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Each worker's augmentations follow its own torch seed (base seed + worker id)."""
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        _seed_transform(info.dataset, info.seed)
+
+
+def train_loader(dataset: Dataset, batch_size: int, num_workers: int, **kwargs: Any) -> DataLoader:
+    """A shuffled loader whose augmentations are reproducible under ``seed_everything``.
+
+    Albumentations' ``Compose`` keeps its own random state, which the global seeds do not reach:
+    it is seeded here from torch's global generator (so from ``seed_everything``) and, in each
+    DataLoader worker, from the worker's torch seed, so that workers do not repeat each other.
+    """
+    _seed_transform(dataset, int(torch.randint(0, 2**31 - 1, ()).item()))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=num_workers,
+        worker_init_fn=_seed_worker if num_workers > 0 else None,
+        **kwargs,
+    )
