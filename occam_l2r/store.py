@@ -2,18 +2,29 @@
 
 Layout of a store folder::
 
-    manifest.json                 format version, segmenter name, its config and config hash
-    shard-rank000.parquet         one shard per rank after a run finished
-    part-rank000-000012.parquet   batches of a run in progress (merged into the shard on close)
-    failures-rank000.jsonl        images the segmenter could not read, with the error
+    manifest.json                            format version, segmenter, its config and hash
+    shard-rank000.parquet                    one shard per rank: the merged rows of finished runs
+    part-rank000-<run>-000012.parquet        batches of a run in progress (merged on close)
+    failures.jsonl                           images that could not be segmented, one line per id
+    failures-rank000-<run>.jsonl             failures of a run in progress (merged on close)
+    store.lock, run-<run>.lock               lock files (``fcntl.flock``)
+    summary.json                             what the store holds (the ``segment`` verb)
 
 Every parquet row is one image: ``image_id`` (path relative to the dataset root), ``width``,
 ``height``, ``segmenter``, ``config_hash``, ``prompts``, ``boxes`` (xyxy pixels, x1/y1 exclusive),
 ``scores``, ``labels`` (prompt text per detection), ``label_ids`` (class index or -1) and
 ``masks`` (COCO RLE ``counts`` bytes, one per detection, size = (height, width); empty when the
 source gives boxes only); a row reads back as a :class:`~occam_l2r.segmentation.Segmentation`.
-Every file is written to a temporary name and renamed, so a killed run
-loses at most the batch in flight, and a rerun skips the images already stored.
+
+**Safety.** Every file is written to a temporary name and renamed, so a killed run loses at most
+the batch in flight, and a rerun skips the images already stored. Several writers may share a
+store (the ranks of a DDP run, or separate jobs on the same or other splits): each process names
+its parts and failures after its own run id (``<pid>_<random token>``) and holds
+``run-<run>.lock`` while it runs; merges, reads and summaries hold ``store.lock`` (exclusive for
+writers, shared for readers). A merge drops rows of images another run stored first (every image
+once) and adopts the files of dead runs (a free run lock); see :mod:`occam_l2r.store_files`.
+Stores of the first layout (``part-rank000-000012.parquet``, ``failures-rank000.jsonl``) read and
+resume as they are.
 """
 
 from __future__ import annotations
@@ -29,6 +40,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from occam_l2r.segmentation import Segmentation, decode_mask, encode_mask, mask_to_box
+from occam_l2r.store_files import (
+    FAILURES_NAME,
+    PART,
+    RUN_FAILURES,
+    RunLock,
+    atomic_write_table,
+    atomic_write_text,
+    data_files,
+    failure_files,
+    ids_of,
+    new_run_id,
+    read_failures,
+    run_is_alive,
+    run_of,
+    store_lock,
+    stored_ids,
+)
 
 __all__ = [
     "SCHEMA",
@@ -36,10 +64,12 @@ __all__ = [
     "Segmentation",
     "SegmentationStore",
     "StoreWriter",
+    "atomic_write_text",
     "config_hash",
     "decode_mask",
     "encode_mask",
     "mask_to_box",
+    "store_lock",
 ]
 
 STORE_FORMAT_VERSION = 1
@@ -68,30 +98,18 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha1(blob).hexdigest()[:12]
 
 
-def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(list(rows), schema=SCHEMA)
 
 
 class StoreWriter:
-    """Writes one rank's rows into a store folder; resumable and crash-safe.
+    """Writes one process's rows into a store folder; resumable, crash-safe, concurrency-safe.
 
     Args:
         path: the store folder (created if absent).
         segmenter: segmenter name recorded in the manifest and every row.
         config: the segmenter's full config; its hash guards against mixing two configs.
-        rank: the process rank; each rank writes its own parts and shard.
+        rank: the process rank; :meth:`close` merges into ``shard-rank<rank>.parquet``.
         dataset: optional dataset description stored in the manifest.
     """
 
@@ -109,79 +127,121 @@ class StoreWriter:
         self.config = config
         self.hash = config_hash(config)
         self.rank = rank
+        #: this process's run id: names its parts, failures and run lock
+        self.run = new_run_id()
+        #: rows dropped by :meth:`close` because another run had stored the image first
+        self.duplicates = 0
+        self._seq = 0
+        self._run_lock = RunLock(self.path, self.run)  # taken before the run's first file
         manifest = self.path / "manifest.json"
-        if manifest.exists():
-            old = json.loads(manifest.read_text())
-            if old.get("config_hash") != self.hash:
-                raise ValueError(
-                    f"segmentation store {self.path} was written by {old.get('segmenter')} with config "
-                    f"hash {old.get('config_hash')}, not {segmenter} {self.hash}. Use another folder "
-                    "for another segmenter config, or delete the old store."
-                )
-        elif rank == 0:
-            body = {
-                "format_version": STORE_FORMAT_VERSION,
-                "segmenter": segmenter,
-                "config_hash": self.hash,
-                "config": config,
-                "dataset": dataset,
-            }
-            _atomic_write_text(json.dumps(body, indent=2, default=str), manifest)
-        existing = sorted(self.path.glob(f"part-rank{rank:03d}-*.parquet"))
-        self._seq = 1 + max((int(p.stem.rsplit("-", 1)[1]) for p in existing), default=-1)
+        with store_lock(self.path):
+            if manifest.exists():
+                old = json.loads(manifest.read_text())
+                if old.get("config_hash") != self.hash:
+                    raise ValueError(
+                        f"segmentation store {self.path} was written by {old.get('segmenter')} "
+                        f"with config hash {old.get('config_hash')}, not {segmenter} {self.hash}. "
+                        "Use another folder for another segmenter config, or delete the old store."
+                    )
+            else:
+                body = {
+                    "format_version": STORE_FORMAT_VERSION,
+                    "segmenter": segmenter,
+                    "config_hash": self.hash,
+                    "config": config,
+                    "dataset": dataset,
+                }
+                atomic_write_text(json.dumps(body, indent=2, default=str), manifest)
 
     def done_ids(self) -> set[str]:
-        """Image ids already stored by any rank (finished shards and parts)."""
-        done: set[str] = set()
-        for f in _data_files(self.path):
-            done.update(pq.read_table(f, columns=["image_id"]).column("image_id").to_pylist())
-        return done
+        """Image ids already stored by any run or rank (shards and parts)."""
+        with store_lock(self.path, exclusive=False):
+            return stored_ids(self.path)
 
     def write(self, segmentations: Sequence[Segmentation]) -> None:
-        """Persist one batch as a new part file (atomic)."""
+        """Persist one batch as a new part file of this run (atomic)."""
         if not segmentations:
             return
         rows = []
         for seg in segmentations:
             seg.segmenter, seg.config_hash = self.segmenter, self.hash
             rows.append(seg.to_row())
-        name = f"part-rank{self.rank:03d}-{self._seq:06d}.parquet"
-        _atomic_write_table(_rows_to_table(rows), self.path / name)
+        self._run_lock.acquire()
+        name = f"part-rank{self.rank:03d}-{self.run}-{self._seq:06d}.parquet"
+        atomic_write_table(_rows_to_table(rows), self.path / name)
         self._seq += 1
 
     def add_failure(self, image_id: str, error: str) -> None:
-        """Record an image the segmenter could not read (listed in the store's report)."""
+        """Record an image that could not be segmented (merged, one line per id, on close)."""
+        self._run_lock.acquire()
         line = json.dumps({"image_id": image_id, "error": error})
-        with open(self.path / f"failures-rank{self.rank:03d}.jsonl", "a") as fh:
+        with open(self.path / f"failures-rank{self.rank:03d}-{self.run}.jsonl", "a") as fh:
             fh.write(line + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 
     def close(self) -> Path:
-        """Merge this rank's parts into ``shard-rank<r>.parquet`` (atomic) and delete the parts."""
+        """Merge this run's parts (and those of dead runs) into ``shard-rank<rank>.parquet``,
+        minus images another run stored first; merge the failures into ``failures.jsonl`` (one
+        line per image id, none for stored images). Holds the store lock; returns the shard."""
         shard = self.path / f"shard-rank{self.rank:03d}.parquet"
-        parts = sorted(self.path.glob(f"part-rank{self.rank:03d}-*.parquet"))
-        if not parts:
-            if not shard.exists():
-                _atomic_write_table(_rows_to_table([]), shard)
-            return shard
-        tables = [pq.read_table(p) for p in ([shard] if shard.exists() else []) + parts]
-        merged = pa.concat_tables([t.cast(SCHEMA) for t in tables])
-        _atomic_write_table(merged, shard)
-        for p in parts:
-            p.unlink()
+        with store_lock(self.path):
+            found = {run for ok, run in map(run_of, os.listdir(self.path)) if ok}
+            dead = {r for r in found - {self.run} if r is None or not run_is_alive(self.path, r)}
+            runs = dead | {self.run}  # None: parts of the first layout (no run id)
+            parts = [
+                f for f in data_files(self.path) if (m := PART.match(f.name)) and m["run"] in runs
+            ]
+            if parts or not shard.exists():
+                self._merge(shard, parts)
+            for p in parts:
+                p.unlink()
+            self._merge_failures(runs)
+            self._run_lock.release()
         return shard
 
+    def _merge(self, shard: Path, parts: list[Path]) -> None:
+        seen: set[str] = set()
+        for f in data_files(self.path):
+            if f.name.startswith("shard-") and f != shard:
+                seen.update(ids_of(f))
+        base = pq.read_table(shard).cast(SCHEMA) if shard.exists() else _rows_to_table([])
+        seen.update(base.column("image_id").to_pylist())
+        tables = [pq.read_table(p).cast(SCHEMA) for p in parts]
+        new = pa.concat_tables(tables) if tables else _rows_to_table([])
+        keep = []
+        for i, image_id in enumerate(new.column("image_id").to_pylist()):
+            if image_id not in seen:
+                seen.add(image_id)
+                keep.append(i)
+        self.duplicates += new.num_rows - len(keep)
+        atomic_write_table(pa.concat_tables([base, new.take(pa.array(keep, pa.int64()))]), shard)
 
-def _data_files(path: Path) -> list[Path]:
-    return sorted(p for p in path.glob("*.parquet") if not p.name.startswith("."))
+    def _merge_failures(self, runs: set[str | None]) -> None:
+        merged = self.path / FAILURES_NAME
+        files = [
+            f
+            for f in failure_files(self.path)
+            if not (m := RUN_FAILURES.match(f.name)) or m["run"] in runs
+        ]
+        if not files:
+            return
+        stored = stored_ids(self.path)
+        entries = [e for i, e in read_failures(files).items() if i not in stored]
+        if entries:
+            atomic_write_text("".join(json.dumps(e) + "\n" for e in entries), merged)
+        else:
+            merged.unlink(missing_ok=True)
+        for f in files:
+            if f != merged:
+                f.unlink(missing_ok=True)
 
 
 class SegmentationStore:
     """Read-only view of a store folder: ``store[image_id] -> Segmentation``.
 
-    Rows from every shard and part are indexed by image id; a duplicate id (an image stored twice
-    by two interrupted runs) keeps the last row read.
+    Rows from every shard and part are indexed by image id, read under the store's shared lock;
+    a duplicate id (an image stored twice by runs of an older version) keeps the last row read.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -200,10 +260,16 @@ class SegmentationStore:
                 f"store {self.path} has format version {version}; this occam_l2r reads version "
                 f"{STORE_FORMAT_VERSION}. Recompute the segmentations."
             )
-        files = _data_files(self.path)
-        tables = [pq.read_table(f).cast(SCHEMA) for f in files]
-        self.table = pa.concat_tables(tables) if tables else _rows_to_table([])
-        ids = self.table.column("image_id").to_pylist()
+        with store_lock(self.path, exclusive=False):
+            tables = [pq.read_table(f).cast(SCHEMA) for f in data_files(self.path)]
+            self._failures = read_failures(failure_files(self.path))
+        table = pa.concat_tables(tables) if tables else _rows_to_table([])
+        ids = table.column("image_id").to_pylist()
+        last = {image_id: i for i, image_id in enumerate(ids)}
+        if len(last) < len(ids):
+            table = table.take(sorted(last.values()))
+            ids = table.column("image_id").to_pylist()
+        self.table = table
         self._index = {image_id: i for i, image_id in enumerate(ids)}
         self._rows: list[dict[str, Any]] | None = None
 
@@ -243,8 +309,6 @@ class SegmentationStore:
         return seg
 
     def failures(self) -> list[dict[str, str]]:
-        """Images the segmenter could not read, from every rank's failure list."""
-        out = []
-        for f in sorted(self.path.glob("failures-rank*.jsonl")):
-            out.extend(json.loads(line) for line in f.read_text().splitlines() if line.strip())
-        return out
+        """Images that could not be segmented and are not stored: one entry per image id
+        (the latest error), from the merged list and the lists of runs in progress."""
+        return [e for image_id, e in self._failures.items() if image_id not in self._index]

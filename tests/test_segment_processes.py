@@ -106,6 +106,7 @@ def test_killed_run_resumes_to_the_same_store(
     assert summary["computed"] == len(ids) - stored_before
     assert summary["stored"] == len(ids) and summary["failures"] == 0
     assert not list(store.glob("part-*.parquet")), "parts are merged into the shard"
+    assert not list(store.glob("run-*.lock")), "the killed run's lock file is cleared"
     check_store(store, dataset, ids)
     _assert_same_store(store, reference)
 

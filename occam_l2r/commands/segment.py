@@ -21,7 +21,9 @@ resumes: images already in the store are skipped. ``--print_config`` prints the 
 
 Weights are checked before any model is loaded or any process spawned, so a missing checkpoint
 fails within seconds with a message naming it and where to put it. At the end rank 0 writes
-``<store>/summary.json`` and prints it.
+``<store>/summary.json`` and prints it: this run's images, and what the whole store holds per
+split of the dataset, counted under the store lock after the merge (true also when other runs
+write the same store at the same time).
 """
 
 from __future__ import annotations
@@ -30,18 +32,20 @@ import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
 from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 from occam_l2r.commands.lightning import quiet_library_warnings
+from occam_l2r.data.records import RecordDataset
 from occam_l2r.data.segment_datamodule import SegmentDataModule
-from occam_l2r.store import SegmentationStore
+from occam_l2r.store import SegmentationStore, atomic_write_text, store_lock
 from occam_l2r.tasks.segment import ImagesPerSecondBar, SegmentTask, StoreWriterCallback
 
 PROG = "python -m occam_l2r segment"
@@ -116,10 +120,9 @@ class SegmentCLI(LightningCLI):
         if counts is None:
             return None
         run_ids = [r.image_id for r in data.run_records()]
-        summary = summarize(store, run_ids, **counts)
-        tmp = store / ".summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2))
-        tmp.replace(store / "summary.json")
+        with store_lock(store):  # the last summary written is the last counted
+            summary = summarize(store, run_ids, splits=split_ids(data.dataset), **counts)
+            atomic_write_text(json.dumps(summary, indent=2), store / "summary.json")
         print(format_summary(summary), flush=True)
         return summary
 
@@ -135,18 +138,48 @@ def segment_config(argv: list[str]) -> Namespace:
     return _ParseOnly(argv).config
 
 
+def split_ids(dataset: RecordDataset) -> dict[str, list[str]]:
+    """The image ids of every split of ``dataset``."""
+    out: dict[str, list[str]] = {}
+    for rec in dataset.all_records():
+        out.setdefault(rec.split, []).append(rec.image_id)
+    return out
+
+
 def summarize(
-    store: Path, run_ids: Sequence[str], computed: int, skipped: int, seconds: float
+    store: Path,
+    run_ids: Sequence[str],
+    computed: int,
+    skipped: int,
+    seconds: float,
+    duplicates: int = 0,
+    splits: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
-    """Summary of a run: images, detections-per-image histogram, empties (FULL fallbacks),
-    failures, time. Counts cover the run's images in the whole store (all shards)."""
+    """Summary of a run, counted from the store as it is now (every shard and part).
+
+    Args:
+        store: the store folder.
+        run_ids: the images this run was asked for.
+        computed: images this run segmented.
+        skipped: images of the run already stored when it started.
+        seconds: wall time of the run.
+        duplicates: rows this run computed but did not keep (another run stored them first).
+        splits: the image ids of every split of the dataset, for the whole-store counts.
+
+    Returns:
+        The run's images (``images``, ``stored``, ``failures``, ``missing``), the
+        detections-per-image histogram and empties (FULL fallbacks) of its images, the whole
+        store (``store_images``, ``store_failures``, ``splits``: images, stored, failed and
+        missing per split of the dataset) and the run's counts and time.
+    """
     reader = SegmentationStore(store)
+    failed_all = {f["image_id"] for f in reader.failures()}
     wanted = set(run_ids)
     hist: Counter[str] = Counter()
     table = reader.table
     ids = table.column("image_id").to_pylist()
-    n_boxes = [len(s) for s in table.column("scores").to_pylist()]
-    n_masks = [len(m) for m in table.column("masks").to_pylist()]
+    n_boxes = pc.list_value_length(table.column("scores")).to_pylist()
+    n_masks = pc.list_value_length(table.column("masks")).to_pylist()
     stored = 0
     with_masks = 0
     for image_id, n, m in zip(ids, n_boxes, n_masks, strict=True):
@@ -154,8 +187,18 @@ def summarize(
             stored += 1
             hist[str(n) if n < 10 else ">=10"] += 1
             with_masks += m > 0
-    failed = sorted({f["image_id"] for f in reader.failures()} & (wanted - set(ids)))
+    failed = sorted(failed_all & wanted)
     order = sorted(hist, key=lambda k: (len(k), k))
+    per_split = {}
+    for split, members in (splits or {}).items():
+        n_stored = sum(i in reader for i in members)
+        n_failed = sum(i in failed_all for i in members)
+        per_split[split] = {
+            "images": len(members),
+            "stored": n_stored,
+            "failed": n_failed,
+            "missing": len(members) - n_stored - n_failed,
+        }
     return {
         "store": str(store),
         "segmenter": reader.segmenter,
@@ -164,12 +207,16 @@ def summarize(
         "stored": stored,
         "computed": computed,
         "skipped": skipped,
+        "duplicates_dropped": duplicates,
         "detections_per_image": {k: hist[k] for k in order},
         "empty": hist.get("0", 0),
         "with_masks": with_masks,
         "failures": len(failed),
         "failed_ids": failed[:100],
         "missing": len(wanted) - stored - len(failed),
+        "store_images": len(reader),
+        "store_failures": len(failed_all),
+        "splits": per_split,
         "seconds": round(seconds, 3),
         "images_per_second": round(computed / seconds, 3) if seconds > 0 else 0.0,
     }
@@ -178,10 +225,17 @@ def summarize(
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable summary lines."""
     hist = ", ".join(f"{k}: {v}" for k, v in summary["detections_per_image"].items()) or "none"
+    splits = ", ".join(
+        f"{k} {v['stored']}/{v['images']}" + (f" (missing {v['missing']})" if v["missing"] else "")
+        for k, v in summary["splits"].items()
+    )
     lines = [
         f"segmentation store {summary['store']} ({summary['segmenter']}, config {summary['config_hash']})",
         f"  images {summary['images']}: stored {summary['stored']}, computed now {summary['computed']}, "
-        f"skipped (already stored) {summary['skipped']}, failed {summary['failures']}, missing {summary['missing']}",
+        f"skipped (already stored) {summary['skipped']}, failed {summary['failures']}, missing {summary['missing']}, "
+        f"dropped (stored by another run) {summary['duplicates_dropped']}",
+        f"  whole store: {summary['store_images']} images, {summary['store_failures']} failed; "
+        f"per split stored/images: {splits}",
         f"  detections per image: {hist}",
         f"  empty (views fall back to FULL): {summary['empty']}",
         f"  time {summary['seconds']:.1f} s, {summary['images_per_second']:.2f} images/s",

@@ -7,28 +7,41 @@ image is segmented by exactly one rank. What the store holds and how the segment
 image come from the LightningModule (:class:`occam_l2r.tasks.segment.SegmentTask` calls
 :meth:`SegmentDataModule.use` in its ``setup``, before the dataloader is built).
 
-:class:`ImageItems` reads an image and runs the segmenter's CPU preprocessing; an unreadable image
-becomes an item carrying its error (listed in the store's failures, not dropped).
+:class:`ImageItems` reads and fully decodes an image and runs the segmenter's CPU preprocessing
+(:func:`occam_l2r.segment.gt.read_item`, the code path the ``gt`` store built by training runs
+too); an unreadable image becomes an item carrying its error (listed in the store's failures, not
+dropped).
+
+``batch_size``, ``num_workers`` and ``limit`` are typed (``PositiveInt``, ``NonNegativeInt``): a
+bad value is rejected when the config is parsed, before any run starts.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch.utilities import move_data_to_device
 from torch.utils.data import DataLoader, Dataset
 
-from occam_l2r.data.records import ImageReadError, Record, RecordDataset
+from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.segment.gt import Preprocess, read_item
+
+__all__ = [
+    "ImageItems",
+    "Preprocess",
+    "SegmentDataModule",
+    "collate_items",
+    "no_preprocessing",
+    "select_records",
+]
 
 log = logging.getLogger(__name__)
-
-#: per-image CPU preprocessing: HWC uint8 image -> named tensors (picklable, holds no model)
-Preprocess = Callable[[np.ndarray], dict[str, torch.Tensor]]
 
 
 def no_preprocessing(image: np.ndarray) -> dict[str, torch.Tensor]:
@@ -55,17 +68,7 @@ class ImageItems(Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        rec = self.records[index]
-        item: dict[str, Any] = {"record": rec, "image_id": rec.image_id, "label": rec.label}
-        try:
-            image = self.dataset.read_image(rec)
-        except (OSError, ImageReadError) as err:  # missing, corrupt or truncated file
-            item["error"] = str(err)
-            return item
-        item.update(
-            image=image, height=image.shape[0], width=image.shape[1], **self.preprocess(image)
-        )
-        return item
+        return read_item(self.dataset, self.records[index], self.preprocess)
 
 
 def collate_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -102,16 +105,21 @@ class SegmentDataModule(L.LightningDataModule):
         self,
         dataset: RecordDataset,
         splits: list[str] | None = None,
-        limit: int | None = None,
-        batch_size: int = 8,
-        num_workers: int = 2,
+        limit: PositiveInt | None = None,
+        batch_size: PositiveInt = 8,
+        num_workers: NonNegativeInt = 2,
     ) -> None:
         super().__init__()
+        if batch_size < 1 or num_workers < 0 or (limit is not None and limit < 1):
+            raise ValueError(
+                f"data.batch_size={batch_size} and data.limit={limit} must be positive, "
+                f"data.num_workers={num_workers} not negative"
+            )
         self.dataset = dataset
         self.splits = splits
-        self.limit = limit
-        self.batch_size = batch_size
-        self.num_workers = num_workers
+        self.limit = None if limit is None else int(limit)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
         self.preprocess: Preprocess = no_preprocessing
         self.stored: set[str] = set()
         #: images of this rank's share already in the store (set by :meth:`predict_dataloader`)

@@ -4,10 +4,11 @@
   fixes the store folder, loads the segmenter's models in ``configure_model`` (so Lightning moves
   them to the device and applies the precision's autocast) and runs the segmenter in
   ``predict_step``.
-- :class:`StoreWriterCallback` writes each batch as a part file as soon as it is done
-  (``StoreWriter(rank=trainer.global_rank)``); after the loop, :meth:`StoreWriterCallback.finish`
-  merges the rank's parts into its shard and, once every rank is done, returns the run's counts
-  on rank 0 (the ``segment`` verb turns them into ``summary.json``).
+- :class:`StoreWriterCallback` writes each batch as a part file of this process's run as soon as
+  it is done (``StoreWriter(rank=trainer.global_rank)``); after the loop,
+  :meth:`StoreWriterCallback.finish` merges the process's parts into its rank's shard (under the
+  store lock, dropping images another run stored first) and, once every rank is done, returns the
+  run's counts on rank 0 (the ``segment`` verb turns them into ``summary.json``).
 - :class:`ImagesPerSecondBar` adds images/s to Lightning's progress bar.
 
 The DataModule is :class:`occam_l2r.data.segment_datamodule.SegmentDataModule`.
@@ -27,8 +28,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch import nn
 
 from occam_l2r.data.records import RecordDataset
+from occam_l2r.segment.gt import segment_batch
 from occam_l2r.segment.segmenters import Segmenter
-from occam_l2r.store import Segmentation, StoreWriter, config_hash
+from occam_l2r.store import StoreWriter, config_hash
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +98,11 @@ class SegmentTask(L.LightningModule):
             self.models.update(self.segmenter.load())
 
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> dict[str, Any]:
-        """Segment a batch: the rows to store, the failures (``(image_id, error)``) and counts."""
-        good = [it for it in batch if "error" not in it]
-        failures = [(it["image_id"], it["error"]) for it in batch if "error" in it]
-        rows: list[Segmentation] = []
-        if good:
-            for it, result in zip(good, self.segmenter.segment(good), strict=True):
-                if isinstance(result, str):
-                    failures.append((it["image_id"], result))
-                else:
-                    rows.append(result)
-        return {"rows": rows, "failures": failures, "images": len(batch), "computed": len(good)}
+        """Segment a batch (:func:`occam_l2r.segment.gt.segment_batch`, as ``build_gt_store``):
+        the rows to store, the failures (``(image_id, error)``) and counts."""
+        rows, failures = segment_batch(self.segmenter, batch)
+        computed = sum("error" not in it for it in batch)
+        return {"rows": rows, "failures": failures, "images": len(batch), "computed": computed}
 
 
 class StoreWriterCallback(BasePredictionWriter):
@@ -151,14 +147,18 @@ class StoreWriterCallback(BasePredictionWriter):
     def finish(self, trainer: L.Trainer, task: SegmentTask) -> dict[str, Any] | None:
         """After ``trainer.predict``, on every rank: merge this rank's parts into its shard and
         wait for every rank. Returns, on rank 0, the counts of the whole run (``computed``,
-        ``skipped``, ``seconds``); ``None`` on the other ranks. Called by the ``segment`` verb
+        ``skipped``, ``duplicates``: rows dropped because another run had stored the image first,
+        ``seconds``); ``None`` on the other ranks. Called by the ``segment`` verb
         after the predict loop, which Lightning skips, hooks included, on a rank with nothing to do.
         """
-        self._writer(trainer, task).close()
+        writer = self._writer(trainer, task)
+        writer.close()
         skipped = getattr(trainer.datamodule, "skipped", 0)
         strategy = trainer.strategy
         counts = torch.tensor(
-            [self.computed, skipped], dtype=torch.long, device=strategy.root_device
+            [self.computed, skipped, writer.duplicates],
+            dtype=torch.long,
+            device=strategy.root_device,
         )
         counts = strategy.reduce(counts, reduce_op="sum").cpu()
         strategy.barrier("segment_store_closed")
@@ -167,6 +167,7 @@ class StoreWriterCallback(BasePredictionWriter):
         return {
             "computed": int(counts[0]),
             "skipped": int(counts[1]),
+            "duplicates": int(counts[2]),
             "seconds": time.perf_counter() - self.start,
         }
 
