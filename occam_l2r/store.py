@@ -39,6 +39,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from occam_l2r.errors import UserError
 from occam_l2r.segmentation import Segmentation, decode_mask, encode_mask, mask_to_box
 from occam_l2r.store_files import (
     FAILURES_NAME,
@@ -63,6 +64,8 @@ __all__ = [
     "STORE_FORMAT_VERSION",
     "Segmentation",
     "SegmentationStore",
+    "StoreFormatError",
+    "StoreNotFoundError",
     "StoreWriter",
     "atomic_write_text",
     "config_hash",
@@ -71,6 +74,15 @@ __all__ = [
     "mask_to_box",
     "store_lock",
 ]
+
+
+class StoreNotFoundError(UserError, FileNotFoundError):
+    """No segmentation store at the given folder (the message says how to create one)."""
+
+
+class StoreFormatError(UserError, ValueError):
+    """A store written by an incompatible version of the toolkit."""
+
 
 STORE_FORMAT_VERSION = 1
 
@@ -248,7 +260,7 @@ class SegmentationStore:
         self.path = Path(path)
         manifest = self.path / "manifest.json"
         if not manifest.is_file():
-            raise FileNotFoundError(
+            raise StoreNotFoundError(
                 f"no segmentation store at {self.path} (manifest.json missing). Create it with "
                 "`python -m occam_l2r segment --config ...`, or set data.segmentation: gt for "
                 "datasets with ground-truth masks."
@@ -256,7 +268,7 @@ class SegmentationStore:
         self.manifest = json.loads(manifest.read_text())
         version = int(self.manifest.get("format_version", 0))
         if version != STORE_FORMAT_VERSION:
-            raise ValueError(
+            raise StoreFormatError(
                 f"store {self.path} has format version {version}; this occam_l2r reads version "
                 f"{STORE_FORMAT_VERSION}. Recompute the segmentations."
             )

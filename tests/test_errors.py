@@ -94,6 +94,15 @@ def test_missing_dataset_root_is_one_message(tmp_path: Path) -> None:
     )
 
 
+def test_missing_segmentation_store_is_one_message(tmp_path: Path, tiny_synthetic_root) -> None:
+    store = tmp_path / "no_store"
+    args = ["fit", "--config", TINY_FIT, "--data.init_args.segmentation", store,
+            "--data.init_args.dataset.init_args.root", tiny_synthetic_root,
+            "--trainer.logger.init_args.save_dir", tmp_path / "runs"]  # fmt: skip
+    proc = run_cli(args, tmp_path)
+    assert_one_message(proc, "fit", f"no segmentation store at {store}", "occam_l2r segment")
+
+
 @pytest.fixture
 def fuse_config(tmp_path: Path) -> tuple[Path, Path]:
     """A fuse config over synthetic runs; returns it and FG_C seed 0's logits folder."""

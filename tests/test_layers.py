@@ -4,7 +4,7 @@ Reads the imports of every module with ``ast`` (module-level and function-level 
 and checks them against the layer map of the design (docs/extending.md):
 
 1. ``data/datasets/``, ``data/records.py`` — the records of each dataset
-2. ``segmentation.py``, ``store.py``, ``logits.py`` — the stored formats
+2. ``segmentation.py``, ``store.py``, ``store_files.py``, ``logits.py`` — the stored formats
 3. ``views.py``
 4. ``segment/``, ``models/``, ``fusion/``, ``weights.py`` — plain models and methods
 5. ``data/`` (DataModules) and ``tasks/`` — Lightning wiring
@@ -30,6 +30,7 @@ FORBIDDEN = {
     "store": ["lightning", "torch", "occam_l2r.tasks", "occam_l2r.data", "occam_l2r.views",
               "occam_l2r.segment", "occam_l2r.fusion", "occam_l2r.models", "occam_l2r.commands"],
     "segmentation": ["lightning", "torch", "occam_l2r"],
+    "store_files": ["lightning", "torch", "occam_l2r"],
     "logits": ["lightning", "torch", "occam_l2r"],
     "views": ["lightning", "occam_l2r.tasks", "occam_l2r.segment", "occam_l2r.data",
               "occam_l2r.fusion", "occam_l2r.models", "occam_l2r.commands"],

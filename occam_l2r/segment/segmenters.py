@@ -260,9 +260,9 @@ class GroundTruth(Segmenter):
     Each non-empty ground-truth instance mask becomes one detection with score 1.0, its tight box
     and the image's class name as label (``label_ids``: the class index). An image whose masks are
     all empty is stored with no detection (its views fall back to FULL); an image or mask that
-    cannot be read, or a mask whose size differs from the image, is reported as a failure. Only
-    ``record`` and ``image_id`` of an item are used (the image size is read from the file header),
-    so :func:`occam_l2r.segment.gt.build_gt_store` runs it without reading any image.
+    cannot be read, or a mask whose size differs from the image, is reported as a failure. The
+    image size is that of the decoded image (``height``/``width`` of the item, EXIF orientation
+    applied), as the views see it; without them it is read from the file header.
     """
 
     name = "gt"
@@ -270,12 +270,20 @@ class GroundTruth(Segmenter):
     def config(self) -> dict[str, Any]:
         return {"segmenter": self.name, "dataset": type(self.dataset).__name__}
 
-    def segment_record(self, record: Record) -> Segmentation:
-        """The ground truth of one record; raises ``OSError``/``ValueError`` when unreadable."""
+    def segment_record(self, record: Record, size: tuple[int, int] | None = None) -> Segmentation:
+        """The ground truth of one record; raises ``OSError``/``ValueError`` when unreadable.
+
+        Args:
+            record: the image's record.
+            size: ``(height, width)`` of the decoded image; read from the file header if omitted.
+        """
         dataset = self.dataset
         masks = [m for m in dataset.gt_masks(record) if m.any()]
-        with Image.open(dataset.image_path(record)) as im:
-            width, height = im.size
+        if size is None:
+            with Image.open(dataset.image_path(record)) as im:
+                width, height = im.size
+        else:
+            height, width = size
         for m in masks:
             if m.shape != (height, width):
                 raise ValueError(
@@ -298,7 +306,8 @@ class GroundTruth(Segmenter):
         out: list[Segmentation | str] = []
         for it in items:
             try:
-                out.append(self.segment_record(it["record"]))
+                size = (it["height"], it["width"]) if "height" in it else None
+                out.append(self.segment_record(it["record"], size))
             except (OSError, ValueError) as err:
                 out.append(f"ground truth of {it['image_id']}: {err}")
         return out
