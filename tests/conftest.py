@@ -15,6 +15,17 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 TINY = {"train_per_class": 6, "val_per_class": 2, "test_per_class": 2}
+TINY_FG = Path(__file__).parent / "conf" / "tiny_fg.yaml"
+
+
+def tiny_fit_args(root: Path, out: Path) -> list[str]:
+    """The tiny FG_C config on a dataset ``root``, with logs and checkpoints under ``out``."""
+    return [
+        "--config", str(TINY_FG),
+        "--data.init_args.dataset.init_args.root", str(root),
+        "--trainer.logger.init_args.save_dir", str(out),
+        "--trainer.default_root_dir", str(out),
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -12,17 +12,9 @@ import pytest
 
 from occam_l2r.cli import main
 from occam_l2r.logits import LogitsFile
+from tests.conftest import tiny_fit_args
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
-
-
-def _args(root: Path, out: Path) -> list[str]:
-    return [
-        "--config", str(CONF),
-        "--data.init_args.dataset.init_args.root", str(root),
-        "--trainer.logger.init_args.save_dir", str(out),
-        "--trainer.default_root_dir", str(out),
-    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -34,7 +26,7 @@ def root(tmp_path, tiny_synthetic_root):
 
 def test_fit_test_predict(root, tmp_path):
     out = tmp_path / "runs"
-    main(["fit", *_args(root, out)])
+    main(["fit", *tiny_fit_args(root, out)])
     run = out / "tiny" / "FG_C" / "version_0"
     assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents*"))
     metrics = json.loads((run / "test_metrics.json").read_text())
@@ -44,7 +36,7 @@ def test_fit_test_predict(root, tmp_path):
     ckpt = run / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
 
-    main(["predict", *_args(root, out), "--ckpt_path", str(ckpt)])
+    main(["predict", *tiny_fit_args(root, out), "--ckpt_path", str(ckpt)])
     for split, n in [
         ("train", 24),
         ("val", 8),
@@ -102,7 +94,7 @@ def test_missing_pretrained_weights_fail_fast(root, tmp_path):
         main(
             [
                 "fit",
-                *_args(root, tmp_path / "o"),
+                *tiny_fit_args(root, tmp_path / "o"),
                 "--model.init_args.model_name",
                 "convnextv2_atto.fcmae_ft_in1k",
                 "--model.init_args.pretrained",
@@ -140,10 +132,10 @@ def test_per_candidate_predict_feeds_topk_fusion(root, tmp_path):
     from tests.conftest import TINY
 
     out = tmp_path / "runs"
-    main(["fit", *_args(root, out), "--test_after_fit", "false"])
+    main(["fit", *tiny_fit_args(root, out), "--test_after_fit", "false"])
     run = out / "tiny" / "FG_C" / "version_0"
     ckpt = str(run / "checkpoints" / "last.ckpt")
-    main(["predict", *_args(root, out), "--ckpt_path", ckpt, "--trainer.logger", "false"])
+    main(["predict", *tiny_fit_args(root, out), "--ckpt_path", ckpt, "--trainer.logger", "false"])
 
     ds = SyntheticSpurious(root=str(root), **TINY)
     store = tmp_path / "topk_store"
@@ -155,7 +147,7 @@ def test_per_candidate_predict_feeds_topk_fusion(root, tmp_path):
     writer.write(segs)
     writer.close()
     cand_dir = tmp_path / "cand_logits"
-    main(["predict", *_args(root, out), "--ckpt_path", ckpt, "--trainer.logger", "false",
+    main(["predict", *tiny_fit_args(root, out), "--ckpt_path", ckpt, "--trainer.logger", "false",
           "--data.init_args.segmentation", str(store), "--data.init_args.per_candidate", "true",
           "--model.init_args.logits_dir", str(cand_dir), "--trainer.default_root_dir", str(tmp_path / "p2")])  # fmt: skip
     fg = LogitsFile.load(cand_dir / "test_shift.npz")

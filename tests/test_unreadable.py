@@ -21,18 +21,9 @@ from PIL import Image
 from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.data.records import ImageReadError
-from tests.conftest import TINY
+from tests.conftest import TINY, tiny_fit_args
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
-
-
-def _args(root: Path, out: Path) -> list[str]:
-    return [
-        "--config", str(CONF),
-        "--data.init_args.dataset.init_args.root", str(root),
-        "--trainer.logger.init_args.save_dir", str(out),
-        "--trainer.default_root_dir", str(out),
-    ]  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +94,7 @@ def test_fit_skips_unreadable_images(root: Path, tmp_path: Path, caplog) -> None
     ids = damage(root)
     out = tmp_path / "runs"
     with caplog.at_level(logging.WARNING, logger="occam_l2r"):
-        main(["fit", *_args(root, out), "--data.init_args.on_unreadable", "skip"])
+        main(["fit", *tiny_fit_args(root, out), "--data.init_args.on_unreadable", "skip"])
     run = out / "tiny" / "FG_C" / "version_0"
     metrics = json.loads((run / "test_metrics.json").read_text())
     assert metrics["test_id/num_unreadable"] == 1 and metrics["test_shift/num_unreadable"] == 1
@@ -122,13 +113,13 @@ def test_error_names_the_file_and_the_option(
     ids = damage(root)
     # missing and empty files stop the run before anything is trained
     with pytest.raises(ImageReadError, match="on_unreadable: skip") as exc:
-        main(["fit", *_args(root, tmp_path / "a")])
+        main(["fit", *tiny_fit_args(root, tmp_path / "a")])
     assert str(root / ids["val"]) in str(exc.value) and str(root / ids["test_shift"]) in str(
         exc.value
     )
     assert not list((tmp_path / "a").rglob("*.ckpt"))
     # on the command line: one message naming the files, exit status 3
-    monkeypatch.setattr(sys, "argv", ["occam_l2r", "fit", *_args(root, tmp_path / "c")])
+    monkeypatch.setattr(sys, "argv", ["occam_l2r", "fit", *tiny_fit_args(root, tmp_path / "c")])
     with pytest.raises(SystemExit) as stop:
         main()
     err = capsys.readouterr().err
@@ -140,5 +131,5 @@ def test_error_names_the_file_and_the_option(
     victim = clean / _first(clean, "val")
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     with pytest.raises(ImageReadError, match="on_unreadable: skip") as exc:
-        main(["fit", *_args(clean, tmp_path / "b")])
+        main(["fit", *tiny_fit_args(clean, tmp_path / "b")])
     assert str(victim) in str(exc.value)
