@@ -150,11 +150,11 @@ def test_empty_gt_mask_gives_counted_fallback(root_copy):
 )
 def test_bad_numbers_rejected_when_the_config_is_parsed(tmp_path, capsys, key, value):
     from occam_l2r.cli import main
-    from tests.test_cli import _args
+    from tests.conftest import tiny_fit_args
 
     out = tmp_path / "runs"
     with pytest.raises(SystemExit) as exc:
-        main(["fit", *_args(tmp_path / "data", out), f"--data.init_args.{key}", value])
+        main(["fit", *tiny_fit_args(tmp_path / "data", out), f"--data.init_args.{key}", value])
     assert exc.value.code != 0
     assert key in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "data").exists()  # nothing was created
