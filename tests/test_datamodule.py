@@ -182,3 +182,24 @@ def test_skip_policy_counts_per_split(root_copy, tmp_path, monkeypatch):
     assert len(dm.splits["test_random"]) == 7
     assert victim.image_id not in {r.image_id for r in dm.splits["test_random"]}
     assert sum(len(b["id"]) for b in dm.test_dataloader()[2]) == 7
+
+
+def test_several_views_of_one_read(root_copy):
+    """A list of views gives every view of each image in one sample; the first is ``image``."""
+    dm = _dm(root_copy, view=["FG_C", "FULL", "BG_S"])
+    dm.prepare_data()
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()[0]))
+    assert set(batch["views"]) == {"FG_C", "FULL", "BG_S"} == set(batch["fallbacks"])
+    assert torch.equal(batch["views"]["FG_C"], batch["image"])
+    single = {v: next(iter(_ready(root_copy, v).test_dataloader()[0])) for v in ("FULL", "BG_S")}
+    for v, b in single.items():
+        assert torch.equal(batch["views"][v], b["image"]) and b["id"] == batch["id"]
+    assert not batch["fallbacks"]["FULL"].any()
+
+
+def _ready(root, view) -> ViewDataModule:
+    dm = _dm(root, view=view)
+    dm.prepare_data()
+    dm.setup("test")
+    return dm

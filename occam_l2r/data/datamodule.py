@@ -53,7 +53,8 @@ class ViewDataModule(L.LightningDataModule):
 
     Args:
         dataset: the dataset (``class_path`` + ``init_args`` in configs).
-        view: FULL, FG_C, FG_M, BG_S, BG_B, crop_resize_gray or alpha.
+        view: FULL, FG_C, FG_M, BG_S, BG_B, crop_resize_gray or alpha; or a list of views, each
+            made from one read of the image (batches then carry ``views`` / ``fallbacks``).
         segmentation: ``None`` (FULL only), ``"gt"`` (ground-truth masks, converted on first use
             into ``gt_store_dir``) or the path of a segmentation store.
         gt_store_dir: where the ``gt`` store is written; default ``<dataset root>/segmentations/gt``
@@ -82,7 +83,7 @@ class ViewDataModule(L.LightningDataModule):
     def __init__(
         self,
         dataset: RecordDataset,
-        view: View = "FULL",
+        view: View | list[View] = "FULL",
         segmentation: str | None = "gt",
         gt_store_dir: str | None = None,
         score_threshold: float = 0.0,
@@ -112,7 +113,10 @@ class ViewDataModule(L.LightningDataModule):
                 f"num_workers={num_workers} not negative"
             )
         self.dataset = dataset
-        self.view = view
+        self.views: list[View] = [view] if isinstance(view, str) else list(view)
+        if not self.views:
+            raise ValueError("data.view: give a view or a non-empty list of views")
+        self.view = self.views[0]
         self.segmentation = segmentation
         self.batch_size = batch_size
         self.num_workers = num_workers
@@ -155,6 +159,11 @@ class ViewDataModule(L.LightningDataModule):
         return ["train", "val", *self.test_split_names]
 
     @property
+    def needs_store(self) -> bool:
+        """Whether a view other than FULL is asked for (it needs a segmentation)."""
+        return any(v != "FULL" for v in self.views)
+
+    @property
     def store_path(self) -> Path | None:
         if self.segmentation is None:
             return None
@@ -168,7 +177,7 @@ class ViewDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Create the data if it can, check its images, build the ``gt`` store (main process)."""
         self.dataset.prepare()
-        gt = self.segmentation == "gt" and self.view != "FULL"  # FULL needs no store
+        gt = self.segmentation == "gt" and self.needs_store  # FULL needs no store
         splits = self.split_records()
         skip = self.hparams.on_unreadable == "skip"
         if self._bad is None:  # once per process (`fit` calls this again for its test)
@@ -234,9 +243,9 @@ class ViewDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        if self.view != "FULL" and self.segmentation is None:
+        if self.needs_store and self.segmentation is None:
             raise ValueError(
-                f"data.view={self.view} needs data.segmentation ('gt' or a store path)"
+                f"data.view={self.views} needs data.segmentation ('gt' or a store path)"
             )
         self.splits = self.split_records()
         skip = self.hparams.on_unreadable == "skip"
@@ -253,7 +262,7 @@ class ViewDataModule(L.LightningDataModule):
                 s: [r for r in recs if r.image_id not in bad] for s, recs in self.splits.items()
             }
             self._report_unreadable()
-        if self.store_path is not None and self.view != "FULL":
+        if self.store_path is not None and self.needs_store:
             self.store = SegmentationStore(self.store_path)
             self._check_store()
 
@@ -310,8 +319,8 @@ class ViewDataModule(L.LightningDataModule):
         return ViewDataset(
             self.dataset,
             self.splits[split],
-            self.view,
-            self.store if self.view != "FULL" else None,
+            self.views,
+            self.store if self.needs_store else None,
             transform,
             groups,
             hp.score_threshold,

@@ -6,6 +6,10 @@ in the task, with the model's own mean/std), ``label``, ``group`` (index), ``ind
 ``fallback`` (1 when the view fell back to FULL), and the strings ``id`` (the image id, path
 relative to the dataset root) and ``group_name``.
 
+Several views of one image (``view=["FULL", "FG_C"]``, e.g. for zero-shot ⊕max fusion) read the
+image once; the sample then also holds ``views`` (view name -> image) and ``fallbacks`` (view
+name -> flag), and ``image`` / ``fallback`` are the first view's.
+
 With ``per_candidate=True`` an image prompted with several candidate classes (the top-k prompts
 of L2R² appendix C.1, stored in the detections' ``label_ids``) yields one item per candidate,
 each made from that candidate's detections only.
@@ -57,7 +61,7 @@ class ViewDataset(Dataset):
     Args:
         dataset: the record dataset (reads images).
         records: the split's records.
-        view: the view to produce.
+        view: the view to produce, or several views of each image (the first is ``image``).
         store: the segmentation store, or ``None`` (only FULL is possible then).
         transform: albumentations pipeline applied to the view.
         group_index: group name -> index.
@@ -71,7 +75,7 @@ class ViewDataset(Dataset):
         self,
         dataset: RecordDataset,
         records: Sequence[Record],
-        view: View,
+        view: View | Sequence[View],
         store: SegmentationStore | None,
         transform: A.Compose,
         group_index: dict[str, int],
@@ -80,13 +84,16 @@ class ViewDataset(Dataset):
         fill: int = 0,
         per_candidate: bool = False,
     ) -> None:
-        if view != "FULL" and store is None:
+        self.views: list[View] = [view] if isinstance(view, str) else list(view)
+        if not self.views:
+            raise ValueError("ViewDataset needs at least one view")
+        if store is None and (needs := [v for v in self.views if v != "FULL"]):
             raise ValueError(
-                f"view {view} needs a segmentation store; set data.segmentation (e.g. 'gt' or a store path)"
+                f"view {needs[0]} needs a segmentation store; set data.segmentation (e.g. 'gt' or a store path)"
             )
         self.dataset = dataset
         self.records = list(records)
-        self.view = view
+        self.view = self.views[0]
         self.store = store
         self.transform = transform
         self.group_index = group_index
@@ -113,7 +120,11 @@ class ViewDataset(Dataset):
         return len(self.items)
 
     def render(self, index: int) -> tuple[np.ndarray, str | None]:
-        """The view of item ``index`` before augmentation, and the fallback reason if any."""
+        """The (first) view of item ``index`` before augmentation, and the fallback reason if any."""
+        return self.render_views(index)[self.view]
+
+    def render_views(self, index: int) -> dict[str, tuple[np.ndarray, str | None]]:
+        """Every view of item ``index`` before augmentation, with its fallback reason if any."""
         rec_index, candidate = self.items[index]
         rec = self.records[rec_index]
         try:
@@ -126,24 +137,38 @@ class ViewDataset(Dataset):
         seg = self.store.get(rec.image_id) if self.store is not None else None
         if seg is not None and candidate >= 0:
             seg = seg.subset(np.nonzero(seg.label_ids == candidate)[0])
-        result = apply_view(self.view, image, seg, self.score_threshold, self.foreground, self.fill)
-        return result.image, result.fallback
+        out = {}
+        for view in self.views:
+            result = apply_view(view, image, seg, self.score_threshold, self.foreground, self.fill)
+            out[view] = (result.image, result.fallback)
+        return out
+
+    def _tensor(self, image: np.ndarray) -> torch.Tensor:
+        image = self.transform(image=image)["image"]
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rec_index, candidate = self.items[index]
         rec = self.records[rec_index]
-        image, fallback = self.render(index)
-        image = self.transform(image=image)["image"]
-        return {
+        rendered = self.render_views(index)
+        image, fallback = rendered[self.view]
+        sample = {
             "id": rec.image_id,
             "group_name": rec.group,
-            "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1),
+            "image": self._tensor(image),
             "label": torch.tensor(rec.label, dtype=torch.long),
             "group": torch.tensor(self.group_index.get(rec.group, 0), dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long),
             "candidate": torch.tensor(candidate, dtype=torch.long),
             "fallback": torch.tensor(fallback is not None, dtype=torch.float32),
         }
+        if len(self.views) > 1:
+            sample["views"] = {v: self._tensor(im) for v, (im, _) in rendered.items()}
+            sample["fallbacks"] = {
+                v: torch.tensor(why is not None, dtype=torch.float32)
+                for v, (_, why) in rendered.items()
+            }
+        return sample
 
 
 #: file listing the images left out by ``on_unreadable: skip`` (in the run folder)
