@@ -273,11 +273,17 @@ class RecordDataset(abc.ABC):
     Subclasses set ``root``, ``class_names`` and implement :meth:`load_records`. Splits are named;
     ``train_split``, ``val_split`` and ``test_splits`` say which role each plays. A dataset with
     no validation split sets ``val_split = None`` and the DataModule holds out a fraction of train.
+
+    ``headline_metric`` is the metric the dataset's paper reports first (``acc``, or ``macro_acc``
+    for FungiTastic); model selection on val follows it. ``imagenet_class_indices`` gives, for a
+    dataset whose classes are ImageNet-1k classes, each class's ImageNet-1k index (``None``
+    otherwise), so it can be scored in the 1000-way label space.
     """
 
     root: Path
     class_names: list[str]
     group_names: list[str] = []
+    headline_metric: str = "acc"
     train_split: str | None = "train"
     val_split: str | None = "val"
     test_splits: list[str] = ["test"]
@@ -299,6 +305,11 @@ class RecordDataset(abc.ABC):
     @property
     def name(self) -> str:
         return type(self).__name__.lower()
+
+    @property
+    def imagenet_class_indices(self) -> list[int] | None:
+        """The ImageNet-1k index of each class, or ``None`` if the classes are not ImageNet's."""
+        return None
 
     def _by_split(self) -> dict[str, list[Record]]:
         if self._records is None:
