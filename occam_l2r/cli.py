@@ -44,6 +44,7 @@ VERBS: dict[str, str] = {
     "fuse": "occam_l2r.commands.fuse:main",
     "pipeline": "occam_l2r.commands.pipeline:main",
     "check": "occam_l2r.commands.check:main",
+    "discover": "occam_l2r.commands.discover:main",
 }
 
 
