@@ -45,6 +45,7 @@ VERBS: dict[str, str] = {
     "pipeline": "occam_l2r.commands.pipeline:main",
     "check": "occam_l2r.commands.check:main",
     "discover": "occam_l2r.commands.discover:main",
+    "occam": "occam_l2r.commands.occam:main",
 }
 
 
