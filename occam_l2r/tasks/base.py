@@ -134,6 +134,18 @@ class BaseTask(L.LightningModule):
         """Update the split's metrics with a batch; returns the batch's logits."""
         split = self.split_names[stage][dataloader_idx]
         logits = self.logits_of(batch)
+        self.update_metrics(split, batch, logits, batch.get("fallback"))
+        return logits
+
+    def update_metrics(
+        self,
+        split: str,
+        batch: dict[str, Any],
+        logits: torch.Tensor,
+        fallback: torch.Tensor | None = None,
+    ) -> None:
+        """Update the metric collection ``split`` (made by :meth:`make_metrics`; a task with
+        several outputs keys one per ``<split>/<output>``) with a batch's ``logits``."""
         real = _real_rows(batch, len(logits), logits.device)  # DDP padding is never counted
         label = batch["label"]
         scored = real & (label >= 0)  # unlabelled samples (-1) are predicted, never scored
@@ -145,13 +157,11 @@ class BaseTask(L.LightningModule):
             m["macro_acc"].update(z, y)
             m["group_acc"].update(z, y, g)
             self.update_extra(m, z, y)
-        fallback = batch.get("fallback")
         if fallback is None:
             fallback = torch.zeros(len(label), device=logits.device)
         if bool(real.any()):
             m["fallback_rate"].update(fallback[real].float())
         m["num_samples"].update(real.sum().float())
-        return logits
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.evaluate("val", batch, dataloader_idx)
