@@ -226,3 +226,31 @@ def test_discover_cli_names_a_missing_movi_layout(tmp_path: Path) -> None:
     conf.write_text(yaml.safe_dump(cfg))
     with pytest.raises(FileNotFoundError, match=r"folder not found: .*movi.*download_movi.py"):
         main(["discover", "--config", str(conf)])
+
+
+def test_an_image_without_predicted_masks_scores_zero() -> None:
+    gt = three_objects()
+    rec = Record(image_id="e.png", label=-1, split="test")
+    seg = Segmentation.from_masks("e.png", [], height=2, width=2)  # stored, nothing found
+    score = score_image(rec, [gt == k for k in (1, 2, 3)], seg)
+    assert (score.pred_masks, score.fg_ari, score.mbo) == (0, 0.0, 0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "verb, configs",
+    [("discover", ["configs/movi/discover.yaml"]), ("discover", ["configs/synthetic/discover.yaml"]),
+     ("segment", ["configs/movi/sam_auto.yaml"]), ("segment", ["configs/movi/gt.yaml"]),
+     ("segment", ["configs/movi/sam_auto.yaml", "configs/movi/level_e.yaml"])],
+)  # fmt: skip
+def test_discovery_configs_parse(
+    verb: str, configs: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    args = [a for c in configs for a in ("--config", str(REPO / c))]
+    with pytest.raises(SystemExit) as exit_:
+        main([verb, *args, "--print_config"])
+    assert exit_.value.code in (0, None)
+    printed = yaml.safe_load(capsys.readouterr().out)
+    if verb == "segment" and len(configs) == 2:
+        assert printed["data"]["dataset"]["init_args"]["level"] == "E"
+        assert printed["model"]["store"].endswith("movi_e_sam_auto")
