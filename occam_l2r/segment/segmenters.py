@@ -7,6 +7,10 @@ A segmenter is chosen by ``class_path`` in the config's ``segmenter:`` section:
 - :class:`AutomaticMasks` — SAM's automatic all-object masks (OCCAM);
 - :class:`GroundTruth` — the dataset's ground-truth masks (the ``gt`` source; also what
   :func:`occam_l2r.segment.gt.build_gt_store` runs, without Lightning, for ``data.segmentation: gt``).
+- :class:`occam_l2r.segment.regions.RegionMasks` — scikit-image regions plus the object, several
+  class-agnostic candidates per image without weights (OCCAM on the embedded benchmark);
+- :class:`occam_l2r.segment.external.ExternalMasks` — masks computed elsewhere (CropFormer,
+  FT-Dinosaur) read from a folder of per-image instance-id PNGs.
 
 Every segmenter exposes a JSON config (hashed into the store), a fast weight check that runs
 before any model is loaded or process spawned, a picklable per-image ``preprocessor`` for

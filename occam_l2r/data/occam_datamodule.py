@@ -1,0 +1,330 @@
+"""OCCAM's data: every image with all of its masks, applied every way, from one or more stores.
+
+:class:`OccamDataset` reads an image once and, for each mask source (a segmentation store of
+class-agnostic masks: SAM automatic masks, imported CropFormer / FT-Dinosaur masks, scikit-image
+regions, or ``gt``), applies every mask of the image with every apply mode
+(:mod:`occam_l2r.occam.apply`) as a square network input. A sample holds:
+
+- ``image`` (``(3, S, S)`` uint8, the whole image) and, with the ``alpha`` mode, ``image_alpha``
+  (``(4, S, S)``, the whole image with a full α-channel);
+- ``masks[source][mode]`` — ``(K, C, S, S)`` uint8, the K masks of the image applied (K may be 0:
+  the image then counts as having no masks and is classified on the whole image);
+- ``bbox_iou[source]`` — ``(K,)`` pixel IoU of each mask with the image's ground-truth box
+  (:func:`occam_l2r.occam.scores.bbox_iou`; NaN without one) and ``object_iou[source]`` — IoU
+  with the ground-truth object (NaN without one), which tells whether a score found the object;
+- ``label``, ``group``, ``index``, ``id``, ``group_name`` as in every DataModule of the toolkit.
+
+:func:`collate_occam` concatenates the masks of a batch per (source, mode) so a task encodes
+them together, and gives ``owner[source]`` (the batch position of each mask) and
+``num_masks[source]``. The ground-truth box is the union of the dataset's ``gt_boxes(record)``
+when it has them, else the tight box of its ground-truth masks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
+
+from occam_l2r.data.loaders import eval_loader, world_of
+from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.errors import UserError
+from occam_l2r.occam.apply import APPLY_MODES, ApplyMode, apply_mask, channels, whole_image
+from occam_l2r.occam.ground_truth import ground_truth, mask_iou
+from occam_l2r.occam.scores import bbox_iou
+from occam_l2r.segment.gt import build_gt_store
+from occam_l2r.store import SegmentationStore
+
+log = logging.getLogger(__name__)
+
+#: per-source fields of a sample, concatenated over the batch by :func:`collate_occam`
+PER_MASK = ("bbox_iou", "object_iou")
+
+
+class MissingMasksError(UserError, ValueError):
+    """Images of a split are absent from a mask source's store (``on_missing: error``)."""
+
+
+class OccamDataset(Dataset):
+    """The images of one split with every mask of every source, applied every way.
+
+    Args:
+        dataset: the record dataset (reads images and ground truth).
+        records: the split's records.
+        stores: source name -> its store.
+        modes: the apply modes.
+        image_size: side S of the square network input.
+        group_index: group name -> index.
+        min_area: masks with fewer pixels are ignored.
+        max_masks: at most this many masks per image and source, in the store's order.
+        with_ground_truth: read the ground-truth box and object (``bbox_iou``, ``object_iou``).
+    """
+
+    def __init__(
+        self,
+        dataset: RecordDataset,
+        records: Sequence[Record],
+        stores: dict[str, SegmentationStore],
+        modes: Sequence[str],
+        image_size: int,
+        group_index: dict[str, int],
+        min_area: int = 1,
+        max_masks: int | None = None,
+        with_ground_truth: bool = True,
+    ) -> None:
+        self.dataset = dataset
+        self.records = list(records)
+        self.stores = stores
+        self.modes = list(modes)
+        self.size = int(image_size)
+        self.group_index = group_index
+        self.min_area = min_area
+        self.max_masks = max_masks
+        self.with_ground_truth = with_ground_truth
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def masks_of(self, source: str, image_id: str, size: tuple[int, int]) -> list[np.ndarray]:
+        """The usable masks of an image in a source (none if the store lacks the image)."""
+        seg = self.stores[source].get(image_id)
+        if seg is None or not seg.has_masks:
+            return []
+        if (seg.height, seg.width) != size:
+            raise ValueError(
+                f"the {source} masks of {image_id} are {seg.width}x{seg.height} but the image is "
+                f"{size[1]}x{size[0]}; the store {self.stores[source].path} belongs to other "
+                "images."
+            )
+        masks = [m for i in range(len(seg)) if int((m := seg.mask(i)).sum()) >= self.min_area]
+        return masks[: self.max_masks] if self.max_masks is not None else masks
+
+    def _tensor(self, images: list[np.ndarray], mode: str) -> torch.Tensor:
+        if not images:
+            return torch.zeros((0, channels(mode), self.size, self.size), dtype=torch.uint8)
+        return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        rec = self.records[index]
+        image = self.dataset.read_image(rec)
+        hw = image.shape[:2]
+        box, obj = ground_truth(self.dataset, rec, hw) if self.with_ground_truth else (None, None)
+        sample: dict[str, Any] = {
+            "id": rec.image_id,
+            "group_name": rec.group,
+            "label": torch.tensor(rec.label, dtype=torch.long),
+            "group": torch.tensor(self.group_index.get(rec.group, 0), dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),
+            "image": self._tensor([whole_image("FULL", image, self.size)], "FULL")[0],
+            "masks": {},
+            **{key: {} for key in PER_MASK},
+        }
+        if "alpha" in self.modes:
+            sample["image_alpha"] = self._tensor([whole_image("alpha", image, self.size)], "alpha")[
+                0
+            ]
+        for source in self.stores:
+            masks = self.masks_of(source, rec.image_id, hw)
+            sample["masks"][source] = {
+                mode: self._tensor([apply_mask(mode, image, m, self.size) for m in masks], mode)
+                for mode in self.modes
+            }
+            iou = bbox_iou(masks, box) if box is not None else np.full(len(masks), np.nan)
+            sample["bbox_iou"][source] = torch.from_numpy(np.asarray(iou, np.float32))
+            sample["object_iou"][source] = torch.from_numpy(mask_iou(masks, obj))
+        return sample
+
+
+def collate_occam(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch: per-image fields stacked, masks concatenated per (source, mode), with
+    ``owner[source]`` (batch position of each mask) and ``num_masks[source]``."""
+    nested = ("masks", *PER_MASK)
+    batch = default_collate([{k: v for k, v in s.items() if k not in nested} for s in samples])
+    sources = list(samples[0]["masks"])
+    counts = {
+        src: torch.tensor([len(s["bbox_iou"][src]) for s in samples], dtype=torch.long)
+        for src in sources
+    }
+    batch["num_masks"] = counts
+    batch["owner"] = {
+        src: torch.repeat_interleave(torch.arange(len(samples)), counts[src]) for src in sources
+    }
+    batch["masks"] = {
+        src: {mode: torch.cat([s["masks"][src][mode] for s in samples]) for mode in modes}
+        for src, modes in samples[0]["masks"].items()
+    }
+    for key in PER_MASK:
+        batch[key] = {src: torch.cat([s[key][src] for s in samples]) for src in sources}
+    return batch
+
+
+class OccamDataModule(L.LightningDataModule):
+    """Test/predict loaders of OCCAM: every mask of every source, applied every way.
+
+    Args:
+        dataset: the dataset (``class_path`` + ``init_args`` in configs).
+        mask_sources: segmentation stores of class-agnostic masks: a bare name is the store
+            ``<dataset root>/segmentations/<name>`` (e.g. ``synthetic_regions``, written by
+            ``python -m occam_l2r segment --config configs/segment/synthetic_regions.yaml``),
+            ``gt`` the ground-truth masks (built on first use), anything else a store folder. A
+            source's name in the tables is the folder's name.
+        apply_modes: ``crop_resize_gray``, ``crop_resize_original``, ``alpha``.
+        splits: the splits to evaluate; default every test split of the dataset.
+        image_size: side of the square network input (the zero-shot model's resolution).
+        min_area: masks with fewer pixels are ignored.
+        max_masks: at most this many masks per image and source (the store's first ones).
+        ground_truth: read each image's ground-truth box and object (the ``bbox_iou`` score and
+            the chosen mask's IoU with the object).
+        on_missing: an image absent from a store is an ``error``, or has no masks (``empty``:
+            classified on the whole image and counted).
+        gt_store_dir: where the ``gt`` source is written; default
+            ``<dataset root>/segmentations/gt``.
+        batch_size: images per batch (their masks are encoded together).
+        num_workers: DataLoader workers (each applies the masks of its images).
+    """
+
+    def __init__(
+        self,
+        dataset: RecordDataset,
+        mask_sources: list[str],
+        apply_modes: list[ApplyMode] | None = None,
+        splits: list[str] | None = None,
+        image_size: PositiveInt = 224,
+        min_area: PositiveInt = 1,
+        max_masks: PositiveInt | None = None,
+        ground_truth: bool = True,
+        on_missing: Literal["error", "empty"] = "error",
+        gt_store_dir: str | None = None,
+        batch_size: PositiveInt = 16,
+        num_workers: NonNegativeInt = 2,
+    ) -> None:
+        super().__init__()
+        modes = list(apply_modes) if apply_modes is not None else list(APPLY_MODES)
+        self.save_hyperparameters(ignore=["dataset"])
+        if not mask_sources:
+            raise ValueError("data.mask_sources: give at least one segmentation store")
+        bad = [m for m in modes if m not in APPLY_MODES]
+        if bad or not modes:
+            raise ValueError(f"data.apply_modes={modes}: choose from {APPLY_MODES}")
+        self.dataset = dataset
+        self.apply_modes = modes
+        self.image_size = int(image_size)
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.splits_asked = list(splits) if splits is not None else None
+        self.stores: dict[str, SegmentationStore] = {}
+        self.records: dict[str, list[Record]] = {}
+
+    # ------------------------------------------------------------------ what the task reads
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.dataset.class_names)
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(self.dataset.group_names)
+
+    @property
+    def test_split_names(self) -> list[str]:
+        return list(self.splits_asked or self.dataset.test_splits)
+
+    val_split_names = test_split_names
+    predict_split_names = test_split_names
+
+    def store_path(self, source: str) -> Path:
+        """The folder of a mask source (see ``mask_sources``)."""
+        if source == "gt":
+            gt_dir = self.hparams.gt_store_dir
+            return Path(gt_dir) if gt_dir else Path(self.dataset.root) / "segmentations" / "gt"
+        if "/" not in source and "\\" not in source:
+            return Path(self.dataset.root) / "segmentations" / source
+        return Path(source).expanduser()
+
+    @property
+    def source_names(self) -> list[str]:
+        """The table name of each mask source (its store folder's name)."""
+        return ["gt" if s == "gt" else self.store_path(s).name for s in self.hparams.mask_sources]
+
+    # ------------------------------------------------------------------ lifecycle
+    def _split_records(self) -> dict[str, list[Record]]:
+        return {s: list(self.dataset.records(s)) for s in self.test_split_names}
+
+    def prepare_data(self) -> None:
+        """Create the dataset if it can; build the ``gt`` store when it is a source."""
+        self.dataset.prepare()
+        if "gt" in self.hparams.mask_sources:
+            used = {r.image_id: r for recs in self._split_records().values() for r in recs}
+            build_gt_store(self.dataset, self.store_path("gt"), records=list(used.values()))
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.stores:
+            return
+        self.records = self._split_records()
+        names = self.source_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"data.mask_sources name two stores alike: {names}")
+        for source, name in zip(self.hparams.mask_sources, names, strict=True):
+            self.stores[name] = SegmentationStore(self.store_path(source))
+        for name, store in self.stores.items():
+            for split, records in self.records.items():
+                missing = [r.image_id for r in records if r.image_id not in store]
+                if not missing:
+                    continue
+                msg = (
+                    f"{len(missing)} of {len(records)} images of split {split!r} are not in the "
+                    f"mask source {name} ({store.path}; first: {missing[:3]})."
+                )
+                if self.hparams.on_missing == "error":
+                    raise MissingMasksError(
+                        msg + " Run `python -m occam_l2r segment` for them (it resumes), or set "
+                        "data.on_missing: empty to classify them on the whole image."
+                    )
+                log.warning("%s They have no masks (data.on_missing=empty).", msg)
+
+    def _dataset(self, split: str) -> OccamDataset:
+        hp = self.hparams
+        groups = {g: i for i, g in enumerate(self.dataset.group_names)}
+        return OccamDataset(
+            self.dataset,
+            self.records[split],
+            self.stores,
+            self.apply_modes,
+            self.image_size,
+            groups,
+            min_area=hp.min_area,
+            max_masks=hp.max_masks,
+            with_ground_truth=hp.ground_truth,
+        )
+
+    def _loader(self, split: str) -> DataLoader:
+        world, rank = world_of(self.trainer)
+        return eval_loader(
+            self._dataset(split),
+            self.batch_size,
+            num_workers=self.num_workers,
+            world_size=world,
+            rank=rank,
+            collate_fn=collate_occam,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def test_dataloader(self) -> list[DataLoader]:
+        return [self._loader(s) for s in self.test_split_names]
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [self._loader(s) for s in self.val_split_names]
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return [self._loader(s) for s in self.predict_split_names]

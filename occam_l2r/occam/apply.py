@@ -1,0 +1,126 @@
+"""Applying a mask to an image, a(x, m) (OCCAM §3.2.1, §C and §E.1), and the network's input.
+
+Three apply modes, the rows of OCCAM's Table 8 ("Apply Mask" and "BG" columns):
+
+- ``crop_resize_gray`` — "crop + resize", background gray: pixels outside the mask set to gray,
+  the mask's box cropped and resized (:func:`occam_l2r.views.crop_resize_gray`);
+- ``crop_resize_original`` — "crop + resize", background original: the same crop of the same box
+  with every pixel as in the image (§E.1 "Choosing background");
+- ``alpha`` — "α-channel", background original: the whole image plus the mask as a fourth
+  channel (:func:`occam_l2r.views.alpha_image`) for an AlphaCLIP encoder
+  (:mod:`occam_l2r.models.alpha_clip`).
+
+Every applied image becomes a square network input with :func:`fit_square` (shortest side
+resized to the model's input size, centre crop), as the authors' evaluation transform does
+(``Resize(224)`` + ``CenterCrop(224)`` after the mask is applied at the image's own size,
+AlexanderRubinstein/OCCAM ``occam/robust_classification/eval.py``). One difference, kept on
+purpose: the toolkit's crop is the mask's tight box resized to the image size (one crop rule for
+every OCCAM view of the toolkit), where the authors' ``crop_resize_gray``
+(``occam/robust_classification/masking.py``) crops a square around the box centre.
+
+The whole-image baselines (Table 8's mask-free rows) go through the same square input:
+:func:`whole_image` (RGB, or RGB with an all-ones α-channel, the "whole image" foreground
+detector of §E.1).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from occam_l2r.segmentation import mask_to_box
+from occam_l2r.views import alpha_image, crop_resize_gray
+
+ApplyMode = Literal["crop_resize_gray", "crop_resize_original", "alpha"]
+#: every apply mode, in the order of the tables
+APPLY_MODES: tuple[str, ...] = ("crop_resize_gray", "crop_resize_original", "alpha")
+#: Table 8's "Apply Mask" and "BG" columns of each mode
+TABLE_COLUMNS: dict[str, tuple[str, str]] = {
+    "crop_resize_gray": ("crop + resize", "gray"),
+    "crop_resize_original": ("crop + resize", "original"),
+    "alpha": ("α-channel", "original"),
+}
+
+
+def channels(mode: str) -> int:
+    """Channels of the network input of ``mode`` (4 for ``alpha``, else 3)."""
+    return 4 if mode == "alpha" else 3
+
+
+def crop_resize_original(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """ "crop + resize" with the original background: the mask's tight box cropped from the
+    image, every pixel kept, resized to the image size.
+
+    The same crop and resize as :func:`~occam_l2r.views.crop_resize_gray` (it is called with the
+    mask's filled box as the mask, so nothing inside the crop turns gray).
+    """
+    x0, y0, x1, y1 = (int(v) for v in mask_to_box(mask))
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError("crop_resize_original needs a non-empty mask")
+    box = np.zeros(mask.shape, bool)
+    box[y0:y1, x0:x1] = True
+    return crop_resize_gray(image, box)
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((w, h), resample))
+
+
+def fit_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize the shortest side to ``size`` (bilinear) and crop the centre square.
+
+    A fourth (α) channel is resized on its own, so the RGB values under a zero α stay as they
+    are (PIL would premultiply an RGBA image).
+
+    Args:
+        image: ``(H, W, 3)`` or ``(H, W, 4)`` uint8.
+        size: side of the square output.
+
+    Returns:
+        ``(size, size, C)`` uint8.
+    """
+    h, w = image.shape[:2]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    parts = [_resize(np.ascontiguousarray(image[..., :3]), (nh, nw), Image.BILINEAR)]
+    if image.shape[-1] == 4:
+        alpha = np.ascontiguousarray(image[..., 3])
+        parts.append(_resize(alpha, (nh, nw), Image.BILINEAR)[..., None])
+    out = np.concatenate(parts, axis=-1) if len(parts) > 1 else parts[0]
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return np.ascontiguousarray(out[top : top + size, left : left + size])
+
+
+def apply_mask(mode: str, image: np.ndarray, mask: np.ndarray, size: int) -> np.ndarray:
+    """a(x, m) as a square network input.
+
+    Args:
+        mode: ``crop_resize_gray``, ``crop_resize_original`` or ``alpha``.
+        image: ``(H, W, 3)`` uint8.
+        mask: boolean ``(H, W)``, not empty.
+        size: side of the network input.
+
+    Returns:
+        ``(size, size, 3)`` uint8 (``(size, size, 4)`` for ``alpha``).
+    """
+    if mode == "crop_resize_gray":
+        applied = crop_resize_gray(image, mask)
+    elif mode == "crop_resize_original":
+        applied = crop_resize_original(image, mask)
+    elif mode == "alpha":
+        applied = alpha_image(image, mask)
+    else:
+        raise ValueError(f"unknown apply mode {mode!r}; choose one of {APPLY_MODES}")
+    return fit_square(applied, size)
+
+
+def whole_image(mode: str, image: np.ndarray, size: int) -> np.ndarray:
+    """The whole image as the input of ``mode``'s encoder: RGB, or RGB plus a full α-channel."""
+    if mode == "alpha":
+        return fit_square(alpha_image(image, np.ones(image.shape[:2], bool)), size)
+    return fit_square(image, size)
