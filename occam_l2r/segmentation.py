@@ -3,6 +3,12 @@
 The record type that segmenters produce, the segmentation store (:mod:`occam_l2r.store`) keeps
 and the views (:mod:`occam_l2r.views`) read. Plain numpy + pycocotools; imports nothing of the
 toolkit.
+
+What ``scores`` hold depends on the segmenter (:func:`score_kind`): a detector's confidence,
+SAM's predicted IoU (automatic masks), or 1.0 (ground truth). ``prompt_ids`` is the class index
+of every prompt the image was given (``-1`` for a meta-prompt), so the candidates of a top-k
+prompted store are known even when the detector found nothing for one of them; rows of stores
+written before it read back with an empty list.
 """
 
 from __future__ import annotations
@@ -24,6 +30,16 @@ def encode_mask(mask: np.ndarray) -> bytes:
 def decode_mask(counts: bytes, height: int, width: int) -> np.ndarray:
     """Decode COCO-RLE ``counts`` into a boolean ``(height, width)`` mask."""
     return mask_utils.decode({"size": [height, width], "counts": counts}).astype(bool)
+
+
+#: what ``Segmentation.scores`` hold, by segmenter name; any other (detector) name: its confidence
+SCORE_KINDS = {"sam_auto": "sam_predicted_iou", "gt": "ground_truth"}
+
+
+def score_kind(segmenter: str) -> str:
+    """What the scores of ``segmenter``'s segmentations are: ``sam_predicted_iou`` (SAM's
+    automatic masks), ``ground_truth`` (always 1.0) or ``detector_confidence``."""
+    return SCORE_KINDS.get(segmenter, "detector_confidence")
 
 
 def mask_to_box(mask: np.ndarray) -> np.ndarray:
@@ -49,6 +65,7 @@ class Segmentation:
     prompts: list[str] = field(default_factory=list)
     segmenter: str = ""
     config_hash: str = ""
+    prompt_ids: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
@@ -64,6 +81,12 @@ class Segmentation:
                 f"segmentation of {self.image_id}: {n} boxes but {len(self.scores)} scores, "
                 f"{len(self.labels)} labels, {len(self.label_ids)} label ids"
             )
+        self.prompt_ids = [int(c) for c in self.prompt_ids]
+        if self.prompt_ids and len(self.prompt_ids) != len(self.prompts):
+            raise ValueError(
+                f"segmentation of {self.image_id}: {len(self.prompts)} prompts but "
+                f"{len(self.prompt_ids)} prompt ids"
+            )
         if self.masks_rle and len(self.masks_rle) != n:
             raise ValueError(
                 f"segmentation of {self.image_id}: {n} boxes but {len(self.masks_rle)} masks"
@@ -75,6 +98,18 @@ class Segmentation:
     @property
     def has_masks(self) -> bool:
         return bool(self.masks_rle)
+
+    @property
+    def score_kind(self) -> str:
+        """What :attr:`scores` are (:func:`score_kind` of the segmenter)."""
+        return score_kind(self.segmenter)
+
+    def candidates(self) -> list[int]:
+        """The class indices this image was prompted with (top-k candidates or the GT label),
+        in prompt order, without repeats; from the detections' ``label_ids`` for a store
+        written before ``prompt_ids`` (candidates without a detection are then unknown)."""
+        ids = self.prompt_ids if self.prompt_ids else self.label_ids.tolist()
+        return list(dict.fromkeys(int(c) for c in ids if c >= 0))
 
     def mask(self, i: int) -> np.ndarray:
         """Boolean ``(H, W)`` mask of detection ``i``."""
@@ -128,6 +163,7 @@ class Segmentation:
             label_ids=self.label_ids[keep],
             masks_rle=[self.masks_rle[i] for i in keep] if self.masks_rle else [],
             prompts=list(self.prompts),
+            prompt_ids=list(self.prompt_ids),
             segmenter=self.segmenter,
             config_hash=self.config_hash,
         )
@@ -140,6 +176,7 @@ class Segmentation:
             "segmenter": self.segmenter,
             "config_hash": self.config_hash,
             "prompts": list(self.prompts),
+            "prompt_ids": list(self.prompt_ids),
             "boxes": self.boxes.tolist(),
             "scores": self.scores.tolist(),
             "labels": list(self.labels),
@@ -159,6 +196,7 @@ class Segmentation:
             label_ids=np.asarray(row["label_ids"], np.int32),
             masks_rle=list(row["masks"]),
             prompts=list(row["prompts"]),
+            prompt_ids=list(row.get("prompt_ids") or []),
             segmenter=row["segmenter"],
             config_hash=row["config_hash"],
         )

@@ -14,7 +14,9 @@ Every parquet row is one image: ``image_id`` (path relative to the dataset root)
 ``height``, ``segmenter``, ``config_hash``, ``prompts``, ``boxes`` (xyxy pixels, x1/y1 exclusive),
 ``scores``, ``labels`` (prompt text per detection), ``label_ids`` (class index or -1) and
 ``masks`` (COCO RLE ``counts`` bytes, one per detection, size = (height, width); empty when the
-source gives boxes only); a row reads back as a :class:`~occam_l2r.segmentation.Segmentation`.
+source gives boxes only) and ``prompt_ids`` (class index of each prompt, -1 for a meta-prompt;
+null in rows written before it); a row reads back as a
+:class:`~occam_l2r.segmentation.Segmentation`.
 
 **Safety.** Every file is written to a temporary name and renamed, so a killed run loses at most
 the batch in flight, and a rerun skips the images already stored. Several writers may share a
@@ -99,6 +101,7 @@ SCHEMA = pa.schema(
         ("labels", pa.list_(pa.string())),
         ("label_ids", pa.list_(pa.int32())),
         ("masks", pa.list_(pa.binary())),
+        ("prompt_ids", pa.list_(pa.int32())),
     ],
     metadata={"occam_l2r_store_format": str(STORE_FORMAT_VERSION)},
 )
@@ -108,6 +111,15 @@ def config_hash(config: dict[str, Any]) -> str:
     """Short stable hash of a segmenter config (JSON with sorted keys)."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha1(blob).hexdigest()[:12]
+
+
+def _conform(table: pa.Table) -> pa.Table:
+    """A stored table in :data:`SCHEMA`; ``prompt_ids`` (added within format 1) is null in
+    tables written before it."""
+    for f in SCHEMA:
+        if f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
+    return table.select(SCHEMA.names).cast(SCHEMA)
 
 
 def _rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
@@ -217,9 +229,9 @@ class StoreWriter:
         for f in data_files(self.path):
             if f.name.startswith("shard-") and f != shard:
                 seen.update(ids_of(f))
-        base = pq.read_table(shard).cast(SCHEMA) if shard.exists() else _rows_to_table([])
+        base = _conform(pq.read_table(shard)) if shard.exists() else _rows_to_table([])
         seen.update(base.column("image_id").to_pylist())
-        tables = [pq.read_table(p).cast(SCHEMA) for p in parts]
+        tables = [_conform(pq.read_table(p)) for p in parts]
         new = pa.concat_tables(tables) if tables else _rows_to_table([])
         keep = []
         for i, image_id in enumerate(new.column("image_id").to_pylist()):
@@ -273,7 +285,7 @@ class SegmentationStore:
                 f"{STORE_FORMAT_VERSION}. Recompute the segmentations."
             )
         with store_lock(self.path, exclusive=False):
-            tables = [pq.read_table(f).cast(SCHEMA) for f in data_files(self.path)]
+            tables = [_conform(pq.read_table(f)) for f in data_files(self.path)]
             self._failures = read_failures(failure_files(self.path))
         table = pa.concat_tables(tables) if tables else _rows_to_table([])
         ids = table.column("image_id").to_pylist()

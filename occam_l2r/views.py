@@ -1,16 +1,24 @@
 """Views: pure functions ``(image, segmentation) -> image`` shared by every task.
 
-L2R² views (appendix B.2): ``FULL`` (the image), ``FG_C`` (the foreground box cropped and padded
-to a square with a constant, never distorting the aspect ratio), ``FG_M`` (background pixels
-masked, then the same crop), ``BG_S`` (foreground pixels masked, shape kept) and ``BG_B`` (the
-foreground box masked). OCCAM views (§3.2.1, §C): ``crop_resize_gray`` (pixels outside the mask
-set to gray, cropped to the mask's box and resized to the image size) and ``alpha`` (RGB plus the
-mask as a fourth channel, for AlphaCLIP).
+L2R² views (appendix B.2, Fig. 9): ``FULL`` (the image), ``FG_C`` (the foreground cropped by the
+*segmentation* bounding box and padded to a square with a constant, never distorting the aspect
+ratio; ``fg_aspect="stretch"`` resizes the crop to a square instead, the "distorted" rows of
+Table 15), ``FG_M`` (background pixels masked, then the same crop), ``BG_S`` (foreground pixels
+masked, shape kept) and ``BG_B`` (the segmentation bounding box masked). OCCAM views (§3.2.1,
+§C): ``crop_resize_gray`` (pixels outside the mask set to gray, cropped to the mask's box and
+resized to the image size) and ``alpha`` (RGB plus the mask as a fourth channel, for AlphaCLIP).
 
-Fallback (L2R² §3.1): no segmentation, no detection, or no detection scoring at least
-``score_threshold`` gives the FULL image; so does an empty mask where a view needs the mask. The
-reason is returned with the image so callers can count fallbacks. Images are ``(H, W, C)`` uint8
-numpy arrays; no torch, no Lightning.
+The crop box (``crop_box``): ``mask`` (default) is the tight box of the foreground mask, as the
+paper defines FG_C and BG_B; ``detector`` is the detector's box (FG_M then drops mask pixels
+outside it). A store without masks (a detector without SAM) always uses the detector's box.
+
+Fallback (L2R² §3.1), one rule for every view: no segmentation, no detection, no detection
+scoring at least ``score_threshold``, an empty foreground mask (in a store with masks) or an
+empty crop box give the FULL image (``alpha``: RGB plus an all-foreground channel), with the
+reason (:data:`FALLBACK_REASONS`) returned so callers can count fallbacks and, at fusion, use the
+FULL prediction. A mask covering the whole image is no fallback: FG views are the image, BG views
+a constant. The table with the reasons is in docs/views_and_data.md. Images are ``(H, W, C)``
+uint8 numpy arrays; no torch, no Lightning.
 """
 
 from __future__ import annotations
@@ -21,13 +29,22 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from occam_l2r.segmentation import Segmentation
+from occam_l2r.segmentation import Segmentation, mask_to_box
 
 View = Literal["FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha"]
 VIEWS: tuple[str, ...] = ("FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha")
 MASK_VIEWS = {"FG_M", "BG_S", "crop_resize_gray", "alpha"}
+#: ``top1``: the detection of highest stored score (see :func:`top_scoring`); ``union``: all kept
 Foreground = Literal["top1", "union"]
+#: the box FG_C / FG_M crop and BG_B masks: the mask's tight box or the detector's box
+CropBox = Literal["mask", "detector"]
+#: FG_C / FG_M: ``pad`` the crop to a square (L2R²'s default) or ``stretch`` it to one (distorted)
+FgAspect = Literal["pad", "stretch"]
+#: why a view fell back to FULL, in the order the rule checks them
+FALLBACK_REASONS = ("no_segmentation", "no_detection", "low_score", "empty_mask", "empty_box")
 GRAY = 128
+
+Box = tuple[int, int, int, int]
 
 
 @dataclass
@@ -38,7 +55,17 @@ class ViewResult:
     fallback: str | None = None
 
 
-def _int_box(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, int]:
+@dataclass
+class Decomposition:
+    """The chosen foreground of one image: the integer crop ``box`` (xyxy, x1/y1 exclusive), the
+    detector's ``detector_box`` and the boolean ``mask`` (``None`` for a store of boxes only)."""
+
+    box: Box
+    detector_box: Box
+    mask: np.ndarray | None
+
+
+def _int_box(box: np.ndarray, width: int, height: int) -> Box:
     """Round an xyxy float box outward to integer pixels and clip it to the image."""
     x0, y0, x1, y1 = (float(v) for v in box)
     x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
@@ -56,19 +83,29 @@ def pad_to_square(image: np.ndarray, fill: int = 0) -> np.ndarray:
     return out
 
 
-def fg_crop(image: np.ndarray, box: tuple[int, int, int, int], fill: int = 0) -> np.ndarray:
-    """FG_C: crop the box and pad it to a square with ``fill``."""
+def stretch_to_square(image: np.ndarray) -> np.ndarray:
+    """Resize (bilinear) an image to a square of its longer side: the aspect ratio is lost."""
+    h, w = image.shape[:2]
+    side = max(h, w)
+    if h == w:
+        return image
+    return np.asarray(Image.fromarray(image).resize((side, side), Image.BILINEAR))
+
+
+def fg_crop(image: np.ndarray, box: Box, fill: int = 0, aspect: FgAspect = "pad") -> np.ndarray:
+    """FG_C: crop the box and pad it to a square with ``fill`` (or stretch it to a square)."""
     x0, y0, x1, y1 = box
-    return pad_to_square(image[y0:y1, x0:x1], fill)
+    crop = image[y0:y1, x0:x1]
+    return stretch_to_square(crop) if aspect == "stretch" else pad_to_square(crop, fill)
 
 
 def fg_masked(
-    image: np.ndarray, box: tuple[int, int, int, int], mask: np.ndarray, fill: int = 0
+    image: np.ndarray, box: Box, mask: np.ndarray, fill: int = 0, aspect: FgAspect = "pad"
 ) -> np.ndarray:
     """FG_M: set background pixels (mask False) to ``fill``, then crop the box to a square."""
     out = image.copy()
     out[~mask] = fill
-    return fg_crop(out, box, fill)
+    return fg_crop(out, box, fill, aspect)
 
 
 def bg_shape(image: np.ndarray, mask: np.ndarray, fill: int = 0) -> np.ndarray:
@@ -78,7 +115,7 @@ def bg_shape(image: np.ndarray, mask: np.ndarray, fill: int = 0) -> np.ndarray:
     return out
 
 
-def bg_box(image: np.ndarray, box: tuple[int, int, int, int], fill: int = 0) -> np.ndarray:
+def bg_box(image: np.ndarray, box: Box, fill: int = 0) -> np.ndarray:
     """BG_B: set every pixel inside the box to ``fill``."""
     x0, y0, x1, y1 = box
     out = image.copy()
@@ -109,18 +146,37 @@ def alpha_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.concatenate([image[..., :3], (mask.astype(np.uint8) * 255)[..., None]], axis=-1)
 
 
+def top_scoring(segmentation: Segmentation, keep: np.ndarray) -> np.ndarray:
+    """The ``top1`` rule: of the detections ``keep``, the one of highest stored score.
+
+    What the score is depends on the store (:attr:`Segmentation.score_kind`): the detector's
+    confidence for detector(+SAM) stores, SAM's *predicted IoU* for SAM automatic stores (the
+    mask SAM is most sure of, whatever the object — not OCCAM's foreground score, which the
+    OCCAM path computes itself), 1.0 for ground truth. Ties go to the first detection.
+    """
+    return keep[[int(np.argmax(segmentation.scores[keep]))]]
+
+
 def select_foreground(
     segmentation: Segmentation | None,
     score_threshold: float = 0.0,
     foreground: Foreground = "top1",
     need_mask: bool = False,
-) -> tuple[tuple[int, int, int, int], np.ndarray | None] | str:
-    """Pick the foreground: the top-scoring detection (``top1``) or the union of every detection
-    scoring at least ``score_threshold`` (``union``).
+    crop_box: CropBox = "mask",
+) -> Decomposition | str:
+    """Pick the foreground and apply the fallback rule (the same for every view).
+
+    Args:
+        segmentation: the image's segmentation, ``None`` when there is none.
+        score_threshold: detections scoring below it are dropped.
+        foreground: ``top1`` (:func:`top_scoring`) or the ``union`` of the kept detections.
+        need_mask: the view needs a mask; a store of boxes only then raises ``ValueError``.
+        crop_box: ``mask`` (the mask's tight box; a store of boxes only uses the detector's
+            box) or ``detector`` (the detectors' enclosing box).
 
     Returns:
-        ``(box, mask)`` with an integer xyxy box and a boolean mask (``None`` unless
-        ``need_mask``), or a string saying why the FULL fallback applies.
+        The :class:`Decomposition`, or the reason (one of :data:`FALLBACK_REASONS`) why the
+        FULL fallback applies.
     """
     if segmentation is None:
         return "no_segmentation"
@@ -130,27 +186,34 @@ def select_foreground(
     if len(keep) == 0:
         return "low_score"
     if foreground == "top1":
-        keep = keep[[int(np.argmax(segmentation.scores[keep]))]]
+        keep = top_scoring(segmentation, keep)
     h, w = segmentation.height, segmentation.width
     boxes = segmentation.boxes[keep]
-    box = _int_box(
-        np.array([boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()]), w, h
-    )
-    if box[2] <= box[0] or box[3] <= box[1]:
-        return "empty_box"
+    enclosing = [boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()]
+    detector_box = _int_box(np.array(enclosing), w, h)
     mask = None
-    if need_mask:
-        if not segmentation.has_masks:
-            raise ValueError(
-                f"this view needs masks but the segmentation of {segmentation.image_id} "
-                f"({segmentation.segmenter}) has boxes only; segment with SAM or use FG_C / BG_B."
-            )
+    if segmentation.has_masks:
         mask = np.zeros((h, w), bool)
         for i in keep:
             mask |= segmentation.mask(int(i))
         if not mask.any():
             return "empty_mask"
-    return box, mask
+    elif need_mask:
+        raise ValueError(
+            f"this view needs masks but the segmentation of {segmentation.image_id} "
+            f"({segmentation.segmenter}) has boxes only; segment with SAM or use FG_C / BG_B."
+        )
+    box = detector_box
+    if crop_box == "mask" and mask is not None:
+        box = _int_box(mask_to_box(mask), w, h)
+    if box[2] <= box[0] or box[3] <= box[1]:
+        return "empty_box"
+    return Decomposition(box, detector_box, mask)
+
+
+def full_fallback(view: View, image: np.ndarray) -> np.ndarray:
+    """The image a view falls back to: FULL (``alpha``: RGB plus an all-foreground channel)."""
+    return image if view != "alpha" else alpha_image(image, np.ones(image.shape[:2], bool))
 
 
 def apply_view(
@@ -160,8 +223,21 @@ def apply_view(
     score_threshold: float = 0.0,
     foreground: Foreground = "top1",
     fill: int = 0,
+    crop_box: CropBox = "mask",
+    fg_aspect: FgAspect = "pad",
 ) -> ViewResult:
-    """Make ``view`` of ``image`` from its segmentation, applying the FULL fallback rule."""
+    """Make ``view`` of ``image`` from its segmentation, applying the FULL fallback rule.
+
+    Args:
+        view: one of :data:`VIEWS`.
+        image: ``(H, W, C)`` uint8 image.
+        segmentation: its segmentation (``None``: the ``no_segmentation`` fallback).
+        score_threshold: detections scoring below it are dropped.
+        foreground: ``top1`` or ``union`` of the kept detections.
+        fill: constant (0-255) for padding and masking.
+        crop_box: ``mask`` or ``detector`` box for FG_C, FG_M and BG_B (see the module).
+        fg_aspect: FG_C / FG_M crop ``pad``-ded or ``stretch``-ed to a square.
+    """
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; choose one of {VIEWS}")
     if view == "FULL":
@@ -172,19 +248,18 @@ def apply_view(
             f"but the image is {image.shape[1]}x{image.shape[0]}; the store belongs to other images."
         )
     picked = select_foreground(
-        segmentation, score_threshold, foreground, need_mask=view in MASK_VIEWS
+        segmentation, score_threshold, foreground, view in MASK_VIEWS, crop_box
     )
     if isinstance(picked, str):
-        full = image if view != "alpha" else alpha_image(image, np.ones(image.shape[:2], bool))
-        return ViewResult(full, fallback=picked)
-    box, mask = picked
+        return ViewResult(full_fallback(view, image), fallback=picked)
+    box, mask = picked.box, picked.mask
     if view == "FG_C":
-        return ViewResult(fg_crop(image, box, fill))
+        return ViewResult(fg_crop(image, box, fill, fg_aspect))
     if view == "BG_B":
         return ViewResult(bg_box(image, box, fill))
     assert mask is not None
     if view == "FG_M":
-        return ViewResult(fg_masked(image, box, mask, fill))
+        return ViewResult(fg_masked(image, box, mask, fill, fg_aspect))
     if view == "BG_S":
         return ViewResult(bg_shape(image, mask, fill))
     if view == "crop_resize_gray":

@@ -203,3 +203,108 @@ def _ready(root, view) -> ViewDataModule:
     dm.prepare_data()
     dm.setup("test")
     return dm
+
+
+def _write_store(path, segmenter: str, segs) -> None:
+    from occam_l2r.store import StoreWriter
+
+    writer = StoreWriter(path, segmenter, {"segmenter": segmenter})
+    writer.write(segs)
+    writer.close()
+
+
+def test_crop_box_and_fg_aspect_options(root_copy, tmp_path):
+    """A SAM mask reaching past the detector box: FG_C crops the mask's box by default, the
+    detector's with data.crop_box: detector; fg_aspect: stretch fills the square."""
+    from occam_l2r.store import Segmentation
+
+    ds = SyntheticSpurious(root=str(root_copy), **TINY)
+    rec = ds.records("test_id")[0]
+    mask = np.zeros((64, 80), bool)
+    mask[10:30, 20:60] = True  # 40 wide, 20 tall; the detector saw only x 20..40
+    seg = Segmentation.from_masks(rec.image_id, [mask], boxes=np.array([[20.0, 10.0, 40.0, 30.0]]))
+    _write_store(tmp_path / "store", "grounding_dino+sam", [seg])
+    image = ds.read_image(rec)
+
+    def render(**kw):
+        dm = _dm(root_copy, segmentation=str(tmp_path / "store"), on_missing="full",
+                 test_splits=["test_id"], **kw)  # fmt: skip
+        dm.setup("test")
+        return dm._dataset("test_id", train=False).render(0)[0]
+
+    out = render()
+    assert out.shape == (40, 40, 3) and np.array_equal(out[10:30], image[10:30, 20:60])
+    assert not out[:10].any() and not out[30:].any()  # padded above and below
+    det = render(crop_box="detector")
+    assert det.shape == (20, 20, 3) and np.array_equal(det, image[10:30, 20:40])
+    stretched = render(fg_aspect="stretch")
+    assert stretched.shape == (40, 40, 3) and stretched[:10].any()  # no padding rows
+    bg_b = render(view="BG_B")
+    assert not bg_b[10:30, 20:60].any() and np.array_equal(bg_b[:10], image[:10])
+
+
+def test_top1_of_a_sam_automatic_store_is_named(root_copy, tmp_path, caplog):
+    """On a SAM automatic store the supervised views' top1 is the highest predicted IoU."""
+    import logging
+
+    from occam_l2r.store import Segmentation
+
+    ds = SyntheticSpurious(root=str(root_copy), **TINY)
+    rec = ds.records("test_id")[0]
+    small, big = np.zeros((64, 80), bool), np.zeros((64, 80), bool)
+    small[0:4, 0:4] = True
+    big[8:40, 8:72] = True
+    seg = Segmentation.from_masks(rec.image_id, [big, small], scores=[0.91, 0.98])
+    _write_store(tmp_path / "auto", "sam_auto", [seg])
+    dm = _dm(root_copy, segmentation=str(tmp_path / "auto"), on_missing="full",
+             test_splits=["test_id"])  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="occam_l2r.data.datamodule"):
+        dm.setup("test")
+    assert "highest sam_predicted_iou" in caplog.text
+    img, _ = dm._dataset("test_id", train=False).render(0)
+    assert img.shape == (4, 4, 3)  # the small mask: its predicted IoU is the higher
+
+
+def test_candidates_of_a_store_without_prompt_ids(root_copy, tmp_path, caplog):
+    """A store written before prompt_ids (old parquet schema) still reads, resumes, and gives
+    per-candidate items from the detections' label_ids (with a warning)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from occam_l2r.store import SCHEMA, Segmentation, SegmentationStore, StoreWriter
+
+    ds = SyntheticSpurious(root=str(root_copy), **TINY)
+    recs = ds.records("test_id")
+    (mask,) = ds.gt_masks(recs[0])
+    store = tmp_path / "old"
+    writer = StoreWriter(store, "owlv2+sam", {"k": 2})  # writes the manifest
+    old = Segmentation.from_masks(recs[0].image_id, [mask, mask], label_ids=[2, 0],
+                                  prompts=["two", "one", "zero"])  # fmt: skip
+    row = {k: v for k, v in old.to_row().items() if k != "prompt_ids"}
+    old_schema = pa.schema([f for f in SCHEMA if f.name != "prompt_ids"])
+    pq.write_table(pa.Table.from_pylist([row], schema=old_schema), store / "shard-rank000.parquet")
+    new = Segmentation.from_masks(recs[1].image_id, [mask], label_ids=[1], prompts=["one", "three"],
+                                  prompt_ids=[1, 3])  # fmt: skip
+    writer.write([new])
+    writer.close()  # merges the new row into the old shard
+    reader = SegmentationStore(store)
+    assert reader[recs[0].image_id].prompt_ids == [] and reader[recs[1].image_id].prompt_ids == [
+        1,
+        3,
+    ]
+    dm = _dm(root_copy, segmentation=str(store), on_missing="full", per_candidate=True,
+             test_splits=["test_id"])  # fmt: skip
+    dm.setup("test")
+    with caplog.at_level("WARNING", logger="occam_l2r.data.view_dataset"):
+        items = dm._dataset("test_id", train=False).items
+    assert items[:4] == [(0, 2), (0, 0), (1, 1), (1, 3)]  # candidate 3 found nothing: kept
+    assert "1 image(s)" in caplog.text and "before prompt_ids" in caplog.text
+
+
+def test_holdout_val_is_stratified_and_seeded():
+    from occam_l2r.data.splits import holdout_val
+
+    recs = [Record(f"{i}.png", i % 3, "train") for i in range(30)]
+    train, val = holdout_val(recs, 0.2, seed=4)
+    assert np.bincount([r.label for r in val]).tolist() == [2, 2, 2] and len(train) == 24
+    assert [r.image_id for r in holdout_val(recs, 0.2, seed=4)[1]] == [r.image_id for r in val]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from occam_l2r.store import Segmentation
-from occam_l2r.views import apply_view, crop_resize_gray, pad_to_square
+from occam_l2r.views import apply_view, crop_resize_gray, pad_to_square, select_foreground
 
 
 def _image(h: int = 4, w: int = 6) -> np.ndarray:
@@ -113,13 +113,13 @@ def test_fallback_score_under_threshold(mask):
     assert apply_view("FG_C", _image(), _seg(mask, score=0.3), score_threshold=0.3).fallback is None
 
 
-def test_fallback_empty_mask():
+def test_fallback_empty_mask_is_the_same_for_every_view():
     empty = np.zeros((4, 6), bool)
     seg = _seg(empty, box=[1, 1, 3, 3])  # a detector box whose SAM mask came out empty
-    for view in ("FG_M", "BG_S", "crop_resize_gray"):
-        res = apply_view(view, _image(), seg)
-        assert res.fallback == "empty_mask" and np.array_equal(res.image, _image())
-    assert apply_view("FG_C", _image(), seg).fallback is None  # the box alone suffices
+    for crop_box in ("mask", "detector"):
+        for view in ("FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray"):
+            res = apply_view(view, _image(), seg, crop_box=crop_box)
+            assert res.fallback == "empty_mask" and np.array_equal(res.image, _image())
 
 
 def test_mask_covering_whole_image():
@@ -148,3 +148,60 @@ def test_errors_are_clear(mask):
         apply_view("BG_S", _image(), boxes_only)
     with pytest.raises(ValueError, match="belongs to other images"):
         apply_view("FG_C", _image(5, 6), _seg(mask))
+
+
+def test_fg_c_crops_the_mask_box_past_the_detector_box():
+    """L2R² Fig. 9: FG_C is cropped by the *segmentation* box; here SAM's mask extends one
+    column right of the detector's box (x 2..3), so the crop is x 2..4 by default."""
+    m = np.zeros((4, 6), bool)
+    m[1, 2:5] = m[2, 2] = True  # mask box x 2..5, y 1..3
+    seg = _seg(m, box=[2, 1, 4, 3])
+    picked = select_foreground(seg)
+    assert picked.box == (2, 1, 5, 3) and picked.detector_box == (2, 1, 4, 3)
+    fg = apply_view("FG_C", _image(), seg, fill=0).image[..., 0]
+    assert fg.tolist() == [[13, 14, 15], [23, 24, 25], [0, 0, 0]]  # odd extra row at the bottom
+    fg_m = apply_view("FG_M", _image(), seg, fill=0).image[..., 0]
+    assert fg_m.tolist() == [[13, 14, 15], [23, 0, 0], [0, 0, 0]]  # mask pixel x=4 kept
+    bg_b = apply_view("BG_B", _image(), seg, fill=0).image[..., 0]
+    assert bg_b[1:3, 2:5].sum() == 0 and bg_b[1, 5] == 16
+    # the detector box stays an option: the crop (and FG_M's mask) then stop at x=4
+    det = apply_view("FG_C", _image(), seg, crop_box="detector").image[..., 0]
+    assert det.tolist() == [[13, 14], [23, 24]]
+    det_m = apply_view("FG_M", _image(), seg, crop_box="detector").image[..., 0]
+    assert det_m.tolist() == [[13, 14], [23, 0]]
+
+
+def test_boxes_only_store_uses_the_detector_box_in_both_modes():
+    seg = Segmentation("img.png", 6, 4, boxes=[[1, 0, 3, 2]], scores=[1.0])
+    for crop_box in ("mask", "detector"):
+        fg = apply_view("FG_C", _image(), seg, crop_box=crop_box)
+        assert fg.fallback is None and fg.image[..., 0].tolist() == [[2, 3], [12, 13]]
+        bg = apply_view("BG_B", _image(), seg, crop_box=crop_box, fill=0).image[..., 0]
+        assert bg[0:2, 1:3].sum() == 0 and bg[2].tolist() == [21, 22, 23, 24, 25, 26]
+
+
+def test_fg_aspect_stretch_distorts_instead_of_padding():
+    """Table 15's "distorted" FG: the 3x1 box crop resized to 3x3 instead of padded."""
+    img = _image()
+    m = np.zeros((4, 6), bool)
+    m[1, 1:4] = True
+    seg = _seg(m)
+    out = apply_view("FG_C", img, seg, fg_aspect="stretch").image[..., 0]
+    assert out.tolist() == [[12, 13, 14]] * 3  # one row stretched: every row the same
+    padded = apply_view("FG_C", img, seg, fg_aspect="pad", fill=7).image[..., 0]
+    assert padded.tolist() == [[7, 7, 7], [12, 13, 14], [7, 7, 7]]
+    fg_m = apply_view("FG_M", img, seg, fg_aspect="stretch").image
+    assert np.array_equal(fg_m, out[..., None].repeat(3, axis=2))  # the mask is the whole box
+
+
+def test_top1_of_a_sam_automatic_store_is_the_highest_predicted_iou():
+    """SAM automatic stores keep SAM's predicted IoU as the score: ``top1`` picks that mask."""
+    small = np.zeros((4, 6), bool)
+    small[0, 0] = True
+    big = np.zeros((4, 6), bool)
+    big[1:, 1:] = True
+    seg = Segmentation.from_masks("img.png", [small, big], scores=[0.97, 0.90])
+    seg.segmenter = "sam_auto"
+    assert seg.score_kind == "sam_predicted_iou"
+    assert apply_view("FG_C", _image(), seg).image[..., 0].tolist() == [[1]]
+    assert Segmentation("a", 1, 1, segmenter="owlv2+sam").score_kind == "detector_confidence"

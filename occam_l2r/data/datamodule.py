@@ -18,20 +18,18 @@ from pathlib import Path
 from typing import Literal
 
 import lightning as L
-import numpy as np
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
 from occam_l2r.data.loaders import eval_loader, train_loader, world_of
 from occam_l2r.data.records import (
     ImageReadError,
-    NoGroundTruthError,
     Record,
     RecordDataset,
     check_cache_path,
     check_images,
-    gt_mask_problem,
 )
+from occam_l2r.data.splits import split_records, splits_without_gt_masks
 from occam_l2r.data.view_dataset import (
     UNREADABLE_FILE,
     ViewDataset,
@@ -42,8 +40,9 @@ from occam_l2r.data.view_dataset import (
     write_unreadable_csv,
 )
 from occam_l2r.segment.gt import build_gt_store
+from occam_l2r.segmentation import score_kind
 from occam_l2r.store import SegmentationStore
-from occam_l2r.views import Foreground, View
+from occam_l2r.views import CropBox, FgAspect, Foreground, View
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +58,15 @@ class ViewDataModule(L.LightningDataModule):
             into ``gt_store_dir``) or the path of a segmentation store.
         gt_store_dir: where the ``gt`` store is written; default ``<dataset root>/segmentations/gt``
             (set it when the dataset root is read-only or shared).
-        score_threshold: detections scoring below it fall back to FULL.
-        foreground: ``top1`` detection or ``union`` of all kept detections.
+        score_threshold: detections scoring below it fall back to FULL (for a SAM automatic
+            store the score is SAM's predicted IoU).
+        foreground: ``top1`` (the detection of highest stored score: detector confidence, or
+            SAM's predicted IoU for a SAM automatic store) or ``union`` of all kept detections.
         fill: constant (0-255) used to pad and mask.
+        crop_box: the box FG_C / FG_M crop and BG_B masks: ``mask`` (the segmentation mask's
+            tight box, L2R² Fig. 9; a store of boxes only uses the detector's) or ``detector``.
+        fg_aspect: FG_C / FG_M crops ``pad``-ded to a square (no distortion) or ``stretch``-ed
+            to one (the "distorted" rows of L2R² Table 15).
         on_missing: an image absent from the store is an ``error`` or gets the ``full`` fallback.
         on_unreadable: an image that cannot be read (missing, empty, not an image, corrupt,
             truncated) is an ``error`` naming the file, or is left out of its split (``skip``:
@@ -76,8 +81,8 @@ class ViewDataModule(L.LightningDataModule):
         hflip: horizontal flips in training.
         test_splits: the test splits to evaluate; default every test split of the dataset.
         per_candidate: evaluation/predict loaders give one view per (image, candidate class) of
-            a top-k candidate-prompted store (L2R² appendix C.1); logits files then carry the
-            candidate of each row.
+            a top-k candidate-prompted store (L2R² appendix C.1), a candidate without detection
+            the FULL fallback; logits files then carry the candidate of each row.
     """
 
     def __init__(
@@ -100,6 +105,8 @@ class ViewDataModule(L.LightningDataModule):
         hflip: bool = True,
         test_splits: list[str] | None = None,
         per_candidate: bool = False,
+        crop_box: CropBox = "mask",
+        fg_aspect: FgAspect = "pad",
     ) -> None:
         super().__init__()
         # plain ints in the hyperparameters (checkpoints load with torch.load(weights_only=True))
@@ -188,57 +195,14 @@ class ViewDataModule(L.LightningDataModule):
             raise ImageReadError(unreadable_message(self.dataset, splits, bad))
         splits = {s: [r for r in recs if r.image_id not in bad] for s, recs in splits.items()}
         if gt:
-            without = self._splits_without_masks(splits)
+            without = splits_without_gt_masks(self.dataset, splits)
             used = {r.image_id: r for s in splits if s not in without for r in splits[s]}
             build_gt_store(self.dataset, self.store_path, records=list(used.values()))
 
-    def _splits_without_masks(self, splits: dict[str, list[Record]]) -> list[str]:
-        """The splits without ground-truth masks; an error (before any store is built) if all."""
-        problems = {
-            s: p for s, recs in splits.items() if (p := gt_mask_problem(self.dataset, recs))
-        }
-        used = [s for s, recs in splits.items() if recs]
-        if not problems:
-            return []
-        first = next(iter(problems.values()))
-        if len(problems) == len(used):
-            raise NoGroundTruthError(
-                f"data.segmentation: gt needs ground-truth masks, but {type(self.dataset).__name__} "
-                f"at {self.dataset.root} has none for the images of {sorted(problems)} ({first}). "
-                "Segment the dataset with a detector (python -m occam_l2r segment --config "
-                "configs/segment/<detector>.yaml) and set data.segmentation to that store, or train "
-                "view FULL with data.segmentation: null."
-            )
-        log.warning(
-            "data.segmentation: gt: %s has no ground-truth masks for splits %s (%s); their images "
-            "are not in the gt store (data.on_missing decides what happens to them).",
-            type(self.dataset).__name__, sorted(problems), first,
-        )  # fmt: skip
-        return sorted(problems)
-
     def split_records(self) -> dict[str, list[Record]]:
         """The records of every split this DataModule uses (train, val, the test splits)."""
-        train, val = self._split_train_val()
-        splits = {"train": train, "val": val}
-        for name in self.test_split_names:
-            splits[name] = list(self.dataset.records(name))
-        return splits
-
-    def _split_train_val(self) -> tuple[list[Record], list[Record]]:
-        if self.dataset.train_split is None:
-            return [], []
-        train = self.dataset.records(self.dataset.train_split)
-        if self.dataset.val_split is not None:
-            return list(train), list(self.dataset.records(self.dataset.val_split))
-        rng = np.random.default_rng(self.hparams.seed)
-        labels = np.array([r.label for r in train])
-        val_idx: list[int] = []
-        for k in np.unique(labels):
-            idx = np.nonzero(labels == k)[0]
-            n_val = int(round(len(idx) * self.hparams.val_fraction))
-            val_idx.extend(rng.permutation(idx)[:n_val].tolist())
-        held = set(val_idx)
-        return [r for i, r in enumerate(train) if i not in held], [train[i] for i in sorted(held)]
+        hp = self.hparams
+        return split_records(self.dataset, self.test_split_names, hp.val_fraction, hp.seed)
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -265,6 +229,11 @@ class ViewDataModule(L.LightningDataModule):
         if self.store_path is not None and self.needs_store:
             self.store = SegmentationStore(self.store_path)
             self._check_store()
+            if self.hparams.foreground == "top1":
+                log.info(
+                    "data.foreground=top1: the views use the detection of highest %s in %s",
+                    score_kind(self.store.segmenter), self.store_path,
+                )  # fmt: skip
 
     def _unreadable(self, splits: dict[str, list[Record]], decode: bool) -> dict[str, str]:
         """``{image id: reason}`` of the unreadable images of ``splits`` (decoded once, cached)."""
@@ -327,6 +296,8 @@ class ViewDataModule(L.LightningDataModule):
             hp.foreground,
             hp.fill,
             per_candidate=hp.per_candidate and not train,
+            crop_box=hp.crop_box,
+            fg_aspect=hp.fg_aspect,
         )
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:

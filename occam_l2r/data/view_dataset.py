@@ -11,8 +11,12 @@ image once; the sample then also holds ``views`` (view name -> image) and ``fall
 name -> flag), and ``image`` / ``fallback`` are the first view's.
 
 With ``per_candidate=True`` an image prompted with several candidate classes (the top-k prompts
-of L2R² appendix C.1, stored in the detections' ``label_ids``) yields one item per candidate,
-each made from that candidate's detections only.
+of L2R² appendix C.1) yields one item per candidate, each made from that candidate's detections
+only. The candidates are the image's prompted classes (``prompt_ids`` of the store row), so a
+candidate the detector found nothing for still yields its item: the FULL image with
+``fallback`` 1 (footnote of C.1). Rows of stores written before ``prompt_ids`` only name the
+candidates that have a detection (re-segment to get the others). An image with no candidate
+(meta-prompted store, or absent from the store) yields one item with ``candidate`` -1.
 
 An image that cannot be read raises an error naming the file and ``data.on_unreadable``; the
 DataModule's ``skip`` policy removes such records beforehand and lists them with
@@ -22,6 +26,7 @@ DataModule's ``skip`` policy removes such records beforehand and lists them with
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +38,9 @@ from torch.utils.data import Dataset
 
 from occam_l2r.data.records import ImageReadError, Record, RecordDataset
 from occam_l2r.store import SegmentationStore
-from occam_l2r.views import Foreground, View, apply_view
+from occam_l2r.views import CropBox, FgAspect, Foreground, View, apply_view
+
+log = logging.getLogger(__name__)
 
 
 def train_transform(
@@ -69,6 +76,8 @@ class ViewDataset(Dataset):
         foreground: ``top1`` or ``union`` of the kept detections.
         fill: constant for padding and masking.
         per_candidate: one item per (image, candidate class) instead of one per image.
+        crop_box: ``mask`` (the segmentation's box) or ``detector`` box for FG_C, FG_M, BG_B.
+        fg_aspect: FG_C / FG_M crops ``pad``-ded or ``stretch``-ed to a square.
     """
 
     def __init__(
@@ -83,6 +92,8 @@ class ViewDataset(Dataset):
         foreground: Foreground = "top1",
         fill: int = 0,
         per_candidate: bool = False,
+        crop_box: CropBox = "mask",
+        fg_aspect: FgAspect = "pad",
     ) -> None:
         self.views: list[View] = [view] if isinstance(view, str) else list(view)
         if not self.views:
@@ -100,21 +111,26 @@ class ViewDataset(Dataset):
         self.score_threshold = score_threshold
         self.foreground = foreground
         self.fill = fill
+        self.crop_box: CropBox = crop_box
+        self.fg_aspect: FgAspect = fg_aspect
         self.items: list[tuple[int, int]] = [(i, -1) for i in range(len(self.records))]
         if per_candidate:
             if store is None:
                 raise ValueError(
                     "per_candidate views need a segmentation store with candidate-prompted detections"
                 )
-            self.items = []
+            self.items, old = [], 0
             for i, rec in enumerate(self.records):
                 seg = store.get(rec.image_id)
-                cands = (
-                    []
-                    if seg is None
-                    else list(dict.fromkeys(int(c) for c in seg.label_ids if c >= 0))
-                )
+                cands = seg.candidates() if seg is not None else []
+                old += seg is not None and bool(seg.prompts) and not seg.prompt_ids
                 self.items.extend((i, c) for c in cands) if cands else self.items.append((i, -1))
+            if old:
+                log.warning(
+                    "%d image(s) of store %s were segmented before prompt_ids were stored: their "
+                    "candidates without a detection get no view (re-segment to include them)",
+                    old, store.path,
+                )  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.items)
@@ -139,7 +155,10 @@ class ViewDataset(Dataset):
             seg = seg.subset(np.nonzero(seg.label_ids == candidate)[0])
         out = {}
         for view in self.views:
-            result = apply_view(view, image, seg, self.score_threshold, self.foreground, self.fill)
+            result = apply_view(
+                view, image, seg, self.score_threshold, self.foreground, self.fill,
+                self.crop_box, self.fg_aspect,
+            )  # fmt: skip
             out[view] = (result.image, result.fallback)
         return out
 

@@ -1,5 +1,13 @@
 """Supervised classifiers by timm name, with pretrained weights found locally or a fast failure.
 
+Two initialisations of one architecture can be compared (L2R² Table 15, ResNet-50 from timm and
+from torchvision): timm names pick timm's weights by tag (``resnet50.a1_in1k``, or
+``resnet50.tv_in1k``, torchvision's weights as timm publishes them), and ``torchvision:<arch>``
+or ``torchvision:<arch>.<WEIGHTS>`` (``torchvision:resnet50.IMAGENET1K_V1``) builds the model with
+torchvision's own constructor and weights enum (``DEFAULT`` when no weights are named): its
+weights file must be in torch's hub cache (``$TORCH_HOME/hub/checkpoints``) or given as
+``checkpoint_path``; nothing is downloaded. Its normalisation is the weights' own transform's.
+
 A local weights file (``checkpoint_path``) is read by timm with ``torch.load(weights_only=True)``
 (or safetensors); a missing, truncated or unsafe file raises a
 :class:`~occam_l2r.weights.WeightsError` naming it.
@@ -9,14 +17,22 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from urllib.parse import urlparse
 
 import timm
 import torch
 from torch import nn
 
-from occam_l2r.weights import WeightsFileError, WeightsNotFoundError, require_hub_files
+from occam_l2r.weights import (
+    WeightsFileError,
+    WeightsNotFoundError,
+    load_state_dict_file,
+    require_hub_files,
+)
 
 TIMM_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+#: prefix of model names built by torchvision's constructors instead of timm
+TORCHVISION = "torchvision:"
 
 
 def create_classifier(
@@ -26,16 +42,26 @@ def create_classifier(
     checkpoint_path: str | None = None,
     drop_path_rate: float = 0.0,
 ) -> nn.Module:
-    """``timm.create_model`` with a new ``num_classes`` head.
+    """``timm.create_model`` (or a torchvision constructor) with a new ``num_classes`` head.
 
     Args:
-        model_name: timm name with optional tag (``convnextv2_base.fcmae_ft_in1k``).
+        model_name: timm name with optional tag (``convnextv2_base.fcmae_ft_in1k``), or
+            ``torchvision:<arch>[.<WEIGHTS>]`` (``torchvision:resnet50.IMAGENET1K_V1``).
         num_classes: classes of the new head.
         pretrained: load pretrained weights: from ``checkpoint_path`` if given, else from the
             Hugging Face cache (fails in seconds when they are not there).
         checkpoint_path: a local weights file (``.safetensors``/``.pth``) for ``model_name``.
-        drop_path_rate: stochastic depth.
+        drop_path_rate: stochastic depth (timm models only).
     """
+    if model_name.startswith(TORCHVISION):
+        if drop_path_rate:
+            raise ValueError(
+                f"{model_name}: torchvision models have no stochastic depth; set "
+                f"model.drop_path_rate: 0 (got {drop_path_rate})"
+            )
+        return torchvision_classifier(
+            model_name[len(TORCHVISION) :], num_classes, pretrained, checkpoint_path
+        )
     if model_name.split(".")[0] not in timm.list_models():
         raise ValueError(f"unknown timm model {model_name!r}; see timm.list_models('convnextv2*')")
     kwargs: dict = {"num_classes": num_classes, "drop_path_rate": drop_path_rate}
@@ -65,6 +91,69 @@ def create_classifier(
                 f"could not load pretrained weights for {model_name!r}: {err}"
             ) from err
         raise
+
+
+def torchvision_classifier(
+    name: str, num_classes: int, pretrained: bool = False, checkpoint_path: str | None = None
+) -> nn.Module:
+    """A torchvision model with a new ``num_classes`` head (its last ``nn.Linear`` replaced).
+
+    Args:
+        name: ``<arch>`` or ``<arch>.<WEIGHTS>`` (a member of the arch's weights enum, e.g.
+            ``resnet50.IMAGENET1K_V1``; ``DEFAULT`` when omitted).
+        num_classes: classes of the new head.
+        pretrained: load the weights: ``checkpoint_path`` if given, else the file torchvision
+            caches in ``$TORCH_HOME/hub/checkpoints`` (never downloaded: a missing file raises
+            :class:`~occam_l2r.weights.WeightsNotFoundError` naming its address).
+        checkpoint_path: a local ``torch.save`` of the model's state dict.
+    """
+    from torchvision import models
+
+    arch, _, tag = name.partition(".")
+    if arch not in models.list_models(module=models):
+        raise ValueError(
+            f"unknown torchvision model {arch!r}; see torchvision.models.list_models() "
+            "(write torchvision:<arch>[.<WEIGHTS>], e.g. torchvision:resnet50.IMAGENET1K_V1)"
+        )
+    enum = models.get_model_weights(arch)
+    try:
+        weights = enum[tag or "DEFAULT"]
+    except KeyError:
+        raise ValueError(
+            f"torchvision {arch} has no weights {tag!r}; choose one of {[w.name for w in enum]}"
+        ) from None
+    full_name = f"{TORCHVISION}{arch}.{weights.name}"
+    model = models.get_model(arch, num_classes=len(weights.meta["categories"]))
+    if pretrained:
+        url = weights.url
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
+        hint = f"Download {url} to {cached.parent}, or give the file as model.checkpoint_path."
+        state = load_state_dict_file(checkpoint_path or cached, f"weights of {full_name}", hint)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise _weights_file_error(str(checkpoint_path or cached), full_name, err) from err
+    _replace_head(model, num_classes)
+    transform = weights.transforms()
+    crop, resize = int(transform.crop_size[0]), int(transform.resize_size[0])
+    model.pretrained_cfg = {  # read by timm's resolve_model_data_config (see data_config)
+        "input_size": (3, crop, crop),
+        "interpolation": transform.interpolation.value,
+        "mean": tuple(transform.mean),
+        "std": tuple(transform.std),
+        "crop_pct": crop / resize,
+        "crop_mode": "center",
+    }
+    return model
+
+
+def _replace_head(model: nn.Module, num_classes: int) -> None:
+    """Replace the last ``nn.Linear`` of ``model`` (its classifier) by a new one."""
+    name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    parent_name, _, attr = name.rpartition(".")
+    parent = model.get_submodule(parent_name)
+    old = getattr(parent, attr)
+    setattr(parent, attr, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
 
 
 def _weights_file_error(path: str, model_name: str, err: Exception) -> WeightsFileError:

@@ -9,6 +9,11 @@ stands for (``-1`` for a meta-prompt):
 - :class:`ClassNamePrompt` — the GT-label oracle: each image prompted with its class name;
 - :class:`TopKPrompt` — the no-GT setting: the top-k classes of a FULL classifier's logits file,
   one query per candidate class (its index is stored in the segmentation's ``label_ids``).
+
+Every query's ``label_id`` is stored per image in the segmentation's ``prompt_ids`` (beside the
+texts in ``prompts``), so the candidate list of an image is known even for a candidate the
+detector found nothing for: that candidate still gets a (FULL fallback) view, as L2R² appendix
+C.1 asks ("when the detector output is empty, FG and BG are replaced by the full image").
 """
 
 from __future__ import annotations

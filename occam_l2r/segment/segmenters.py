@@ -4,7 +4,9 @@ A segmenter is chosen by ``class_path`` in the config's ``segmenter:`` section:
 
 - :class:`DetectAndSegment` — a text-prompted detector (GroundingDINO / OWLv2) with a prompt
   source, then SAM masks for the kept boxes (L2R²); boxes only when ``sam`` is omitted;
-- :class:`AutomaticMasks` — SAM's automatic all-object masks (OCCAM);
+- :class:`AutomaticMasks` — SAM's automatic all-object masks (OCCAM); their scores are SAM's
+  predicted IoUs, so the supervised views' ``top1`` foreground of such a store is the mask of
+  highest predicted IoU, not OCCAM's foreground score (the OCCAM path scores masks itself);
 - :class:`GroundTruth` — the dataset's ground-truth masks (the ``gt`` source; also what
   :func:`occam_l2r.segment.gt.build_gt_store` runs, without Lightning, for ``data.segmentation: gt``).
 - :class:`occam_l2r.segment.regions.RegionMasks` — scikit-image regions plus the object, several
@@ -212,6 +214,7 @@ class DetectAndSegment(Segmenter):
                     label_ids=np.asarray([queries[i][q].label_id for q in qidx], np.int32),
                     masks_rle=[encode_mask(m) for m in seg_masks],
                     prompts=[q.name for q in queries[i]],
+                    prompt_ids=[q.label_id for q in queries[i]],
                 )
             )
         return out
@@ -220,11 +223,16 @@ class DetectAndSegment(Segmenter):
 class AutomaticMasks(Segmenter):
     """SAM's automatic mask generator: every object's mask, class-agnostic (OCCAM).
 
+    Each mask's score is SAM's *predicted IoU* (``predicted_iou`` of the generator, masks stored
+    best first; the stability score filters masks but is not stored). Views with
+    ``foreground: top1`` pick the mask of highest predicted IoU
+    (:func:`occam_l2r.views.top_scoring`), and ``score_threshold`` thresholds predicted IoU.
+
     Args:
         sam: the generator's checkpoint and settings (``occam_l2r.segment.sam.SamAutomatic``).
     """
 
-    name = "sam_auto"
+    name = "sam_auto"  # its scores: occam_l2r.segmentation.score_kind -> "sam_predicted_iou"
 
     def __init__(self, sam: SamAutomatic) -> None:
         self.sam = sam

@@ -1,0 +1,183 @@
+"""The one fallback rule of every view (docs/views_and_data.md, "Fallback"), per case and view,
+and the top-k candidate without a detection through ``predict`` (L2R² appendix C.1 footnote)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from occam_l2r.segmentation import Segmentation
+from occam_l2r.views import FALLBACK_REASONS, apply_view, full_fallback
+
+NON_FULL = ("FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha")
+
+
+def _image() -> np.ndarray:
+    v = (10 * np.arange(4)[:, None] + np.arange(6)[None, :] + 1).astype(np.uint8)
+    return np.repeat(v[..., None], 3, axis=2)
+
+
+def _mask(y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    m = np.zeros((4, 6), bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def _case(name: str) -> tuple[Segmentation | None, dict]:
+    """(segmentation, apply_view kwargs) of one row of the fallback table."""
+    obj = _mask(1, 3, 2, 4)
+    if name == "no_segmentation":
+        return None, {}
+    if name == "no_detection":
+        return Segmentation("img.png", 6, 4), {}
+    if name == "low_score":
+        return Segmentation.from_masks("img.png", [obj], scores=[0.2]), {"score_threshold": 0.5}
+    if name == "empty_mask":  # SAM returned nothing inside the detector's box
+        empty = np.zeros((4, 6), bool)
+        return Segmentation.from_masks("img.png", [empty], boxes=np.array([[1, 1, 4, 3]])), {}
+    assert name == "empty_box"  # a degenerate detector box, cropped by the detector box
+    return (
+        Segmentation.from_masks("img.png", [obj], boxes=np.array([[2.0, 1.0, 2.0, 3.0]])),
+        {"crop_box": "detector"},
+    )
+
+
+@pytest.mark.parametrize("view", NON_FULL)
+@pytest.mark.parametrize("case", FALLBACK_REASONS)
+def test_every_case_falls_back_to_full_in_every_view(case, view):
+    seg, kwargs = _case(case)
+    res = apply_view(view, _image(), seg, **kwargs)
+    assert res.fallback == case
+    assert np.array_equal(res.image, full_fallback(view, _image()))
+    if view == "alpha":  # RGB plus an all-foreground channel
+        assert res.image.shape == (4, 6, 4) and (res.image[..., 3] == 255).all()
+    else:
+        assert np.array_equal(res.image, _image())
+
+
+def test_empty_box_of_a_boxes_only_store():
+    seg = Segmentation("img.png", 6, 4, boxes=[[7.0, 0.0, 9.0, 2.0]], scores=[1.0])  # off-image
+    for view in ("FG_C", "BG_B"):
+        res = apply_view(view, _image(), seg)
+        assert res.fallback == "empty_box" and np.array_equal(res.image, _image())
+
+
+@pytest.mark.parametrize("crop_box", ["mask", "detector"])
+def test_mask_covering_the_whole_image_is_no_fallback(crop_box):
+    """The object fills the frame: FG views are the image, BG views a constant, no flag."""
+    seg = Segmentation.from_masks("img.png", [np.ones((4, 6), bool)])
+    img = _image()
+    out = {v: apply_view(v, img, seg, fill=0, crop_box=crop_box) for v in NON_FULL}
+    assert all(r.fallback is None for r in out.values())
+    padded = np.zeros((6, 6, 3), np.uint8)
+    padded[1:5] = img
+    assert np.array_equal(out["FG_C"].image, padded) and np.array_equal(out["FG_M"].image, padded)
+    assert not out["BG_S"].image.any() and not out["BG_B"].image.any()
+    assert np.array_equal(out["crop_resize_gray"].image, img)
+    assert (
+        np.array_equal(out["alpha"].image[..., :3], img)
+        and (out["alpha"].image[..., 3] == 255).all()
+    )
+
+
+@pytest.fixture
+def root(tmp_path, tiny_synthetic_root):
+    dst = tmp_path / "data"
+    shutil.copytree(tiny_synthetic_root, dst)
+    return dst
+
+
+def test_one_flag_for_every_view_of_an_image(root, tmp_path):
+    """Through the DataModule: an image whose SAM mask is empty is flagged in all five views."""
+    import torch
+
+    from occam_l2r.data.datamodule import ViewDataModule
+    from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+    from occam_l2r.store import StoreWriter
+    from tests.conftest import TINY
+
+    ds = SyntheticSpurious(root=str(root), **TINY)
+    recs = ds.records("test_id")
+    writer = StoreWriter(tmp_path / "store", "owlv2+sam", {"k": 1})
+    segs = []
+    for i, rec in enumerate(recs):
+        (mask,) = ds.gt_masks(rec)
+        if i == 0:
+            mask = np.zeros_like(mask)  # the detector found a box, SAM no pixel
+        boxes = np.array([[10.0, 10.0, 40.0, 40.0]])
+        segs.append(Segmentation.from_masks(rec.image_id, [mask], scores=[0.9], boxes=boxes))
+    writer.write(segs)
+    writer.close()
+    views = ["FG_C", "FG_M", "BG_S", "BG_B", "FULL"]
+    dm = ViewDataModule(ds, view=views, segmentation=str(tmp_path / "store"), image_size=32,
+                        batch_size=8, num_workers=0, test_splits=["test_id"], on_missing="full")  # fmt: skip
+    dm.setup("test")
+    batch = next(iter(dm.test_dataloader()[0]))
+    first = batch["id"].index(recs[0].image_id)
+    for view in views[:4]:
+        flags = batch["fallbacks"][view]
+        assert flags[first] == 1 and flags.sum() == 1, view
+        assert torch.equal(batch["views"][view][first], batch["views"]["FULL"][first])
+    assert batch["fallbacks"]["FULL"].sum() == 0
+
+
+@pytest.mark.slow
+def test_topk_store_with_an_empty_candidate_through_predict(root, tmp_path):
+    """Every prompted candidate of an image gets a logits row; one without a detection is the
+    FULL image, flagged ``fallback`` (L2R² appendix C.1: "when the detector output is empty,
+    FG and BG are replaced by the full image"); eq. 5 fusion then finds every row."""
+    from occam_l2r.cli import main
+    from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+    from occam_l2r.fusion.topk import topk_fusion
+    from occam_l2r.logits import LogitsFile
+    from occam_l2r.store import StoreWriter
+    from tests.conftest import TINY, tiny_fit_args
+
+    ds = SyntheticSpurious(root=str(root), **TINY)
+    store = tmp_path / "topk_store"
+    writer = StoreWriter(store, "owlv2+sam", {"prompts": {"kind": "topk", "k": 4}})
+    segs, nothing = [], ds.records("test_shift")[0].image_id
+    for rec in ds.all_records():  # prompted with all 4 classes; detections for 0 and 2 only
+        (mask,) = ds.gt_masks(rec)
+        found = [] if rec.image_id == nothing else [0, 2]
+        segs.append(
+            Segmentation.from_masks(
+                rec.image_id,
+                [mask] * len(found),
+                label_ids=found,
+                labels=["x"] * len(found),
+                prompts=["zero", "one", "two", "three"],
+                prompt_ids=[0, 1, 2, 3],
+                height=mask.shape[0],
+                width=mask.shape[1],
+            )  # fmt: skip
+        )
+    writer.write(segs)
+    writer.close()
+
+    out = tmp_path / "runs"
+    base = [*tiny_fit_args(root, out), "--trainer.logger", "false"]
+    main(["predict", *base, "--data.init_args.view", "FULL", "--data.init_args.segmentation",
+          "null", "--model.init_args.logits_dir", str(tmp_path / "full")])  # fmt: skip
+    main(["predict", *base, "--data.init_args.segmentation", str(store),
+          "--data.init_args.per_candidate", "true", "--data.init_args.test_splits",
+          "[test_shift]", "--model.init_args.logits_dir", str(tmp_path / "fg")])  # fmt: skip
+    fg = LogitsFile.load(tmp_path / "fg" / "test_shift.npz")
+    assert len(fg.ids) == 4 * 8
+    rows = {
+        (i, int(c)): bool(f) for i, c, f in zip(fg.ids, fg.candidates, fg.fallback, strict=True)
+    }
+    for sid in set(fg.ids.tolist()):
+        expected = {0: False, 1: True, 2: False, 3: True} if sid != nothing else dict.fromkeys(
+            range(4), True)  # fmt: skip
+        assert {c: rows[(sid, c)] for c in range(4)} == expected, sid
+    # an empty candidate's row is the FULL image's prediction (same model, same input)
+    full = LogitsFile.load(tmp_path / "full" / "test_shift.npz")
+    plain = dict(zip(full.ids.tolist(), full.logits, strict=True))
+    for sid, c, z in zip(fg.ids.tolist(), fg.candidates.tolist(), fg.logits, strict=True):
+        if rows[(sid, c)]:
+            np.testing.assert_allclose(z, plain[sid], rtol=1e-5, atol=1e-5)
+    result = topk_fusion(full, fg, k=4)  # every (sample, candidate) row is there
+    assert result.candidates.shape == (8, 4)
