@@ -37,7 +37,7 @@ def write_config(path: Path, runs: dict, out: Path, **extra) -> Path:
         "ensembles": ["FG_C"],
         "methods": FAST_METHODS,
         "test_splits": ["test_id", "test_shift"],
-        "heads": {"steps": 40},
+        "heads": {"max_epochs": 2, "batch_size": 128},
         **extra,
     }
     path.write_text(yaml.safe_dump(cfg))
@@ -76,12 +76,18 @@ def test_fuse_end_to_end_and_resume(runs, tmp_path, capsys):
         assert row in table, row
     for m in FAST_METHODS:
         assert f"| {METHOD_LABELS[m]} |" in table
-    assert "val acc | val macro acc | test_id acc" in table
+    assert "val acc | val macro acc | val fallback % | test_id acc" in table
     wide = pd.read_csv(out / "fusion_table.csv")
     assert (wide.model.str.startswith("Best - ")).sum() == 3 and (wide.model == "Oracle").sum() == 3
 
     summary = pd.read_csv(out / "summary.csv")
-    assert list(summary.columns) == ["model", "test_id", "test_shift"]
+    assert list(summary.columns) == [
+        "model",
+        "test_id",
+        "test_id fallback %",
+        "test_shift",
+        "test_shift fallback %",
+    ]
     rows = dict(zip(summary.model, summary.test_shift, strict=True))
     assert rows["FULL"].count(" ") == 0 and rows["FG_C"].startswith("+")  # delta then value
     assert any(m.startswith("FG_C ⊕* BG_S (") for m in rows) and "FG_C ⊕R BG_S" in rows
@@ -148,7 +154,7 @@ def test_fuse_print_config(runs, tmp_path, capsys):
         main(["fuse", "--config", str(cfg), "--print_config"])
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["heads"]["steps"] == 40 and printed["val_split"] == "val"
+    assert printed["heads"]["max_epochs"] == 2 and printed["val_split"] == "val"
 
 
 def test_plan_typed_cells(runs, tmp_path):
@@ -161,7 +167,7 @@ def test_plan_typed_cells(runs, tmp_path):
     assert [c.kind for c in cells[:8]] == ["single"] * 6 + ["metadata"] * 2
     pair = next(c for c in cells if c.kind == "pair" and c.method == "weighted_logits")
     assert pair.views == ("FG_C", "BG_S") and pair.name == "FG_C+BG_S" and pair.needs_train
-    assert pair.runs == (runs["FG_C"][0], runs["BG_S"][0]) and pair.settings["steps"] == 300
+    assert pair.runs == (runs["FG_C"][0], runs["BG_S"][0]) and pair.settings["max_epochs"] == 30
     assert pair.cell_id == "pair|FG_C+BG_S|weighted_logits|seed0"
     ens = [c for c in cells if c.kind == "ensemble"]
     assert len(ens) == 2 and ens[0].views == ("FG_C", "FG_C") and ens[0].name == "FG_Cx2"
@@ -184,6 +190,7 @@ def test_fuse_function_api(runs, tmp_path, capsys):
         "summary": str(out / "summary.md"),
         "computed": 8,
         "cached": 0,
+        "select_metric": "acc",
     }
     assert "fuse: 8 cells computed, 0 cached" in capsys.readouterr().out
     assert (out / "summary.csv").is_file() and (out / "fusion_table.csv").is_file()

@@ -10,6 +10,7 @@ import torch
 
 from occam_l2r.fusion import heads as H
 from occam_l2r.fusion.fusers import METHOD_LABELS, Calibration, HeadConfig, build_fuser
+from occam_l2r.fusion.head_training import head_logits, train_head
 from occam_l2r.fusion.inputs import LogitsPair
 
 
@@ -75,16 +76,16 @@ def informative_and_noise(n=2000, c=4, seed=0):
 
 def test_weighted_logits_learns_to_trust_the_informative_input():
     z1, z2, y = informative_and_noise()
-    h = H.train_head(H.WeightedLogits(4), z1, z2, y, steps=120, lr=0.1, batch_size=256)
+    h = train_head(H.WeightedLogits(4), z1, z2, y, max_epochs=15, lr=0.1, batch_size=256).head
     assert (h.w1.detach().abs() > 3 * h.w2.detach().abs()).all()
-    acc = (H.head_logits(h, z1, z2).argmax(1) == y).mean()
+    acc = (head_logits(h, z1, z2).argmax(1) == y).mean()
     assert acc > (z1.argmax(1) == y).mean() - 0.02
 
 
 def test_train_head_errors():
     z = np.zeros((3, 2), np.float32)
     with pytest.raises(ValueError, match="no labelled samples"):
-        H.train_head(H.WeightedLogits(2), z, z, np.array([-1, -1, -1]))
+        train_head(H.WeightedLogits(2), z, z, np.array([-1, -1, -1]))
 
 
 def test_every_method_fits_and_predicts():
@@ -94,7 +95,9 @@ def test_every_method_fits_and_predicts():
     )
     calib = Calibration(pair)
     for name in METHOD_LABELS:
-        fuser = build_fuser(name, HeadConfig(steps=30), seed=0).fit(pair, pair, calib)
+        fuser = build_fuser(name, HeadConfig(max_epochs=3, batch_size=128), seed=0).fit(
+            pair, pair, calib
+        )
         out = fuser.predict(pair)
         assert out.pred.shape == y.shape and np.isfinite(out.conf).all()
         assert (out.conf > 0).all() and (out.conf <= 1 + 1e-6).all()

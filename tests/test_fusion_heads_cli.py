@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from occam_l2r.cli import main
 from occam_l2r.data.logits_datamodule import LogitsDataModule
@@ -91,3 +92,36 @@ def test_logits_datamodule_checks_alignment(runs, tmp_path):
     dm.setup("test")
     batch = next(iter(dm.test_dataloader()[0]))
     assert batch["z1"].shape == (100, 4) and batch["z2"].shape == (100, 4) and dm.num_classes == 4
+
+
+@pytest.mark.parametrize("head", ["weighted_logits", "concat_fc"])
+def test_fit_and_fuse_ablation_give_the_same_head(head, runs, tmp_path):
+    """Issue 9.8: the ablation chooses the epoch on val as `fit` does; same seed, same numbers."""
+    out = tmp_path / "runs"
+    main(["fit", *args(head, runs, out, "--seed_everything", "0",
+                       "--data.init_args.batch_size", "64")])  # fmt: skip
+    fitted = json.loads((out / "fusion" / head / "version_0" / "test_metrics.json").read_text())
+    lr = yaml.safe_load((CONFIGS / f"{head}.yaml").read_text())["model"]["init_args"]["lr"]
+    sweep = tmp_path / "sweep"
+    cfg = tmp_path / "fuse.yaml"
+    cfg.write_text(
+        yaml.safe_dump({
+            "runs": {"FG_C": runs["FG_C"], "BG_S": runs["BG_S"]}, "output_dir": str(sweep),
+            "pairs": [["FG_C", "BG_S"]], "baseline": "FG_C", "methods": [head],
+            "test_splits": ["test_id", "test_shift"], "fallback": "none",
+            "heads": {"max_epochs": 3, "batch_size": 64, "lr": lr, "hidden_dim": 64},
+        })
+    )  # fmt: skip
+    main(["fuse", "--config", str(cfg)])
+    rec = next(
+        json.loads(line)
+        for line in (sweep / "results.jsonl").read_text().splitlines()
+        if f'"method": "{head}"' in line
+    )
+    for split in ("test_id", "test_shift"):
+        for metric in ("acc", "macro_acc"):
+            assert rec["metrics"][split][metric] == pytest.approx(
+                fitted[f"{split}/{metric}"], abs=1e-6
+            ), (split, metric)
+    ckpt = next((out / "fusion" / head / "version_0" / "checkpoints").glob("epoch=*.ckpt"))
+    assert rec["params"]["best_epoch"] == int(ckpt.name.split("-")[0].removeprefix("epoch="))

@@ -16,7 +16,7 @@ from occam_l2r.fusion.metadata import (
     metadata_fusion,
 )
 from occam_l2r.fusion.methods import max_conf, ts_average
-from occam_l2r.fusion.topk import topk_fusion
+from occam_l2r.fusion.topk import exported_k, nonempty_candidates, topk_fusion
 from occam_l2r.logits import LogitsFile
 
 
@@ -100,19 +100,33 @@ def test_topk_fusion_eq5_hand_computed():
     assert res.preds["FULL+FG+BG"].tolist() == [2, 1]
 
 
+def test_topk_missing_and_flagged_candidates():
+    full, fg, bg = topk_files()
+    # an older export dropped the row of an empty candidate: it warns, counts it as empty and
+    # takes FULL's logit of that class (s1: z_FG = (0.5, z_FULL^(3) = 2.0) -> class 3)
+    old = LogitsFile(ids=fg.ids[:3], labels=fg.labels[:3], logits=fg.logits[:3],
+                     candidates=fg.candidates[:3])  # fmt: skip
+    with pytest.warns(UserWarning, match="lack 1 .* rows.*first: \\[\\('s1', 3\\)\\]"):
+        res = topk_fusion(full, old, k=2)
+    assert res.preds["FG"].tolist() == [0, 3] and res.missing == 1
+    assert res.empty.tolist() == [[False, False], [False, True]]
+    assert res.fallback.tolist() == [False, False]
+    # rows flagged fallback (FG/BG = the full image) are used as they are; a sample whose
+    # candidates are all empty gets FULL's prediction with fallback_to_full
+    flagged = LogitsFile(ids=fg.ids, labels=fg.labels, logits=fg.logits, candidates=fg.candidates,
+                         fallback=[True, True, False, False])  # fmt: skip
+    kept = topk_fusion(full, flagged, bg, k=2)
+    assert kept.preds["FG"].tolist() == [0, 3] and kept.fallback.tolist() == [True, False]
+    fell = topk_fusion(full, flagged, bg, k=2, fallback_to_full=True)
+    for variant in ("FG", "FULL+FG", "BG", "FULL+FG+BG"):
+        assert fell.preds[variant][0] == 2  # FULL's top-1 for s0
+        assert fell.preds[variant][1] == kept.preds[variant][1]
+    assert nonempty_candidates(flagged).tolist() == [0, 2] and exported_k(flagged) == 2
+    assert nonempty_candidates(old).tolist() == [2, 1]
+
+
 def test_topk_errors():
     full, fg, _ = topk_files()
-    with pytest.raises(ValueError, match="lack 1 .* rows.*first: \\[\\('s1', 3\\)\\]"):
-        topk_fusion(
-            full,
-            LogitsFile(
-                ids=fg.ids[:3],
-                labels=fg.labels[:3],
-                logits=fg.logits[:3],
-                candidates=fg.candidates[:3],
-            ),
-            k=2,
-        )
     plain = LogitsFile(ids=["s0", "s1"], labels=[0, 3], logits=np.zeros((2, 4)))
     with pytest.raises(ValueError, match="carries no candidate class"):
         topk_fusion(full, plain, k=2)

@@ -34,9 +34,12 @@ def test_aggregate_best_and_table9():
     full = agg[(agg.name == "FULL") & (agg.split == "val") & (agg.metric == "acc")].iloc[0]
     assert full["mean"] == pytest.approx(0.81) and full["std"] == pytest.approx(0.0141421356)
     best = tables.best_methods(agg, "val", "acc")
-    assert best == {"FG_C+FULL": "max_conf"}  # the oracle is never selected
+    assert best == {"FG_C+FULL": ("max_conf",)}  # the oracle is never selected
     wide, md = tables.table9(agg, ["val", "test"], best, METHOD_LABELS)
-    assert list(wide.columns) == ["model", "val acc", "val macro acc", "test acc", "test macro acc"]
+    assert list(wide.columns) == [
+        "model", "val acc", "val macro acc", "val fallback %", "test acc", "test macro acc",
+        "test fallback %",
+    ]  # fmt: skip
     rows = dict(zip(wide.model, wide["test acc"], strict=True))
     assert rows["FULL"] == "51.00 ± 1.41" and rows["Best - Max conf"] == "60.00 ± 0.00"
     assert rows["Oracle"] == "95.00 ± 0.00" and "**FG_C ⊕ FULL**" in rows

@@ -15,26 +15,31 @@ from typing import Any
 
 from occam_l2r.commands import run_function
 from occam_l2r.fusion.outputs import write_outputs
-from occam_l2r.fusion.plan import MetadataConfig, SweepConfig, plan
+from occam_l2r.fusion.plan import AcrossDatasets, MetadataConfig, SweepConfig, TopKConfig, plan
 from occam_l2r.fusion.runner import Runner
 
-__all__ = ["MetadataConfig", "SweepConfig", "fuse", "main"]
+__all__ = ["AcrossDatasets", "MetadataConfig", "SweepConfig", "TopKConfig", "fuse", "main"]
 
 
 def fuse(config: SweepConfig) -> dict[str, Any]:
     """Run the fusion ablation of ``config`` and write its tables.
 
-    Prints ``fuse: N cells computed, M cached, S s; tables in ...``.
+    Prints ``fuse: N cells computed, M cached, S s; tables in ...``. Metrics left unset
+    (``select_metric``, ``summary_metric``) follow the dataset's headline metric stored in the
+    logits files.
 
     Args:
         config: the sweep (runs, pairs, methods, splits, tables).
 
     Returns:
-        ``fusion_table`` and ``summary`` (paths of the Markdown tables, as strings), and the
-        counts of ``computed`` and ``cached`` cells.
+        ``fusion_table`` and ``summary`` (paths of the Markdown tables, as strings; also
+        ``metadata_table`` / ``datasets_table`` when written), the counts of ``computed`` and
+        ``cached`` cells and the ``select_metric`` used.
     """
     t0 = time.perf_counter()
-    result = Runner(config).run(plan(config))
+    runner = Runner(config)
+    config = runner.config  # the metrics resolved
+    result = runner.run(plan(config))
     paths = write_outputs(config, result)
     secs = time.perf_counter() - t0
     print(
@@ -45,6 +50,7 @@ def fuse(config: SweepConfig) -> dict[str, Any]:
         **{k: str(v) for k, v in paths.items()},
         "computed": result.computed,
         "cached": result.cached,
+        "select_metric": config.select_metric,
     }
 
 

@@ -34,7 +34,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from occam_l2r.errors import UserError
-from occam_l2r.tasks.base import format_summary, save_metrics
+from occam_l2r.tasks.base import HEADLINE_KEY, format_summary, save_metrics
 from occam_l2r.tasks.checkpoints import (
     AtomicCheckpointIO,
     CheckpointFileError,
@@ -125,7 +125,8 @@ class OccamCLI(LightningCLI):
             "from its latest checkpoint; without --config, its config.yaml is read",
         )
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.monitor": "val/acc", "checkpoint.mode": "max"})
+        # the dataset's headline metric on the first validation split (BaseTask logs it)
+        parser.set_defaults({"checkpoint.monitor": HEADLINE_KEY, "checkpoint.mode": "max"})
         parser.add_lightning_class_args(LatestCheckpoint, "latest")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})

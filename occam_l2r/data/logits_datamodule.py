@@ -1,20 +1,35 @@
 """DataModule over the logits of one or two trained runs, for the fusion heads.
 
 Each sample is ``{"z1": (C,), "z2": (C,), "label": int, "index": int, "group": int, "id": str,
-"group_name": str}`` (``z2`` absent with one input), read from the logits files that ``predict`` writes (``<run_dir>/logits/<split>.npz``).
-The two inputs are aligned on their sample ids, and every check of
-:func:`occam_l2r.fusion.inputs.align_pair` applies (finite logits, same ids, same class count).
+"group_name": str, "fallback": bool}`` (``z2`` absent with one input), read from the logits
+files that ``predict`` writes (``<run_dir>/logits/<split>.npz``). The two inputs are aligned on
+their sample ids, and every check of :func:`occam_l2r.fusion.inputs.align_pair` applies (finite
+logits, same ids, same class count); ``fallback`` is set when either input's view fell back.
+
+The train loader shuffles the labelled samples with its own generator seeded by ``seed``
+(default: the run's ``seed_everything``), the loader of the ``fuse`` verb's ablation
+(:func:`occam_l2r.fusion.head_training.shuffled_loader`). ``headline_metric`` (the checkpoint
+monitor's metric) is read from the logits files, where ``predict`` stores the dataset's.
 """
 
 from __future__ import annotations
 
+import os
+
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from occam_l2r.data.loaders import eval_loader, world_of
-from occam_l2r.fusion.inputs import LogitsPair, align_pair, load_run_split
+from occam_l2r.fusion.head_training import shuffled_loader
+from occam_l2r.fusion.inputs import (
+    LogitsPair,
+    align_pair,
+    load_run_split,
+    read_meta,
+    resolve_logits_path,
+)
 from occam_l2r.logits import LogitsFile
 
 
@@ -28,6 +43,7 @@ class LogitsDataset(Dataset):
         self.ids = pair.ids
         self.groups = pair.groups
         self.group_ids = torch.as_tensor([group_index[g] for g in pair.groups], dtype=torch.int64)
+        self.fallback = torch.as_tensor(pair.fallback, dtype=torch.bool)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -40,6 +56,7 @@ class LogitsDataset(Dataset):
             "group": self.group_ids[i],
             "id": str(self.ids[i]),
             "group_name": str(self.groups[i]),
+            "fallback": self.fallback[i],
         }
         if self.z2 is not None:
             item["z2"] = self.z2[i]
@@ -60,6 +77,10 @@ class LogitsDataModule(L.LightningDataModule):
         predict_splits: splits whose fused logits ``predict`` writes; default all of the above.
         batch_size: batch size.
         num_workers: dataloader workers (0 is right for in-memory logits).
+        seed: seed of the train loader's shuffling; default: the run's ``seed_everything``
+            (``PL_GLOBAL_SEED``), else 0.
+        headline_metric: the metric that chooses the checkpoint (``val/headline``); default:
+            the ``headline_metric`` that ``predict`` stored in input 1's logits, else ``acc``.
     """
 
     def __init__(
@@ -72,6 +93,8 @@ class LogitsDataModule(L.LightningDataModule):
         predict_splits: list[str] | None = None,
         batch_size: int = 1024,
         num_workers: int = 0,
+        seed: int | None = None,
+        headline_metric: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -80,7 +103,9 @@ class LogitsDataModule(L.LightningDataModule):
         self.test_splits = list(test_splits if test_splits is not None else ["test"])
         order = [train_split, val_split, *self.test_splits]
         self.predict_splits = list(predict_splits or dict.fromkeys(order))
-        self.batch_size, self.num_workers = batch_size, num_workers
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        stored = read_meta(resolve_logits_path(input1, val_split)).get("config", {})
+        self.headline_metric = headline_metric or stored.get("headline_metric") or "acc"
         head = load_run_split(input1, val_split)
         self.num_classes = head.num_classes
         self.class_names = list(head.class_names)
@@ -134,14 +159,15 @@ class LogitsDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         ds = self._load(split)
-        if shuffle and (ds.labels < 0).all():
-            raise ValueError(f"split {split!r} has no labels (all -1); cannot train on it")
         if not shuffle:
             world, rank = world_of(self.trainer)
             return eval_loader(ds, self.batch_size, self.num_workers, world, rank)
-        return DataLoader(
-            ds, batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers
-        )
+        labelled = torch.nonzero(ds.labels >= 0).flatten()
+        if len(labelled) == 0:
+            raise ValueError(f"split {split!r} has no labels (all -1); cannot train on it")
+        train: Dataset = ds if len(labelled) == len(ds) else Subset(ds, labelled.tolist())
+        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        return shuffled_loader(train, self.batch_size, seed, self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_split, shuffle=True)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from occam_l2r.fusion import calibration, heads, methods
+from occam_l2r.fusion.head_training import head_logits, train_head
 from occam_l2r.fusion.inputs import LogitsPair
 from occam_l2r.fusion.methods import FusionOutput
 
@@ -40,15 +41,19 @@ LEARNT_METHODS: tuple[str, ...] = ("concat_fc", "weighted_logits")
 class HeadConfig:
     """Training settings of the learnt heads (concat_fc, weighted_logits) in the ablation.
 
-    ``steps`` Adam steps on mini-batches of ``batch_size`` train samples; ``num_threads`` torch
-    threads while training (the heads are tiny; 0 keeps torch's setting).
+    The same loop as ``fit --config configs/fusion/<head>.yaml``
+    (:mod:`occam_l2r.fusion.head_training`): ``max_epochs`` passes over the train samples in
+    batches of ``batch_size`` with Adam, and, with ``select_on_val``, the epoch with the best
+    validation metric (``select_metric`` of the sweep) is kept, as ``fit``'s checkpoint does.
+    ``num_threads`` torch threads while training (the heads are tiny; 0 keeps torch's setting).
     """
 
-    steps: int = 300
+    max_epochs: int = 30
     lr: float = 1e-2
-    batch_size: int = 1024
+    batch_size: int = 256
     weight_decay: float = 0.0
     hidden_dim: int = 64
+    select_on_val: bool = True
     num_threads: int = 1
 
 
@@ -98,11 +103,16 @@ def _softmax_output(logits: np.ndarray) -> FusionOutput:
 
 
 class Fuser(abc.ABC):
-    """Base class: ``fit`` learns parameters, ``predict`` fuses a split."""
+    """Base class: ``fit`` learns parameters, ``predict`` fuses a split.
+
+    Args:
+        metric: the validation metric that fitted parameters maximise (``acc``, ``macro_acc``).
+    """
 
     name = ""
 
-    def __init__(self) -> None:
+    def __init__(self, metric: str = "acc") -> None:
+        self.metric = metric
         self._params: dict[str, Any] = {}
 
     def fit(self, train: LogitsPair | None, val: LogitsPair, calib: Calibration) -> Fuser:
@@ -149,10 +159,22 @@ class MaxConfCTS(Fuser):
 
 
 class Threshold(Fuser):
+    """⊕R; ``t`` is fitted on val, or set by hand (§3.3: "manually set to limit the influence
+    of Φ2")."""
+
     name = "threshold"
 
+    def __init__(self, metric: str = "acc", t: float | None = None) -> None:
+        super().__init__(metric)
+        self.manual_t = t
+
     def fit(self, train, val, calib):
-        self._params["t"] = methods.fit_threshold(val.z1, val.z2, val.labels)
+        if self.manual_t is not None:
+            self._params.update(t=float(self.manual_t), manual=True)
+        else:
+            self._params["t"] = methods.fit_threshold(
+                val.z1, val.z2, val.labels, metric=self.metric
+            )
         return self
 
     def predict(self, data):
@@ -175,7 +197,7 @@ class TSWeightedAverage(Fuser):
 
     def fit(self, train, val, calib):
         t1, t2 = calib.scalar()
-        alpha = methods.fit_alpha(val.z1, val.z2, val.labels, t1, t2)
+        alpha = methods.fit_alpha(val.z1, val.z2, val.labels, t1, t2, metric=self.metric)
         self._params.update(t1=t1, t2=t2, alpha=alpha)
         return self
 
@@ -185,10 +207,13 @@ class TSWeightedAverage(Fuser):
 
 
 class LearntHead(Fuser):
-    """A head from :mod:`occam_l2r.fusion.heads` trained on the train logits."""
+    """A head from :mod:`occam_l2r.fusion.heads` trained on the train logits, its epoch chosen
+    on the validation logits (:func:`occam_l2r.fusion.head_training.train_head`)."""
 
-    def __init__(self, name: str, config: HeadConfig | None = None, seed: int = 0) -> None:
-        super().__init__()
+    def __init__(
+        self, name: str, config: HeadConfig | None = None, seed: int = 0, metric: str = "acc"
+    ) -> None:
+        super().__init__(metric)
         self.name = name
         self.config = config or HeadConfig()
         self.seed = seed
@@ -200,13 +225,15 @@ class LearntHead(Fuser):
                 f"{self.name} is trained on the train logits, but none were given; set "
                 "`train_split` in the fuse config and export that split with `predict`"
             )
-        torch.manual_seed(self.seed)
         c = self.config
+        torch.manual_seed(self.seed)  # what seed_everything does before `fit` builds the head
         self.head = heads.build_head(self.name, train.num_classes, hidden_dim=c.hidden_dim)
-        heads.train_head(
-            self.head, train.z1, train.z2, train.labels, c.steps, c.lr, c.batch_size,
-            c.weight_decay, self.seed, c.num_threads,
+        with_val = (val.z1, val.z2, val.labels) if c.select_on_val and val is not None else None
+        fitted = train_head(
+            self.head, train.z1, train.z2, train.labels, c.max_epochs, c.lr, c.batch_size,
+            c.weight_decay, self.seed, c.num_threads, with_val, self.metric,
         )  # fmt: skip
+        self._params.update(best_epoch=fitted.best_epoch, val_score=fitted.best_score)
         if isinstance(self.head, heads.WeightedLogits):
             self._params["w1"] = self.head.w1.detach().numpy().copy()
             self._params["w2"] = self.head.w2.detach().numpy().copy()
@@ -215,7 +242,7 @@ class LearntHead(Fuser):
     def predict(self, data):
         if self.head is None:
             raise RuntimeError(f"{self.name}: call fit() before predict()")
-        return _softmax_output(heads.head_logits(self.head, data.z1, data.z2))
+        return _softmax_output(head_logits(self.head, data.z1, data.z2))
 
 
 class Oracle(Fuser):
@@ -225,14 +252,29 @@ class Oracle(Fuser):
         return methods.oracle(data.z1, data.z2, data.labels)
 
 
-def build_fuser(name: str, head_config: HeadConfig | None = None, seed: int = 0) -> Fuser:
-    """Create a fuser by method name (a key of :data:`METHOD_LABELS`)."""
-    simple = {
-        c.name: c
-        for c in (MaxConf, MaxConfTS, MaxConfCTS, Threshold, TSAverage, TSWeightedAverage, Oracle)
-    }
+def build_fuser(
+    name: str,
+    head_config: HeadConfig | None = None,
+    seed: int = 0,
+    metric: str = "acc",
+    threshold_t: float | None = None,
+) -> Fuser:
+    """Create a fuser by method name (a key of :data:`METHOD_LABELS`).
+
+    Args:
+        name: the method.
+        head_config: training settings of the learnt heads.
+        seed: seed of a learnt head (its initialisation and the order of its samples).
+        metric: the validation metric that t, α and the heads' epochs maximise.
+        threshold_t: a manual ⊕R threshold (``None``: fitted on val).
+    """
+    simple = {c.name: c for c in (MaxConf, MaxConfTS, MaxConfCTS, TSAverage, TSWeightedAverage)}
     if name in simple:
-        return simple[name]()
+        return simple[name](metric)
+    if name == "threshold":
+        return Threshold(metric, threshold_t)
+    if name == "oracle":
+        return Oracle(metric)
     if name in LEARNT_METHODS:
-        return LearntHead(name, head_config, seed)
+        return LearntHead(name, head_config, seed, metric)
     raise ValueError(f"unknown fusion method {name!r}; choose from {list(METHOD_LABELS)}")

@@ -11,8 +11,8 @@ Every head maps the logits of two models ``z1, z2`` (each ``(B, C)``) to fused l
 
 :data:`HEADS` is the one registry of heads by name (:data:`HeadName`); :func:`build_head`
 creates one from it (the ablation's fusers and the Lightning task
-:mod:`occam_l2r.tasks.fusion` both go through it). :func:`train_head` fits any head with Adam on
-in-memory tensors; :func:`head_logits` applies a trained one to numpy logits.
+:mod:`occam_l2r.tasks.fusion` both go through it). Training on in-memory logits (with the
+epoch chosen on validation) lives in :mod:`occam_l2r.fusion.head_training`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -198,81 +197,3 @@ def build_head(name: str, num_classes: int, num_inputs: int = 2, hidden_dim: int
             f"got num_inputs={num_inputs}"
         )
     return cls.build(num_classes, num_inputs, hidden_dim)
-
-
-def train_head(
-    head: nn.Module,
-    z1: np.ndarray,
-    z2: np.ndarray,
-    labels: np.ndarray,
-    steps: int = 300,
-    lr: float = 1e-2,
-    batch_size: int = 1024,
-    weight_decay: float = 0.0,
-    seed: int = 0,
-    num_threads: int = 1,
-) -> nn.Module:
-    """Fit ``head`` with Adam and its own loss on in-memory logits; returns it in eval mode.
-
-    Trains for a fixed number of optimiser ``steps`` on shuffled mini-batches (reshuffled every
-    epoch), so the cost does not grow with the dataset size. Samples with label ``-1`` are left
-    out. The heads are tiny, so intra-op threads only add overhead (and stall badly on a busy
-    machine): training runs with ``num_threads`` torch threads (0 keeps the current setting),
-    restored afterwards.
-    """
-    keep = np.asarray(labels) >= 0
-    if not keep.any():
-        raise ValueError("no labelled samples to train the fusion head on (all labels are -1)")
-    if steps < 1 or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
-    x1 = torch.as_tensor(np.asarray(z1)[keep], dtype=torch.float32)
-    x2 = torch.as_tensor(np.asarray(z2)[keep], dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(labels)[keep], dtype=torch.int64)
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    previous = torch.get_num_threads()
-    if num_threads > 0:
-        torch.set_num_threads(num_threads)
-    try:
-        _fit(head, opt, x1, x2, y, steps, batch_size, gen)
-    finally:
-        torch.set_num_threads(previous)
-    return head.eval()
-
-
-def _fit(
-    head: nn.Module,
-    opt: torch.optim.Optimizer,
-    x1: torch.Tensor,
-    x2: torch.Tensor,
-    y: torch.Tensor,
-    steps: int,
-    batch_size: int,
-    gen: torch.Generator,
-) -> None:
-    head.train()
-    done = 0
-    while done < steps:
-        perm = torch.randperm(len(y), generator=gen)
-        for start in range(0, len(y), batch_size):
-            idx = perm[start : start + batch_size]
-            opt.zero_grad(set_to_none=True)
-            loss = head.loss(x1[idx], x2[idx], y[idx])
-            loss.backward()
-            opt.step()
-            done += 1
-            if done >= steps:
-                break
-
-
-@torch.no_grad()
-def head_logits(head: nn.Module, z1: np.ndarray, z2: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Fused logits of a trained head on numpy inputs, computed in chunks."""
-    out = []
-    for start in range(0, len(z1), chunk):
-        a = torch.as_tensor(np.asarray(z1[start : start + chunk]), dtype=torch.float32)
-        b = torch.as_tensor(np.asarray(z2[start : start + chunk]), dtype=torch.float32)
-        out.append(head(a, b).numpy())
-    if not out:
-        return np.zeros((0, np.asarray(z1).shape[1]), np.float32)
-    return np.concatenate(out)

@@ -10,13 +10,15 @@ what to do. Both errors (:class:`LogitsInputError`, :class:`LogitsNotFoundError`
 
 from __future__ import annotations
 
+import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from occam_l2r.errors import UserError
-from occam_l2r.logits import LogitsFile
+from occam_l2r.logits import LogitsFile, LogitsFileError
 
 
 class LogitsInputError(UserError, ValueError):
@@ -30,13 +32,24 @@ class LogitsNotFoundError(UserError, FileNotFoundError):
 
 @dataclass
 class LogitsPair:
-    """Two aligned inputs of a fusion on one split (row ``i`` is the same sample in both)."""
+    """Two aligned inputs of a fusion on one split (row ``i`` is the same sample in both).
+
+    ``fallback`` flags the samples whose view fell back to the FULL image in either input (the
+    ``fallback`` arrays of both logits files); all ``False`` when not given.
+    """
 
     ids: np.ndarray
     labels: np.ndarray
     z1: np.ndarray
     z2: np.ndarray
     groups: np.ndarray
+    fallback: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        self.fallback = (
+            np.zeros(n, bool) if self.fallback is None else np.asarray(self.fallback, bool)
+        )
 
     @property
     def num_classes(self) -> int:
@@ -136,4 +149,43 @@ def align_pair(
             "orders or label files"
         )
     labels = np.where(a.labels >= 0, a.labels, labels_b)
-    return LogitsPair(ids=a.ids, labels=labels, z1=a.logits, z2=b.logits[order], groups=a.groups)
+    fallback = np.asarray(a.fallback, bool) | np.asarray(b.fallback, bool)[order]
+    return LogitsPair(
+        ids=a.ids, labels=labels, z1=a.logits, z2=b.logits[order], groups=a.groups,
+        fallback=fallback,
+    )  # fmt: skip
+
+
+def read_meta(path: str | Path) -> dict:
+    """The metadata of a logits file (``split``, ``view``, ``config``, ...) without its arrays.
+
+    Raises:
+        LogitsFileError: the file cannot be read as a logits file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["meta"]))
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise LogitsFileError(f"cannot read the metadata of logits file {path}: {err}") from err
+
+
+def headline_metric(runs: list[str], split: str) -> str | None:
+    """The dataset's headline metric that ``predict`` stored in the runs' logits files.
+
+    Read from ``config.headline_metric`` of each run's ``split`` file; ``None`` when no file
+    carries one (files written before the field existed).
+
+    Raises:
+        LogitsInputError: two runs name different headline metrics (runs of different datasets).
+    """
+    found: dict[str, str] = {}
+    for run in runs:
+        value = read_meta(resolve_logits_path(run, split)).get("config", {}).get("headline_metric")
+        if value:
+            found[run] = str(value)
+    if len(set(found.values())) > 1:
+        raise LogitsInputError(
+            f"the runs name different headline metrics {found}; fuse runs of one dataset, or "
+            "set `select_metric` (and `summary_metric`) in the fuse config"
+        )
+    return next(iter(found.values()), None)

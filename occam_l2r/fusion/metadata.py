@@ -1,8 +1,9 @@
 """Metadata prior fusion (L2R² §5.1, Table 4; Berg et al. / Picek et al. metadata priors).
 
 A tabular metadata value ``m`` (FungiTastic habitat, substrate, month, ...) acts as a second,
-image-free "background" model: class priors ``p(k|m)`` and ``p(k)`` are counted on the train
-split with additive smoothing, and an image model's prediction is reweighted
+image-free "background" model: class priors ``p(k|m)`` (over the train samples with a value)
+and ``p(k)`` (over all train samples) are counted with additive smoothing, and an image model's
+prediction is reweighted
 
     p(k | x, m) ∝ p(k | x) · p(k | m) / p(k).
 
@@ -95,10 +96,16 @@ class MetadataPrior:
         self.log_ratio: np.ndarray | None = None  # (V, C): log p(k|m) - log p(k)
 
     def fit(self, labels: np.ndarray, values: np.ndarray, num_classes: int) -> MetadataPrior:
-        """Count priors on labelled train samples with a known metadata value."""
+        """Count ``p(k|m)`` on the labelled train samples with a metadata value, and ``p(k)``
+        on all labelled train samples (a sample without metadata still counts for its class).
+
+        With ``smoothing=0`` a class absent from train has ``p(k|m) = p(k) = 0``; its ratio,
+        ``0/0``, is set to 1 (the prior knows nothing of it and leaves its probability as it is).
+        """
         labels = np.asarray(labels, np.int64)
         values = np.asarray(values).astype(str)
-        keep = (labels >= 0) & (values != "")
+        labelled = labels >= 0
+        keep = labelled & (values != "")
         if not keep.any():
             raise ValueError("no labelled train sample has a metadata value; cannot fit priors")
         uniq, inv = np.unique(values[keep], return_inverse=True)
@@ -107,10 +114,12 @@ class MetadataPrior:
         np.add.at(counts, (inv, labels[keep]), 1.0)
         s = self.smoothing
         p_km = (counts + s) / (counts.sum(1, keepdims=True) + s * num_classes)
-        n_k = counts.sum(0)
+        n_k = np.bincount(labels[labelled], minlength=num_classes).astype(np.float64)
         p_k = (n_k + s) / (n_k.sum() + s * num_classes)
-        with np.errstate(divide="ignore"):
-            self.log_ratio = np.log(p_km) - np.log(p_k)[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.log(p_km) - np.log(p_k)[None, :]
+        ratio[:, p_k == 0] = 0.0  # a class never seen in train: ratio 0/0 -> 1
+        self.log_ratio = ratio
         return self
 
     def apply(self, probs: np.ndarray, values: np.ndarray) -> np.ndarray:

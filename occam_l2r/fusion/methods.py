@@ -17,6 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: the metrics of a split that selection and fitting can maximise.
+METRICS = ("acc", "macro_acc")
+#: two scores closer than this are a tie (accuracies are ratios of sample counts).
+TIE_ATOL = 1e-9
+
 
 @dataclass
 class FusionOutput:
@@ -99,26 +104,34 @@ def fit_threshold(
     labels: np.ndarray,
     t1: float | np.ndarray = 1.0,
     t2: float | np.ndarray = 1.0,
+    metric: str = "acc",
 ) -> float:
-    """The threshold ``t`` of :func:`threshold` that maximises accuracy on ``(z1, z2, labels)``.
+    """The threshold ``t`` of :func:`threshold` that maximises ``metric`` on ``(z1, z2, labels)``.
 
-    The accuracy only changes at the observed values of ``p̂1``, so the candidates are ``0``
+    The metric only changes at the observed values of ``p̂1``, so the candidates are ``0``
     (always Φ1; equivalent to any ``0 < t < min p̂1``, as ``p̂1 >= 1/C``) and every distinct
     ``p̂1``. Ties go to the smallest ``t`` (the most weight on the robust input Φ1).
+
+    Args:
+        z1, z2: logits of Φ1 and Φ2 ``(N, C)``.
+        labels: ``(N,)`` class indices (-1: unlabelled, never counted).
+        t1, t2: temperatures of the inputs.
+        metric: ``acc`` or ``macro_acc`` (a weighted accuracy, see :func:`metric_weights`).
     """
     y1, p1 = predict_confidence(z1, t1)
     y2, p2 = predict_confidence(z2, t2)
     labels = np.asarray(labels)
-    c1 = (y1 == labels).astype(np.int64)
-    cmax = np.where(p2 > p1, y2 == labels, y1 == labels).astype(np.int64)
+    w = metric_weights(labels, metric)
+    c1 = (y1 == labels) * w
+    cmax = np.where(p2 > p1, y2 == labels, y1 == labels) * w
     order = np.argsort(p1, kind="stable")
     ps, gain = p1[order], (cmax - c1)[order]
-    # correct(t) = sum(c1) + sum over samples with p1 <= t of (cmax - c1)
+    # score(t) = sum(c1) + sum over samples with p1 <= t of (cmax - c1)
     cum = np.cumsum(gain)
     last = np.r_[ps[1:] != ps[:-1], True]  # last index of each run of equal p1 values
     cand_t = np.r_[0.0, ps[last]]
-    cand_gain = np.r_[0, cum[last]]
-    return float(cand_t[int(np.argmax(cand_gain))])
+    cand_gain = np.r_[0.0, cum[last]]
+    return float(cand_t[_first_best(cand_gain)])
 
 
 def ts_weighted_average(
@@ -154,8 +167,9 @@ def fit_alpha(
     t1: float | np.ndarray = 1.0,
     t2: float | np.ndarray = 1.0,
     grid: int = 101,
+    metric: str = "acc",
 ) -> float:
-    """The ``α`` on ``linspace(0, 1, grid)`` maximising the accuracy of the weighted average.
+    """The ``α`` on ``linspace(0, 1, grid)`` maximising ``metric`` of the weighted average.
 
     Ties go to the ``α`` closest to 0.5 (the plain average), then to the smaller ``α``.
     """
@@ -163,9 +177,10 @@ def fit_alpha(
         raise ValueError(f"alpha grid must have at least 2 points, got {grid}")
     q1, q2 = softmax(z1, t1), softmax(z2, t2)
     labels = np.asarray(labels)
+    w = metric_weights(labels, metric)
     alphas = np.linspace(0.0, 1.0, grid)
-    correct = np.array([((a * q1 + (1 - a) * q2).argmax(1) == labels).sum() for a in alphas])
-    best = np.flatnonzero(correct == correct.max())
+    scores = np.array([(((a * q1 + (1 - a) * q2).argmax(1) == labels) * w).sum() for a in alphas])
+    best = np.flatnonzero(scores >= scores.max() - TIE_ATOL)
     return float(alphas[best[np.argmin(np.abs(alphas[best] - 0.5))]])
 
 
@@ -183,12 +198,15 @@ def oracle(z1: np.ndarray, z2: np.ndarray, labels: np.ndarray) -> FusionOutput:
     )
 
 
-def select_best(val_scores: dict[str, float], exclude: tuple[str, ...] = ("oracle",)) -> str:
-    """⊕*: the method with the highest validation score (first one listed on ties).
+def tied_best(
+    val_scores: dict[str, float], exclude: tuple[str, ...] = ("oracle",), atol: float = TIE_ATOL
+) -> list[str]:
+    """⊕*: every method whose validation score ties with the highest one, in the given order.
 
     Args:
         val_scores: method name -> validation metric (higher is better).
         exclude: methods that may not be selected (the oracle uses test labels).
+        atol: scores closer than this to the best count as a tie.
     """
     candidates = {k: v for k, v in val_scores.items() if k not in exclude and np.isfinite(v)}
     if not candidates:
@@ -196,7 +214,14 @@ def select_best(val_scores: dict[str, float], exclude: tuple[str, ...] = ("oracl
             f"no method to select from: scores {val_scores}, excluded {exclude}. "
             "Evaluate at least one non-oracle method on the validation split."
         )
-    return max(candidates, key=lambda k: (candidates[k], -list(candidates).index(k)))
+    top = max(candidates.values())
+    return [k for k, v in candidates.items() if v >= top - atol]
+
+
+def select_best(val_scores: dict[str, float], exclude: tuple[str, ...] = ("oracle",)) -> str:
+    """⊕*: the method with the highest validation score (the first one listed on ties; use
+    :func:`tied_best` to see the ties)."""
+    return tied_best(val_scores, exclude)[0]
 
 
 def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -222,3 +247,40 @@ def macro_accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
     counts = np.bincount(labels, minlength=n)
     present = counts > 0
     return float((hits[present] / counts[present]).mean())
+
+
+def score(pred: np.ndarray, labels: np.ndarray, metric: str = "acc") -> float:
+    """``acc`` or ``macro_acc`` (see :func:`macro_accuracy`) over the labelled samples."""
+    labels = np.asarray(labels)
+    known = labels >= 0
+    if metric == "acc":
+        return accuracy(np.asarray(pred)[known], labels[known])
+    if metric == "macro_acc":
+        return macro_accuracy(np.asarray(pred)[known], labels[known])
+    raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+
+
+def metric_weights(labels: np.ndarray, metric: str = "acc") -> np.ndarray:
+    """Per-sample weights ``w`` with ``metric = sum_i w_i [pred_i == y_i]`` (0 for label -1).
+
+    ``acc``: ``1 / N``; ``macro_acc``: ``1 / (n_y K)`` with ``n_y`` the count of the sample's
+    class and ``K`` the number of classes present, so both are weighted accuracies.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    known = labels >= 0
+    w = np.zeros(len(labels))
+    if not known.any():
+        return w
+    if metric == "acc":
+        w[known] = 1.0 / known.sum()
+    elif metric == "macro_acc":
+        counts = np.bincount(labels[known])
+        w[known] = 1.0 / (counts[labels[known]] * (counts > 0).sum())
+    else:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+    return w
+
+
+def _first_best(scores: np.ndarray) -> int:
+    """Index of the first score within :data:`TIE_ATOL` of the maximum."""
+    return int(np.flatnonzero(scores >= scores.max() - TIE_ATOL)[0])

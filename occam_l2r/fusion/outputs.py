@@ -1,60 +1,146 @@
-"""The files of a finished fusion sweep: tables, weighted-logits weights and their plots.
+"""The files of a finished fusion sweep: tables, weighted-logits weights and plots.
 
 :func:`write_outputs` writes, in ``output_dir``:
 
 - ``metrics_long.csv``: mean, std and seed count per (kind, name, method, split, metric);
-- ``fusion_table.{md,csv}``: the paper's Table 9 (:func:`occam_l2r.fusion.tables.table9`);
+- ``fusion_table.{md,csv}``: the paper's Table 9 (:func:`occam_l2r.fusion.tables.table9`), with
+  the top-k rows of Table 7 when the sweep has them;
 - ``summary.{md,csv}``: Table 1, deltas vs the baseline
-  (:func:`occam_l2r.fusion.tables.summary_table`);
+  (:func:`occam_l2r.fusion.tables.summary_table`), and ``summary_long.csv``, the same as data
+  (what :func:`occam_l2r.fusion.crosstables.across_datasets_table` reads);
+- ``metadata_table.{md,csv}``: Table 4, when the sweep has metadata rows;
+- ``datasets_table.{md,csv}``: Table 1 across datasets, with ``across_datasets``;
+- ``topk/nonempty_candidates.csv`` and ``topk/nonempty_candidates_<split>.png``: Figure 11's
+  histogram of non-empty candidates per image, with ``topk``;
 - ``weights/<pair>_seed<k>.csv`` for every weighted-logits cell, and for seed 0 a ``.png`` like
   the paper's Figure 8 (:mod:`occam_l2r.fusion.report`).
 
-The per-sample reports are written while the cells run (:mod:`occam_l2r.fusion.runner`).
+The per-sample reports are written while the cells run (:mod:`occam_l2r.fusion.compute`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from occam_l2r.fusion import report, tables
+import numpy as np
+import pandas as pd
+
+from occam_l2r.fusion import crosstables, report, tables, topk
+from occam_l2r.fusion.config import SweepConfig, eval_splits
 from occam_l2r.fusion.fusers import METHOD_LABELS
-from occam_l2r.fusion.inputs import resolve_logits_path
-from occam_l2r.fusion.plan import SweepConfig, eval_splits
+from occam_l2r.fusion.inputs import load_run_split, resolve_logits_path
 from occam_l2r.fusion.runner import SweepResult
 from occam_l2r.logits import LogitsFile
 
 
 def write_outputs(config: SweepConfig, result: SweepResult) -> dict[str, Path]:
-    """Write Table 9, the Table 1 summary and the weighted-logits weights of a finished sweep.
+    """Write the tables, the weighted-logits weights and the plots of a finished sweep.
 
     Args:
-        config: the sweep configuration.
+        config: the sweep configuration (its metrics resolved, as ``Runner.config``).
         result: what :class:`occam_l2r.fusion.runner.Runner` returned.
 
     Returns:
-        The paths of the two tables' Markdown files, as ``fusion_table`` and ``summary``.
+        The paths of the Markdown tables written: ``fusion_table`` and ``summary``, and
+        ``metadata_table`` / ``datasets_table`` when written.
     """
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    select, summary = config.select_metric or "acc", config.summary_metric or "acc"
     agg = tables.aggregate(result.long.astype({"value": float}))
     agg.to_csv(out / "metrics_long.csv", index=False)
-    best = tables.best_methods(agg, config.val_split, config.select_metric)
-    t9, md9 = tables.table9(agg, eval_splits(config), best, METHOD_LABELS)
+    best = tables.best_methods(agg, config.val_split, select)
+    labels = dict(METHOD_LABELS)
+    if config.threshold_t is not None:
+        labels["threshold"] = f"{labels['threshold']} (t={config.threshold_t:g})"
+    t9, md9 = tables.table9(agg, eval_splits(config), best, labels, _topk_notes(result))
     tables.write_table(
         t9, md9, out / "fusion_table",
         f"# Fusion ablation (mean ± std over seeds, %); Best selected on {config.val_split} "
-        f"{config.select_metric}",
+        f"{select}; {_fallback_note(config)}",
     )  # fmt: skip
+    splits = config.test_splits or []
     t1, md1 = tables.summary_table(
-        agg, config.test_splits or [], config.summary_metric, config.baseline, best,
-        config.summary_methods or [],
-    )  # fmt: skip
+        agg, splits, summary, config.baseline, best, config.summary_methods or []
+    )
     tables.write_table(
         t1, md1, out / "summary",
-        f"# Summary: {config.summary_metric} (%) as delta vs {config.baseline}, mean over seeds",
+        f"# Summary: {summary} (%) as delta vs {config.baseline}, mean over seeds; "
+        f"{_fallback_note(config)}",
     )  # fmt: skip
+    rows = tables.summary_rows(agg, config.baseline, best, config.summary_methods or [])
+    long = tables.summary_long(agg, rows, splits, summary)
+    long.to_csv(out / crosstables.SUMMARY_LONG, index=False)
+    paths = {"fusion_table": out / "fusion_table.md", "summary": out / "summary.md"}
+    if config.metadata is not None:
+        md = config.metadata
+        t4, md4 = crosstables.metadata_table(agg, md.views, md.fields, splits, summary)
+        tables.write_table(t4, md4, out / "metadata_table",
+                           f"# Metadata priors: {summary} (%) and the increment over the image "
+                           "model alone, mean over seeds")  # fmt: skip
+        paths["metadata_table"] = out / "metadata_table.md"
+    if config.across_datasets is not None:
+        paths["datasets_table"] = write_datasets_table(config, long)
     write_weights(config, result)
-    return {"fusion_table": out / "fusion_table.md", "summary": out / "summary.md"}
+    write_topk_histogram(config)
+    return paths
+
+
+def _fallback_note(config: SweepConfig) -> str:
+    if config.fallback == "full":
+        return f"fused rows fall back to {config.fallback_view} for flagged samples"
+    return "no fallback at the output"
+
+
+def _topk_notes(result: SweepResult) -> dict[tuple[str, str], str]:
+    """(name, variant) -> ``k=2`` (or ``k=2,3`` when seeds chose differently)."""
+    ks: dict[tuple[str, str], set[int]] = {}
+    for cell, rec in zip(result.cells, result.records, strict=True):
+        if cell.kind == "topk" and "k" in rec["params"]:
+            ks.setdefault((cell.name, cell.method), set()).add(int(rec["params"]["k"]))
+    return {key: "k=" + ",".join(map(str, sorted(v))) for key, v in ks.items()}
+
+
+def write_datasets_table(config: SweepConfig, long: pd.DataFrame) -> Path:
+    """``datasets_table.{md,csv}``: this sweep's Table 1 beside the other datasets' sweeps."""
+    across = config.across_datasets
+    assert across is not None
+    longs = {across.name: long}
+    for name, folder in across.others.items():
+        longs[name] = crosstables.read_summary_long(folder)
+    wide, md = crosstables.across_datasets_table(longs, config.baseline)
+    stem = Path(config.output_dir) / "datasets_table"
+    tables.write_table(wide, md, stem, "# Across datasets: each dataset's summary metric (%) as "
+                       f"delta vs {config.baseline}; the mean over all columns")  # fmt: skip
+    return stem.with_suffix(".md")
+
+
+def write_topk_histogram(config: SweepConfig) -> list[Path]:
+    """Figure 11: non-empty candidates per image of the first FG top-k run, per split.
+
+    Returns:
+        The PNG files written (none without ``topk``).
+    """
+    if config.topk is None:
+        return []
+    run = config.runs[config.topk.fg][0]
+    dest = Path(config.output_dir) / "topk"
+    counts, rows, written = {}, [], []
+    for split in eval_splits(config):
+        counts[split] = topk.nonempty_candidates(load_run_split(run, split))
+        share = np.bincount(counts[split]) / max(1, len(counts[split]))
+        rows += [(split, s, int(n), float(f)) for s, (n, f) in
+                 enumerate(zip(np.bincount(counts[split]), share, strict=True))]  # fmt: skip
+        written.append(
+            topk.plot_nonempty_histogram(
+                {config.topk.fg: counts[split]}, dest / f"nonempty_candidates_{split}.png",
+                f"Non-empty candidates per image ({split}, {len(counts[split])} images)",
+            )
+        )  # fmt: skip
+    pd.DataFrame(rows, columns=["split", "nonempty", "images", "share"]).to_csv(
+        dest / "nonempty_candidates.csv", index=False
+    )
+    return written
 
 
 def write_weights(config: SweepConfig, result: SweepResult) -> list[Path]:

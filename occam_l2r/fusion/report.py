@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from occam_l2r.fusion.fallback import FALLBACK_CHOSEN
 from occam_l2r.fusion.inputs import LogitsPair
 from occam_l2r.fusion.methods import FusionOutput, predict_confidence
 
@@ -37,27 +38,26 @@ def sample_report(
     ``decided_by`` is the input whose choice the fusion took (selection methods: max conf,
     threshold, oracle). For combining methods (averages, learnt heads) it is the input whose own
     prediction equals the fused one: ``both`` when they agree, ``neither`` when the combination
-    predicts a third class.
+    predicts a third class. A sample that fell back to the FULL model (``fallback``) says
+    ``FULL (fallback)``.
     """
     y1, p1 = predict_confidence(data.z1)
     y2, p2 = predict_confidence(data.z2)
-    decided = np.where(
-        out.chosen == 0,
-        name1,
-        np.where(
-            out.chosen == 1,
-            name2,
-            np.where(
-                (out.pred == y1) & (out.pred == y2),
-                "both",
-                np.where(out.pred == y1, name1, np.where(out.pred == y2, name2, "neither")),
-            ),
-        ),
+    combined = np.where(
+        (out.pred == y1) & (out.pred == y2),
+        "both",
+        np.where(out.pred == y1, name1, np.where(out.pred == y2, name2, "neither")),
+    )
+    decided = np.select(
+        [out.chosen == FALLBACK_CHOSEN, out.chosen == 0, out.chosen == 1],
+        ["FULL (fallback)", name1, name2],
+        combined,
     )
     return pd.DataFrame(
         {
             "id": data.ids,
             "group": data.groups,
+            "fallback": data.fallback,
             "label": data.labels,
             "label_name": _names(data.labels, class_names),
             f"pred_{name1}": y1,

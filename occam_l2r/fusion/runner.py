@@ -5,34 +5,30 @@ its learnt parameters) with a fingerprint of its input files (path, size, mtime)
 a rerun recomputes only the cells that are missing or whose fingerprint changed. A line cut
 short by an interrupted run is skipped (that cell is redone).
 
-Three kinds of cell (:class:`occam_l2r.fusion.plan.Cell`):
-
-- ``single``: one model's own predictions;
-- ``pair`` / ``ensemble``: the fused methods of one (pair, seed) group, fitted together so that
-  they share the aligned inputs and the temperatures (and the per-sample reports are written);
-- ``metadata``: one model with a metadata prior counted on the train split.
-
-Loaded logits files are kept in a small LRU (:class:`LogitsCache`).
+The cells of a group (:attr:`occam_l2r.fusion.plan.Cell.group`) are computed together by
+:mod:`occam_l2r.fusion.compute` (single models, fused pairs and ensembles, metadata priors,
+top-k candidates). Loaded logits files are kept in a small LRU (:class:`LogitsCache`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from occam_l2r.fusion import methods as M
-from occam_l2r.fusion import report
-from occam_l2r.fusion.fusers import Calibration, build_fuser
-from occam_l2r.fusion.inputs import LogitsPair, align_pair, load_run_split, resolve_logits_path
-from occam_l2r.fusion.metadata import MetadataPrior, align_metadata, metadata_fusion
+from occam_l2r.fusion import compute
+from occam_l2r.fusion.config import image_views, with_metrics
+from occam_l2r.fusion.inputs import (
+    LogitsPair,
+    headline_metric,
+    load_run_split,
+    resolve_logits_path,
+)
 from occam_l2r.fusion.plan import Cell, SweepConfig, eval_splits, plan
 from occam_l2r.logits import LogitsFile
 
@@ -84,20 +80,17 @@ class LogitsCache:
         self._files.clear()
 
 
+#: version of the records of ``results.jsonl``; a record of another version is recomputed.
+RESULTS_VERSION = 2
+
+
 def fingerprint(files: list[Path], settings: dict[str, Any]) -> str:
-    """Hash of the input files (path, size, mtime) and the settings of a cell."""
+    """Hash of the input files (path, size, mtime), the settings of a cell and
+    :data:`RESULTS_VERSION`."""
     stats = [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-    blob = json.dumps({"files": stats, "settings": settings}, sort_keys=True, default=str)
+    blob = json.dumps({"files": stats, "settings": settings, "version": RESULTS_VERSION},
+                      sort_keys=True, default=str)  # fmt: skip
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
-
-
-def split_metrics(pred: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """``acc`` and ``macro_acc`` over the labelled samples (label ``>= 0``)."""
-    known = labels >= 0
-    return {
-        "acc": M.accuracy(pred[known], labels[known]),
-        "macro_acc": M.macro_accuracy(pred[known], labels[known]),
-    }
 
 
 def load_done(path: Path) -> dict[str, dict[str, Any]]:
@@ -122,26 +115,38 @@ def _terminate_last_line(path: Path) -> None:
                 fh.write(b"\n")  # terminate a line cut short by an interrupted run
 
 
+def resolve_metrics(config: SweepConfig) -> SweepConfig:
+    """``config`` with ``select_metric`` / ``summary_metric`` left ``None`` set to the dataset's
+    headline metric that ``predict`` stored in the logits files (``acc`` if none is stored)."""
+    if config.select_metric and config.summary_metric:
+        return config
+    runs = [r for v in image_views(config) for r in config.runs[v]]
+    return with_metrics(config, headline_metric(runs, config.val_split))
+
+
 class Runner:
     """Computes the cells of one sweep; see the module docstring.
 
     Args:
-        config: the sweep configuration.
+        config: the sweep configuration; metrics left ``None`` are resolved on construction
+            (:func:`resolve_metrics`), :attr:`config` is the resolved one.
     """
 
     def __init__(self, config: SweepConfig) -> None:
-        self.config = config
+        self.config = resolve_metrics(config)
         self.out = Path(config.output_dir)
         self.results = self.out / "results.jsonl"
         self.logits = LogitsCache()
-        self._temps: dict[tuple[str, str], Any] = {}
+        #: temperatures memo shared by the pairs (a run is calibrated once per sweep)
+        self.temps: dict[tuple[str, str], Any] = {}
 
     def files_of(self, cell: Cell) -> list[Path]:
         """The input files of a cell (logits of every split it reads, the metadata table)."""
         splits = eval_splits(self.config)
         if cell.needs_train:
             splits = [self.config.train_split, *splits]
-        files = [resolve_logits_path(r, s) for r in cell.runs for s in splits]
+        runs = [*cell.runs, *([cell.fallback_run] if cell.fallback_run else [])]
+        files = [resolve_logits_path(r, s) for r in runs for s in dict.fromkeys(splits)]
         if cell.kind == "metadata" and self.config.metadata is not None:
             files.append(Path(self.config.metadata.table))
         return files
@@ -194,76 +199,18 @@ class Runner:
     def _run_group(self, group: list[Cell]) -> list[dict[str, Any]]:
         kind = group[0].kind
         if kind == "single":
-            return [self._run_single(c) for c in group]
-        if kind == "metadata":
-            return [self._run_metadata(c) for c in group]
-        return self._run_fused(group)
+            outcomes = [compute.run_single(self, c) for c in group]
+        elif kind == "metadata":
+            outcomes = [compute.run_metadata(self, c) for c in group]
+        elif kind == "topk":
+            outcomes = compute.run_topk(self, group)
+        else:
+            outcomes = compute.run_fused(self, group)
+        return [self._record(c, m, p, secs) for c, m, p, secs in outcomes]
 
-    def _pair(self, cell: Cell, split: str) -> LogitsPair:
-        (ra, rb), (n1, n2) = cell.runs, cell.input_labels
-        z1, z2 = self.logits.get(ra, split), self.logits.get(rb, split)
-        return align_pair(z1, z2, f"{n1} {ra}", f"{n2} {rb}")
-
-    def _run_fused(self, cells: list[Cell]) -> list[dict[str, Any]]:
-        """Fit and evaluate the methods of one (pair, seed) group."""
-        c0, cfg = cells[0], self.config
-        needs_train = any(c.needs_train for c in cells)
-        train = self._pair(c0, cfg.train_split) if needs_train else None
-        data = {s: self._pair(c0, s) for s in eval_splits(cfg)}
-        calib = Calibration(data[cfg.val_split], keys=(c0.runs[0], c0.runs[1]), store=self._temps)
-        out = []
-        for cell in cells:
-            t0 = time.perf_counter()
-            fuser = build_fuser(cell.method, cfg.heads, seed=cell.seed)
-            fuser.fit(train, data[cfg.val_split], calib)
-            metrics = {}
-            for split, pair in data.items():
-                fused = fuser.predict(pair)
-                metrics[split] = split_metrics(fused.pred, pair.labels)
-                if cell.method in (cfg.sample_reports or []):
-                    self._write_samples(
-                        cell, split, report.sample_report(pair, fused, *cell.input_labels)
-                    )
-            out.append(self._record(cell, metrics, fuser.params(), time.perf_counter() - t0))
-        return out
-
-    def _write_samples(self, cell: Cell, split: str, df: pd.DataFrame) -> None:
-        dest = self.out / "samples" / cell.name / f"seed{cell.seed}"
-        dest.mkdir(parents=True, exist_ok=True)
-        df.to_csv(dest / f"{cell.method}_{split}.csv", index=False)
-
-    def _run_single(self, cell: Cell) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        metrics = {}
-        for split in eval_splits(self.config):
-            lf = self.logits.get(cell.runs[0], split)
-            metrics[split] = split_metrics(lf.logits.argmax(1), lf.labels)
-        return self._record(cell, metrics, {}, time.perf_counter() - t0)
-
-    def _run_metadata(self, cell: Cell) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        md = self.config.metadata
-        if md is None:
-            raise ValueError(f"cell {cell.cell_id} needs `metadata` in the config")
-        path = Path(md.table)
-        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-        fld = cell.settings["field"]
-        for col in (md.id_column, fld):
-            if col not in table.columns:
-                raise ValueError(
-                    f"metadata table {path} has no column {col!r} (columns: {list(table.columns)})"
-                )
-        mapping = dict(zip(table[md.id_column].astype(str), table[fld], strict=True))
-        train = self.logits.get(cell.runs[0], self.config.train_split)
-        prior = MetadataPrior(md.smoothing).fit(
-            train.labels, align_metadata(train.ids, mapping, fld), train.num_classes
-        )
-        metrics = {}
-        for split in eval_splits(self.config):
-            lf = self.logits.get(cell.runs[0], split)
-            fused = metadata_fusion(lf.logits, align_metadata(lf.ids, mapping, fld), prior)
-            metrics[split] = split_metrics(fused.pred, lf.labels)
-        return self._record(cell, metrics, {}, time.perf_counter() - t0)
+    def pair(self, cell: Cell, split: str) -> LogitsPair:
+        """The aligned inputs of a fused cell on ``split``."""
+        return compute.pair_of(self, cell, split)
 
     def _record(
         self, cell: Cell, metrics: dict[str, Any], params: dict[str, Any], seconds: float

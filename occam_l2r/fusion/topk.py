@@ -12,12 +12,25 @@ and ``z_Full = (z^(i_1), ..., z^(i_k))``. The fused prediction is ``i_ℓ`` with
 does not change the argmax. Ties go to the higher-ranked candidate.
 
 The FG/BG logits files hold one row per (sample, candidate): the same id repeated, with the
-prompted class in the ``candidates`` field of :class:`occam_l2r.logits.LogitsFile`.
+prompted class in the ``candidates`` field of :class:`occam_l2r.logits.LogitsFile`. A candidate
+whose detection was empty has its row flagged ``fallback``: its FG and BG are the full image
+(the footnote of C.1), so the row is used as it is, and it counts as an empty candidate. Files
+written before every candidate had a row lack the rows of empty candidates: such a candidate
+takes FULL's logit of its class in place of the missing one (a warning counts them) and counts
+as empty too. A sample whose candidates are all empty had no detection at all: with
+``fallback_to_full`` it gets FULL's prediction (L2R² §3.1).
+
+:func:`choose_k` picks ``k`` on validation (the caption of Figure 11);
+:func:`nonempty_candidates` and :func:`plot_nonempty_histogram` give Figure 11's histogram of
+non-empty candidates per image.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,12 +39,24 @@ from occam_l2r.logits import LogitsFile
 
 @dataclass
 class TopKResult:
-    """Predictions of every top-k variant; ``candidates`` holds ``i_1..i_k`` per sample."""
+    """Predictions of every top-k variant; ``candidates`` holds ``i_1..i_k`` per sample.
+
+    Attributes:
+        ids, labels: the samples (FULL's order).
+        candidates: ``(N, k)`` the top-k classes of FULL, best first.
+        preds: variant (``FULL``, ``FG``, ``FULL+FG``, ``BG``, ``FULL+FG+BG``) -> ``(N,)``.
+        empty: ``(N, k)`` candidates without a detection (flagged or missing rows).
+        fallback: ``(N,)`` samples whose ``k`` candidates are all empty.
+        missing: number of (sample, candidate) rows absent from the FG/BG files.
+    """
 
     ids: np.ndarray
     labels: np.ndarray
     candidates: np.ndarray  # (N, k)
     preds: dict[str, np.ndarray]
+    empty: np.ndarray | None = None
+    fallback: np.ndarray | None = None
+    missing: int = 0
 
 
 def topk_candidates(full_logits: np.ndarray, k: int) -> np.ndarray:
@@ -41,14 +66,7 @@ def topk_candidates(full_logits: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-full_logits, axis=1, kind="stable")[:, :k]
 
 
-def gather_candidate_logits(
-    full: LogitsFile, prompted: LogitsFile, cand: np.ndarray, name: str = "FG"
-) -> np.ndarray:
-    """Eq. 5: entry ``i_j`` of the logits of the view prompted with candidate ``i_j``.
-
-    Raises:
-        ValueError: ``prompted`` carries no candidate index, or lacks a (sample, candidate) row.
-    """
+def _check_prompted(full: LogitsFile, prompted: LogitsFile, name: str) -> None:
     if (prompted.candidates < 0).all():
         raise ValueError(
             f"{name} logits file ({prompted.run}/{prompted.view}/{prompted.split}) carries no "
@@ -58,34 +76,64 @@ def gather_candidate_logits(
         raise ValueError(
             f"class counts differ: FULL has {full.num_classes}, {name} has {prompted.num_classes}"
         )
+
+
+def gather_candidate_logits(
+    full: LogitsFile, prompted: LogitsFile, cand: np.ndarray, name: str = "FG"
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Eq. 5: entry ``i_j`` of the logits of the view prompted with candidate ``i_j``.
+
+    Returns:
+        The ``(N, k)`` entries, the ``(N, k)`` empty candidates (a row flagged ``fallback``, or
+        no row: then FULL's entry ``z^(i_j)`` stands in) and the number of missing rows.
+
+    Raises:
+        ValueError: ``prompted`` carries no candidate index, or another class count.
+    """
+    _check_prompted(full, prompted, name)
     rows = {
         (i, int(c)): r
         for r, (i, c) in enumerate(zip(prompted.ids, prompted.candidates, strict=True))
     }
     n, k = cand.shape
     out = np.empty((n, k), dtype=np.float64)
+    empty = np.zeros((n, k), dtype=bool)
     missing = []
     for r in range(n):
         sid = full.ids[r]
         for j in range(k):
-            row = rows.get((sid, int(cand[r, j])))
+            c = int(cand[r, j])
+            row = rows.get((sid, c))
             if row is None:
-                missing.append((str(sid), int(cand[r, j])))
-                continue
-            out[r, j] = prompted.logits[row, cand[r, j]]
+                missing.append((str(sid), c))
+                out[r, j], empty[r, j] = full.logits[r, c], True
+            else:
+                out[r, j], empty[r, j] = prompted.logits[row, c], bool(prompted.fallback[row])
     if missing:
-        raise ValueError(
-            f"{name} logits lack {len(missing)} (sample, candidate) rows needed for top-{k} "
-            f"fusion (first: {missing[:3]}); export the candidate-prompted views for the top-{k} "
-            "FULL predictions of every sample"
+        warnings.warn(
+            f"{name} logits lack {len(missing)} (sample, candidate) rows for top-{k} fusion "
+            f"(first: {missing[:3]}): an older export that dropped empty candidates, or fewer "
+            f"candidates exported than k. They count as empty candidates and take FULL's logit.",
+            stacklevel=2,
         )
-    return out
+    return out, empty, len(missing)
 
 
 def topk_fusion(
-    full: LogitsFile, fg: LogitsFile, bg: LogitsFile | None = None, k: int = 3
+    full: LogitsFile,
+    fg: LogitsFile,
+    bg: LogitsFile | None = None,
+    k: int = 3,
+    fallback_to_full: bool = False,
 ) -> TopKResult:
     """FULL, FG, BG and their 2-/3-way fusions over the top-``k`` FULL candidates (eq. 5).
+
+    Args:
+        full: FULL logits, one row per sample.
+        fg, bg: candidate-prompted logits, one row per (sample, candidate).
+        k: the number of candidates.
+        fallback_to_full: a sample whose ``k`` candidates are all empty gets FULL's prediction
+            in every variant (L2R² §3.1).
 
     Returns:
         A :class:`TopKResult` with predictions ``FULL``, ``FG``, ``FULL+FG`` and, with ``bg``,
@@ -94,14 +142,96 @@ def topk_fusion(
     cand = topk_candidates(full.logits, k)
     rows = np.arange(len(cand))[:, None]
     z_full = full.logits[rows, cand].astype(np.float64)
-    z_fg = gather_candidate_logits(full, fg, cand, "FG")
+    z_fg, empty, missing = gather_candidate_logits(full, fg, cand, "FG")
 
     def pick(z: np.ndarray) -> np.ndarray:
         return cand[np.arange(len(cand)), z.argmax(axis=1)]
 
     preds = {"FULL": pick(z_full), "FG": pick(z_fg), "FULL+FG": pick((z_full + z_fg) / 2)}
     if bg is not None:
-        z_bg = gather_candidate_logits(full, bg, cand, "BG")
+        z_bg, empty_bg, missing_bg = gather_candidate_logits(full, bg, cand, "BG")
+        empty, missing = empty | empty_bg, missing + missing_bg
         preds["BG"] = pick(z_bg)
         preds["FULL+FG+BG"] = pick((z_full + z_fg + z_bg) / 3)
-    return TopKResult(ids=full.ids, labels=full.labels, candidates=cand, preds=preds)
+    fallback = empty.all(axis=1)
+    if fallback_to_full:
+        for v in preds:
+            preds[v] = np.where(fallback, cand[:, 0], preds[v])
+    return TopKResult(full.ids, full.labels, cand, preds, empty, fallback, missing)
+
+
+def exported_k(prompted: LogitsFile) -> int:
+    """The number of candidates exported per sample (the most rows of one sample id)."""
+    if len(prompted.ids) == 0:
+        return 0
+    return int(np.unique(prompted.ids, return_counts=True)[1].max())
+
+
+def choose_k(
+    ks: list[int], score_of: Callable[[int], dict[str, float]], variants: list[str]
+) -> tuple[dict[str, int], dict[str, dict[int, float]]]:
+    """The ``k`` of each variant with the best validation score (ties: the smallest ``k``).
+
+    Args:
+        ks: the candidate counts to try (ascending order is not required).
+        score_of: ``k`` -> validation score of every variant at that ``k``.
+        variants: the variants to choose for.
+
+    Returns:
+        variant -> chosen ``k``, and variant -> (``k`` -> validation score).
+    """
+    scores: dict[str, dict[int, float]] = {v: {} for v in variants}
+    for k in sorted(set(ks)):
+        for v, value in score_of(k).items():
+            if v in scores:
+                scores[v][k] = value
+    chosen = {}
+    for v, by_k in scores.items():
+        best = max(by_k.values())
+        chosen[v] = min(k for k, s in by_k.items() if s >= best - 1e-9)
+    return chosen, scores
+
+
+def nonempty_candidates(prompted: LogitsFile) -> np.ndarray:
+    """Per sample id, the number of candidates with a detection (rows not flagged fallback).
+
+    Rows of empty candidates that an older export dropped are absent, so they are not counted
+    either.
+    """
+    ids = prompted.ids[~np.asarray(prompted.fallback, bool)]
+    counts = dict(zip(*np.unique(ids, return_counts=True), strict=True))
+    return np.array([counts.get(i, 0) for i in np.unique(prompted.ids)], dtype=np.int64)
+
+
+def plot_nonempty_histogram(counts: dict[str, np.ndarray], path: str | Path, title: str) -> Path:
+    """Figure 11: the share of images per number ``s`` of non-empty candidates.
+
+    Args:
+        counts: label (e.g. split or detector) -> per-image counts of non-empty candidates.
+        path: the PNG to write.
+        title: the figure's title.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    top = max([int(c.max()) for c in counts.values() if len(c)] + [1])
+    s = np.arange(top + 1)
+    width = 0.8 / max(1, len(counts))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(s) + 3), 3.5))
+    for i, (label, c) in enumerate(counts.items()):
+        share = np.bincount(c, minlength=top + 1)[: top + 1] / max(1, len(c))
+        bars = ax.bar(s + (i - (len(counts) - 1) / 2) * width, 100 * share, width, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(s)
+    ax.set_xlabel("non-empty candidates per image (s)")
+    ax.set_ylabel("images (%)")
+    ax.set_title(title)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -10,10 +10,14 @@ task owns:
   ``group_acc`` / ``worst_group_acc``, ``fallback_rate`` and ``num_samples`` (plus what a
   subclass adds in :meth:`BaseTask.extra_metrics`), logged as ``<split>/<metric>``, and
   ``num_unreadable`` (images the DataModule left out as unreadable, ``data.on_unreadable``);
+- the headline metric of the dataset (:func:`headline_metric_of`: ``acc``, or ``macro_acc`` for
+  FungiTastic), logged after every validation epoch as ``val/headline`` (the value of the first
+  validation split), the key the checkpoint callback monitors (``val/acc`` stays logged too);
 - what ``predict`` emits: :meth:`BaseTask.prediction` packs a batch's sample ids, labels, groups,
   candidates, fallback flags and logits for the streaming
   :class:`~occam_l2r.tasks.logits_writer.LogitsWriter`, which :meth:`configure_callbacks` adds
-  to every run.
+  to every run; :meth:`BaseTask.prediction_metadata` stores the headline metric in the files'
+  config (``config.headline_metric``), where ``fuse`` reads it.
 
 Under DDP every sample is counted exactly once: the DataModules give evaluation and predict
 loaders an unrepeated distributed sampler (:func:`occam_l2r.data.loaders.eval_loader`), and the
@@ -37,6 +41,18 @@ from occam_l2r.models.metrics import GroupAccuracy, PresentClassAccuracy, worst_
 from occam_l2r.tasks.logits_writer import LogitsWriter
 
 SUMMARY_COLUMNS = ("acc", "macro_acc", "worst_group_acc", "fallback_rate")
+#: the key of the headline metric of the first validation split (the checkpoint monitor).
+HEADLINE_KEY = "val/headline"
+
+
+def headline_metric_of(datamodule: Any) -> str:
+    """The dataset's headline metric: ``datamodule.headline_metric``, else its dataset's
+    (:attr:`occam_l2r.data.records.RecordDataset.headline_metric`), else ``acc``."""
+    for owner in (datamodule, getattr(datamodule, "dataset", None)):
+        value = getattr(owner, "headline_metric", None)
+        if isinstance(value, str) and value:
+            return value
+    return "acc"
 
 
 def metric_key(split: str) -> str:
@@ -66,6 +82,8 @@ class BaseTask(L.LightningModule):
         self.eval_metrics = nn.ModuleDict()
         self.split_names: dict[str, list[str]] = {"val": [], "test": [], "predict": []}
         self.group_names: list[str] = []
+        #: the dataset's headline metric (set from the DataModule in :meth:`setup`)
+        self.headline_metric = "acc"
 
     # ------------------------------------------------------------------ what subclasses provide
     def logits_of(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -82,11 +100,19 @@ class BaseTask(L.LightningModule):
         """Update the metrics of :meth:`extra_metrics` with a batch's labelled samples."""
 
     def prediction_metadata(self) -> dict[str, Any]:
-        """``view`` and ``config`` written into the logits files of ``predict``."""
+        """``view`` and ``config`` written into the logits files of ``predict``.
+
+        ``config`` holds the model's and the DataModule's hyperparameters and the dataset's
+        ``headline_metric``; an override should extend ``super().prediction_metadata()``.
+        """
         dm = self.trainer.datamodule
         return {
             "view": str(getattr(dm, "view", "")),
-            "config": {"model": dict(self.hparams), "data": dict(getattr(dm, "hparams", {}))},
+            "config": {
+                "model": dict(self.hparams),
+                "data": dict(getattr(dm, "hparams", {})),
+                "headline_metric": headline_metric_of(dm),
+            },
         }
 
     # ------------------------------------------------------------------ setup
@@ -98,6 +124,7 @@ class BaseTask(L.LightningModule):
             "predict": list(dm.predict_split_names),
         }
         self.group_names = list(getattr(dm, "group_names", []))
+        self.headline_metric = headline_metric_of(dm)
         evaluated = {
             "fit": self.split_names["val"],
             "validate": self.split_names["val"],
@@ -204,12 +231,29 @@ class BaseTask(L.LightningModule):
         values: dict[str, torch.Tensor] = {}
         for split in self.split_names[stage]:
             values.update(self.split_values(split))
-        if stage == "val" and self.split_names["val"] and self.split_names["val"][0] != "val":
-            # the checkpoint monitor is always `val/acc`, whatever the val split is called
-            values["val/acc"] = values[f"{self.split_names['val'][0]}/acc"]
+        if stage == "val" and self.split_names["val"]:
+            first = self.split_names["val"][0]
+            if first != "val":  # `val/acc` whatever the val split is called
+                values["val/acc"] = values[f"{first}/acc"]
+            values[HEADLINE_KEY] = self.headline_value(values, first)
         if stage == "val":  # the training split is not evaluated: its count is logged here
             values.update(self.unreadable_values(["train"]))
         self.log_dict(values, add_dataloader_idx=False)
+
+    def headline_value(self, values: dict[str, torch.Tensor], split: str) -> torch.Tensor:
+        """The headline metric of ``split`` among the logged ``values``.
+
+        Raises:
+            ValueError: the split has no such metric (an unknown ``headline_metric``).
+        """
+        key = f"{split}/{self.headline_metric}"
+        if key not in values:
+            known = sorted(k.split("/", 1)[1] for k in values if k.startswith(f"{split}/"))
+            raise ValueError(
+                f"the dataset's headline metric {self.headline_metric!r} is not a metric of the "
+                f"task; it logs {known} for {split!r}"
+            )
+        return values[key]
 
     def on_validation_epoch_end(self) -> None:
         self.log_splits("val")

@@ -6,6 +6,11 @@ with the head's own loss (cross entropy of the fused logits; each input's NLL fo
 scaling, trained on ``val`` as in the paper). Besides the shared per-split metrics of
 :class:`occam_l2r.tasks.base.BaseTask` it logs ``<split>/nll`` and the fitted temperatures;
 ``predict`` writes the fused logits of every split (``<run dir>/fused_logits/<split>.npz``).
+
+The best checkpoint is the epoch with the best ``val/headline`` (the dataset's headline metric,
+which the DataModule reads from the logits files), and the training loop is the one of the
+``fuse`` verb's ablation (:mod:`occam_l2r.fusion.head_training`): the same head, settings and
+seed give the same numbers on both paths.
 """
 
 from __future__ import annotations
@@ -85,10 +90,8 @@ class FusionHeadTask(BaseTask):
 
     def prediction_metadata(self) -> dict[str, Any]:
         dm = self.trainer.datamodule
-        return {
-            "view": "+".join(v for v in (dm.view, dm.view2) if v),
-            "config": {"model": dict(self.hparams), "data": dict(dm.hparams)},
-        }
+        meta = super().prediction_metadata()
+        return {**meta, "view": "+".join(v for v in (dm.view, dm.view2) if v)}
 
     def configure_optimizers(self) -> Any:
         return torch.optim.Adam(

@@ -92,6 +92,8 @@ class FungiTasticMini(RecordDataset):
     """
 
     val_split = "val"
+    #: highly imbalanced, some classes absent from val/test: macro accuracy (L2R² §4.2, C.1)
+    headline_metric = "macro_acc"
 
     def __init__(
         self,

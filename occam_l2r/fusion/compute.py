@@ -1,0 +1,194 @@
+"""The metrics of one group of cells of a fusion sweep (called by :mod:`occam_l2r.fusion.runner`).
+
+A group is the cells that share their inputs (:attr:`occam_l2r.fusion.plan.Cell.group`):
+
+- ``single``: one model's own predictions (its ``fallback_rate`` is its view's);
+- ``pair`` / ``ensemble``: every fused method of one (pair, seed), fitted together so that they
+  share the aligned inputs and the temperatures; with ``fallback: full`` the samples flagged in
+  either input get the FULL model's prediction (:func:`occam_l2r.fusion.fallback.apply_fallback`);
+  what is fitted (temperatures, ``t``, ``α``, the heads) sees the inputs as they are;
+- ``metadata``: one model with a metadata prior counted on train; a flagged sample gets the FULL
+  model's prediction with the same prior (the metadata does not depend on the detection);
+- ``topk``: the eq. 5 variants of one seed, ``k`` chosen on val for each.
+
+Every function returns ``(cell, metrics per split, learnt parameters, seconds)`` per cell.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from occam_l2r.errors import UserError
+from occam_l2r.fusion import report
+from occam_l2r.fusion.config import eval_splits
+from occam_l2r.fusion.fallback import apply_fallback, split_metrics
+from occam_l2r.fusion.fusers import Calibration, build_fuser
+from occam_l2r.fusion.inputs import LogitsPair, align_pair
+from occam_l2r.fusion.metadata import MetadataPrior, align_metadata, metadata_fusion
+from occam_l2r.fusion.methods import score
+from occam_l2r.fusion.plan import Cell
+from occam_l2r.fusion.topk import choose_k, exported_k, topk_fusion
+from occam_l2r.logits import LogitsFile
+
+if TYPE_CHECKING:
+    from occam_l2r.fusion.runner import Runner
+
+Outcome = tuple[Cell, dict[str, Any], dict[str, Any], float]
+
+
+class FallbackError(UserError, ValueError):
+    """Samples fell back, but the sweep has no FULL run to take their prediction from."""
+
+
+def full_logits_for(ctx: Runner, cell: Cell, split: str, like: LogitsFile, flags: np.ndarray):
+    """FULL's logits aligned with ``like``, when ``fallback: full`` and a sample is flagged."""
+    cfg = ctx.config
+    if cfg.fallback != "full" or not np.asarray(flags).any():
+        return None
+    if cell.fallback_run is None:
+        raise FallbackError(
+            f"{int(np.sum(flags))} samples of {cell.name} ({split}) fell back to the FULL image, "
+            f"but `runs` has no {cfg.fallback_view!r} view to take their prediction from; add "
+            f"its runs, set `fallback_view`, or keep the fused prediction with `fallback: none`"
+        )
+    full = ctx.logits.get(cell.fallback_run, split)
+    return align_pair(like, full, f"{cell.name} {split}", f"FULL {cell.fallback_run}").z2
+
+
+def run_single(ctx: Runner, cell: Cell) -> Outcome:
+    t0 = time.perf_counter()
+    metrics = {}
+    for split in eval_splits(ctx.config):
+        lf = ctx.logits.get(cell.runs[0], split)
+        metrics[split] = split_metrics(lf.logits.argmax(1), lf.labels, lf.fallback)
+    return cell, metrics, {}, time.perf_counter() - t0
+
+
+def run_fused(ctx: Runner, cells: list[Cell]) -> list[Outcome]:
+    """Fit and evaluate the methods of one (pair, seed) group."""
+    c0, cfg = cells[0], ctx.config
+    data = {s: ctx.pair(c0, s) for s in eval_splits(cfg)}
+    train = None
+    if any(c.needs_train for c in cells):
+        train = data[cfg.train_split] if cfg.train_split in data else ctx.pair(c0, cfg.train_split)
+    like = {s: ctx.logits.get(c0.runs[0], s) for s in data}
+    full = {s: full_logits_for(ctx, c0, s, like[s], p.fallback) for s, p in data.items()}
+    calib = Calibration(data[cfg.val_split], keys=(c0.runs[0], c0.runs[1]), store=ctx.temps)
+    out = []
+    for cell in cells:
+        t0 = time.perf_counter()
+        fuser = build_fuser(
+            cell.method, cfg.heads, cell.seed, cfg.select_metric or "acc", cfg.threshold_t
+        )
+        fuser.fit(train, data[cfg.val_split], calib)
+        metrics = {}
+        for split, pair in data.items():
+            fused = fuser.predict(pair)
+            if cfg.fallback == "full":
+                fused = apply_fallback(fused, pair.fallback, full[split])
+            metrics[split] = split_metrics(fused.pred, pair.labels, pair.fallback)
+            if cell.method in (cfg.sample_reports or []):
+                rep = report.sample_report(pair, fused, *cell.input_labels)
+                _write_samples(ctx.out, cell, split, rep)
+        out.append((cell, metrics, fuser.params(), time.perf_counter() - t0))
+    return out
+
+
+def _write_samples(out: Path, cell: Cell, split: str, df: pd.DataFrame) -> None:
+    dest = out / "samples" / cell.name / f"seed{cell.seed}"
+    dest.mkdir(parents=True, exist_ok=True)
+    df.to_csv(dest / f"{cell.method}_{split}.csv", index=False)
+
+
+def run_metadata(ctx: Runner, cell: Cell) -> Outcome:
+    t0 = time.perf_counter()
+    md = ctx.config.metadata
+    if md is None:
+        raise ValueError(f"cell {cell.cell_id} needs `metadata` in the config")
+    path = Path(md.table)
+    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    fld = cell.settings["field"]
+    for col in (md.id_column, fld):
+        if col not in table.columns:
+            raise ValueError(
+                f"metadata table {path} has no column {col!r} (columns: {list(table.columns)})"
+            )
+    mapping = dict(zip(table[md.id_column].astype(str), table[fld], strict=True))
+    train = ctx.logits.get(cell.runs[0], ctx.config.train_split)
+    prior = MetadataPrior(md.smoothing).fit(
+        train.labels, align_metadata(train.ids, mapping, fld), train.num_classes
+    )
+    metrics = {}
+    for split in eval_splits(ctx.config):
+        lf = ctx.logits.get(cell.runs[0], split)
+        values = align_metadata(lf.ids, mapping, fld)
+        pred = metadata_fusion(lf.logits, values, prior).pred
+        z_full = full_logits_for(ctx, cell, split, lf, lf.fallback)
+        if z_full is not None:
+            pred = np.where(lf.fallback, metadata_fusion(z_full, values, prior).pred, pred)
+        metrics[split] = split_metrics(pred, lf.labels, lf.fallback)
+    return cell, metrics, {}, time.perf_counter() - t0
+
+
+def run_topk(ctx: Runner, cells: list[Cell]) -> list[Outcome]:
+    """The eq. 5 variants of one seed; ``k`` is chosen on val for each variant."""
+    t0 = time.perf_counter()
+    c0, cfg = cells[0], ctx.config
+    files = {s: [ctx.logits.get(r, s) for r in c0.runs] for s in eval_splits(cfg)}
+    full_val, fg_val = files[cfg.val_split][:2]
+    kmax = min(full_val.num_classes, exported_k(fg_val))
+    ks = sorted({k for k in cfg.topk.ks if k <= kmax}) if cfg.topk else []
+    if not ks:
+        raise ValueError(
+            f"top-k: none of topk.ks {cfg.topk.ks if cfg.topk else []} is <= {kmax}, the "
+            f"candidates exported per sample in {c0.runs[1]} (or the class count); lower `ks`"
+        )
+    results: dict[tuple[str, int], Any] = {}
+    caught: list[str] = []
+
+    def fused(split: str, k: int):
+        if (split, k) not in results:
+            full, fg, *bg = files[split]
+            with warnings.catch_warnings(record=True) as seen:
+                warnings.simplefilter("always")
+                results[split, k] = topk_fusion(
+                    full, fg, bg[0] if bg else None, k, cfg.fallback == "full"
+                )
+            caught.extend(str(w.message) for w in seen)
+        return results[split, k]
+
+    variants = [c.method for c in cells]
+    metric = cfg.select_metric or "acc"
+
+    def val_scores(k: int) -> dict[str, float]:
+        res = fused(cfg.val_split, k)
+        return {v: score(res.preds[v], res.labels, metric) for v in variants}
+
+    chosen, by_k = choose_k(ks, val_scores, variants)
+    out = []
+    for cell in cells:
+        k = chosen[cell.method]
+        metrics = {}
+        for split in files:
+            res = fused(split, k)
+            metrics[split] = split_metrics(res.preds[cell.method], res.labels, res.fallback)
+        params = {"k": k, "val_by_k": {str(kk): v for kk, v in by_k[cell.method].items()},
+                  "missing_rows": fused(cfg.val_split, k).missing}  # fmt: skip
+        out.append((cell, metrics, params, (time.perf_counter() - t0) / len(cells)))
+    if caught:
+        warnings.warn(f"top-k {c0.name} seed{c0.seed}: {caught[0]} ({len(caught)} such notices)",
+                      stacklevel=2)  # fmt: skip
+    return out
+
+
+def pair_of(ctx: Runner, cell: Cell, split: str) -> LogitsPair:
+    """The aligned inputs of a fused cell on ``split``."""
+    (ra, rb), (n1, n2) = cell.runs, cell.input_labels
+    z1, z2 = ctx.logits.get(ra, split), ctx.logits.get(rb, split)
+    return align_pair(z1, z2, f"{n1} {ra}", f"{n2} {rb}")
