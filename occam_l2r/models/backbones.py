@@ -149,7 +149,13 @@ def torchvision_classifier(
 
 def _replace_head(model: nn.Module, num_classes: int) -> None:
     """Replace the last ``nn.Linear`` of ``model`` (its classifier) by a new one."""
-    name = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(
+            f"{type(model).__name__} has no nn.Linear classifier to replace; use a torchvision "
+            "model with a linear head (resnet*, convnext*, vit_*, efficientnet*, ...)"
+        )
+    name = linears[-1]
     parent_name, _, attr = name.rpartition(".")
     parent = model.get_submodule(parent_name)
     old = getattr(parent, attr)
