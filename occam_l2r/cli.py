@@ -46,6 +46,7 @@ VERBS: dict[str, str] = {
     "check": "occam_l2r.commands.check:main",
     "discover": "occam_l2r.commands.discover:main",
     "occam": "occam_l2r.commands.occam:main",
+    "report": "occam_l2r.commands.report:main",
 }
 
 
