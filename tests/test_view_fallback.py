@@ -181,3 +181,43 @@ def test_topk_store_with_an_empty_candidate_through_predict(root, tmp_path):
             np.testing.assert_allclose(z, plain[sid], rtol=1e-5, atol=1e-5)
     result = topk_fusion(full, fg, k=4)  # every (sample, candidate) row is there
     assert result.candidates.shape == (8, 4)
+
+
+class _OneBoxDetector:
+    """A stand-in detector (no weights): one box for each image's first query, none for others."""
+
+    name = "fake"
+
+    def detect(self, items, sizes, queries):
+        import torch
+
+        from occam_l2r.segment.detectors import Detections
+
+        box = torch.tensor([[1.0, 1.0, 5.0, 3.0]])
+        return [Detections(box, torch.tensor([0.8]), torch.tensor([0]), ["t"]) for _ in items]
+
+
+def test_topk_segmenter_stores_every_prompted_candidate(tmp_path):
+    """``DetectAndSegment`` with ``TopKPrompt`` records the candidates in ``prompt_ids``, so a
+    candidate without detection is known to the views (one item per candidate)."""
+    from occam_l2r.data.records import Record
+    from occam_l2r.logits import LogitsFile
+    from occam_l2r.segment.prompts import TopKPrompt
+    from occam_l2r.segment.segmenters import DetectAndSegment
+
+    logits = np.array([[0.1, 3.0, 2.0, -1.0]])  # top-3: 1, 2, 0
+    LogitsFile(ids=["a.png"], labels=[1], logits=logits).save(tmp_path / "full.npz")
+    prompts = TopKPrompt(str(tmp_path / "full.npz"), k=3)
+    prompts.bind(["zero", "one", "two", "three"])
+    segmenter = DetectAndSegment(_OneBoxDetector(), prompts)  # type: ignore[arg-type]
+    item = {"record": Record("a.png", 1, "test"), "image_id": "a.png", "label": 1, "height": 4,
+            "width": 6}  # fmt: skip
+    (seg,) = segmenter.segment([item])
+    assert seg.prompts == ["one", "two", "zero"] and seg.prompt_ids == [1, 2, 0]
+    assert seg.label_ids.tolist() == [1]  # only the first candidate was found
+    assert seg.candidates() == [1, 2, 0]
+    row = Segmentation.from_row(seg.to_row())
+    assert row.prompt_ids == [1, 2, 0]
+    for c, reason in [(1, None), (2, "no_detection"), (0, "no_detection")]:
+        part = row.subset(np.nonzero(row.label_ids == c)[0])
+        assert apply_view("FG_C", _image(), part).fallback == reason
