@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from occam_l2r.models.clip_registry import register_configs
+from occam_l2r.models.prompts import PLACEHOLDER
 from occam_l2r.weights import (
     WeightsFileError,
     WeightsNotFoundError,
@@ -51,8 +52,6 @@ PRESETS: dict[str, tuple[str, str | None]] = {
 #: the weight files of an open_clip Hugging Face repo (any one suffices)
 HF_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 DEFAULT_TEMPLATE = "a photo of a {c}."
-#: the placeholder of the class name in a template
-PLACEHOLDER = "{c}"
 _EMBEDDED_HINT = (
     " The embedded CLIP of the synthetic benchmark is trained with "
     "`python -m occam_l2r fit --config configs/synthetic/clip.yaml`."

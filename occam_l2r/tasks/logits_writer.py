@@ -9,6 +9,13 @@ rank 0 merges the parts of each split into ``<out>/<split>.npz`` (:mod:`occam_l2
 streamed in windows of dataset positions, in the dataset's order; a position seen twice — a
 distributed sampler's padding — is kept once), then deletes the parts.
 
+A task with several outputs per sample (the zero-shot task: one per view and per fused pair)
+names them in ``prediction_outputs()`` and puts ``outputs`` / ``fallbacks`` dicts (output name ->
+logits / fallback flags) in its predictions; each output then gets its own folder of logits
+files, ``<out>/<output>/<split>.npz`` with ``view`` = the output's name, so that every output is
+a run of its own for ``fuse``. A task's ``output_class_names`` (when it has one) names the
+logits' columns instead of the DataModule's classes.
+
 Ranks must share the output folder (a shared file system on multi-node runs), as they share
 the segmentation store.
 """
@@ -59,9 +66,9 @@ class LogitsWriter(BasePredictionWriter):
             return (path.parent if path.name == "checkpoints" else path) / self.subdir
         return Path(trainer.log_dir or trainer.default_root_dir) / self.subdir
 
-    def _part_dir(self, split: str) -> Path:
+    def _part_dir(self, split: str, output: str | None = None) -> Path:
         assert self.out is not None
-        return self.out / ".parts" / split
+        return self.out / ".parts" / (f"{output}/{split}" if output else split)
 
     def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.out = self.resolve_dir(trainer)  # log_dir is a collective: every rank calls it
@@ -106,19 +113,35 @@ class LogitsWriter(BasePredictionWriter):
                 return np.asarray([v for part in values for v in part])
             return np.concatenate([np.full(k, default) for k in n])
 
-        part = LogitsPart(
-            index=cat("index", -1).astype(np.int64),
-            ids=cat("id", "").astype(str),
-            labels=cat("label", -1).astype(np.int64),
-            groups=cat("group", "").astype(str),
-            candidates=cat("candidate", -1).astype(np.int64),
-            fallback=cat("fallback", 0).astype(bool),
-            logits=cat("logits", np.nan).astype(np.float32),
-        )
+        common = {
+            "index": cat("index", -1).astype(np.int64),
+            "ids": cat("id", "").astype(str),
+            "labels": cat("label", -1).astype(np.int64),
+            "groups": cat("group", "").astype(str),
+            "candidates": cat("candidate", -1).astype(np.int64),
+        }
         k = self._parts.get(idx, 0)
         self._parts[idx] = k + 1
         split = self._split(pl_module, idx)
-        part.save(self._part_dir(split) / f"rank{trainer.global_rank:03d}-{k:06d}.npz")
+        name = f"rank{trainer.global_rank:03d}-{k:06d}.npz"
+        outputs = _outputs(pl_module)
+        if not outputs:
+            part = LogitsPart(
+                **common,
+                fallback=cat("fallback", 0).astype(bool),
+                logits=cat("logits", np.nan).astype(np.float32),
+            )
+            part.save(self._part_dir(split) / name)
+            return
+        for output in outputs:
+            part = LogitsPart(
+                **common,
+                fallback=torch.cat([b["fallbacks"][output] for b in batches]).numpy().astype(bool),
+                logits=torch.cat([b["outputs"][output] for b in batches])
+                .numpy()
+                .astype(np.float32),
+            )
+            part.save(self._part_dir(split, output) / name)
 
     # ------------------------------------------------------------------ merge
     def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -129,16 +152,25 @@ class LogitsWriter(BasePredictionWriter):
             assert self.out is not None
             dm = trainer.datamodule
             meta = pl_module.prediction_metadata()
-            for split in pl_module.split_names["predict"]:
-                merge_parts(
-                    sorted(self._part_dir(split).glob("rank*.npz")),
-                    self.out / f"{split}.npz",
-                    split=split,
-                    view=meta.get("view", ""),
-                    run=str(self.out.parent),
-                    class_names=list(getattr(dm, "class_names", [])),
-                    config=meta.get("config", {}),
-                )
+            names = getattr(pl_module, "output_class_names", None) or getattr(dm, "class_names", [])
+            for output in _outputs(pl_module) or [None]:
+                folder = self.out / output if output else self.out
+                for split in pl_module.split_names["predict"]:
+                    merge_parts(
+                        sorted(self._part_dir(split, output).glob("rank*.npz")),
+                        folder / f"{split}.npz",
+                        split=split,
+                        view=output or meta.get("view", ""),
+                        run=str(self.out.parent),
+                        class_names=list(names),
+                        config=meta.get("config", {}),
+                    )
             shutil.rmtree(self.out / ".parts", ignore_errors=True)
             print(f"logits of {len(pl_module.split_names['predict'])} splits written to {self.out}")
         trainer.strategy.barrier("logits_writer_merged")
+
+
+def _outputs(pl_module: L.LightningModule) -> list[str]:
+    """The named outputs of a task with several (``prediction_outputs()``), else ``[]``."""
+    names = getattr(pl_module, "prediction_outputs", None)
+    return list(names()) if callable(names) else []

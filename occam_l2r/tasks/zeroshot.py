@@ -1,0 +1,272 @@
+"""The zero-shot VLM task (L2R² §4.3, §5.2): views of each image, one encoding each, ⊕max fusion.
+
+``python -m occam_l2r test|validate|predict --config configs/synthetic/zeroshot.yaml`` runs an
+open_clip model (:mod:`occam_l2r.models.zeroshot`) on the views of a
+:class:`~occam_l2r.data.datamodule.ViewDataModule` with ``view: [FULL, FG_C, BG_S]`` (each image
+read once, every view encoded once). Its *outputs* are the views and the fused pairs
+(``FG_C+FULL``: per sample the prediction of the more confident of FG_C and FULL, L2R²'s ⊕max,
+by :func:`occam_l2r.fusion.methods.max_conf`), all from the same pass. A view that fell back to
+the FULL image (no detection) is not encoded again: it takes the FULL features.
+
+- Metrics: the base task's collection per split and output, logged as
+  ``<split>/<output>/<metric>`` (``test_shift/FG_C+FULL/acc``), and the ``primary`` output's
+  (default: the first fused pair) also as ``<split>/<metric>`` (the summary row and the ``val/acc``
+  that other tools read). The fallback rate of a fused output is its FG view's.
+- ``predict``: one folder of logits files per output, ``<run>/logits/<output>/<split>.npz``
+  (fallback flags included), so ``fuse`` runs every fusion method on the VLM logits:
+  ``runs: {FULL: [<run>/logits/FULL], FG_C: [<run>/logits/FG_C]}``.
+- Label spaces (:mod:`occam_l2r.models.prompts`): ``dataset`` or ``imagenet1k`` (1000 outputs;
+  labels become ImageNet indices through ``dataset.imagenet_class_indices``).
+
+No optimiser: ``fit`` is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from occam_l2r.errors import UserError
+from occam_l2r.fusion.methods import max_conf
+from occam_l2r.models.prompts import LabelSpace, prompt_classes, resolve_templates
+from occam_l2r.models.zeroshot import DEFAULT_TEMPLATE, ZeroShotClassifier, load_clip
+from occam_l2r.tasks.base import BaseTask, _real_rows, metric_key
+
+#: the default folder of the prototype cache
+DEFAULT_CACHE = "~/.cache/occam_l2r/prototypes"
+_NO_FIT = (
+    "the zero-shot task has nothing to train: run it with validate, test or predict "
+    "(python -m occam_l2r test --config configs/synthetic/zeroshot.yaml)"
+)
+
+
+class ZeroShotTask(BaseTask):
+    """Zero-shot classification of several views with max-confidence fusion.
+
+    Args:
+        model_name: open_clip model name, preset (``clip-b32``, ``clip-l14``, ``siglip2``,
+            ``bioclip``), ``hf-hub:`` id or a registered config (``occam-tiny-convnext``).
+        pretrained: pretrained tag or local weights file (an open_clip state dict).
+        model_config: an extra open_clip model config (``.json`` file or folder) to register.
+        num_classes: the dataset's classes (linked from the DataModule).
+        templates: a template with ``{c}``, a list, a named set (``openai_imagenet``,
+            ``simple_imagenet``) or a file with one template per line.
+        class_names_file: prompt names instead of the dataset's official ones (a ``.json`` list
+            or ``{class: name}`` object, or one name per line in class order).
+        label_space: ``dataset`` or ``imagenet1k`` (the 1000 ImageNet classes).
+        fusions: fused outputs as ``"A+B"`` (⊕max of views A and B; A is the robust one, whose
+            fallback flag the output carries). Default: the first FG view with FULL and with
+            every BG view.
+        primary: the output also logged as ``<split>/<metric>``; default the first fusion (or
+            the first view without fusions).
+        prototype_cache: folder of the cached class prototypes (``null``: no disk cache).
+        logits_dir: where ``predict`` writes; default ``<run dir>/logits``.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "occam-tiny-convnext",
+        pretrained: str | None = None,
+        model_config: str | None = None,
+        num_classes: int = 10,
+        templates: str | list[str] = DEFAULT_TEMPLATE,
+        class_names_file: str | None = None,
+        label_space: LabelSpace = "dataset",
+        fusions: list[str] | None = None,
+        primary: str | None = None,
+        prototype_cache: str | None = DEFAULT_CACHE,
+        logits_dir: str | None = None,
+    ) -> None:
+        super().__init__(num_classes, predictions_dir=logits_dir)
+        self.save_hyperparameters(ignore=["logits_dir"])
+        self.templates = resolve_templates(templates)
+        self.clip = load_clip(model_name, pretrained, model_config)  # missing weights: fail now
+        self.zeroshot: ZeroShotClassifier | None = None
+        self.views: list[str] = []
+        self.fusions: list[tuple[str, str]] = []
+        self.output_class_names: list[str] = []
+        self.register_buffer("label_map", torch.empty(0, dtype=torch.long), persistent=False)
+
+    # ------------------------------------------------------------------ setup
+    @property
+    def outputs(self) -> list[str]:
+        """The views, then the fused pairs (``A+B``)."""
+        return [*self.views, *(f"{a}+{b}" for a, b in self.fusions)]
+
+    def prediction_outputs(self) -> list[str]:
+        """The outputs ``predict`` writes a folder of logits files for."""
+        return self.outputs
+
+    @property
+    def primary(self) -> str:
+        return self.hparams.primary or (
+            self.outputs[len(self.views)] if self.fusions else self.views[0]
+        )
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            raise UserError(_NO_FIT)
+        dm = self.trainer.datamodule
+        dataset = getattr(dm, "dataset", None)
+        self.views = [str(v) for v in getattr(dm, "views", [getattr(dm, "view", "FULL")])]
+        self.fusions = self._fusions()
+        if self.primary not in self.outputs:
+            raise UserError(f"model.init_args.primary={self.primary!r}: not one of {self.outputs}")
+        classes = prompt_classes(
+            list(dm.class_names),
+            self.hparams.label_space,
+            self.hparams.class_names_file,
+            getattr(dataset, "imagenet_class_indices", None),
+            type(dataset).__name__ if dataset is not None else "the dataset",
+        )
+        # the columns of the logits files: the dataset's classes, or ImageNet's (imagenet1k)
+        self.output_class_names = (
+            list(dm.class_names) if classes.label_map is None else classes.names
+        )
+        self.num_classes = len(classes.names)
+        if classes.label_map is not None:
+            self.label_map = torch.tensor(classes.label_map, dtype=torch.long)
+        super().setup(stage)
+        evaluated = {"validate": self.split_names["val"], "test": self.split_names["test"]}
+        for split in evaluated.get(stage, []):
+            for output in self.outputs:
+                key = metric_key(f"{split}/{output}")
+                if key not in self.eval_metrics:
+                    self.eval_metrics[key] = self.make_metrics().to(self.device)
+        if self.zeroshot is None:
+            self.zeroshot = ZeroShotClassifier(
+                self.clip, classes.names, self.templates, self.hparams.prototype_cache
+            )
+
+    def _fusions(self) -> list[tuple[str, str]]:
+        if self.hparams.fusions is None:
+            fg = [v for v in self.views if v.startswith("FG")][:1]
+            other = [v for v in self.views if v == "FULL" or v.startswith("BG")]
+            other = sorted(other, key=lambda v: v != "FULL")  # FG+FULL first: L2R²'s headline
+            return [(f, o) for f in fg for o in other]
+        pairs = []
+        for name in self.hparams.fusions:
+            parts = str(name).split("+")
+            if len(parts) != 2 or parts[0] == parts[1] or not set(parts) <= set(self.views):
+                raise UserError(
+                    f"model.init_args.fusions: {name!r} must be 'A+B' of two different views of "
+                    f"data.view ({self.views})"
+                )
+            pairs.append((parts[0], parts[1]))
+        return pairs
+
+    def _prepare(self) -> None:
+        """Build (or read) the class prototypes once, on the model's device, in float32."""
+        assert self.zeroshot is not None
+        if self.zeroshot._prototypes.numel() == 0:
+            self.zeroshot.build_prototypes()
+            if self.trainer.is_global_zero:
+                how = {"cache": "read from", "computed": "computed, cached in"}
+                where = self.zeroshot.cache_path
+                print(
+                    f"zero-shot: {len(self.zeroshot.class_names)} class prototypes x "
+                    f"{len(self.templates)} template(s) "
+                    + (f"{how[self.zeroshot.prototype_source]} {where}" if where else "computed")
+                )
+
+    def on_validation_start(self) -> None:
+        self._prepare()
+
+    def on_test_start(self) -> None:
+        self._prepare()
+
+    def on_predict_start(self) -> None:
+        self._prepare()
+
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
+        if self.label_map.numel():  # dataset labels -> ImageNet-1k indices (-1 stays -1)
+            label = batch["label"]
+            batch["label"] = torch.where(label >= 0, self.label_map[label.clamp(min=0)], label)
+        return batch
+
+    # ------------------------------------------------------------------ outputs
+    def outputs_of(self, batch: dict[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{output: (logits, fallback flags)}`` of a batch: every view encoded once, the
+        fused pairs from those logits."""
+        assert self.zeroshot is not None
+        images = batch.get("views") or {self.views[0]: batch["image"]}
+        flags = batch.get("fallbacks") or {self.views[0]: batch["fallback"]}
+        features: dict[str, torch.Tensor] = {}
+        if "FULL" in images:
+            features["FULL"] = self.zeroshot.encode_images(images["FULL"])
+        for view in self.views:
+            if view in features:
+                continue
+            fell = flags[view].bool()
+            if "FULL" in features and bool(fell.any()) and images[view].shape[1] == 3:
+                f = features["FULL"].clone()  # a fallback view is the FULL image: same features
+                if not bool(fell.all()):
+                    f[~fell] = self.zeroshot.encode_images(images[view][~fell])
+                features[view] = f
+            else:
+                features[view] = self.zeroshot.encode_images(images[view])
+        out = {v: (self.zeroshot.logits(features[v]), flags[v].float()) for v in self.views}
+        for a, b in self.fusions:
+            za, zb = out[a][0], out[b][0]
+            chosen = max_conf(za.detach().cpu().numpy(), zb.detach().cpu().numpy()).chosen
+            take_b = torch.from_numpy(chosen).to(za.device).bool().unsqueeze(1)
+            out[f"{a}+{b}"] = (torch.where(take_b, zb, za), out[a][1])
+        return out
+
+    def logits_of(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self.outputs_of(batch)[self.primary][0]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        assert self.zeroshot is not None
+        return self.zeroshot(images)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, stage: str, batch: dict[str, Any], dataloader_idx: int) -> torch.Tensor:
+        split = self.split_names[stage][dataloader_idx]
+        outs = self.outputs_of(batch)
+        for name, (logits, fallback) in outs.items():
+            self.update_metrics(f"{split}/{name}", batch, logits, fallback)
+        logits, fallback = outs[self.primary]
+        self.update_metrics(split, batch, logits, fallback)
+        return logits
+
+    def log_splits(self, stage: str) -> None:
+        super().log_splits(stage)
+        values: dict[str, torch.Tensor] = {}
+        for split in self.split_names[stage]:
+            for output in self.outputs:
+                values.update(self.split_values(f"{split}/{output}"))
+        self.log_dict(values, add_dataloader_idx=False)
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            print(output_table(values, self.split_names[stage], self.outputs))
+
+    # ------------------------------------------------------------------ predict
+    def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
+        outs = self.outputs_of(batch)
+        logits, fallback = outs[self.primary]
+        pred = self.prediction({**batch, "fallback": fallback}, logits)
+        real = _real_rows(batch, len(logits), logits.device).cpu()
+        pred["outputs"] = {n: z.detach().float().cpu()[real] for n, (z, _) in outs.items()}
+        pred["fallbacks"] = {n: f.detach().cpu()[real] for n, (_, f) in outs.items()}
+        return pred
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        raise UserError(_NO_FIT)
+
+    def configure_optimizers(self) -> None:
+        return None
+
+
+def output_table(values: dict[str, Any], splits: list[str], outputs: list[str]) -> str:
+    """Markdown table: one row per output, ``acc / macro_acc`` (%) per split."""
+    lines = ["| output | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
+    for output in outputs:
+        cells = []
+        for split in splits:
+            acc, macro = (values.get(f"{split}/{output}/{m}") for m in ("acc", "macro_acc"))
+            cells.append(
+                "-" if acc is None else f"{100 * float(acc):.2f} / {100 * float(macro):.2f}"
+            )
+        lines.append(f"| {output} | " + " | ".join(cells) + " |")
+    return "acc / macro_acc (%)\n" + "\n".join(lines)
