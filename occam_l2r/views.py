@@ -7,6 +7,8 @@ Table 15), ``FG_M`` (background pixels masked, then the same crop), ``BG_S`` (fo
 masked, shape kept) and ``BG_B`` (the segmentation bounding box masked). OCCAM views (§3.2.1,
 §C): ``crop_resize_gray`` (pixels outside the mask set to gray, cropped to the mask's box and
 resized to the image size) and ``alpha`` (RGB plus the mask as a fourth channel, for AlphaCLIP).
+``CENTERCROP`` (the centred square, no segmentation) is the zero-shot CenterCrop baseline (L2R²
+Table 5; a list of views still needs ``data.segmentation`` when it holds a view other than FULL).
 
 The crop box (``crop_box``): ``mask`` (default) is the tight box of the foreground mask, as the
 paper defines FG_C and BG_B; ``detector`` is the detector's box (FG_M then drops mask pixels
@@ -31,8 +33,10 @@ from PIL import Image
 
 from occam_l2r.segmentation import Segmentation, mask_to_box
 
-View = Literal["FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha"]
-VIEWS: tuple[str, ...] = ("FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha")
+View = Literal["FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha", "CENTERCROP"]
+VIEWS: tuple[str, ...] = (
+    "FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha", "CENTERCROP"
+)  # fmt: skip
 MASK_VIEWS = {"FG_M", "BG_S", "crop_resize_gray", "alpha"}
 #: ``top1``: the detection of highest stored score (see :func:`top_scoring`); ``union``: all kept
 Foreground = Literal["top1", "union"]
@@ -71,6 +75,15 @@ def _int_box(box: np.ndarray, width: int, height: int) -> Box:
     x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
     x1, y1 = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
     return x0, y0, x1, y1
+
+
+def center_crop(image: np.ndarray) -> np.ndarray:
+    """CENTERCROP: the centred square of the shorter side; resized to the input size, it is the
+    standard CLIP preprocessing (resize the shorter side, crop the centre; L2R² Table 5)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[top : top + side, left : left + side]
 
 
 def pad_to_square(image: np.ndarray, fill: int = 0) -> np.ndarray:
@@ -242,6 +255,8 @@ def apply_view(
         raise ValueError(f"unknown view {view!r}; choose one of {VIEWS}")
     if view == "FULL":
         return ViewResult(image)
+    if view == "CENTERCROP":  # no segmentation involved, no fallback
+        return ViewResult(center_crop(image))
     if segmentation is not None and (segmentation.height, segmentation.width) != image.shape[:2]:
         raise ValueError(
             f"segmentation of {segmentation.image_id} is {segmentation.width}x{segmentation.height} "
