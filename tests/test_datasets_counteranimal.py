@@ -20,7 +20,8 @@ def test_records(tmp_path: Path) -> None:
     base = fake.make_fake(tmp_path)
     ds = CounterAnimal(root=str(tmp_path))
     assert ds.class_names == ["brambling", "black swan", "lion"]  # ascending ImageNet index
-    assert ds.imagenet_indices == [10, 100, 291]
+    assert ds.imagenet_indices == ds.imagenet_class_indices == [10, 100, 291]
+    assert ds.imagenet_to_class == {10: 0, 100: 1, 291: 2}
     assert ds.test_splits == ["common", "counter"] and ds.val_split is None
     common, counter = ds.records("common"), ds.records("counter")
     assert Counter(r.label for r in common) == {0: 2, 1: 3, 2: 2}

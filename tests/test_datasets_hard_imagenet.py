@@ -37,6 +37,7 @@ def test_records_and_masks(roots: dict[str, str]) -> None:
     assert ds.num_classes == 15
     assert ds.class_names[0] == "dog sled" and ds.class_names[3] == "ski"
     assert ds.imagenet_indices[0] == 537 and ds.wnids[0] == "n03218198"
+    assert ds.imagenet_class_indices == fake.HIN_IDX and ds.imagenet_to_class[890] == 12
     assert ds.val_split is None and ds.test_splits == ["test"]
     train, test = ds.records("train"), ds.records("test")
     assert len(train) == 9 and len(test) == 6
@@ -81,6 +82,14 @@ def test_missing_roots(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="not_a_class"):
         ds.records("train")
+    flat = tmp_path / "flat_ct"
+    flat.mkdir()
+    fake._save(flat / "img0.jpg", np.zeros((*fake.IMAGE_HW, 3), dtype=np.uint8))
+    ds = HardImageNet(
+        root=str(roots["root"]), mask_root=str(roots["mask_root"]), constant_root=str(flat)
+    )
+    with pytest.raises(DatasetLayoutError, match="no images in class folders"):
+        ds.records("test_ct")
 
 
 class _Exploit:

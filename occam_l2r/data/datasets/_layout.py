@@ -9,8 +9,11 @@ message.
 
 from __future__ import annotations
 
+import json
+import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,10 +55,32 @@ def first_existing(candidates: list[Path], dataset: str, hint: str) -> Path:
 
 
 def list_images(folder: Path) -> list[str]:
-    """Names of the image files directly inside ``folder``, sorted (deterministic on every OS)."""
-    return sorted(
-        p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    """Names of the image files directly inside ``folder``, sorted (deterministic on every OS).
+
+    One ``os.scandir`` pass (the file type comes with the listing: no ``stat`` per file, which
+    matters for ImageNet's 1.28M training images).
+    """
+    with os.scandir(folder) as entries:
+        return sorted(
+            e.name
+            for e in entries
+            if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+        )
+
+
+def list_folders(folder: Path) -> list[str]:
+    """Names of the subfolders directly inside ``folder``, sorted."""
+    with os.scandir(folder) as entries:
+        return sorted(e.name for e in entries if e.is_dir())
+
+
+def read_json(path: Path, dataset: str, hint: str) -> Any:
+    """The JSON document in ``path``; a missing or malformed file raises a clear error naming it."""
+    require_file(path, dataset, hint)
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError) as err:
+        raise DatasetLayoutError(f"{dataset}: {path} is not valid JSON ({err}). {hint}") from err
 
 
 def read_voc_boxes(path: Path) -> tuple[list[list[float]], list[str], tuple[int, int] | None]:

@@ -9,7 +9,9 @@ The authors publish no loader; the layout below is the one third-party loaders r
 ``root`` is the folder holding ``LAION-final/`` (or that folder itself); image ids start with
 ``LAION-final/``. 45 ImageNet-1k animal classes; the label is the position of the class in
 ascending ImageNet index order, the ImageNet index itself is in the metadata (for 1000-way
-zero-shot evaluation). Subfolders are matched on the ``common``/``counter`` prefix.
+zero-shot evaluation, also as :attr:`CounterAnimal.imagenet_class_indices` and
+:attr:`CounterAnimal.imagenet_to_class`: a 1000-way zero-shot prediction is right if it is the
+class's ImageNet index). Subfolders are matched on the ``common``/``counter`` prefix.
 
 The dataset is for evaluation only: its two test splits are ``common`` and ``counter`` (L2R²'s
 "rare"), the group is the same name and the background (``grass``, ``snow``, ...) is metadata.
@@ -66,6 +68,16 @@ class CounterAnimal(RecordDataset):
     @property
     def name(self) -> str:
         return "counteranimal"
+
+    @property
+    def imagenet_class_indices(self) -> list[int]:
+        """The ImageNet-1k index of each class (the leading number of its folder)."""
+        return list(self.imagenet_indices)
+
+    @property
+    def imagenet_to_class(self) -> dict[int, int]:
+        """ImageNet-1k index -> class, for scoring 1000-way predictions (others are wrong)."""
+        return {index: label for label, index in enumerate(self.imagenet_indices)}
 
     def load_records(self) -> list[Record]:
         records = []

@@ -13,6 +13,8 @@ ILSVRC2012. Two roots therefore:
       meta/imagenet_classnames.pkl  (optional) the 1000 ImageNet class names
       {train,val}/<wnid>_<ImageNet file name>    mask, pixel > 0 = object
 
+Labels are positions in ``hard_imagenet_idx.pkl``; :attr:`HardImageNet.imagenet_class_indices`
+gives their ImageNet-1k indices (1000-way scoring through :attr:`HardImageNet.imagenet_to_class`).
 Splits: ``train`` (≈19k masks of ImageNet train) and ``test`` (the 750 masks of ImageNet val).
 There is no validation split; L2R² holds out 10 % of train per class (the DataModule does).
 L2R²'s Long-Tail (226 images) and Constant-background (99) test sets are not published with a
@@ -40,6 +42,7 @@ from PIL import Image
 from occam_l2r.data.datasets._layout import (
     DatasetLayoutError,
     DatasetNotFoundError,
+    list_folders,
     list_images,
     require_dir,
     require_file,
@@ -220,6 +223,16 @@ class HardImageNet(RecordDataset):
     def name(self) -> str:
         return "hard_imagenet"
 
+    @property
+    def imagenet_class_indices(self) -> list[int]:
+        """The ImageNet-1k index of each of the 15 classes (``meta/hard_imagenet_idx.pkl``)."""
+        return list(self.imagenet_indices)
+
+    @property
+    def imagenet_to_class(self) -> dict[int, int]:
+        """ImageNet-1k index -> class, for scoring 1000-way predictions (others are wrong)."""
+        return {index: label for label, index in enumerate(self.imagenet_indices)}
+
     def _label_of_folder(self, folder: str) -> int:
         keys = {w: k for k, w in enumerate(self.wnids)}
         keys.update({_norm(n): k for k, n in enumerate(self.class_names)})
@@ -269,7 +282,8 @@ class HardImageNet(RecordDataset):
             require_dir(
                 extra_root, "HardImageNet", f"The {EXTRA_TESTS[split]} test set of L2R² is missing."
             )
-            for folder in sorted(p.name for p in extra_root.iterdir() if p.is_dir()):
+            before = len(records)
+            for folder in list_folders(extra_root):
                 label = self._label_of_folder(folder)
                 for fname in list_images(extra_root / folder):
                     records.append(
@@ -284,6 +298,13 @@ class HardImageNet(RecordDataset):
                             },
                         )
                     )
+            if len(records) == before:
+                raise DatasetLayoutError(
+                    f"HardImageNet: {extra_root} holds no images in class folders; the "
+                    f"{EXTRA_TESTS[split]} test set is read as <folder>/<class>/<image> with one "
+                    f"folder per class named by wnid ({self.wnids[0]}), class name "
+                    f"({self.class_names[0]!r}) or ImageNet index ({self.imagenet_indices[0]})."
+                )
         return records
 
     def image_path(self, record: Record) -> Path:

@@ -12,7 +12,15 @@ Classes ``00_dog, 01_bird, 02_wheeled vehicle, 03_reptile, 04_carnivore, 05_inse
 becomes a test split named after it (group = the variation). With ``train_variation`` set, its
 ``train/`` folder is the ``train`` split (no val split: the DataModule holds one out); without it
 the dataset is evaluation only. Ground-truth masks (``fg_mask``) exist for ``original`` only.
-Mapping ImageNet-1k predictions to IN-9 uses the repo's ``in_to_in9.json`` (not part of the data).
+
+1000-way ImageNet classifiers are scored on IN-9 through the repo's ``in_to_in9.json`` (in the
+repository, not in the data release; ``in9_eval.py`` reads it): a JSON object mapping every
+ImageNet-1k index (as a string, ``"0"`` to ``"999"``) to an IN-9 class, ``-1`` for the ImageNet
+classes of no IN-9 class. Give its path as ``in_to_in9`` (default ``<root>/in_to_in9.json``);
+:attr:`ImageNet9.in_to_in9` holds the mapped indices, and
+:func:`~occam_l2r.data.datasets.imagenet.imagenet_mapped_accuracy` scores logits as
+``tools/model_utils.py::eval_model`` does: the argmax mapped through it must equal the label, an
+unmapped argmax (``-1``) is wrong.
 """
 
 from __future__ import annotations
@@ -22,7 +30,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from occam_l2r.data.datasets._layout import list_images, require_dir, resize_mask
+from occam_l2r.data.datasets._layout import (
+    DatasetLayoutError,
+    list_images,
+    read_json,
+    require_dir,
+    resize_mask,
+)
 from occam_l2r.data.records import Record, RecordDataset
 
 VARIATIONS = [
@@ -36,6 +50,28 @@ DOWNLOAD_HINT = (
     "Download the backgrounds_challenge release (github.com/MadryLab/backgrounds_challenge, "
     "backgrounds_challenge_data.tar.gz) and set root to the folder holding original/, mixed_rand/, ..."
 )
+MAP_HINT = (
+    "Take in_to_in9.json from github.com/MadryLab/backgrounds_challenge (the repository root) "
+    "and give its path as in_to_in9 (or put it in the dataset root)."
+)
+
+
+def read_in_to_in9(path: Path) -> dict[int, int]:
+    """``{ImageNet-1k index: IN-9 class}`` of ``in_to_in9.json`` (the ``-1`` entries left out)."""
+    data = read_json(path, "ImageNet9", MAP_HINT)
+    try:
+        mapping = {int(k): int(v) for k, v in data.items()}
+    except (AttributeError, TypeError, ValueError) as err:
+        raise DatasetLayoutError(
+            f"ImageNet9: {path} is not a JSON object of ImageNet index -> IN-9 index. {MAP_HINT}"
+        ) from err
+    bad = {k: v for k, v in mapping.items() if not (0 <= k < 1000 and -1 <= v < len(CLASS_FOLDERS))}
+    if bad:
+        raise DatasetLayoutError(
+            f"ImageNet9: {path} maps {dict(list(bad.items())[:3])}: keys must be ImageNet indices "
+            f"0-999 and values IN-9 classes 0-8 or -1. {MAP_HINT}"
+        )
+    return {k: v for k, v in mapping.items() if v >= 0}
 
 
 class ImageNet9(RecordDataset):
@@ -45,15 +81,20 @@ class ImageNet9(RecordDataset):
         root: the extracted release (``original/val``, ``mixed_rand/val``, ..., ``fg_mask/val``).
         train_variation: optional folder under root whose ``train/`` is the training split
             (``in9l``, ``original``, ``mixed_rand``, ...).
+        in_to_in9: the repo's ``in_to_in9.json`` (default ``<root>/in_to_in9.json``), for
+            scoring 1000-way ImageNet classifiers (:attr:`in_to_in9`).
     """
 
     val_split = None
     train_split: str | None = None
 
-    def __init__(self, root: str, train_variation: str | None = None) -> None:
+    def __init__(
+        self, root: str, train_variation: str | None = None, in_to_in9: str | None = None
+    ) -> None:
         super().__init__()
         self.root = Path(root)
         self.train_variation = train_variation
+        self.in_to_in9_path = Path(in_to_in9) if in_to_in9 else self.root / "in_to_in9.json"
         self.class_names = [f.split("_", 1)[1] for f in CLASS_FOLDERS]
         require_dir(self.root, "ImageNet9", DOWNLOAD_HINT)
         self.test_splits = [v for v in VARIATIONS if (self.root / v / "val").is_dir()]
@@ -74,6 +115,16 @@ class ImageNet9(RecordDataset):
     @property
     def name(self) -> str:
         return "imagenet9"
+
+    @property
+    def in_to_in9(self) -> dict[int, int]:
+        """ImageNet-1k index -> IN-9 class, from ``in_to_in9.json`` (unmapped indices absent)."""
+        return read_in_to_in9(self.in_to_in9_path)
+
+    @property
+    def imagenet_to_class(self) -> dict[int, int]:
+        """The same mapping under the name every ImageNet-derived dataset uses."""
+        return self.in_to_in9
 
     def _folder_records(self, split: str, folder: Path, group: str) -> list[Record]:
         records = []
