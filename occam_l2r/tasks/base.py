@@ -203,6 +203,7 @@ class BaseTask(L.LightningModule):
         for name, metric in m.items():
             value = metric.compute()
             if name == "group_acc":
+                value = value.reshape(-1)  # torchmetrics squeezes one group's value to 0-d
                 values[f"{split}/worst_group_acc"] = worst_group(value)
                 for g, acc in enumerate(value):
                     if not torch.isnan(acc) and g < len(self.group_names):
