@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from occam_l2r.cli import main
-from occam_l2r.commands.pipeline import plan_runs, select_runs
+from occam_l2r.commands.pipeline import PAPER_SEEDS, plan_runs, select_runs
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
@@ -29,6 +29,23 @@ def test_select_runs_only_and_shard(tmp_path):
         select_runs(runs, None, "2")
     with pytest.raises(ValueError, match="0 <= i < n"):
         select_runs(runs, None, "4/4")
+
+
+def test_default_seeds_are_the_papers_five_and_the_embedded_config_keeps_three(
+    tmp_path, monkeypatch
+):
+    import yaml
+
+    from occam_l2r.commands import pipeline as P
+
+    assert PAPER_SEEDS == (0, 1, 2, 3, 4)  # L2R² §4.2
+    started = []
+    monkeypatch.setattr(P, "train_and_export", lambda run, args: started.append(run.name))
+    monkeypatch.setattr(P, "_fuse", lambda *a: {})
+    main(["pipeline", "--views.FULL", "full.yaml", "--experiment_dir", str(tmp_path)])
+    assert started == [f"FULL/seed{s}" for s in PAPER_SEEDS]
+    conf = Path(__file__).parents[1] / "configs" / "synthetic" / "pipeline.yaml"
+    assert yaml.safe_load(conf.read_text())["seeds"] == [0, 1, 2]
 
 
 @pytest.mark.slow

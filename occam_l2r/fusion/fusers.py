@@ -36,6 +36,10 @@ METHOD_LABELS: dict[str, str] = {
 #: the methods that train a head of :data:`occam_l2r.fusion.heads.HEADS` on the train split.
 LEARNT_METHODS: tuple[str, ...] = ("concat_fc", "weighted_logits")
 
+#: Adam's learning rate of each learnt head when ``HeadConfig.lr`` is not set: the values of
+#: ``configs/fusion/<head>.yaml``, so that the ablation and ``fit`` train the same heads.
+DEFAULT_LR: dict[str, float] = {"concat_fc": 3e-3, "weighted_logits": 1e-2}
+
 
 @dataclass
 class HeadConfig:
@@ -45,11 +49,12 @@ class HeadConfig:
     (:mod:`occam_l2r.fusion.head_training`): ``max_epochs`` passes over the train samples in
     batches of ``batch_size`` with Adam, and, with ``select_on_val``, the epoch with the best
     validation metric (``select_metric`` of the sweep) is kept, as ``fit``'s checkpoint does.
-    ``num_threads`` torch threads while training (the heads are tiny; 0 keeps torch's setting).
+    ``lr`` ``None`` takes each head's :data:`DEFAULT_LR`. ``num_threads`` torch threads while
+    training (the heads are tiny; 0 keeps torch's setting).
     """
 
     max_epochs: int = 30
-    lr: float = 1e-2
+    lr: float | None = None
     batch_size: int = 256
     weight_decay: float = 0.0
     hidden_dim: int = 64
@@ -230,7 +235,8 @@ class LearntHead(Fuser):
         self.head = heads.build_head(self.name, train.num_classes, hidden_dim=c.hidden_dim)
         with_val = (val.z1, val.z2, val.labels) if c.select_on_val and val is not None else None
         fitted = train_head(
-            self.head, train.z1, train.z2, train.labels, c.max_epochs, c.lr, c.batch_size,
+            self.head, train.z1, train.z2, train.labels, c.max_epochs,
+            c.lr if c.lr is not None else DEFAULT_LR[self.name], c.batch_size,
             c.weight_decay, self.seed, c.num_threads, with_val, self.metric,
         )  # fmt: skip
         self._params.update(best_epoch=fitted.best_epoch, val_score=fitted.best_score)
