@@ -20,6 +20,7 @@ from occam_l2r.data.occam_datamodule import OccamDataset, collate_occam
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.tasks.occam import OccamTask
+from occam_l2r.weights import WeightsNotFoundError
 from tests._clip_tiny import save_tiny_clip
 
 H, W = 24, 36
@@ -127,3 +128,9 @@ def test_an_image_without_masks_uses_the_whole_image_and_is_flagged(task: OccamT
         assert out.fallback.tolist() == ([0.0, 1.0] if masked else [0.0, 0.0]), key
         assert torch.isnan(out.object_iou[1]), key
     assert len(outs) == 1 + 2 * 4  # FULL and every (mode, score)
+
+
+def test_a_missing_alpha_checkpoint_fails_before_anything_runs(tmp_path: Path):
+    path = save_tiny_clip(tmp_path / "tiny_vit.pt")
+    with pytest.raises(WeightsNotFoundError, match="absent.pth.*model-zoo"):
+        OccamTask("occam-tiny-vit", str(path), alpha_weights=str(tmp_path / "absent.pth"))

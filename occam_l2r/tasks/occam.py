@@ -34,7 +34,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from occam_l2r.errors import UserError
-from occam_l2r.models.alpha_clip import AlphaClipEncoder
+from occam_l2r.models.alpha_clip import HINT, AlphaClipEncoder
 from occam_l2r.models.prompts import LabelSpace, prompt_classes, resolve_templates
 from occam_l2r.models.zeroshot import DEFAULT_TEMPLATE, ZeroShotClassifier, load_clip
 from occam_l2r.occam.scores import FOREGROUND_SCORES, ForegroundScore, choose, classifier_score
@@ -47,6 +47,7 @@ from occam_l2r.occam.table import (
     write_table,
 )
 from occam_l2r.tasks.base import BaseTask, _real_rows, metric_key
+from occam_l2r.weights import WeightsNotFoundError
 
 DEFAULT_CACHE = "~/.cache/occam_l2r/prototypes"
 
@@ -123,6 +124,8 @@ class OccamTask(BaseTask):
             raise ValueError(f"table_metric={table_metric!r}: acc, macro_acc or worst_group_acc")
         self.templates = resolve_templates(templates)
         self.clip = load_clip(model_name, pretrained, model_config)  # missing weights: fail now
+        if alpha_weights and not Path(alpha_weights).expanduser().is_file():
+            raise WeightsNotFoundError(f"AlphaCLIP checkpoint {alpha_weights} not found. {HINT}")
         self.members = [
             load_clip(m.model_name, m.pretrained, m.model_config) for m in ensemble or []
         ]
