@@ -152,3 +152,19 @@ def test_fit_and_test_through_the_cli(tmp_path: Path, name: str) -> None:
         assert 0.0 <= metrics[f"{split}/acc"] <= 1.0
         if num_groups:
             assert 0.0 <= metrics[f"{split}/worst_group_acc"] <= 1.0
+
+
+def test_imagenet_config_composes_on_the_template(capsys: pytest.CaptureFixture[str]) -> None:
+    configs = HERE.parent / "configs"
+    with pytest.raises(SystemExit) as exit_:
+        main(
+            ["fit", "--config", str(configs / "templates" / "convnextv2_base.yaml"),
+             "--config", str(configs / "imagenet" / "convnextv2_tiny.yaml"), "--print_config"]
+        )  # fmt: skip
+    assert exit_.value.code == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["model"]["init_args"]["model_name"] == "convnextv2_tiny.fcmae_ft_in1k"
+    data = printed["data"]["init_args"]
+    assert data["dataset"]["class_path"] == "occam_l2r.data.datasets.ImageNet"
+    assert (data["view"], data["image_size"], data["batch_size"]) == ("FG_C", 224, 128)
+    assert data["segmentation"].endswith("segmentations/imagenet_owlv2_sam")
