@@ -6,8 +6,8 @@ and checks them against the layer map of the design (docs/extending.md):
 1. ``data/datasets/``, ``data/records.py`` — the records of each dataset
 2. ``segmentation.py``, ``store.py``, ``store_files.py``, ``logits.py`` — the stored formats
 3. ``views.py``
-4. ``segment/``, ``models/``, ``fusion/``, ``occam/``, ``weights.py``, ``discovery.py`` — plain
-   models and methods
+4. ``segment/``, ``models/``, ``fusion/``, ``occam/``, ``weights.py``, ``discovery.py``,
+   ``reporting/`` — plain models, methods and reports
 5. ``data/`` (DataModules) and ``tasks/`` — Lightning wiring
 6. ``cli.py``, ``commands/`` — the verbs
 """
@@ -47,6 +47,8 @@ FORBIDDEN = {
     "discovery": ["lightning", "pytorch_lightning", "occam_l2r.tasks", "occam_l2r.commands",
                   "occam_l2r.cli", "occam_l2r.data.datamodule", "occam_l2r.segment",
                   "occam_l2r.views", "occam_l2r.fusion", "occam_l2r.models"],
+    "reporting": ["lightning", "pytorch_lightning", "occam_l2r.tasks", "occam_l2r.commands",
+                  "occam_l2r.cli", "occam_l2r.data.datamodule", "occam_l2r.segment"],
     "data": ["occam_l2r.tasks", "occam_l2r.commands", "occam_l2r.cli"],
     "tasks": ["occam_l2r.commands", "occam_l2r.cli"],
 }  # fmt: skip

@@ -1,0 +1,155 @@
+"""Per-sample predictions behind the report's figures, taken from what ``fuse`` computed.
+
+``fuse`` keeps per split only the metrics of a fused row and its fitted parameters (the
+temperatures, ``t``, ``α``, the weighted-logits weights in ``results.jsonl``), and per-sample
+reports for the methods listed in ``sample_reports``. :func:`fused_split` gives a fused row's
+predictions on a split from its per-sample report when there is one, and otherwise applies the
+method's functions of :mod:`occam_l2r.fusion.methods` with the fitted parameters to the aligned
+logits (:func:`occam_l2r.fusion.inputs.align_pair`, as ``fuse`` aligns them), with the FULL
+fallback (:func:`occam_l2r.fusion.fallback.apply_fallback`). No parameter is refitted. The
+accuracy of the result is compared with the one ``fuse`` recorded (:attr:`FusedSplit.matches`).
+``concat_fc`` has no saved parameters: without a per-sample report it cannot be reproduced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from occam_l2r.fusion import methods
+from occam_l2r.fusion.fallback import apply_fallback
+from occam_l2r.fusion.inputs import LogitsPair, align_pair, load_run_split
+from occam_l2r.fusion.methods import FusionOutput
+from occam_l2r.logits import LogitsFile
+
+#: the methods whose predictions follow from their saved parameters alone
+FROM_PARAMETERS = (
+    "max_conf", "max_conf_ts", "max_conf_cts", "threshold", "ts_average",
+    "ts_weighted_average", "weighted_logits", "oracle",
+)  # fmt: skip
+
+
+@dataclass
+class FusedSplit:
+    """A fused row's predictions on one split.
+
+    Attributes:
+        ids, labels: the samples, in the order of input 1's logits file.
+        pred: the fused prediction per sample.
+        source: ``sample report`` or ``fitted parameters``.
+        matches: whether the accuracy of ``pred`` equals the one in ``results.jsonl`` (``None``
+            when the record holds none).
+    """
+
+    ids: np.ndarray
+    labels: np.ndarray
+    pred: np.ndarray
+    source: str
+    matches: bool | None
+
+
+class LogitsCache:
+    """Loaded logits files by (run, split); the report reads each file once."""
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, str], LogitsFile] = {}
+
+    def get(self, run: str, split: str) -> LogitsFile:
+        key = (str(run), split)
+        if key not in self._files:
+            self._files[key] = load_run_split(run, split)
+        return self._files[key]
+
+
+def reproducible(record: dict[str, Any], folder: str | Path) -> bool:
+    """Whether :func:`fused_split` can give the predictions of a fused cell."""
+    params = record.get("params") or {}
+    if record["method"] == "weighted_logits" and "w1" not in params:
+        return _samples_dir(folder, record).is_dir()
+    return record["method"] in FROM_PARAMETERS or _samples_dir(folder, record).is_dir()
+
+
+def _samples_dir(folder: str | Path, record: dict[str, Any]) -> Path:
+    return Path(folder) / "samples" / record["name"] / f"seed{record['seed']}"
+
+
+def _vec(value: Any) -> float | np.ndarray:
+    return np.asarray(value, np.float64) if isinstance(value, list) else float(value)
+
+
+def from_parameters(method: str, params: dict[str, Any], pair: LogitsPair) -> FusionOutput | None:
+    """The predictions of ``method`` with its fitted ``params`` (``None`` for ``concat_fc``)."""
+    z1, z2 = pair.z1, pair.z2
+    t1, t2 = _vec(params.get("t1", 1.0)), _vec(params.get("t2", 1.0))
+    if method in ("max_conf", "max_conf_ts", "max_conf_cts"):
+        return methods.max_conf(z1, z2, t1, t2)
+    if method == "threshold":
+        return methods.threshold(z1, z2, float(params["t"]), t1, t2)
+    if method in ("ts_average", "ts_weighted_average"):
+        return methods.ts_weighted_average(z1, z2, float(params.get("alpha", 0.5)), t1, t2)
+    if method == "oracle":
+        return methods.oracle(z1, z2, pair.labels)
+    if method == "weighted_logits" and "w1" in params:
+        w1 = np.asarray(params["w1"], np.float32)
+        w2 = np.asarray(params["w2"], np.float32)
+        p = methods.softmax(w1 * z1.astype(np.float32) + w2 * z2.astype(np.float32))
+        pred = p.argmax(1).astype(np.int64)
+        return FusionOutput(pred, p[np.arange(len(p)), pred], np.full(len(p), -1, np.int8), p)
+    return None
+
+
+def fused_split(
+    cache: LogitsCache,
+    folder: str | Path,
+    record: dict[str, Any],
+    split: str,
+    fallback_run: str | None,
+) -> FusedSplit | None:
+    """The predictions of a fused cell (a ``results.jsonl`` record) on ``split``.
+
+    Args:
+        cache: loaded logits files.
+        folder: the ``fuse`` output folder (for ``samples/``).
+        record: a ``pair`` or ``ensemble`` record.
+        split: the split.
+        fallback_run: the FULL run of the same seed whose prediction flagged samples take
+            (``None``: the fused prediction is kept).
+
+    Returns:
+        The predictions, or ``None`` when the cell cannot be reproduced.
+    """
+    run1, run2 = record["runs"][:2]
+    a, b = cache.get(run1, split), cache.get(run2, split)
+    pair = align_pair(a, b, f"{record['name']} input 1 {run1}", f"input 2 {run2}")
+    csv = _samples_dir(folder, record) / f"{record['method']}_{split}.csv"
+    pred, source = None, "sample report"
+    if csv.is_file():
+        rows = pd.read_csv(csv, dtype={"id": str}, keep_default_na=False)
+        if len(rows) == len(pair) and (rows["id"].to_numpy(str) == pair.ids).all():
+            pred = rows["fused_pred"].to_numpy(np.int64)
+    if pred is None:
+        source = "fitted parameters"
+        out = from_parameters(record["method"], record.get("params") or {}, pair)
+        if out is None:
+            return None
+        if fallback_run is not None and pair.fallback.any():
+            full = align_pair(a, cache.get(fallback_run, split), "input 1", "FULL").z2
+            out = apply_fallback(out, pair.fallback, full)
+        pred = out.pred
+    recorded = (record.get("metrics") or {}).get(split, {}).get("acc")
+    matches = None
+    if recorded is not None:
+        matches = bool(np.isclose(methods.score(pred, pair.labels, "acc"), recorded, atol=1e-9,
+                                  equal_nan=True))  # fmt: skip
+    return FusedSplit(pair.ids, pair.labels, pred, source, matches)
+
+
+def aligned_predictions(lf: LogitsFile, ids: np.ndarray) -> np.ndarray:
+    """``argmax`` of ``lf``'s logits in the order of ``ids`` (-1 for ids it lacks)."""
+    pos = {s: i for i, s in enumerate(lf.ids)}
+    pred = lf.logits.argmax(1)
+    return np.array([pred[pos[s]] if s in pos else -1 for s in ids], np.int64)
