@@ -158,27 +158,24 @@ def test_topk_store_with_an_empty_candidate_through_predict(root, tmp_path):
     writer.close()
 
     out = tmp_path / "runs"
-    base = [*tiny_fit_args(root, out), "--trainer.logger", "false"]
-    main(["predict", *base, "--data.init_args.view", "FULL", "--data.init_args.segmentation",
-          "null", "--model.init_args.logits_dir", str(tmp_path / "full")])  # fmt: skip
-    main(["predict", *base, "--data.init_args.segmentation", str(store),
-          "--data.init_args.per_candidate", "true", "--data.init_args.test_splits",
-          "[test_shift]", "--model.init_args.logits_dir", str(tmp_path / "fg")])  # fmt: skip
+    main(["predict", *tiny_fit_args(root, out), "--trainer.logger", "false",
+          "--data.init_args.segmentation", str(store), "--data.init_args.per_candidate", "true",
+          "--data.init_args.test_splits", "[test_shift]",
+          "--model.init_args.logits_dir", str(tmp_path / "fg")])  # fmt: skip
     fg = LogitsFile.load(tmp_path / "fg" / "test_shift.npz")
     assert len(fg.ids) == 4 * 8
-    rows = {
-        (i, int(c)): bool(f) for i, c, f in zip(fg.ids, fg.candidates, fg.fallback, strict=True)
-    }
+    rows = {(i, int(c)): k for k, (i, c) in enumerate(zip(fg.ids, fg.candidates, strict=True))}
     for sid in set(fg.ids.tolist()):
-        expected = {0: False, 1: True, 2: False, 3: True} if sid != nothing else dict.fromkeys(
-            range(4), True)  # fmt: skip
-        assert {c: rows[(sid, c)] for c in range(4)} == expected, sid
-    # an empty candidate's row is the FULL image's prediction (same model, same input)
-    full = LogitsFile.load(tmp_path / "full" / "test_shift.npz")
-    plain = dict(zip(full.ids.tolist(), full.logits, strict=True))
-    for sid, c, z in zip(fg.ids.tolist(), fg.candidates.tolist(), fg.logits, strict=True):
-        if rows[(sid, c)]:
-            np.testing.assert_allclose(z, plain[sid], rtol=1e-5, atol=1e-5)
+        empty = {1, 3} if sid != nothing else {0, 1, 2, 3}
+        assert {c for c in range(4) if fg.fallback[rows[(sid, c)]]} == empty, sid
+        # every empty candidate's row is the FULL image: the same logits, unlike an FG crop's
+        z = {c: fg.logits[rows[(sid, c)]] for c in range(4)}
+        np.testing.assert_allclose(z[1], z[3], rtol=1e-5, atol=1e-6)
+        if sid != nothing:
+            assert not np.allclose(z[0], z[1], rtol=1e-5, atol=1e-6)
+    # candidate 1 found nothing in any image: its rows are FULL's logits (same model, image)
+    at = [rows[(i, 1)] for i in dict.fromkeys(fg.ids.tolist())]
+    full = LogitsFile(ids=fg.ids[at], labels=fg.labels[at], logits=fg.logits[at], view="FULL")
     result = topk_fusion(full, fg, k=4)  # every (sample, candidate) row is there
     assert result.candidates.shape == (8, 4)
 
