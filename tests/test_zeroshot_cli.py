@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from occam_l2r.cli import KNOWN_ERRORS, main
+from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.errors import UserError, known_cause
 from occam_l2r.logits import LogitsFile
 from occam_l2r.weights import WeightsNotFoundError
@@ -17,7 +19,7 @@ from tests._clip_tiny import TINY_VIT, save_tiny_clip
 from tests.conftest import TINY
 
 CONFIG = Path(__file__).parents[1] / "configs" / "synthetic" / "zeroshot.yaml"
-OUTPUTS = ["FULL", "FG_C", "BG_S", "FG_C+FULL", "FG_C+BG_S"]
+OUTPUTS = ["FULL", "FG_C", "BG_S", "CENTERCROP", "FG_C+FULL", "FG_C+BG_S"]
 TESTS = ["test_id", "test_shift", "test_random"]
 
 
@@ -33,6 +35,15 @@ def _args(root: Path, out: Path, clip: Path | str) -> list[str]:
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
         "--trainer.logger.init_args.save_dir", str(out), "--trainer.default_root_dir", str(out),
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread (and do not fight the other tests for cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +132,31 @@ def test_fit_is_refused(tiny_synthetic_root, tmp_path):
     clip = save_tiny_clip(tmp_path / "clip.pt")
     with pytest.raises(UserError, match="nothing to train"):
         main(["fit", *_args(tiny_synthetic_root, tmp_path, clip)])
+
+
+class ImagenetDigits(SyntheticSpurious):
+    """The tiny benchmark posing as four ImageNet-1k classes, for the imagenet1k label space."""
+
+    @property
+    def imagenet_class_indices(self) -> list[int]:
+        return [10, 20, 30, 40]
+
+
+@pytest.mark.slow
+def test_imagenet1k_label_space_end_to_end(tiny_synthetic_root, tmp_path):
+    clip = save_tiny_clip(tmp_path / "clip.pt")
+    args = [
+        *_args(tiny_synthetic_root, tmp_path, clip),
+        "--data.init_args.dataset.class_path", f"{__name__}.ImagenetDigits",
+        "--data.init_args.view", "[FULL]", "--data.init_args.test_splits", "[test_shift]",
+        "--model.init_args.label_space", "imagenet1k",
+    ]  # fmt: skip
+    cli = main(["predict", *args])
+    lf = LogitsFile.load(Path(cli.trainer.log_dir) / "logits" / "FULL" / "test_shift.npz")
+    assert lf.logits.shape == (4 * TINY["test_per_class"], 1000) and len(lf.class_names) == 1000
+    assert set(lf.labels.tolist()) == {10, 20, 30, 40}  # labels in the ImageNet label space
+    args[args.index(f"{__name__}.ImagenetDigits")] = (
+        "occam_l2r.data.datasets.synthetic.SyntheticSpurious"
+    )
+    with pytest.raises(UserError, match="imagenet_class_indices is None"):
+        main(["test", *args])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -114,6 +115,17 @@ def test_fusions_must_name_two_views(task):
         task._fusions()
     task.hparams.fusions = ["BG_S+FULL"]
     assert task._fusions() == [("BG_S", "FULL")]
+
+
+def test_centercrop_view_is_the_centred_square():
+    """CENTERCROP resized to the input is CLIP's resize-shorter-side + centre crop."""
+    from occam_l2r.views import apply_view
+
+    image = np.arange(40 * 80 * 3, dtype=np.uint8).reshape(40, 80, 3)
+    out = apply_view("CENTERCROP", image, None)
+    assert out.fallback is None and np.array_equal(out.image, image[:, 20:60])
+    tall = apply_view("CENTERCROP", image.transpose(1, 0, 2), None).image
+    assert np.array_equal(tall, image.transpose(1, 0, 2)[20:60])
 
 
 # ---------------------------------------------------------------------- prompts and label spaces
