@@ -2,7 +2,8 @@
 
 For each dataset with a training split, ``fit`` (convnextv2_atto, ``--trainer.fast_dev_run
 true``, 32 px, view FULL) and then ``test``; for the evaluation-only ones (CounterAnimal,
-ImageNet-D) ``test``. Checked on what the CLI built: the size of every split (the held-out val
+ImageNet-D) ``test``; for the readers this work left unchanged (FIT_ONLY), ``fit`` alone, whose
+test after fitting writes the same test metrics. Checked on what the CLI built: the size of every split (the held-out val
 included), the class count, the groups, that no image is in two splits (ImageNet's ``test_clean``
 is by definition a subset of ``test``), and that ``test`` scored every image of every test split.
 """
@@ -130,9 +131,11 @@ def test_fit_and_test_through_the_cli(tmp_path: Path, name: str) -> None:
     class_path, write, sizes, num_classes, num_groups = CASES[name]
     conf = _config(tmp_path, class_path, write(tmp_path / "data"))
     trains = sizes.get("train", 0) > 0
-    if trains:
-        cli = main(["fit", "--config", str(conf), "--trainer.fast_dev_run", "true"])
-    if not trains or name not in FIT_ONLY:
+    verb_test = not trains or name not in FIT_ONLY
+    if trains:  # fit tests after fitting unless the test verb follows
+        after = ["--test_after_fit", "false"] if verb_test else []
+        cli = main(["fit", "--config", str(conf), "--trainer.fast_dev_run", "true", *after])
+    if verb_test:
         cli = main(["test", "--config", str(conf)])
     dm = cli.datamodule
     assert cli.model.num_classes == dm.num_classes == num_classes

@@ -1,21 +1,15 @@
 """ImageNet-1k (ILSVRC2012): class-folder train, the official val set as test, "clean labels".
 
-Sources: image-net.org (``ILSVRC2012_img_train.tar``, ``ILSVRC2012_img_val.tar``,
-``ILSVRC2012_devkit_t12.tar.gz``); Kaggle's ``imagenet-object-localization-challenge`` (the same
-images); torchvision's ``datasets.ImageNet`` root. Three layouts under ``root``::
+Sources: image-net.org (``ILSVRC2012_img_{train,val}.tar``, ``ILSVRC2012_devkit_t12.tar.gz``),
+Kaggle's ``imagenet-object-localization-challenge``, torchvision's ``ImageNet`` root::
 
     # class folders (torchvision's ImageNet root, or val sorted by valprep.sh)
-    train/<wnid>/<wnid>_<n>.JPEG
-    val/<wnid>/ILSVRC2012_val_<8 digits>.JPEG
-
-    # the tarballs extracted: flat val, labels from the devkit (the folder or the .tar.gz
-    # as downloaded, in root or where ``devkit`` says)
-    train/<wnid>/...
-    val/ILSVRC2012_val_00000001.JPEG ... ILSVRC2012_val_00050000.JPEG
+    train/<wnid>/<wnid>_<n>.JPEG    val/<wnid>/ILSVRC2012_val_<8 digits>.JPEG
+    # the tarballs: flat val labelled by the devkit (folder or .tar.gz, in root or at ``devkit``)
+    train/<wnid>/...                val/ILSVRC2012_val_00000001.JPEG ... _00050000.JPEG
     ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt  line i: ILSVRC2012_ID of image i
-    ILSVRC2012_devkit_t12/data/meta.mat     synsets: ILSVRC2012_ID -> WNID, words (IDs 1-1000 are
-                                            the leaves, NOT in wnid order)
-
+    ILSVRC2012_devkit_t12/data/meta.mat   synsets: ILSVRC2012_ID -> WNID, words (leaves 1-1000,
+                                          NOT in wnid order)
     # Kaggle
     ILSVRC/Data/CLS-LOC/{train/<wnid>/..., val/ILSVRC2012_val_<8 digits>.JPEG}
     LOC_val_solution.csv      ImageId, PredictionString (its first token is the wnid)
@@ -39,9 +33,8 @@ from the unification of Kisel et al. 2024, "Flaws of ImageNet"), read as publish
 
 Labels in both are ImageNet-1k indices. A ``test_clean`` record keeps the accepted labels in
 ``metadata["clean_labels"]``; its ``label`` is the original one when accepted, else the first
-accepted one, so ``test_clean/acc`` counts a prediction right only if it is that label. The works
-themselves count a prediction right if it is any accepted label: :func:`accepted_label_accuracy`
-on the ``test_clean`` logits file gives that number (compare it with L2R² Table 13, "Test clean").
+accepted one: ``test_clean/acc`` is single-label. The works count any accepted label as right:
+:func:`accepted_label_accuracy` on the ``test_clean`` logits (compare with L2R² Table 13).
 
 :func:`map_imagenet_predictions` and :func:`imagenet_mapped_accuracy` score 1000-way predictions
 on a dataset whose ``imagenet_to_class`` maps ImageNet-1k indices to its classes (ImageNet-9,
