@@ -10,8 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from occam_l2r.cli import main
+from occam_l2r.logits import LogitsFile
 from occam_l2r.store import SegmentationStore
 from tests._clip_tiny import save_tiny_clip
 from tests.conftest import TINY
@@ -78,3 +80,38 @@ def test_occam_verb_writes_table_8(tiny_synthetic_root: Path, tmp_path: Path):
     metrics = result["metrics"]
     assert "test_shift/synthetic_regions/crop_resize_gray/oracle/acc" in metrics
     assert metrics["test_shift/fallback_rate"] == pytest.approx(2 / 8)
+
+
+@pytest.mark.slow
+def test_predict_writes_logits_per_row(tiny_synthetic_root: Path, tmp_path: Path):
+    """The same classes under the Lightning ``predict`` verb: one folder of logits per row."""
+    root = tmp_path / "tiny"
+    shutil.copytree(tiny_synthetic_root, root, ignore=shutil.ignore_patterns("segmentations"))
+    weights = save_tiny_clip(tmp_path / "tiny_vit.pt")
+    dataset = {
+        "class_path": "occam_l2r.data.datasets.synthetic.SyntheticSpurious",
+        "init_args": {"root": str(root), **TINY},
+    }
+    config = {
+        "trainer": {"accelerator": "cpu", "logger": False, "enable_progress_bar": False},
+        "model": {
+            "class_path": "occam_l2r.tasks.occam.OccamTask",
+            "init_args": {
+                "model_name": "occam-tiny-vit", "pretrained": str(weights), "scores": ["oracle"],
+                "prototype_cache": None, "logits_dir": str(tmp_path / "logits"),
+            },
+        },
+        "data": {
+            "class_path": "occam_l2r.data.occam_datamodule.OccamDataModule",
+            "init_args": {
+                "dataset": dataset, "mask_sources": ["gt"], "apply_modes": ["crop_resize_gray"],
+                "splits": ["test_id"], "image_size": 64, "num_workers": 0,
+            },
+        },
+    }  # fmt: skip
+    cfg = tmp_path / "occam_predict.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    main(["predict", "--config", str(cfg)])
+    for row in ("FULL", "gt/crop_resize_gray/oracle"):
+        logits = LogitsFile.load(tmp_path / "logits" / row / "test_id.npz")
+        assert logits.logits.shape == (8, 4) and logits.view == row
