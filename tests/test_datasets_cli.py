@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
+import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 import yaml
 
 from occam_l2r.cli import main
+from occam_l2r.errors import EXIT_USER_ERROR
 
 HERE = Path(__file__).parent
 TINY = HERE / "conf" / "tiny_fg.yaml"
@@ -171,3 +175,52 @@ def test_imagenet_config_composes_on_the_template(capsys: pytest.CaptureFixture[
     assert data["dataset"]["class_path"] == "occam_l2r.data.datasets.ImageNet"
     assert (data["view"], data["image_size"], data["batch_size"]) == ("FG_C", 224, 128)
     assert data["segmentation"].endswith("segmentations/imagenet_owlv2_sam")
+
+
+def _incomplete_imagenet(data: Path) -> tuple[dict, str]:
+    args = _imagenet(data)
+    (Path(args["root"]) / "val" / "ILSVRC2012_val_00000005.JPEG").unlink()
+    return args, "1 of the 8 labelled val images are not in"
+
+
+def _urbancars_without_a_group(data: Path) -> tuple[dict, str]:
+    args = _urbancars(data)
+    gone = "bg-0.5_co_occur_obj-0.5/test/obj-country_bg-urban_co_occur_obj-urban"
+    shutil.rmtree(Path(args["root"]) / gone)
+    return args, f"UrbanCars: folder not found: {Path(args['root']) / gone}"
+
+
+def _imagenet_d_foreign_folder(data: Path) -> tuple[dict, str]:
+    args = _imagenet_d(data)
+    (Path(args["root"]) / "texture" / "armchair").mkdir()
+    return args, "holds the folders ['armchair']"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("imagenet.ImageNet", _incomplete_imagenet),
+        ("urbancars.UrbanCars", _urbancars_without_a_group),
+        ("imagenet_d.ImageNetD", _imagenet_d_foreign_folder),
+    ],
+    ids=["incomplete", "missing_folder", "wrong_layout"],
+)
+def test_broken_roots_give_one_message(
+    case: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    class_path, breaks = case
+    init_args, expected = breaks(tmp_path / "data")
+    conf = _config(tmp_path, class_path, init_args)
+    monkeypatch.delenv("OCCAM_L2R_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["occam_l2r", "test", "--config", str(conf)])
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):  # Lightning's, left on a closed capture
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", 0):
+                monkeypatch.setattr(handler, "stream", sys.stderr)
+    with pytest.raises(SystemExit) as exit_:
+        main()  # what `python -m occam_l2r test --config config.yaml` runs
+    assert exit_.value.code == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if x.startswith("occam_l2r test: error:")]
+    assert expected in line and "Traceback" not in err

@@ -22,7 +22,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from occam_l2r.data.datasets._layout import list_images, require_dir
+from occam_l2r.data.datasets._layout import (
+    DatasetLayoutError,
+    DatasetNotFoundError,
+    list_images,
+    require_dir,
+)
 from occam_l2r.data.records import Record, RecordDataset
 
 SUBSETS = ("common", "counter")
@@ -54,12 +59,14 @@ class CounterAnimal(RecordDataset):
         for folder in sorted(p.name for p in base.iterdir() if p.is_dir()):
             index, _, name = folder.partition(" ")
             if not index.isdigit() or not name:
-                raise ValueError(
+                raise DatasetLayoutError(
                     f"CounterAnimal: class folder {base / folder} is not named '<ImageNet index> <name>'"
                 )
             classes.append((int(index), name.strip(), folder))
         if not classes:
-            raise FileNotFoundError(f"CounterAnimal: no class folders in {base}. {DOWNLOAD_HINT}")
+            raise DatasetNotFoundError(
+                f"CounterAnimal: no class folders in {base}. {DOWNLOAD_HINT}"
+            )
         classes.sort()
         self.imagenet_indices = [c[0] for c in classes]
         self.class_names = [c[1] for c in classes]

@@ -32,6 +32,7 @@ from PIL import Image
 
 from occam_l2r.data.datasets._layout import (
     DatasetLayoutError,
+    DatasetNotFoundError,
     list_images,
     read_json,
     require_dir,
@@ -99,7 +100,7 @@ class ImageNet9(RecordDataset):
         require_dir(self.root, "ImageNet9", DOWNLOAD_HINT)
         self.test_splits = [v for v in VARIATIONS if (self.root / v / "val").is_dir()]
         if not self.test_splits:
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"ImageNet9: no variation folder (<variation>/val) in {self.root}. {DOWNLOAD_HINT}"
             )
         self.group_names = list(self.test_splits)
@@ -130,7 +131,7 @@ class ImageNet9(RecordDataset):
         records = []
         for class_folder in sorted(p.name for p in folder.iterdir() if p.is_dir()):
             if class_folder not in CLASS_FOLDERS:
-                raise ValueError(
+                raise DatasetLayoutError(
                     f"ImageNet9: unexpected class folder {folder / class_folder}; expected {CLASS_FOLDERS}"
                 )
             label = CLASS_FOLDERS.index(class_folder)
@@ -165,7 +166,7 @@ class ImageNet9(RecordDataset):
         _, _, class_folder, fname = record.image_id.split("/")
         path = self.root / "fg_mask" / "val" / class_folder / f"{Path(fname).stem}.npy"
         if not path.is_file():
-            raise FileNotFoundError(
+            raise DatasetNotFoundError(
                 f"ImageNet9: foreground mask not found: {path}. {DOWNLOAD_HINT}"
             )
         mask = np.asarray(np.load(path))

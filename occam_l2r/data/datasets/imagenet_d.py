@@ -24,6 +24,7 @@ split. Each subset in ``subsets`` is a test split of that name (group = the subs
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from occam_l2r.data.datasets._layout import (
     DatasetLayoutError,
@@ -34,6 +35,7 @@ from occam_l2r.data.datasets._layout import (
 from occam_l2r.data.records import Record, RecordDataset
 
 SUBSETS = ("background", "texture", "material")
+Subset = Literal["background", "texture", "material"]
 #: class folder -> ImageNet-1k indices (chenshuang-zhang/imagenet_d@30045f7,
 #: preprocessing/imgnet_d2imgnet_id.txt); key order = ImageNet-D id order
 IMAGENET_INDICES: dict[str, list[int]] = {
@@ -91,7 +93,7 @@ class ImageNetD(RecordDataset):
     val_split = None
     train_split: str | None = None
 
-    def __init__(self, root: str, subsets: list[str] | None = None) -> None:
+    def __init__(self, root: str, subsets: list[Subset] | None = None) -> None:
         super().__init__()
         self.root = Path(root)
         self.subsets = list(subsets) if subsets is not None else ["background"]
