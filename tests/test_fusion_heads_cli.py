@@ -94,6 +94,7 @@ def test_logits_datamodule_checks_alignment(runs, tmp_path):
     assert batch["z1"].shape == (100, 4) and batch["z2"].shape == (100, 4) and dm.num_classes == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("head", ["weighted_logits", "concat_fc"])
 def test_fit_and_fuse_ablation_give_the_same_head(head, runs, tmp_path):
     """Issue 9.8: the ablation chooses the epoch on val as `fit` does; same seed, same numbers."""

@@ -9,7 +9,8 @@ A group is the cells that share their inputs (:attr:`occam_l2r.fusion.plan.Cell.
   what is fitted (temperatures, ``t``, ``α``, the heads) sees the inputs as they are;
 - ``metadata``: one model with a metadata prior counted on train; a flagged sample gets the FULL
   model's prediction with the same prior (the metadata does not depend on the detection);
-- ``topk``: the eq. 5 variants of one seed, ``k`` chosen on val for each.
+- ``topk``: the eq. 5 variants of one seed, ``k`` chosen on val for each (val and the test
+  splits only: the candidate views need no train export).
 
 Every function returns ``(cell, metrics per split, learnt parameters, seconds)`` per cell.
 """
@@ -26,7 +27,7 @@ import pandas as pd
 
 from occam_l2r.errors import UserError
 from occam_l2r.fusion import report
-from occam_l2r.fusion.config import eval_splits
+from occam_l2r.fusion.config import eval_splits, topk_splits
 from occam_l2r.fusion.fallback import apply_fallback, split_metrics
 from occam_l2r.fusion.fusers import Calibration, build_fuser
 from occam_l2r.fusion.inputs import LogitsPair, align_pair
@@ -140,7 +141,7 @@ def run_topk(ctx: Runner, cells: list[Cell]) -> list[Outcome]:
     """The eq. 5 variants of one seed; ``k`` is chosen on val for each variant."""
     t0 = time.perf_counter()
     c0, cfg = cells[0], ctx.config
-    files = {s: [ctx.logits.get(r, s) for r in c0.runs] for s in eval_splits(cfg)}
+    files = {s: [ctx.logits.get(r, s) for r in c0.runs] for s in topk_splits(cfg)}
     full_val, fg_val = files[cfg.val_split][:2]
     kmax = min(full_val.num_classes, exported_k(fg_val))
     ks = sorted({k for k in cfg.topk.ks if k <= kmax}) if cfg.topk else []

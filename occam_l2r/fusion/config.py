@@ -220,6 +220,11 @@ def eval_splits(config: SweepConfig) -> list[str]:
     return [*head, config.val_split, *(config.test_splits or [])]
 
 
+def topk_splits(config: SweepConfig) -> list[str]:
+    """The splits of the top-k rows: val and the test splits (no train column, as Table 7)."""
+    return [config.val_split, *(config.test_splits or [])]
+
+
 def with_metrics(config: SweepConfig, headline: str | None) -> SweepConfig:
     """``config`` with ``select_metric`` / ``summary_metric`` left ``None`` filled in.
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from occam_l2r.fusion import crosstables, report, tables, topk
-from occam_l2r.fusion.config import SweepConfig, eval_splits
+from occam_l2r.fusion.config import SweepConfig, eval_splits, topk_splits
 from occam_l2r.fusion.fusers import METHOD_LABELS
 from occam_l2r.fusion.inputs import load_run_split, resolve_logits_path
 from occam_l2r.fusion.runner import SweepResult
@@ -126,7 +126,7 @@ def write_topk_histogram(config: SweepConfig) -> list[Path]:
     run = config.runs[config.topk.fg][0]
     dest = Path(config.output_dir) / "topk"
     counts, rows, written = {}, [], []
-    for split in eval_splits(config):
+    for split in topk_splits(config):
         counts[split] = topk.nonempty_candidates(load_run_split(run, split))
         share = np.bincount(counts[split]) / max(1, len(counts[split]))
         rows += [(split, s, int(n), float(f)) for s, (n, f) in

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from occam_l2r.fusion import compute
-from occam_l2r.fusion.config import image_views, with_metrics
+from occam_l2r.fusion.config import image_views, topk_splits, with_metrics
 from occam_l2r.fusion.inputs import (
     LogitsPair,
     headline_metric,
@@ -142,7 +142,7 @@ class Runner:
 
     def files_of(self, cell: Cell) -> list[Path]:
         """The input files of a cell (logits of every split it reads, the metadata table)."""
-        splits = eval_splits(self.config)
+        splits = topk_splits(self.config) if cell.kind == "topk" else eval_splits(self.config)
         if cell.needs_train:
             splits = [self.config.train_split, *splits]
         runs = [*cell.runs, *([cell.fallback_run] if cell.fallback_run else [])]
