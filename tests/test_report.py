@@ -216,7 +216,9 @@ def test_report_without_optional_parts(experiment, tmp_path):
     result = main(["report", "--fusion_dir", str(fusion), "--baseline", "NOPE",
                    "--test_splits", "[test_id]", "--dataset_root", str(tmp_path / "none")])  # fmt: skip
     html = Path(result["html"]).read_text(encoding="utf-8")
-    assert "No weighted-logits rows" in html
+    # Fig. 8 from the weights in results.jsonl, as fuse's weights/ CSV would give it
+    assert any(f.endswith("weights_FG_C+BG_S.png") for f in result["figures"])
+    assert "No weighted-logits rows" not in html
     # fuse's own top-k rows are still found in results.jsonl: Fig. 11 is drawn from the run
     assert any("nonempty_candidates" in f for f in result["figures"])
     assert len(result["skipped"]) == 2  # Fig. 12 and the grid need the baseline view

@@ -66,6 +66,15 @@ class ReportBuilder:
             return None
         return found if found in METRICS else None
 
+    def require_runs(self) -> dict[str, list[str]]:
+        """The runs of every view; raises when ``results.jsonl`` names none."""
+        if not self.runs:
+            raise FusedUnavailableError(
+                f"{self.outputs.folder / 'results.jsonl'} names no single-model runs (missing "
+                "or from another sweep); run `fuse` again to rewrite it"
+            )
+        return self.runs
+
     def seeds_of(self, view: str) -> list[str]:
         """The run dirs of a view (empty when ``fuse`` had none)."""
         return self.runs.get(view, [])
@@ -122,7 +131,7 @@ class ReportBuilder:
 
 
 class FusedUnavailableError(UserError, ValueError):
-    """No fused row's per-sample predictions can be had from the ``fuse`` outputs."""
+    """The ``fuse`` outputs lack the runs or the per-sample predictions a section needs."""
 
 
 def write_report(config: ReportConfig) -> dict[str, Any]:

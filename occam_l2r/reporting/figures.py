@@ -141,6 +141,8 @@ def plot_rates(table: pd.DataFrame, ylabel: str, title: str, path: str | Path) -
         bars = ax.bar(x + (i - (len(table.columns) - 1) / 2) * width, np.nan_to_num(vals), width,
                       label=str(col))  # fmt: skip
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    top = float(np.nanmax(100 * table.to_numpy(float), initial=0.0))
+    ax.set_ylim(0, max(1.0, 1.15 * top))
     ax.set_xticks(x, [str(i) for i in table.index])
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)

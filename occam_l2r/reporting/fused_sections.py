@@ -18,7 +18,7 @@ from PIL import Image
 from occam_l2r.data.records import ImageReadError, read_image
 from occam_l2r.errors import UserError
 from occam_l2r.fusion.fusers import METHOD_LABELS
-from occam_l2r.fusion.report import plot_weights
+from occam_l2r.fusion.report import plot_weights, weights_table
 from occam_l2r.reporting import figures
 from occam_l2r.reporting.predictions import aligned_predictions
 from occam_l2r.reporting.sources import dataset_root, read_weights
@@ -44,8 +44,9 @@ def _inputs(name: str) -> tuple[str, str]:
 
 
 def weights(b: ReportBuilder) -> None:
-    """Fig. 8 from ``weights/<row>_seed<k>.csv`` (:func:`occam_l2r.fusion.report.plot_weights`)."""
-    found = read_weights(b.outputs.folder)
+    """Fig. 8 from ``weights/<row>_seed<k>.csv``, or, without them, from the weights in
+    ``results.jsonl`` (:func:`occam_l2r.fusion.report.weights_table` and ``plot_weights``)."""
+    found = read_weights(b.outputs.folder) or _weights_from_records(b)
     if not found:
         b.page.paragraph("No weighted-logits rows in this sweep (`weighted_logits` is not among "
                          "the fuse config's `methods`): no Fig. 8.", note=True)  # fmt: skip
@@ -62,6 +63,17 @@ def weights(b: ReportBuilder) -> None:
                           f"{t.w1.mean():.3f}", f"{t.w2.mean():.3f}"])  # fmt: skip
     b.page.table(["row", "seed", "classes", "input 2 weighs more (% of classes)", "mean w1",
                   "mean w2"], table, caption="Weighted-logits weights per seed")  # fmt: skip
+
+
+def _weights_from_records(b: ReportBuilder) -> dict[str, dict[int, pd.DataFrame]]:
+    out: dict[str, dict[int, pd.DataFrame]] = {}
+    for rec in b.outputs.cells(method="weighted_logits"):
+        params = rec.get("params") or {}
+        if "w1" in params:
+            names = b.cache.get(rec["runs"][0], b.config.val_split).class_names
+            table = weights_table(params["w1"], params["w2"], names)
+            out.setdefault(rec["name"], {})[int(rec["seed"])] = table
+    return out
 
 
 def _pairs(b: ReportBuilder) -> list[str]:

@@ -71,7 +71,7 @@ def calibration(b: ReportBuilder) -> None:
     splits = [c.val_split, *b.test_splits]
     where = c.reliability_split or (b.test_splits[0] if b.test_splits else c.val_split)
     rows = []
-    for view, runs in b.runs.items():
+    for view, runs in b.require_runs().items():
         for seed, run in enumerate(runs):
             val = b.cache.get(run, c.val_split)
             t = temperature(val.logits, val.labels)
@@ -108,7 +108,7 @@ def fallback_detection(b: ReportBuilder) -> None:
     """Fallback rate per view and split (the logits files' flags); Fig. 11 where top-k rows are."""
     splits = [s for s in b.outputs.splits() if s in {b.config.val_split, *b.test_splits}]
     rates, table = {}, []
-    for view, runs in b.runs.items():
+    for view, runs in b.require_runs().items():
         line = [view]
         for split in splits:
             flags = [b.cache.get(r, split).fallback for r in runs]
