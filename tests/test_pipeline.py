@@ -88,6 +88,8 @@ def test_pipeline_end_to_end_shards_and_resume(tmp_path, tiny_synthetic_root, ca
     assert "FG_C" in table and "BG_S" in table
     summary = (exp / "fusion" / "summary.md").read_text()
     assert "test_shift" in summary
+    html = (exp / "fusion" / "report" / "report.html").read_text()
+    assert "<img" in html and "report.html" in out  # the pipeline ends with the HTML report
 
     main(args)  # resume: nothing retrained, every fusion cell cached
     out = capsys.readouterr().out

@@ -10,7 +10,8 @@ the embedded benchmark (or any dataset whose per-view training configs are given
 3. ``predict`` with the fit's best checkpoint (``trainer.checkpoint_callback.best_model_path``):
    logits of train, val and every test split into ``<run>/logits/``;
 4. ``fuse``: every fusion method on every pair, Table 9 / Table 1 style tables in
-   ``<experiment_dir>/fusion/`` (:func:`occam_l2r.commands.fuse.fuse`).
+   ``<experiment_dir>/fusion/`` (:func:`occam_l2r.commands.fuse.fuse`), and the HTML report of
+   those tables (:func:`occam_l2r.commands.report.report`).
 
 Resumable: a run whose logits are all written is skipped; a run killed half-way is redone from
 scratch; finished fusion cells are cached by ``fuse`` itself.
@@ -216,7 +217,13 @@ def _fuse(
     summary = Path(result["summary"]).with_suffix(".md")
     if summary.is_file():
         print(summary.read_text())
-    print(f"pipeline finished in {time.perf_counter() - start:.0f} s; tables in {out / 'fusion'}")
+    from occam_l2r.commands.report import ReportConfig, report
+
+    result["report"] = report(ReportConfig(fusion_dir=str(out / "fusion")))["html"]
+    print(
+        f"pipeline finished in {time.perf_counter() - start:.0f} s; tables in {out / 'fusion'}, "
+        f"report {result['report']}"
+    )
     return result
 
 
