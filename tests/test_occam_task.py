@@ -134,3 +134,23 @@ def test_a_missing_alpha_checkpoint_fails_before_anything_runs(tmp_path: Path):
     path = save_tiny_clip(tmp_path / "tiny_vit.pt")
     with pytest.raises(WeightsNotFoundError, match="absent.pth.*model-zoo"):
         OccamTask("occam-tiny-vit", str(path), alpha_weights=str(tmp_path / "absent.pth"))
+
+
+class SwappedColour(MeanColour):
+    """A second ensemble member that reads red as blue and blue as red."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return super().forward(images)[:, [2, 1, 0]]
+
+
+def test_ens_entropy_with_an_ensemble_picks_the_mask_the_members_agree_on(task, batch):
+    task.ensemble = nn.ModuleList([SwappedColour()])  # members disagree on A and C, agree on B
+    try:
+        with torch.no_grad():
+            outs = task.outputs_of(batch)
+    finally:
+        task.ensemble = nn.ModuleList()
+    logits = MeanColour()(batch["masks"]["hand"]["crop_resize_gray"])
+    chosen = outs["hand/crop_resize_gray/ens_entropy"].logits[0]
+    assert torch.equal(chosen, logits[1])  # B, although A is the main model's most confident
+    assert torch.equal(outs["hand/crop_resize_gray/max_prob"].logits[0], logits[0])
