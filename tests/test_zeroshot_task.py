@@ -103,6 +103,16 @@ def test_fallback_views_reuse_full_and_are_counted(task):
     assert "| FG_C+FULL | 50.00 / 50.00 |" in output_table(values, ["test"], task.outputs)
 
 
+def test_a_dataset_without_groups_is_evaluated(task):
+    """One group (torchmetrics returns its accuracy as a 0-d tensor) is no error."""
+    task.split_names = {"val": [], "test": ["test"], "predict": []}
+    task.group_names = []
+    task.eval_metrics[metric_key("test/FULL")] = task.make_metrics()
+    task.update_metrics("test/FULL", {"label": torch.tensor([0, 1])}, torch.eye(3)[:2])
+    values = task.split_values("test/FULL")
+    assert float(values["test/FULL/acc"]) == 1.0 == float(values["test/FULL/worst_group_acc"])
+
+
 def test_imagenet_label_space_maps_labels(task):
     task.label_map = torch.tensor([7, 3, 999])
     batch = task.on_after_batch_transfer({"label": torch.tensor([0, 2, -1, 1])}, 0)
