@@ -59,6 +59,15 @@ def test_images_of_any_size_and_dtype(clip):
     torch.testing.assert_close(f.norm(dim=1), torch.ones(2))
 
 
+def test_logits_are_float32_under_autocast(clip):
+    zs = ZeroShotClassifier(clip, CLASSES, TEMPLATES)
+    f = zs.encode_images(torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z = zs.logits(f)
+    assert z.dtype == torch.float32
+    torch.testing.assert_close(z, zs.logits(f))
+
+
 def test_logit_bias_is_added(clip):
     zs = ZeroShotClassifier(clip, CLASSES)
     images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)

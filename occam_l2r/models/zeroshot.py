@@ -390,10 +390,12 @@ class ZeroShotClassifier(nn.Module):
         return self.model.encode_image(self.preprocess(images), normalize=True).float()
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        """``logit_scale · features @ prototypesᵀ`` (+ ``logit_bias`` for SigLIP models)."""
-        z = self.model.logit_scale.exp().float() * features.float() @ self.prototypes.T
-        bias = getattr(self.model, "logit_bias", None)
-        return z + bias.float() if bias is not None else z
+        """``logit_scale · features @ prototypesᵀ`` (+ ``logit_bias`` for SigLIP models), in
+        float32 even under mixed-precision autocast (⊕max compares their softmax confidences)."""
+        with torch.autocast(features.device.type, enabled=False):
+            z = self.model.logit_scale.exp().float() * features.float() @ self.prototypes.T
+            bias = getattr(self.model, "logit_bias", None)
+            return z + bias.float() if bias is not None else z
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.logits(self.encode_images(images))
