@@ -128,6 +128,7 @@ def test_missing_embedded_clip_is_named(tiny_synthetic_root, tmp_path):
     assert "no_clip.pt" in str(known) and "configs/synthetic/clip.yaml" in str(known)
 
 
+@pytest.mark.slow
 def test_fit_is_refused(tiny_synthetic_root, tmp_path):
     clip = save_tiny_clip(tmp_path / "clip.pt")
     with pytest.raises(UserError, match="nothing to train"):
