@@ -166,6 +166,7 @@ def test_imagenet_config_composes_on_the_template(capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit) as exit_:
         main(
             ["fit", "--config", str(configs / "templates" / "convnextv2_base.yaml"),
+             "--config", str(configs / "imagenet" / "data.yaml"),
              "--config", str(configs / "imagenet" / "convnextv2_tiny.yaml"), "--print_config"]
         )  # fmt: skip
     assert exit_.value.code == 0
