@@ -1,13 +1,14 @@
 """Benchmark: OCCAM's throughput (images/s and applied masks/s) beside the whole image alone.
 
 On a test split of the embedded benchmark with the scikit-image regions store (built first if
-absent, ``configs/segment/synthetic_regions.yaml``), three passes over the same images:
+absent, ``configs/segment/synthetic_regions.yaml``), passes over the same images:
 
 - data only: the OCCAM DataLoader (read, decode every mask, apply it every way, fit the square);
 - OCCAM: ``trainer.test`` of :class:`~occam_l2r.tasks.occam.OccamTask` (data + every mask of
   every mode encoded, every score, the table), end to end;
-- FULL only: the zero-shot model on the whole images of the same batches (the cost OCCAM adds
-  to).
+- OCCAM encode + score and FULL only encode on the cached batches of the first pass: the model's
+  share, and the zero-shot model on the whole images alone (the cost OCCAM multiplies); best of
+  ``--repeats`` runs each.
 
 Masks/s counts applied masks encoded (masks x apply modes). The model is a tiny random ViT CLIP
 unless ``--model_name`` / ``--pretrained`` name another (e.g. the embedded CLIP,
@@ -22,6 +23,7 @@ import argparse
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -51,6 +53,17 @@ def datamodule(args: argparse.Namespace) -> OccamDataModule:
     return dm
 
 
+def best_of(repeats: int, run: Callable[[], object]) -> float:
+    """The shortest wall time of ``repeats`` runs of ``run`` (no gradients)."""
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        with torch.no_grad():
+            run()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--split", default="test_shift")
@@ -61,6 +74,7 @@ def main() -> None:
     p.add_argument("--image_size", type=int, default=64)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--num_workers", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3, help="cached passes: the best of N")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.manual_seed(0)
@@ -82,11 +96,7 @@ def main() -> None:
     clip = load_clip(args.model_name, args.pretrained)
     full = ZeroShotClassifier(clip, dm.class_names, "a photo of the digit {c}.")
     full.build_prototypes()
-    start = time.perf_counter()
-    with torch.no_grad():
-        for batch in batches:
-            full(batch["image"])
-    t_full = time.perf_counter() - start
+    t_full = best_of(args.repeats, lambda: [full(b["image"]) for b in batches])
 
     task = OccamTask(
         args.model_name, args.pretrained, num_classes=dm.num_classes,
@@ -99,6 +109,7 @@ def main() -> None:
     start = time.perf_counter()
     trainer.test(task, datamodule=datamodule(args), verbose=False)
     t_occam = time.perf_counter() - start
+    t_compute = best_of(args.repeats, lambda: [task.outputs_of(b) for b in batches])
 
     print(
         f"OCCAM on {args.split}: {images} images, {masks} masks ({masks / images:.1f} per image), "
@@ -110,8 +121,13 @@ def main() -> None:
           f"{encoded / t_data:.1f} |")  # fmt: skip
     print(f"| OCCAM end to end (test) | {t_occam:.2f} | {images / t_occam:.1f} | "
           f"{encoded / t_occam:.1f} |")  # fmt: skip
-    print(f"| FULL only (encode, data cached) | {t_full:.2f} | {images / t_full:.1f} | - |")
-    print(f"OCCAM / FULL-only time: {t_occam / max(t_full, 1e-9):.1f}x")
+    print(f"| OCCAM encode + score (data cached) | {t_compute:.2f} | {images / t_compute:.1f} | "
+          f"{encoded / t_compute:.1f} |")  # fmt: skip
+    print(f"| FULL only encode (data cached) | {t_full:.2f} | {images / t_full:.1f} | - |")
+    print(
+        f"OCCAM / FULL encode time: {t_compute / max(t_full, 1e-9):.1f}x "
+        f"({encoded / images + 1:.1f} encodings per image: its masks x modes + the whole image)"
+    )
 
 
 if __name__ == "__main__":

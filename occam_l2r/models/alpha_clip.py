@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from occam_l2r.errors import UserError
 from occam_l2r.weights import WeightsFileError, load_state_dict_file
 
 #: AlphaCLIP's normalisation of the alpha channel: (alpha - mean) / std
@@ -58,6 +59,10 @@ HINT = (
 )
 
 
+class NoAlphaModeError(UserError, ValueError):
+    """The α-channel mode was asked of a model whose image tower is not a ViT."""
+
+
 class AlphaVisual(nn.Module):
     """An open_clip ViT image tower that also reads an alpha channel.
 
@@ -65,7 +70,7 @@ class AlphaVisual(nn.Module):
         visual: the open_clip ``VisionTransformer`` (``clip.model.visual``); shared, not copied.
 
     Raises:
-        ValueError: the tower has no ViT patch embedding (a timm tower such as
+        NoAlphaModeError: the tower has no ViT patch embedding (a timm tower such as
             ``occam-tiny-convnext``): AlphaCLIP is defined for ViTs only.
     """
 
@@ -73,7 +78,7 @@ class AlphaVisual(nn.Module):
         super().__init__()
         conv1 = getattr(visual, "conv1", None)
         if not isinstance(conv1, nn.Conv2d) or conv1.in_channels != 3:
-            raise ValueError(
+            raise NoAlphaModeError(
                 f"the α-channel encoder needs an open_clip ViT image tower (a `conv1` patch "
                 f"embedding); this model's tower is {type(visual).__name__}. Use a ViT CLIP "
                 "(e.g. ViT-L-14) for the alpha apply mode, or drop `alpha` from the apply modes."
