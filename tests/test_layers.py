@@ -51,6 +51,7 @@ FORBIDDEN = {
                   "occam_l2r.cli", "occam_l2r.data.datamodule", "occam_l2r.segment"],
     "data": ["occam_l2r.tasks", "occam_l2r.commands", "occam_l2r.cli"],
     "tasks": ["occam_l2r.commands", "occam_l2r.cli"],
+    "classify": ["occam_l2r.commands", "occam_l2r.cli"],
 }  # fmt: skip
 
 

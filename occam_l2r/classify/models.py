@@ -1,0 +1,66 @@
+"""The trained view models of ``classify``: ``ClassifierTask`` checkpoints and their logits.
+
+A view image (an ``(H, W, 3)`` uint8 array from :func:`occam_l2r.views.apply_view`) goes through
+what ``predict`` does to it: the evaluation transform of the DataModule
+(:func:`occam_l2r.data.view_dataset.eval_transform`), then the task's normalisation with the
+model's own mean/std (``ClassifierTask.on_after_batch_transfer``) and the forward pass.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from occam_l2r.data.view_dataset import eval_transform
+from occam_l2r.errors import UserError
+from occam_l2r.tasks.classifier import ClassifierTask
+
+
+class CheckpointNotFoundError(UserError, FileNotFoundError):
+    """A view's checkpoint file is missing (a :class:`FileNotFoundError`)."""
+
+
+class ViewModel:
+    """One view's trained classifier, ready for inference.
+
+    Args:
+        view: the view it was trained on (``FG_C``, ``FULL``, ``BG_S``, ...).
+        checkpoint: a ``ClassifierTask`` checkpoint (written by ``fit``).
+        image_size: the side the view images are resized to.
+        device: torch device.
+    """
+
+    def __init__(self, view: str, checkpoint: str | Path, image_size: int, device: str = "cpu"):
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise CheckpointNotFoundError(
+                f"checkpoint of view {view} not found: {path}. Train it with `python -m "
+                "occam_l2r fit --config ...` or fix `checkpoints` in the classify config."
+            )
+        self.view = view
+        # the weights come from the checkpoint: never fetch pretrained ones
+        self.task = ClassifierTask.load_from_checkpoint(path, map_location=device, pretrained=False)
+        self.task.eval().to(device)
+        self.device = torch.device(device)
+        self.transform = eval_transform(image_size)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.task.hparams.num_classes)
+
+    def tensor(self, image: np.ndarray) -> torch.Tensor:
+        """One view image as the uint8 ``(3, S, S)`` tensor the DataLoader would give."""
+        image = self.transform(image=image)["image"]
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+    @torch.inference_mode()
+    def logits(self, images: list[np.ndarray], batch_size: int = 32) -> np.ndarray:
+        """The logits ``(N, C)`` (float32) of view images, in batches of ``batch_size``."""
+        out = [np.zeros((0, self.num_classes), np.float32)]
+        for start in range(0, len(images), batch_size):
+            x = torch.stack([self.tensor(im) for im in images[start : start + batch_size]])
+            batch = self.task.on_after_batch_transfer({"image": x.to(self.device)}, 0)
+            out.append(self.task(batch["image"]).float().cpu().numpy())
+        return np.concatenate(out)
