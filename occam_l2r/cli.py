@@ -47,6 +47,7 @@ VERBS: dict[str, str] = {
     "discover": "occam_l2r.commands.discover:main",
     "occam": "occam_l2r.commands.occam:main",
     "report": "occam_l2r.commands.report:main",
+    "classify": "occam_l2r.commands.classify:main",
 }
 
 
