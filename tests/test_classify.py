@@ -203,3 +203,35 @@ def test_list_images_and_saved_fusion_errors(tmp_path: Path) -> None:
     assert got.views == ("FG_C", "BG_S") and got.params == {"t": 0.5}
     with pytest.raises(SavedFusionError, match="FG_C\\+BG_S threshold seed0"):
         load_fusion(tmp_path, "FG_C+FULL", "threshold")
+
+
+def test_resolve_checkpoint_of_a_run_folder(tmp_path: Path) -> None:
+    from occam_l2r.classify.models import CheckpointNotFoundError, resolve_checkpoint
+
+    ckpts = tmp_path / "run" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    best = ckpts / "epoch=3-step=40.ckpt"
+    best.write_bytes(b"best")
+    # the run moved: the recorded absolute path is gone, the file beside last.ckpt is found
+    cb = {"RunCheckpoint{'monitor': 'val/acc'}": {"best_model_path": f"/gone/{best.name}"}}
+    torch.save({"callbacks": cb}, ckpts / "last.ckpt")
+    assert resolve_checkpoint(tmp_path / "run") == best
+    assert resolve_checkpoint(best) == best
+    torch.save({"callbacks": {}}, ckpts / "last.ckpt")
+    assert resolve_checkpoint(tmp_path / "run") == ckpts / "last.ckpt"
+    with pytest.raises(CheckpointNotFoundError, match="checkpoints/last.ckpt"):
+        resolve_checkpoint(tmp_path / "nothing")
+
+
+def test_synthetic_classify_config_parses() -> None:
+    from jsonargparse import ArgumentParser
+
+    from occam_l2r.classify.config import ClassifyConfig
+
+    config = Path(__file__).parents[1] / "configs" / "synthetic" / "classify.yaml"
+    parser = ArgumentParser()
+    parser.add_argument("--config", action="config")
+    parser.add_class_arguments(ClassifyConfig)
+    cfg = parser.parse_args(["--config", str(config), "--cascade", "true"])
+    assert set(cfg.checkpoints) == {"FG_C", "FULL", "BG_S"} and cfg.method == "threshold"
+    assert cfg.cascade is True and cfg.class_names == ["zero", "one", "two", "three"]

@@ -20,7 +20,8 @@ class ClassifyConfig:
         output_dir: where ``predictions.csv`` (and ``.parquet``), ``summary.json`` and, with
             ``preview``, ``preview.html`` go.
         checkpoints: view name -> checkpoint of a trained ``ClassifierTask`` (``FG_C``,
-            ``FULL``, ``BG_S``, ...). Needs both views of ``pair`` and, with ``fallback: full``,
+            ``FULL``, ``BG_S``, ...), a file or its ``fit`` run folder (the best checkpoint its
+            ``last.ckpt`` records). Needs both views of ``pair`` and, with ``fallback: full``,
             ``fallback_view``.
         fusion_dir: the ``output_dir`` of a finished ``fuse`` run (its ``results.jsonl``).
         pair: the fused pair, input 1 first, as ``fuse`` names it (``FG_C+FULL``, ``FG_C+BG_S``).

@@ -22,24 +22,50 @@ class CheckpointNotFoundError(UserError, FileNotFoundError):
     """A view's checkpoint file is missing (a :class:`FileNotFoundError`)."""
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file, or a ``fit`` run folder's best checkpoint.
+
+    A run folder (``<save_dir>/<name>/<version>``, as ``pipeline`` lays them out) resolves to the
+    best checkpoint that ``checkpoints/last.ckpt`` records (the one ``predict`` used), or to
+    ``last.ckpt`` itself when it records none.
+
+    Raises:
+        CheckpointNotFoundError: neither a file nor a run folder with ``checkpoints/last.ckpt``.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    last = path / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise CheckpointNotFoundError(
+            f"checkpoint {path} not found (neither a file nor a run folder with "
+            "checkpoints/last.ckpt). Train it with `python -m occam_l2r fit --config ...` or fix "
+            "`checkpoints` in the classify config."
+        )
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    for cb in (state.get("callbacks") or {}).values():
+        best = cb.get("best_model_path") if isinstance(cb, dict) else None
+        if best:
+            for cand in (Path(best), last.parent / Path(best).name):
+                if cand.is_file():
+                    return cand
+    return last
+
+
 class ViewModel:
     """One view's trained classifier, ready for inference.
 
     Args:
         view: the view it was trained on (``FG_C``, ``FULL``, ``BG_S``, ...).
-        checkpoint: a ``ClassifierTask`` checkpoint (written by ``fit``).
+        checkpoint: a ``ClassifierTask`` checkpoint (written by ``fit``), or its run folder
+            (:func:`resolve_checkpoint`).
         image_size: the side the view images are resized to.
         device: torch device.
     """
 
     def __init__(self, view: str, checkpoint: str | Path, image_size: int, device: str = "cpu"):
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise CheckpointNotFoundError(
-                f"checkpoint of view {view} not found: {path}. Train it with `python -m "
-                "occam_l2r fit --config ...` or fix `checkpoints` in the classify config."
-            )
-        self.view = view
+        path = resolve_checkpoint(checkpoint)
+        self.view, self.checkpoint = view, path
         # the weights come from the checkpoint: never fetch pretrained ones
         self.task = ClassifierTask.load_from_checkpoint(path, map_location=device, pretrained=False)
         self.task.eval().to(device)
