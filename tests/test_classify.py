@@ -104,7 +104,7 @@ def test_classify_equals_predict_and_fuse(setup: dict) -> None:
     from occam_l2r.reporting.predictions import from_parameters
 
     tmp = setup["tmp"]
-    out = main(["classify", "--config", str(setup["config"]), "--preview", "true"])
+    out = main(["classify", "--config", str(setup["config"]), "--preview"])
     table = pd.read_csv(tmp / "out" / "predictions.csv", keep_default_na=False)
     assert (tmp / "out" / "predictions.parquet").is_file()
     assert len(table) == len(setup["copies"]) + 4
@@ -150,7 +150,7 @@ def test_cascade_equals_threshold_fusion(setup: dict) -> None:
     main(["fuse", "--config", str(tmp / "fuse_t.yaml")])
     args = ["classify", "--config", str(setup["config"]), "--fusion_dir", str(tmp / "fusion_t")]
     full = main([*args, "--output_dir", str(tmp / "full")])
-    cas = main([*args, "--cascade", "true", "--output_dir", str(tmp / "cascade")])
+    cas = main([*args, "--cascade", "--output_dir", str(tmp / "cascade")])
     a, b = full["table"].set_index("image_id"), cas["table"].set_index("image_id")
     assert a["pred"].fillna(-1).astype(int).equals(b["pred"].fillna(-1).astype(int))
     assert a["decided_by"].fillna("").equals(b["decided_by"].fillna(""))
@@ -235,3 +235,14 @@ def test_synthetic_classify_config_parses() -> None:
     cfg = parser.parse_args(["--config", str(config), "--cascade", "true"])
     assert set(cfg.checkpoints) == {"FG_C", "FULL", "BG_S"} and cfg.method == "threshold"
     assert cfg.cascade is True and cfg.class_names == ["zero", "one", "two", "three"]
+
+
+def test_bare_switches_mean_true() -> None:
+    from occam_l2r.commands.classify import with_switch_values
+
+    assert with_switch_values(["--preview", "--cascade"]) == [
+        "--preview", "true", "--cascade", "true"
+    ]  # fmt: skip
+    assert with_switch_values(["--cascade", "false", "--preview"]) == [
+        "--cascade", "false", "--preview", "true"
+    ]  # fmt: skip
