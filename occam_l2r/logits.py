@@ -152,6 +152,35 @@ class LogitsFile:
                 raise _unreadable(path, err) from err
 
 
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The metadata of a logits file (``split``, ``view``, ``config``, ...) without its arrays.
+
+    Raises:
+        LogitsFileNotFoundError / LogitsFileError: as :meth:`LogitsFile.load`, naming ``path``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LogitsFileNotFoundError(
+            f"logits file not found: {path}. Write it with `python -m occam_l2r predict`."
+        )
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise _unreadable(path, err) from err
+    if not hasattr(z, "files"):
+        raise LogitsFileError(f"{path} holds a single array, not a logits .npz; {_FIX}")
+    with z:
+        if "meta" not in z.files:
+            raise LogitsFileError(
+                f"{path} is not a logits file: arrays ['meta'] are missing (it has "
+                f"{sorted(z.files)[:8]}); {_FIX}"
+            )
+        try:
+            return json.loads(str(z["meta"]))
+        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+            raise _unreadable(path, err) from err
+
+
 class LogitsFileError(ValueError):
     """A logits file cannot be read: missing, corrupt, zero-byte, foreign or of another format.
 

@@ -280,7 +280,7 @@ def test_shipped_configs_parse(config: Path) -> None:
     from occam_l2r.commands.segment import segment_config
 
     cfg = segment_config(["--config", str(config)])
-    assert cfg.model.segmenter.class_path.startswith("occam_l2r.segment.segmenters.")
+    assert cfg.model.segmenter.class_path.startswith("occam_l2r.segment.")
     assert cfg.data.dataset.class_path.startswith("occam_l2r.data.datasets.")
     assert cfg.trainer.logger is False and cfg.trainer.use_distributed_sampler is False
 

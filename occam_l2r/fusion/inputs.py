@@ -10,15 +10,14 @@ what to do. Both errors (:class:`LogitsInputError`, :class:`LogitsNotFoundError`
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from occam_l2r.errors import UserError
-from occam_l2r.logits import LogitsFile, LogitsFileError
+from occam_l2r.logits import LogitsFile
+from occam_l2r.logits import read_meta as logits_read_meta
 
 
 class LogitsInputError(UserError, ValueError):
@@ -160,13 +159,9 @@ def read_meta(path: str | Path) -> dict:
     """The metadata of a logits file (``split``, ``view``, ``config``, ...) without its arrays.
 
     Raises:
-        LogitsFileError: the file cannot be read as a logits file.
+        LogitsFileError: the file cannot be read as a logits file (the message names it).
     """
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return json.loads(str(z["meta"]))
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as err:
-        raise LogitsFileError(f"cannot read the metadata of logits file {path}: {err}") from err
+    return logits_read_meta(path)
 
 
 def headline_metric(runs: list[str], split: str) -> str | None:
