@@ -35,7 +35,7 @@ from torchmetrics import MeanMetric
 
 from occam_l2r.errors import UserError
 from occam_l2r.models.alpha_clip import HINT, AlphaClipEncoder
-from occam_l2r.models.prompts import LabelSpace, prompt_classes, resolve_templates
+from occam_l2r.models.prompts import LabelSpace, resolve_templates
 from occam_l2r.models.zeroshot import DEFAULT_TEMPLATE, ZeroShotClassifier, load_clip
 from occam_l2r.occam.scores import FOREGROUND_SCORES, ForegroundScore, choose, classifier_score
 from occam_l2r.occam.table import (
@@ -46,7 +46,8 @@ from occam_l2r.occam.table import (
     variants,
     write_table,
 )
-from occam_l2r.tasks.base import BaseTask, _real_rows, metric_key
+from occam_l2r.tasks.base import _real_rows, metric_key
+from occam_l2r.tasks.zeroshot_base import ZeroShotOutputsTask
 from occam_l2r.weights import WeightsNotFoundError
 
 DEFAULT_CACHE = "~/.cache/occam_l2r/prototypes"
@@ -70,7 +71,7 @@ class ClipSpec:
     model_config: str | None = None
 
 
-class OccamTask(BaseTask):
+class OccamTask(ZeroShotOutputsTask):
     """OCCAM: foreground selection among applied masks, zero-shot classification of the chosen.
 
     Args:
@@ -137,9 +138,7 @@ class OccamTask(BaseTask):
         self.sources: list[str] = []
         self.modes: list[str] = []
         self.variants: list[Variant] = []
-        self.output_class_names: list[str] = []
         self.table_paths: dict[str, Path] = {}
-        self.register_buffer("label_map", torch.empty(0, dtype=torch.long), persistent=False)
 
     # ------------------------------------------------------------------ setup
     @property
@@ -154,40 +153,21 @@ class OccamTask(BaseTask):
         masked = [v.key for v in self.variants if v.source]
         return self.hparams.primary or (masked[0] if masked else self.outputs[0])
 
+    no_fit_message = (
+        "OCCAM has nothing to train: run `python -m occam_l2r occam --config ...` (or "
+        "test / predict)"
+    )
+
     def setup(self, stage: str) -> None:
-        if stage == "fit":
-            raise UserError(
-                "OCCAM has nothing to train: run `python -m occam_l2r occam --config ...` (or "
-                "test / predict)"
-            )
+        self.refuse_fit(stage)
         dm = self.trainer.datamodule
-        dataset = getattr(dm, "dataset", None)
         self.sources = list(dm.source_names)
         self.modes = list(dm.apply_modes)
         self.variants = variants(self.sources, self.modes, self.score_names)
-        if self.primary not in self.outputs:
-            raise UserError(f"model.init_args.primary={self.primary!r}: not one of {self.outputs}")
-        classes = prompt_classes(
-            list(dm.class_names),
-            self.hparams.label_space,
-            self.hparams.class_names_file,
-            getattr(dataset, "imagenet_class_indices", None),
-            type(dataset).__name__ if dataset is not None else "the dataset",
-        )
-        self.output_class_names = (
-            list(dm.class_names) if classes.label_map is None else classes.names
-        )
-        self.num_classes = len(classes.names)
-        if classes.label_map is not None:
-            self.label_map = torch.tensor(classes.label_map, dtype=torch.long)
+        classes = self.setup_label_space(dm)
         super().setup(stage)
-        evaluated = {"validate": self.split_names["val"], "test": self.split_names["test"]}
-        for split in evaluated.get(stage, []):
-            for output in self.outputs:
-                key = metric_key(f"{split}/{output}")
-                if key not in self.eval_metrics:
-                    self.eval_metrics[key] = self.make_metrics().to(self.device)
-                    self.object_iou[key] = MeanMetric(nan_strategy="ignore").to(self.device)
+        for key in self.add_output_metrics(stage):
+            self.object_iou[key] = MeanMetric(nan_strategy="ignore").to(self.device)
         if self.zeroshot is None:
             cache = self.hparams.prototype_cache
             self.zeroshot = ZeroShotClassifier(self.clip, classes.names, self.templates, cache)
@@ -204,21 +184,6 @@ class OccamTask(BaseTask):
         for classifier in [self.zeroshot, *self.ensemble]:
             if classifier is not None and classifier._prototypes.numel() == 0:
                 classifier.build_prototypes()
-
-    def on_validation_start(self) -> None:
-        self._prepare()
-
-    def on_test_start(self) -> None:
-        self._prepare()
-
-    def on_predict_start(self) -> None:
-        self._prepare()
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
-        if self.label_map.numel():  # dataset labels -> ImageNet-1k indices (-1 stays -1)
-            label = batch["label"]
-            batch["label"] = torch.where(label >= 0, self.label_map[label.clamp(min=0)], label)
-        return batch
 
     # ------------------------------------------------------------------ outputs
     def _encode(self, mode: str, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -315,10 +280,9 @@ class OccamTask(BaseTask):
     def log_splits(self, stage: str) -> None:
         super().log_splits(stage)
         splits = self.split_names[stage]
-        values: dict[str, torch.Tensor] = {}
+        values = self.output_values(stage)
         for split in splits:
             for output in self.outputs:
-                values.update(self.split_values(f"{split}/{output}"))
                 mean_iou = self.object_iou[metric_key(f"{split}/{output}")]
                 values[f"{split}/{output}/object_iou"] = mean_iou.compute()
                 mean_iou.reset()
@@ -359,6 +323,3 @@ class OccamTask(BaseTask):
         pred["outputs"] = {n: o.logits.detach().float().cpu()[real] for n, o in outs.items()}
         pred["fallbacks"] = {n: o.fallback.detach().cpu()[real] for n, o in outs.items()}
         return pred
-
-    def configure_optimizers(self) -> None:
-        return None

@@ -29,9 +29,10 @@ import torch
 
 from occam_l2r.errors import UserError
 from occam_l2r.fusion.methods import max_conf
-from occam_l2r.models.prompts import LabelSpace, prompt_classes, resolve_templates
+from occam_l2r.models.prompts import LabelSpace, resolve_templates
 from occam_l2r.models.zeroshot import DEFAULT_TEMPLATE, ZeroShotClassifier, load_clip
-from occam_l2r.tasks.base import BaseTask, _real_rows, metric_key
+from occam_l2r.tasks.base import _real_rows
+from occam_l2r.tasks.zeroshot_base import ZeroShotOutputsTask
 
 #: the default folder of the prototype cache
 DEFAULT_CACHE = "~/.cache/occam_l2r/prototypes"
@@ -41,7 +42,7 @@ _NO_FIT = (
 )
 
 
-class ZeroShotTask(BaseTask):
+class ZeroShotTask(ZeroShotOutputsTask):
     """Zero-shot classification of several views with max-confidence fusion.
 
     Args:
@@ -85,8 +86,6 @@ class ZeroShotTask(BaseTask):
         self.zeroshot: ZeroShotClassifier | None = None
         self.views: list[str] = []
         self.fusions: list[tuple[str, str]] = []
-        self.output_class_names: list[str] = []
-        self.register_buffer("label_map", torch.empty(0, dtype=torch.long), persistent=False)
 
     # ------------------------------------------------------------------ setup
     @property
@@ -104,36 +103,16 @@ class ZeroShotTask(BaseTask):
             self.outputs[len(self.views)] if self.fusions else self.views[0]
         )
 
+    no_fit_message = _NO_FIT
+
     def setup(self, stage: str) -> None:
-        if stage == "fit":
-            raise UserError(_NO_FIT)
+        self.refuse_fit(stage)
         dm = self.trainer.datamodule
-        dataset = getattr(dm, "dataset", None)
         self.views = [str(v) for v in getattr(dm, "views", [getattr(dm, "view", "FULL")])]
         self.fusions = self._fusions()
-        if self.primary not in self.outputs:
-            raise UserError(f"model.init_args.primary={self.primary!r}: not one of {self.outputs}")
-        classes = prompt_classes(
-            list(dm.class_names),
-            self.hparams.label_space,
-            self.hparams.class_names_file,
-            getattr(dataset, "imagenet_class_indices", None),
-            type(dataset).__name__ if dataset is not None else "the dataset",
-        )
-        # the columns of the logits files: the dataset's classes, or ImageNet's (imagenet1k)
-        self.output_class_names = (
-            list(dm.class_names) if classes.label_map is None else classes.names
-        )
-        self.num_classes = len(classes.names)
-        if classes.label_map is not None:
-            self.label_map = torch.tensor(classes.label_map, dtype=torch.long)
+        classes = self.setup_label_space(dm)
         super().setup(stage)
-        evaluated = {"validate": self.split_names["val"], "test": self.split_names["test"]}
-        for split in evaluated.get(stage, []):
-            for output in self.outputs:
-                key = metric_key(f"{split}/{output}")
-                if key not in self.eval_metrics:
-                    self.eval_metrics[key] = self.make_metrics().to(self.device)
+        self.add_output_metrics(stage)
         if self.zeroshot is None:
             self.zeroshot = ZeroShotClassifier(
                 self.clip, classes.names, self.templates, self.hparams.prototype_cache
@@ -169,21 +148,6 @@ class ZeroShotTask(BaseTask):
                     f"{len(self.templates)} template(s) "
                     + (f"{how[self.zeroshot.prototype_source]} {where}" if where else "computed")
                 )
-
-    def on_validation_start(self) -> None:
-        self._prepare()
-
-    def on_test_start(self) -> None:
-        self._prepare()
-
-    def on_predict_start(self) -> None:
-        self._prepare()
-
-    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict:
-        if self.label_map.numel():  # dataset labels -> ImageNet-1k indices (-1 stays -1)
-            label = batch["label"]
-            batch["label"] = torch.where(label >= 0, self.label_map[label.clamp(min=0)], label)
-        return batch
 
     # ------------------------------------------------------------------ outputs
     def outputs_of(self, batch: dict[str, Any]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -233,10 +197,7 @@ class ZeroShotTask(BaseTask):
 
     def log_splits(self, stage: str) -> None:
         super().log_splits(stage)
-        values: dict[str, torch.Tensor] = {}
-        for split in self.split_names[stage]:
-            for output in self.outputs:
-                values.update(self.split_values(f"{split}/{output}"))
+        values = self.output_values(stage)
         self.log_dict(values, add_dataloader_idx=False)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             print(output_table(values, self.split_names[stage], self.outputs))
@@ -253,9 +214,6 @@ class ZeroShotTask(BaseTask):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         raise UserError(_NO_FIT)
-
-    def configure_optimizers(self) -> None:
-        return None
 
 
 def output_table(values: dict[str, Any], splits: list[str], outputs: list[str]) -> str:
