@@ -107,17 +107,7 @@ class LogitsFile:
                 read, or arrays that disagree; the message names ``path``.
         """
         path = Path(path)
-        if not path.is_file():
-            raise LogitsFileNotFoundError(
-                f"logits file not found: {path}. Write it with `python -m occam_l2r predict`."
-            )
-        try:
-            z = np.load(path, allow_pickle=False)
-        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-            raise _unreadable(path, err) from err
-        if not hasattr(z, "files"):  # a single .npy array
-            raise LogitsFileError(f"{path} holds a single array, not a logits .npz; {_FIX}")
-        with z:
+        with _open_npz(path) as z:
             missing = [k for k in ("meta", *ROW_ARRAYS[:5]) if k not in z.files]
             if missing:
                 raise LogitsFileError(
@@ -159,17 +149,7 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         LogitsFileNotFoundError / LogitsFileError: as :meth:`LogitsFile.load`, naming ``path``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise LogitsFileNotFoundError(
-            f"logits file not found: {path}. Write it with `python -m occam_l2r predict`."
-        )
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
-        raise _unreadable(path, err) from err
-    if not hasattr(z, "files"):
-        raise LogitsFileError(f"{path} holds a single array, not a logits .npz; {_FIX}")
-    with z:
+    with _open_npz(path) as z:
         if "meta" not in z.files:
             raise LogitsFileError(
                 f"{path} is not a logits file: arrays ['meta'] are missing (it has "
@@ -195,6 +175,22 @@ class LogitsFileNotFoundError(LogitsFileError, FileNotFoundError):
 
 
 _FIX = "re-export it with `python -m occam_l2r predict` (it writes <run>/logits/<split>.npz)"
+
+
+def _open_npz(path: Path) -> Any:
+    """``np.load`` of a logits file, with the toolkit's errors for a missing, unreadable or
+    single-array file."""
+    if not path.is_file():
+        raise LogitsFileNotFoundError(
+            f"logits file not found: {path}. Write it with `python -m occam_l2r predict`."
+        )
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as err:
+        raise _unreadable(path, err) from err
+    if not hasattr(z, "files"):  # a single .npy array
+        raise LogitsFileError(f"{path} holds a single array, not a logits .npz; {_FIX}")
+    return z
 
 
 def _unreadable(path: Path, err: BaseException) -> LogitsFileError:

@@ -8,7 +8,6 @@ model's own mean/std. Per-split metrics and the logits files of ``predict`` come
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -17,6 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from occam_l2r.models.backbones import create_classifier, normalization
 from occam_l2r.tasks.base import BaseTask
+from occam_l2r.tasks.optim import adamw, warmup_cosine
 
 
 class ClassifierTask(BaseTask):
@@ -92,26 +92,13 @@ class ClassifierTask(BaseTask):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.hparams.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.hparams.lr,
+        hp = self.hparams
+        opt = adamw(
+            self.named_parameters(),
+            hp.lr,
+            hp.weight_decay,
+            no_decay=lambda name, p: p.ndim <= 1 or name.endswith(".bias"),
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(self.hparams.warmup_fraction * total)
-        floor = self.hparams.min_lr_ratio
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        total = self.trainer.estimated_stepping_batches
+        sched = warmup_cosine(opt, total, hp.warmup_fraction, hp.min_lr_ratio)
+        return {"optimizer": opt, "lr_scheduler": sched}

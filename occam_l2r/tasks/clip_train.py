@@ -43,6 +43,7 @@ from open_clip.loss import ClipLoss
 from occam_l2r.errors import UserError
 from occam_l2r.models.clip_registry import register_configs
 from occam_l2r.tasks.base import BaseTask
+from occam_l2r.tasks.optim import adamw, warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -251,31 +252,18 @@ class ClipTrainTask(BaseTask):
             self.clip.logit_scale.clamp_(0, math.log(self.hparams.max_logit_scale))
 
     def configure_optimizers(self) -> dict[str, Any]:
-        decay, no_decay = [], []
-        for name, p in self.clip.named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
-        opt = torch.optim.AdamW(
-            [
-                {"params": decay, "weight_decay": self.hparams.weight_decay},
-                {"params": no_decay, "weight_decay": 0.0},
-            ],
-            lr=self.hparams.lr,
+        hp = self.hparams
+        opt = adamw(
+            self.clip.named_parameters(),
+            hp.lr,
+            hp.weight_decay,
+            no_decay=lambda name, p: p.ndim < 2 or "logit_scale" in name,
             betas=(0.9, 0.98),
             eps=1e-6,
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        warmup = int(self.hparams.warmup_fraction * total)
-        floor = self.hparams.min_lr_ratio
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        total = self.trainer.estimated_stepping_batches
+        sched = warmup_cosine(opt, total, hp.warmup_fraction, hp.min_lr_ratio)
+        return {"optimizer": opt, "lr_scheduler": sched}
 
     # ------------------------------------------------------------------ export
     def clip_state_dict(self) -> dict[str, torch.Tensor]:
