@@ -10,11 +10,16 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
 TINY = {"train_per_class": 6, "val_per_class": 2, "test_per_class": 2}
+#: ``shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)``: a copy of the shared benchmark
+#: without the segmentation stores that earlier tests built inside it (a copy is pristine
+#: whatever ran before)
+PRISTINE = shutil.ignore_patterns("segmentations")
 TINY_FG = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
 

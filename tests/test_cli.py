@@ -12,7 +12,7 @@ import pytest
 
 from occam_l2r.cli import main
 from occam_l2r.logits import LogitsFile
-from tests.conftest import tiny_fit_args
+from tests.conftest import PRISTINE, tiny_fit_args
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
@@ -20,7 +20,7 @@ CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 @pytest.fixture
 def root(tmp_path, tiny_synthetic_root):
     dst = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, dst)
+    shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)
     return dst
 
 

@@ -11,7 +11,7 @@ import torch
 from occam_l2r.data.datamodule import ViewDataModule
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.data.records import ImageReadError, Record, RecordDataset
-from tests.conftest import TINY
+from tests.conftest import PRISTINE, TINY
 
 
 def _dm(root, **kw) -> ViewDataModule:
@@ -22,7 +22,7 @@ def _dm(root, **kw) -> ViewDataModule:
 @pytest.fixture
 def root_copy(tmp_path, tiny_synthetic_root):
     dst = tmp_path / "copy"
-    shutil.copytree(tiny_synthetic_root, dst)
+    shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)
     return dst
 
 

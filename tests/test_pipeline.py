@@ -10,6 +10,7 @@ import pytest
 
 from occam_l2r.cli import main
 from occam_l2r.commands.pipeline import PAPER_SEEDS, plan_runs, select_runs
+from tests.conftest import PRISTINE
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
@@ -51,7 +52,7 @@ def test_default_seeds_are_the_papers_five_and_the_embedded_config_keeps_three(
 @pytest.mark.slow
 def test_pipeline_end_to_end_shards_and_resume(tmp_path, tiny_synthetic_root, capsys):
     root = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, root)
+    shutil.copytree(tiny_synthetic_root, root, ignore=PRISTINE)
     views = {}
     for view in ("FULL", "FG_C", "BG_S"):
         overlay = tmp_path / f"{view}.yaml"  # a view overlay composed over the base config

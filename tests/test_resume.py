@@ -25,6 +25,7 @@ from occam_l2r.tasks.checkpoints import (
     ResumeError,
     RunFolderError,
 )
+from tests.conftest import PRISTINE
 
 REPO = Path(__file__).parents[1]
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
@@ -107,7 +108,7 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture
 def root(tmp_path: Path, tiny_synthetic_root: Path) -> Path:
     dst = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, dst)
+    shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)
     return dst
 
 

@@ -14,7 +14,7 @@ import yaml
 from occam_l2r.cli import main
 from occam_l2r.models.backbones import create_classifier, normalization
 from occam_l2r.weights import WeightsFileError, WeightsNotFoundError
-from tests.conftest import tiny_fit_args
+from tests.conftest import PRISTINE, tiny_fit_args
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -85,7 +85,7 @@ def test_configs_compose_with_the_template(capsys, name, model_name, view, aspec
 def test_fit_torchvision_model_on_distorted_fg(tmp_path, tiny_synthetic_root):
     """``fit`` through the CLI with a torchvision constructor and stretched FG_C crops."""
     root = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, root)
+    shutil.copytree(tiny_synthetic_root, root, ignore=PRISTINE)
     out = tmp_path / "runs"
     main(["fit", *tiny_fit_args(root, out), "--model.init_args.model_name",
           "torchvision:resnet18", "--data.init_args.fg_aspect", "stretch",

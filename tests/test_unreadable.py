@@ -21,7 +21,7 @@ from PIL import Image
 from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.data.records import ImageReadError
-from tests.conftest import TINY, tiny_fit_args
+from tests.conftest import PRISTINE, TINY, tiny_fit_args
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
@@ -34,7 +34,7 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def root(tmp_path: Path, tiny_synthetic_root: Path) -> Path:
     dst = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, dst)
+    shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)
     return dst
 
 
@@ -84,7 +84,7 @@ def test_check_verb_lists_the_unreadable_files(
     assert ds.read_image(ds.records("train")[1]).max() > 100  # not ~all white
     # a clean copy: exit status 0 and an empty list
     clean = tmp_path / "clean"
-    shutil.copytree(tiny_synthetic_root, clean)
+    shutil.copytree(tiny_synthetic_root, clean, ignore=PRISTINE)
     result = main(["check", *args[1:-1], str(clean), "--output", str(out)])
     assert result["unreadable"] == [] and len(list(csv.DictReader(out.open()))) == 0
 
@@ -127,7 +127,7 @@ def test_error_names_the_file_and_the_option(
     assert "on_unreadable: skip" in err and "Traceback" not in err
     # a truncated file is found when it is read: the message names it and the option
     clean = tmp_path / "clean"
-    shutil.copytree(tiny_synthetic_root, clean)
+    shutil.copytree(tiny_synthetic_root, clean, ignore=PRISTINE)
     victim = clean / _first(clean, "val")
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     with pytest.raises(ImageReadError, match="on_unreadable: skip") as exc:

@@ -10,6 +10,7 @@ import pytest
 
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.views import FALLBACK_REASONS, apply_view, full_fallback
+from tests.conftest import PRISTINE
 
 NON_FULL = ("FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha")
 
@@ -85,7 +86,7 @@ def test_mask_covering_the_whole_image_is_no_fallback(crop_box):
 @pytest.fixture
 def root(tmp_path, tiny_synthetic_root):
     dst = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, dst)
+    shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)
     return dst
 
 
