@@ -20,7 +20,7 @@ out) are image i's. With all captions distinct it is ``ClipLoss`` exactly. Sampl
 without equal captions instead would cap a batch at the number of distinct captions (a few, at
 ``rho = 1``), far too small for a contrastive batch.
 
-Validation (and ``test`` / ``predict``) is zero-shot classification, so ``val/acc`` and the
+Validation (and ``test`` / ``predict``) is zero-shot classification, so ``val/headline`` and the
 checkpoint monitor work as for every task: class prototypes are built once per evaluation epoch
 with ``open_clip.build_zero_shot_classifier`` from ``prompt_templates`` ("a photo of the digit
 {c}.") and the DataModule's class words, and :meth:`ClipTrainTask.logits_of` returns
@@ -133,7 +133,7 @@ class ClipTrainTask(BaseTask):
             CLIP).
         export_path: after ``fit``, the weights are also written (atomically) to this file, read
             by the zero-shot and OCCAM configs; ``None``: only ``<run dir>/open_clip.pt``.
-        export_weights: export the ``best`` checkpoint (by ``val/acc``) or the ``last`` weights.
+        export_weights: export the ``best`` checkpoint (by ``val/headline``) or the ``last`` weights.
         logits_dir: where ``predict`` writes logits; default ``<run dir>/logits``.
     """
 
