@@ -311,6 +311,14 @@ class RecordDataset(abc.ABC):
         """The ImageNet-1k index of each class, or ``None`` if the classes are not ImageNet's."""
         return None
 
+    @property
+    def imagenet_to_class(self) -> dict[int, int] | None:
+        """ImageNet-1k index -> class, for scoring 1000-way predictions (other indices are wrong);
+        the inverse of :attr:`imagenet_class_indices` unless a dataset maps several ImageNet
+        classes to one of its own (ImageNet-9, ImageNet-D override it)."""
+        indices = self.imagenet_class_indices
+        return None if indices is None else {index: k for k, index in enumerate(indices)}
+
     def _by_split(self) -> dict[str, list[Record]]:
         if self._records is None:
             by_split: dict[str, list[Record]] = {}

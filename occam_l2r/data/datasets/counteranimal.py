@@ -81,11 +81,6 @@ class CounterAnimal(RecordDataset):
         """The ImageNet-1k index of each class (the leading number of its folder)."""
         return list(self.imagenet_indices)
 
-    @property
-    def imagenet_to_class(self) -> dict[int, int]:
-        """ImageNet-1k index -> class, for scoring 1000-way predictions (others are wrong)."""
-        return {index: label for label, index in enumerate(self.imagenet_indices)}
-
     def load_records(self) -> list[Record]:
         records = []
         for label, folder in enumerate(self._folders):

@@ -228,11 +228,6 @@ class HardImageNet(RecordDataset):
         """The ImageNet-1k index of each of the 15 classes (``meta/hard_imagenet_idx.pkl``)."""
         return list(self.imagenet_indices)
 
-    @property
-    def imagenet_to_class(self) -> dict[int, int]:
-        """ImageNet-1k index -> class, for scoring 1000-way predictions (others are wrong)."""
-        return {index: label for label, index in enumerate(self.imagenet_indices)}
-
     def _label_of_folder(self, folder: str) -> int:
         keys = {w: k for k, w in enumerate(self.wnids)}
         keys.update({_norm(n): k for k, n in enumerate(self.class_names)})
