@@ -94,6 +94,20 @@ def _dispatch(argv: list[str]) -> Any:
         raise SystemExit(f"unknown verb {verb!r}. {_usage()}")
     module, func = VERBS[verb].split(":")
     fn = getattr(importlib.import_module(module), func)
-    if verb in LIGHTNING_VERBS:
-        return fn(argv)  # LightningCLI takes the subcommand itself
-    return fn(argv[1:])
+    result = fn(argv) if verb in LIGHTNING_VERBS else fn(argv[1:])  # LightningCLI takes the verb
+    close_process_group()
+    return result
+
+
+def close_process_group() -> None:
+    """End a multi-process (DDP) verb in step: each rank waits for the others, then leaves.
+
+    Without this one rank may exit while another still talks to it through gloo/NCCL; the C++
+    side then aborts at interpreter exit (``terminate called without an active exception``,
+    status -6) although every result was written.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
