@@ -29,7 +29,14 @@ class ClassifyConfig:
         seed: the seed index of the fused cell.
         segmentation: a segmentation store built for these images (``python -m occam_l2r
             segment``), keyed by the image ids (paths relative to ``images``); an image without
-            an entry falls back to FULL (``no_segmentation``). ``None``: every image falls back.
+            an entry falls back to FULL (``no_segmentation``). ``None``: every image falls back
+            (unless ``segment_config`` is given).
+        segment_config: a ``segment`` config file (``configs/segment/*.yaml``) whose ``model:``
+            (the segmenter) and ``trainer:`` sections segment ``images`` first: its
+            ``data.dataset`` is replaced by ``ImageFiles`` over ``images`` (``data.splits`` and
+            ``data.limit`` dropped), the store goes to ``<output_dir>/segmentations`` and the
+            resolved config to ``<output_dir>/segment.yaml``; a rerun resumes. Not together with
+            ``segmentation``. Run by :func:`occam_l2r.commands.classify.classify`.
         image_size: the side the views are resized to (the models' training ``image_size``).
         score_threshold: detections scoring below it are dropped (as the DataModule's).
         foreground: ``top1`` or ``union`` of the kept detections.
@@ -57,6 +64,7 @@ class ClassifyConfig:
     method: str = "threshold"
     seed: int = 0
     segmentation: str | None = None
+    segment_config: str | None = None
     image_size: int = 64
     score_threshold: float = 0.0
     foreground: Foreground = "top1"

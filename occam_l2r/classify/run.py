@@ -9,7 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from occam_l2r.classify.config import ClassifyConfig
-from occam_l2r.classify.engine import Classified, classify_images, needed_views
+from occam_l2r.classify.engine import (
+    Classified,
+    ClassifyConfigError,
+    classify_images,
+    needed_views,
+)
 from occam_l2r.classify.inputs import list_images
 from occam_l2r.classify.models import ViewModel
 from occam_l2r.classify.preview import write_preview
@@ -52,7 +57,18 @@ def classify(config: ClassifyConfig) -> dict[str, Any]:
     Returns:
         The summary (:func:`summarize`) with ``table`` (the rows as a DataFrame) and
         ``files`` (the paths written).
+
+    Raises:
+        ClassifyConfigError: ``segment_config`` is set (the segmenter runs in the command layer:
+            call :func:`occam_l2r.commands.classify.classify`, which then calls this with
+            ``segmentation``).
     """
+    if config.segment_config is not None:
+        raise ClassifyConfigError(
+            f"segment_config {config.segment_config} is run by "
+            "occam_l2r.commands.classify.classify (python -m occam_l2r classify); "
+            "occam_l2r.classify.run.classify reads a stored `segmentation:` only"
+        )
     t0 = time.perf_counter()
     fusion, models = load(config)
     result = classify_images(config, fusion, models, list_images(config.images))

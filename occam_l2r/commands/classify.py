@@ -5,18 +5,36 @@
 ``images:``, ``output_dir:``, ``checkpoints:``, ``fusion_dir:``, ...) and writes one row per image
 to ``<output_dir>/predictions.csv`` (and ``.parquet``), with ``summary.json`` (docs/classify.md).
 Other code calls :func:`classify` with a ``ClassifyConfig``.
+
+With ``segment_config:`` the images are segmented first (:func:`segment_images`): the ``segment``
+verb runs that config's segmenter and trainer over
+:class:`~occam_l2r.data.datasets.image_files.ImageFiles` of ``images`` into
+``<output_dir>/segmentations`` (its resolved config in ``<output_dir>/segment.yaml``; a rerun
+resumes), and the images are classified with that store as ``segmentation``. The segmenter runs
+here, in the command layer, because :mod:`occam_l2r.classify` may not import the verbs.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
-from occam_l2r.classify.config import ClassifyConfig
-from occam_l2r.classify.run import classify
-from occam_l2r.commands import run_function
+import yaml
 
-__all__ = ["ClassifyConfig", "classify", "main"]
+from occam_l2r.classify.config import ClassifyConfig
+from occam_l2r.classify.engine import ClassifyConfigError
+from occam_l2r.classify.run import classify as classify_with_store
+from occam_l2r.commands import run_function
+from occam_l2r.store import atomic_write_text
+
+__all__ = ["ClassifyConfig", "classify", "main", "segment_images", "segment_run_config"]
+
+#: the dataset a ``segment_config`` run segments: the images of the classify config
+IMAGE_FILES = "occam_l2r.data.datasets.image_files.ImageFiles"
+#: ``data:`` keys of a segment config that name the replaced dataset's splits: dropped
+DATASET_KEYS = ("splits", "limit")
 
 #: options that may be given alone on the command line (``--preview`` = ``--preview true``)
 SWITCHES = ("--preview", "--cascade")
@@ -33,7 +51,84 @@ def with_switch_values(argv: list[str]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
+def segment_run_config(config: ClassifyConfig) -> dict[str, Any]:
+    """The ``segment`` config that segments ``config.images``: ``config.segment_config`` with
+    ``data.dataset`` replaced by ``ImageFiles`` over ``images`` (with ``class_names``),
+    ``data.splits`` / ``data.limit`` dropped and ``model.store`` set to
+    ``<output_dir>/segmentations`` (absolute paths); its other sections are kept as written.
+
+    Raises:
+        ClassifyConfigError: ``segmentation`` is given too, or the file is missing, not YAML or
+            has no ``model:`` section.
+    """
+    source = Path(str(config.segment_config))
+    if config.segmentation is not None:
+        raise ClassifyConfigError(
+            f"both `segmentation: {config.segmentation}` and `segment_config: {source}` are "
+            "given: keep `segmentation` to read a stored segmentation, or `segment_config` to "
+            "segment the images in this run (into <output_dir>/segmentations), not both"
+        )
+    if not source.is_file():
+        raise ClassifyConfigError(
+            f"segment_config {source} not found: give a `python -m occam_l2r segment` config "
+            "file (e.g. configs/segment/synthetic_gdino_sam.yaml)"
+        )
+    try:
+        cfg = yaml.safe_load(source.read_text())
+    except yaml.YAMLError as err:
+        raise ClassifyConfigError(f"segment_config {source} is not valid YAML ({err})") from err
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
+        raise ClassifyConfigError(
+            f"segment_config {source} has no `model:` section (the segmenter); give a "
+            "`python -m occam_l2r segment` config"
+        )
+    data = {k: v for k, v in (cfg.get("data") or {}).items() if k not in DATASET_KEYS}
+    images: dict[str, Any] = {"images": str(Path(config.images).absolute())}
+    if config.class_names is not None:
+        images["class_names"] = list(config.class_names)
+    data["dataset"] = {"class_path": IMAGE_FILES, "init_args": images}
+    store = Path(config.output_dir).absolute() / "segmentations"
+    return {**cfg, "model": {**cfg["model"], "store": str(store)}, "data": data}
+
+
+def segment_images(config: ClassifyConfig) -> Path | None:
+    """Segment ``config.images`` with ``config.segment_config``'s segmenter (the ``segment``
+    verb, resumable: images already stored are skipped; an unreadable image is listed in the
+    store's failures, not an error). Writes the run's config to ``<output_dir>/segment.yaml``.
+
+    Returns:
+        The store, ``<output_dir>/segmentations``; ``None`` on the ranks > 0 of a multi-process
+        trainer (only rank 0 goes on to classify).
+    """
+    from occam_l2r.cli import close_process_group
+    from occam_l2r.commands.segment import main as segment
+
+    cfg = segment_run_config(config)
+    path = Path(config.output_dir) / "segment.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(yaml.safe_dump(cfg, sort_keys=False), path)
+    summary = segment(["--config", str(path)])
+    close_process_group()  # every rank has segmented; rank 0 classifies alone
+    return None if summary is None else Path(cfg["model"]["store"])
+
+
+def classify(config: ClassifyConfig) -> dict[str, Any] | None:
+    """Classify the images of ``config`` (:func:`occam_l2r.classify.run.classify`), segmenting
+    them first with ``segment_config`` when it is given (:func:`segment_images`).
+
+    Returns:
+        The run's summary with ``table``, ``files`` and ``result``; ``None`` on the ranks > 0 of a
+        multi-process segmentation.
+    """
+    if config.segment_config is None:
+        return classify_with_store(config)
+    store = segment_images(config)
+    if store is None:
+        return None
+    return classify_with_store(replace(config, segmentation=str(store), segment_config=None))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     """``python -m occam_l2r classify --config FILE`` (``--print_config`` and ``--help`` work).
 
     Prints ``classify: N images (E errors), second model on S%, <csv> (T s)``.
@@ -44,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = with_switch_values(list(sys.argv[2:] if argv is None else argv))
     config = run_function(ClassifyConfig, args, prog="python -m occam_l2r classify")
     out = classify(config)
+    if out is None:  # a rank > 0 of a multi-process segmentation
+        return None
     print(
         f"classify: {out['images']} images ({out['errors']} errors, {out['fallbacks']} fell back "
         f"to {config.fallback_view}), second model on {100 * out['second_model_share']:.1f}% "

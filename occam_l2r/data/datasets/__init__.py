@@ -2,12 +2,14 @@
 
 Pass a class name and its arguments to the DataModule (``dataset: {class_path: ..., init_args:
 {root: ...}}``). Layouts, sources and split conventions are in each module's docstring; where to
-get each dataset and the papers' numbers are in docs/datasets.md.
+get each dataset and the papers' numbers are in docs/datasets.md. :class:`ImageFiles` is not a
+benchmark: it lists a folder (or list file) of unlabeled images for ``segment`` and ``classify``.
 """
 
 from occam_l2r.data.datasets.counteranimal import CounterAnimal
 from occam_l2r.data.datasets.fungitastic import FungiTasticMini
 from occam_l2r.data.datasets.hard_imagenet import HardImageNet
+from occam_l2r.data.datasets.image_files import ImageFiles
 from occam_l2r.data.datasets.imagenet import ImageNet
 from occam_l2r.data.datasets.imagenet9 import ImageNet9
 from occam_l2r.data.datasets.imagenet_d import ImageNetD
@@ -22,6 +24,7 @@ __all__ = [
     "CounterAnimal",
     "FungiTasticMini",
     "HardImageNet",
+    "ImageFiles",
     "ImageNet",
     "ImageNet9",
     "ImageNetD",
