@@ -64,7 +64,8 @@ def best_of(repeats: int, run: Callable[[], object]) -> float:
     return min(times)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The benchmark's options (also used by ``bench_zeroshot.py``, which runs it with defaults)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--split", default="test_shift")
     p.add_argument("--modes", nargs="+", default=["crop_resize_gray", "crop_resize_original"])
@@ -75,10 +76,12 @@ def main() -> None:
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--num_workers", type=int, default=0)
     p.add_argument("--repeats", type=int, default=3, help="cached passes: the best of N")
-    args = p.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    torch.manual_seed(0)
+    return p
 
+
+def measure(args: argparse.Namespace) -> dict[str, float]:
+    """Every pass of the module docstring: seconds, and the images and masks counted."""
+    torch.manual_seed(0)
     # the regions store of the split (resumes: images already stored are skipped)
     cli([
         "segment", "--config", str(REGIONS), "--data.splits", f"[{args.split}]",
@@ -87,7 +90,6 @@ def main() -> None:
     dm = datamodule(args)
     images = len(dm.records[args.split])
     masks = sum(len(dm.stores["synthetic_regions"][r.image_id]) for r in dm.records[args.split])
-    encoded = masks * len(args.modes)
 
     start = time.perf_counter()
     batches = list(dm.test_dataloader()[0])
@@ -110,22 +112,32 @@ def main() -> None:
     trainer.test(task, datamodule=datamodule(args), verbose=False)
     t_occam = time.perf_counter() - start
     t_compute = best_of(args.repeats, lambda: [task.outputs_of(b) for b in batches])
+    return {
+        "images": images, "masks": masks, "encoded": masks * len(args.modes), "data": t_data,
+        "occam": t_occam, "compute": t_compute, "full": t_full,
+    }  # fmt: skip
 
+
+def main() -> None:
+    args = parser().parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    m = measure(args)
+    images, masks, encoded = m["images"], m["masks"], m["encoded"]
     print(
         f"OCCAM on {args.split}: {images} images, {masks} masks ({masks / images:.1f} per image), "
         f"modes {args.modes}, scores {args.scores}, {args.model_name} at {args.image_size} px, "
         f"{torch.get_num_threads()} threads"
     )
     print("| pass | s | images/s | applied masks/s |\n|---|---|---|---|")
-    print(f"| data only (apply every mask) | {t_data:.2f} | {images / t_data:.1f} | "
-          f"{encoded / t_data:.1f} |")  # fmt: skip
-    print(f"| OCCAM end to end (test) | {t_occam:.2f} | {images / t_occam:.1f} | "
-          f"{encoded / t_occam:.1f} |")  # fmt: skip
-    print(f"| OCCAM encode + score (data cached) | {t_compute:.2f} | {images / t_compute:.1f} | "
-          f"{encoded / t_compute:.1f} |")  # fmt: skip
-    print(f"| FULL only encode (data cached) | {t_full:.2f} | {images / t_full:.1f} | - |")
+    for name, key in [
+        ("data only (apply every mask)", "data"),
+        ("OCCAM end to end (test)", "occam"),
+        ("OCCAM encode + score (data cached)", "compute"),
+    ]:
+        print(f"| {name} | {m[key]:.2f} | {images / m[key]:.1f} | {encoded / m[key]:.1f} |")
+    print(f"| FULL only encode (data cached) | {m['full']:.2f} | {images / m['full']:.1f} | - |")
     print(
-        f"OCCAM / FULL encode time: {t_compute / max(t_full, 1e-9):.1f}x "
+        f"OCCAM / FULL encode time: {m['compute'] / max(m['full'], 1e-9):.1f}x "
         f"({encoded / images + 1:.1f} encodings per image: its masks x modes + the whole image)"
     )
 

@@ -9,7 +9,10 @@ by :func:`occam_l2r.fusion.methods.max_conf`) runs on them with
 - FULL + FG + ⊕max: ``views [FULL, FG_C]``, fusion ``FG_C+FULL``.
 
 It prints images/s of each (best of ``--repeats`` passes) and the ratio of their times. Target:
-at most 2.05x (the second encoding and nothing else). The model defaults to the embedded CLIP's
+at most 2.05x (the second encoding and nothing else). Then OCCAM's throughput per mask: images/s
+and applied masks/s of the OCCAM task end to end on the regions store of ``test_shift``, and
+its encode + score time per applied mask against FULL's per image (``bench_occam.py`` with its
+defaults, which prints every pass; ``--no-occam`` skips it). The model defaults to the embedded CLIP's
 architecture with random weights (timing does not depend on the weights); ``--model ViT-B-32
 --image_size 224`` times a real architecture.
 
@@ -20,7 +23,10 @@ architecture with random weights (timing does not depend on the weights); ``--mo
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -101,6 +107,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
+    parser.add_argument("--no-occam", dest="occam", action="store_false", help="skip OCCAM")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = batches(args)
@@ -123,6 +130,26 @@ def main() -> None:
     (w1, c1), (w2, c2) = t.values()
     verdict = "ok" if w2 / w1 <= 2.05 else "ABOVE TARGET"
     print(f"ratio {w2 / w1:.3f}x wall, {c2 / c1:.3f}x CPU (target <= 2.05x): {verdict}")
+    if args.occam:
+        occam_per_mask()
+
+
+def occam_per_mask() -> None:
+    """OCCAM's images/s and applied masks/s (``bench_occam.py`` with its defaults)."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_occam
+
+    logging.getLogger("lightning").setLevel(logging.WARNING)
+    occam_args = bench_occam.parser().parse_args([])
+    m = bench_occam.measure(occam_args)
+    images, encoded = m["images"], m["encoded"]
+    print(
+        f"OCCAM ({occam_args.model_name}, {', '.join(occam_args.modes)}) on "
+        f"{occam_args.split}: {images / m['occam']:.1f} images/s end to end with "
+        f"{encoded / images:.1f} applied masks per image ({encoded / m['occam']:.1f} masks/s); "
+        f"encode + score {1000 * m['compute'] / encoded:.2f} ms per applied mask vs FULL "
+        f"{1000 * m['full'] / images:.2f} ms per image"
+    )
 
 
 if __name__ == "__main__":

@@ -65,6 +65,48 @@ def test_training_batches_carry_captions_naming_object_and_background(tiny_synth
     assert "caption" not in next(iter(dm.val_dataloader()))  # evaluation batches: class prompts
 
 
+def test_several_views_each_with_their_own_captions(tiny_synthetic_root):
+    dm = CaptionDataModule(
+        SyntheticSpurious(root=str(tiny_synthetic_root), **TINY),
+        caption_templates=[BOTH],
+        view=["FULL", "FG_M"],
+        view_captions={"FG_M": ["a photo of the digit {object}."]},
+        segmentation="gt",
+        image_size=32,
+        batch_size=24,
+        num_workers=0,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    torch.manual_seed(0)
+    batch = next(iter(dm.train_dataloader()))
+    assert "views" not in batch and batch["image"].shape == (24, 3, 32, 32)
+    kinds = set()
+    for i, caption in enumerate(batch["caption"]):
+        word, place = CLASS_NAMES[int(batch["label"][i])], batch["group_name"][i]
+        filled = (batch["image"][i] == 0).all(0).float().mean()  # FG_M: off the digit, 0
+        if caption == f"a photo of the digit {word}.":  # the FG_M view: no background shown
+            assert int(batch["image_background"][i]) == -1 and filled > 0.2
+            kinds.add("FG_M")
+        else:
+            assert caption == f"a photo of the digit {word} on {place}."
+            assert int(batch["image_background"][i]) == int(batch["group"][i]) and filled < 0.05
+            kinds.add("FULL")
+    assert kinds == {"FULL", "FG_M"}
+    # the FG_M sample is described by object-only captions, never by one naming a background
+    positives = caption_positives(
+        batch["label"], batch["image_background"], batch["caption_object"],
+        batch["caption_background"],
+    )  # fmt: skip
+    fg = batch["image_background"] < 0
+    assert not positives[fg][:, batch["caption_background"] >= 0].any()
+    with pytest.raises(ValueError, match="view_captions"):
+        CaptionDataModule(
+            SyntheticSpurious(root=str(tiny_synthetic_root), **TINY),
+            view=["FULL", "FG_C"], view_captions={"BG_S": [BOTH]}, segmentation="gt",
+        )  # fmt: skip
+
+
 # ---------------------------------------------------------------------- loss
 def test_caption_positives_follow_what_the_caption_names():
     objects, backgrounds = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 0, 1, 0])

@@ -7,7 +7,13 @@ background (``{background}``: the record's group, the background kind of the emb
 uniformly from ``caption_templates`` (a template may be listed twice to weigh it more). Besides
 the ``caption`` string, a sample holds what the caption says as indices, for the multi-positive
 contrastive loss of :mod:`occam_l2r.tasks.clip_train`: ``caption_object`` (the class, or -1 when
-the template does not name the object) and ``caption_background`` (the group index, or -1).
+the template does not name the object) and ``caption_background`` (the group index, or -1),
+and what the image shows: ``image_background``, the group index, or -1 for a foreground view
+(:data:`FOREGROUND_VIEWS`: the object cut out of its background, so no caption naming a
+background describes it).
+
+With several views (``view: [FULL, FG_C]`` and ``view_captions``), each training sample is one
+view of its image, drawn uniformly, captioned with that view's own templates.
 
 Evaluation batches are the plain view batches of :class:`ViewDataModule` (zero-shot evaluation
 uses class prompts, not captions).
@@ -32,6 +38,8 @@ DEFAULT_TEMPLATES = (
     "a photo of {background}.",
 )
 _FIELDS = {"object", "background"}
+#: views that show the object without its background (their ``image_background`` is -1)
+FOREGROUND_VIEWS = ("FG_C", "FG_M")
 
 
 def template_fields(template: str) -> set[str]:
@@ -60,6 +68,11 @@ def make_caption(template: str, object_word: str, background: str) -> str:
     return template.format(object=object_word, background=background)
 
 
+def _draw(n: int) -> int:
+    """A uniform draw from ``range(n)`` with torch's generator (no draw when ``n`` is 1)."""
+    return int(torch.randint(n, ())) if n > 1 else 0
+
+
 class CaptionDataset(Dataset):
     """A :class:`ViewDataset` whose samples also carry a caption (see the module docstring).
 
@@ -68,7 +81,9 @@ class CaptionDataset(Dataset):
         object_words: the word of each class.
         background_words: group name -> its words in a caption.
         templates: the caption templates; each sample draws one uniformly (torch's generator, so
-            it follows ``seed_everything`` and the loader workers' seeds).
+            it follows ``seed_everything`` and the loader workers' seeds). A dict gives each
+            view of a several-view dataset its own templates: each sample first draws one of
+            the views uniformly (its ``image`` is that view), then one of that view's templates.
     """
 
     def __init__(
@@ -76,15 +91,22 @@ class CaptionDataset(Dataset):
         views: ViewDataset,
         object_words: list[str],
         background_words: dict[str, str],
-        templates: list[str],
+        templates: list[str] | dict[str, list[str]],
     ) -> None:
-        if not templates:
+        by_view = templates if isinstance(templates, dict) else {views.view: list(templates)}
+        if not by_view or not all(by_view.values()):
             raise ValueError("caption_templates: give at least one template")
+        if set(by_view) != set(views.views):
+            raise ValueError(
+                f"caption templates are given for views {sorted(by_view)} but the images are "
+                f"the views {views.views}: give templates for each view (data.view_captions)"
+            )
         self.views = views
         self.object_words = object_words
         self.background_words = background_words
-        self.templates = list(templates)
-        self.fields = [template_fields(t) for t in self.templates]
+        self.view_names = list(views.views)
+        self.templates = {v: list(by_view[v]) for v in self.view_names}
+        self.fields = {v: [template_fields(t) for t in ts] for v, ts in self.templates.items()}
 
     @property
     def transform(self) -> Any:
@@ -97,10 +119,14 @@ class CaptionDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.views[index]
         record = self.views.records[self.views.items[index][0]]
-        t = int(torch.randint(len(self.templates), ())) if len(self.templates) > 1 else 0
-        fields = self.fields[t]
+        view = self.view_names[_draw(len(self.view_names))]
+        if "views" in sample:  # several views of the image: this sample is the drawn one
+            sample["image"] = sample.pop("views")[view]
+            sample["fallback"] = sample.pop("fallbacks")[view]
+        t = _draw(len(self.templates[view]))
+        fields = self.fields[view][t]
         sample["caption"] = make_caption(
-            self.templates[t],
+            self.templates[view][t],
             self.object_words[record.label],
             self.background_words.get(record.group, background_word(record.group)),
         )
@@ -109,6 +135,8 @@ class CaptionDataset(Dataset):
         sample["caption_background"] = (
             sample["group"].clone() if names_background else torch.tensor(-1)
         )
+        shown = view not in FOREGROUND_VIEWS
+        sample["image_background"] = sample["group"].clone() if shown else torch.tensor(-1)
         return sample
 
 
@@ -125,6 +153,11 @@ class CaptionDataModule(ViewDataModule):
             names (``zero`` ... ``nine`` for the embedded benchmark).
         background_words: group name -> its words; default the group name with ``_`` read as a
             space.
+        view_captions: with several views (``view: [FULL, FG_C]``), the caption templates of
+            each view after the first (the first view uses ``caption_templates``): each training
+            sample is one view of its image drawn uniformly, captioned with that view's
+            templates, e.g. ``{FG_C: ["a photo of the digit {object}."]}`` so that the
+            foreground crop is described by the object alone. Evaluation uses the first view.
         **kwargs: the arguments of :class:`ViewDataModule`.
     """
 
@@ -134,11 +167,18 @@ class CaptionDataModule(ViewDataModule):
         caption_templates: list[str] | None = None,
         object_words: list[str] | None = None,
         background_words: dict[str, str] | None = None,
+        view_captions: dict[str, list[str]] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(dataset, **kwargs)  # its hyperparameters include the caption arguments
         self.caption_templates = list(caption_templates or DEFAULT_TEMPLATES)
-        for template in self.caption_templates:
+        self.view_captions = {self.view: self.caption_templates, **(view_captions or {})}
+        if set(self.view_captions) != set(self.views):
+            raise ValueError(
+                f"data.view_captions names the views {sorted(view_captions or {})}; give caption "
+                f"templates for each view after the first of data.view={self.views} and no other"
+            )
+        for template in (t for ts in self.view_captions.values() for t in ts):
             template_fields(template)
         if object_words is not None and len(object_words) != self.dataset.num_classes:
             raise ValueError(
@@ -147,7 +187,9 @@ class CaptionDataModule(ViewDataModule):
             )
         self._object_words = list(object_words) if object_words is not None else None
         self._background_words = dict(background_words or {})
-        named = any("background" in template_fields(t) for t in self.caption_templates)
+        named = any(
+            "background" in template_fields(t) for ts in self.view_captions.values() for t in ts
+        )
         if named and not self.dataset.group_names:
             raise ValueError(
                 f"{type(self.dataset).__name__} has no groups (background kinds): caption templates "
@@ -168,6 +210,4 @@ class CaptionDataModule(ViewDataModule):
         views = super()._dataset(split, train)
         if not train:
             return views
-        return CaptionDataset(
-            views, self.object_words, self.background_words, self.caption_templates
-        )
+        return CaptionDataset(views, self.object_words, self.background_words, self.view_captions)

@@ -64,7 +64,8 @@ def caption_positives(
 
     Args:
         image_objects: ``(B,)`` class of each image.
-        image_backgrounds: ``(B,)`` background (group) of each image.
+        image_backgrounds: ``(B,)`` background (group) each image shows, -1 for none (a
+            foreground view): then only captions naming no background describe it.
         caption_objects: ``(B,)`` class named by each caption, -1 when it names none.
         caption_backgrounds: ``(B,)`` background named by each caption, -1 when it names none.
     """
@@ -237,7 +238,10 @@ class ClipTrainTask(BaseTask):
         image = self.clip.encode_image(batch["image"], normalize=True)
         text = self.clip.encode_text(self.tokenize(list(batch["caption"])), normalize=True)
         positives = caption_positives(
-            batch["label"], batch["group"], batch["caption_object"], batch["caption_background"]
+            batch["label"],
+            batch["image_background"],
+            batch["caption_object"],
+            batch["caption_background"],
         )
         scale = self.clip.logit_scale.exp()
         loss = self.loss(image, text, scale, positives)
