@@ -149,3 +149,14 @@ def test_unknown_names_are_value_errors():
         load_clip("no-such-model")
     with pytest.raises(ValueError, match="no pretrained tag"):
         load_clip("ViT-B-32", pretrained="no_such_tag")
+
+
+def test_local_weights_file_does_not_warn_random_init(clip_file, caplog):
+    """open_clip warns "initialized randomly" for a model built before its file is loaded; a
+    local file is loaded right after, so the warning would mislead; random weights still warn."""
+    with caplog.at_level("WARNING"):
+        load_clip(TINY_VIT, pretrained=str(clip_file))
+    assert not [r for r in caplog.records if "initialized randomly" in r.getMessage()]
+    with caplog.at_level("WARNING"):
+        load_clip(TINY_VIT)
+    assert [r for r in caplog.records if "initialized randomly" in r.getMessage()]

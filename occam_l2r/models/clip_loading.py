@@ -31,6 +31,15 @@ from occam_l2r.weights import (
 
 log = logging.getLogger(__name__)
 
+
+class _NoRandomInitWarning(logging.Filter):
+    """Drops open_clip's "No pretrained weights loaded ... initialized randomly" warning, which it
+    prints when the model is built before :func:`load_clip` loads a local weights file into it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
+
+
 #: the papers' models: name -> (open_clip model name, pretrained tag); L2R² appendix C.2
 PRESETS: dict[str, tuple[str, str | None]] = {
     "clip-b32": ("ViT-B-32", "openai"),
@@ -118,6 +127,9 @@ def load_clip(
             )
         weights_id, kwargs = _resolve_pretrained(arch, model_name, pretrained)
     file = pretrained if pretrained and Path(pretrained).expanduser().is_file() else None
+    quiet = _NoRandomInitWarning() if file else None  # the file is loaded right after
+    if quiet:
+        logging.getLogger().addFilter(quiet)
     try:
         model = open_clip.create_model(
             model_name, pretrained=None if file else pretrained, **kwargs
@@ -128,6 +140,9 @@ def load_clip(
                 f"could not load the weights {pretrained!r} of {model_name!r}: {err}"
             ) from err
         raise
+    finally:
+        if quiet:
+            logging.getLogger().removeFilter(quiet)
     if file:
         _load_file(model, Path(file).expanduser(), model_name)
     model.eval().requires_grad_(False)
