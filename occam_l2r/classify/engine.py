@@ -47,8 +47,10 @@ class Rendered:
         image_id, path: the image.
         error: why it could not be classified (``None`` when it could).
         image: the upright RGB image.
-        views: view -> (view image, fallback reason or ``None``).
+        views: view -> (view image, fallback reason or ``None``): the pair's views, and the
+            fallback view once an image needs it (:meth:`view`).
         decomposition: the chosen foreground (box, mask), or ``None`` when it fell back.
+        segmentation: the image's stored segmentation (``None``: none).
     """
 
     image_id: str
@@ -57,6 +59,17 @@ class Rendered:
     image: np.ndarray | None = None
     views: dict[str, tuple[np.ndarray, str | None]] = field(default_factory=dict)
     decomposition: Decomposition | None = None
+    segmentation: Segmentation | None = None
+
+    def view(self, name: str, config: ClassifyConfig) -> tuple[np.ndarray, str | None]:
+        """The view ``name`` (image, fallback reason), made on first use and kept."""
+        if name not in self.views:
+            result = apply_view(
+                name, self.image, self.segmentation, config.score_threshold, config.foreground,
+                config.fill, config.crop_box, config.fg_aspect,
+            )  # fmt: skip
+            self.views[name] = (result.image, result.fallback)
+        return self.views[name]
 
 
 @dataclass
@@ -115,16 +128,12 @@ def needed_views(config: ClassifyConfig, fusion: SavedFusion) -> list[str]:
 def render(
     image_id: str, path: Path, seg: Segmentation | None, views: list[str], config: ClassifyConfig
 ) -> Rendered:
-    """Read one image and make its views (an error row's :class:`Rendered` on failure)."""
-    out = Rendered(image_id, path)
+    """Read one image and make ``views`` (an error row's :class:`Rendered` on failure)."""
+    out = Rendered(image_id, path, segmentation=seg)
     try:
         out.image = read_image(path)
         for view in views:
-            result = apply_view(
-                view, out.image, seg, config.score_threshold, config.foreground, config.fill,
-                config.crop_box, config.fg_aspect,
-            )  # fmt: skip
-            out.views[view] = (result.image, result.fallback)
+            out.view(view, config)
     except (ImageReadError, FileNotFoundError, ValueError) as err:
         out.error, out.image, out.views = " ".join(str(err).split()), None, {}
         return out
@@ -137,8 +146,8 @@ def render(
 class _Logits:
     """Per-view logits computed on demand, each (view, image) at most once."""
 
-    def __init__(self, models: dict[str, ViewModel], items: list[Rendered], batch_size: int):
-        self.models, self.items, self.batch_size = models, items, batch_size
+    def __init__(self, models: dict[str, ViewModel], items: list[Rendered], config: ClassifyConfig):
+        self.models, self.items, self.config = models, items, config
         n = len(items)
         c = next(iter(models.values())).num_classes
         self.z = {v: np.full((n, c), np.nan, np.float32) for v in models}
@@ -149,8 +158,8 @@ class _Logits:
         todo = rows[~self.ran[view][rows]]
         if len(todo):
             t0 = time.perf_counter()
-            images = [self.items[i].views[view][0] for i in todo]
-            self.z[view][todo] = self.models[view].logits(images, self.batch_size)
+            images = [self.items[i].view(view, self.config)[0] for i in todo]
+            self.z[view][todo] = self.models[view].logits(images, self.config.batch_size)
             self.seconds[view] += time.perf_counter() - t0
             self.ran[view][todo] = True
         return self.z[view][rows]
@@ -171,14 +180,14 @@ def classify_images(
         images: the images (:func:`occam_l2r.classify.inputs.list_images`).
     """
     store = SegmentationStore(config.segmentation) if config.segmentation else None
-    rendered = [
-        render(i, p, store.get(i) if store is not None else None, list(models), config)
+    v1, v2 = fusion.views
+    rendered = [  # the fallback view is made only for the images that fall back
+        render(i, p, store.get(i) if store is not None else None, [v1, v2], config)
         for i, p in images
     ]
     items = [r for r in rendered if r.error is None]
     errors = [r for r in rendered if r.error is not None]
-    v1, v2 = fusion.views
-    n, logits = len(items), _Logits(models, items, config.batch_size)
+    n, logits = len(items), _Logits(models, items, config)
     every = np.arange(n)
     flags = np.array([any(r.views[v][1] is not None for v in (v1, v2)) for r in items], bool)
     params = fusion.params
