@@ -36,19 +36,24 @@ def test_caption_builder():
             template_fields(bad)
 
 
-def test_training_batches_carry_captions_naming_object_and_background(tiny_synthetic_root):
+def _first_training_batch(root: Path, **kwargs) -> tuple[CaptionDataModule, dict]:
+    """A CaptionDataModule on the tiny benchmark (32 px, batch 24) and its first training batch."""
     dm = CaptionDataModule(
-        SyntheticSpurious(root=str(tiny_synthetic_root), **TINY),
-        caption_templates=[BOTH, "a photo of the digit {object}."],
-        segmentation=None,
-        image_size=32,
-        batch_size=24,
-        num_workers=0,
-    )
+        SyntheticSpurious(root=str(root), **TINY),
+        image_size=32, batch_size=24, num_workers=0, **kwargs,
+    )  # fmt: skip
     dm.prepare_data()
     dm.setup("fit")
     torch.manual_seed(0)
-    batch = next(iter(dm.train_dataloader()))
+    return dm, next(iter(dm.train_dataloader()))
+
+
+def test_training_batches_carry_captions_naming_object_and_background(tiny_synthetic_root):
+    dm, batch = _first_training_batch(
+        tiny_synthetic_root,
+        caption_templates=[BOTH, "a photo of the digit {object}."],
+        segmentation=None,
+    )
     assert len(batch["caption"]) == 24
     seen = set()
     for i, caption in enumerate(batch["caption"]):
@@ -66,20 +71,13 @@ def test_training_batches_carry_captions_naming_object_and_background(tiny_synth
 
 
 def test_several_views_each_with_their_own_captions(tiny_synthetic_root):
-    dm = CaptionDataModule(
-        SyntheticSpurious(root=str(tiny_synthetic_root), **TINY),
+    _, batch = _first_training_batch(
+        tiny_synthetic_root,
         caption_templates=[BOTH],
         view=["FULL", "FG_M"],
         view_captions={"FG_M": ["a photo of the digit {object}."]},
         segmentation="gt",
-        image_size=32,
-        batch_size=24,
-        num_workers=0,
     )
-    dm.prepare_data()
-    dm.setup("fit")
-    torch.manual_seed(0)
-    batch = next(iter(dm.train_dataloader()))
     assert "views" not in batch and batch["image"].shape == (24, 3, 32, 32)
     kinds = set()
     for i, caption in enumerate(batch["caption"]):
