@@ -285,3 +285,32 @@ def test_report_config_parses(capsys):
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["fusion_dir"].endswith("synthetic_rho097/fusion")
     assert printed["grid_pair"] == "FG_C+BG_S"
+
+
+def test_figures_leave_the_matplotlib_backend_alone(tmp_path):
+    """Figures are plain ``Figure`` objects: a notebook's backend is not switched to Agg."""
+    import matplotlib
+
+    from occam_l2r.fusion.report import plot_weights
+    from occam_l2r.fusion.topk import plot_nonempty_histogram
+    from occam_l2r.reporting.figures import plot_reliability
+
+    before = matplotlib.get_backend()
+    matplotlib.use("pdf")
+    try:
+        rng = np.random.default_rng(0)
+        rel = reliability(rng.normal(size=(40, 3)), rng.integers(0, 3, 40))
+        paths = [
+            plot_reliability(rel, rel, "FG_C", tmp_path / "rel.png"),
+            plot_nonempty_histogram({"test": np.array([0, 1, 1, 2])}, tmp_path / "h.png", "s"),
+            plot_weights(
+                pd.DataFrame({"name": ["a", "b"], "w1": [1.0, 0.2], "w2": [0.5, 1.0],
+                              "share1": [2 / 3, 1 / 6]}), tmp_path / "w.png",
+            ),
+        ]  # fmt: skip
+        assert matplotlib.get_backend() == "pdf"
+    finally:
+        matplotlib.use(before)
+    for path in paths:
+        with Image.open(path) as im:
+            assert im.format == "PNG" and min(im.size) > 100

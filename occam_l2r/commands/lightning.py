@@ -71,6 +71,8 @@ def quiet_library_warnings() -> None:
         r".*predict returns predictions.*",
         r".*sync_dist=True.*",
         r".*The dirpath has changed from.*",
+        # the first ModelCheckpoint is the toolkit's best-on-val one (the second keeps last.ckpt)
+        r".*configured with multiple `ModelCheckpoint` callbacks.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.utils\._pytree")

@@ -97,16 +97,14 @@ def plot_weights(
     and ``|w2| / (|w1| + |w2|)`` stacked to 1, with the fraction of classes where input 2
     weighs more in the title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global state
 
     t = table.sort_values("share1", ascending=False, kind="stable")
     x = np.arange(len(t))
     frac2 = float((t.share1 < 0.5).mean()) if len(t) else 0.0
     width = max(6.0, min(20.0, 0.05 * len(t) + 4))
-    fig, (ax_w, ax_s) = plt.subplots(2, 1, figsize=(width, 5.5), sharex=True)
+    fig = Figure(figsize=(width, 5.5))
+    ax_w, ax_s = fig.subplots(2, 1, sharex=True)
     ax_w.plot(x, t.w1, ".-", lw=0.8, label=f"w1 ({name1})")
     ax_w.plot(x, t.w2, ".-", lw=0.8, label=f"w2 ({name2})")
     ax_w.axhline(0, color="k", lw=0.5)
@@ -126,5 +124,4 @@ def plot_weights(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -211,15 +211,13 @@ def plot_nonempty_histogram(counts: dict[str, np.ndarray], path: str | Path, tit
         path: the PNG to write.
         title: the figure's title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global state
 
     top = max([int(c.max()) for c in counts.values() if len(c)] + [1])
     s = np.arange(top + 1)
     width = 0.8 / max(1, len(counts))
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(s) + 3), 3.5))
+    fig = Figure(figsize=(max(5.0, 0.5 * len(s) + 3), 3.5))
+    ax = fig.subplots()
     for i, (label, c) in enumerate(counts.items()):
         share = np.bincount(c, minlength=top + 1)[: top + 1] / max(1, len(c))
         bars = ax.bar(s + (i - (len(counts) - 1) / 2) * width, 100 * share, width, label=label)
@@ -233,5 +231,4 @@ def plot_nonempty_histogram(counts: dict[str, np.ndarray], path: str | Path, tit
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -1,4 +1,4 @@
-"""The report's matplotlib figures (Agg backend), each written as a PNG.
+"""The report's matplotlib figures (plain ``Figure`` objects, no pyplot), each written as a PNG.
 
 - :func:`plot_reliability`: reliability diagrams before / after temperature scaling (one view);
 - :func:`plot_accuracy`: the metric of every row per split, mean ± std over seeds as error bars;
@@ -15,20 +15,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from occam_l2r.reporting.stats import Reliability
 
 
-def _pyplot():
-    import matplotlib
+class _Figures:
+    """pyplot's ``subplots`` / ``figure`` / ``close`` made of plain :class:`Figure` objects: no
+    pyplot state and no backend switch (a notebook keeps showing its own figures)."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    @staticmethod
+    def subplots(*args: Any, figsize=None, dpi=None, **kwargs: Any):
+        fig = Figure(figsize=figsize, dpi=dpi)
+        return fig, fig.subplots(*args, **kwargs)
 
-    return plt
+    @staticmethod
+    def figure(figsize=None, dpi=None) -> Figure:
+        return Figure(figsize=figsize, dpi=dpi)
+
+    @staticmethod
+    def close(fig: Figure) -> None:
+        """Nothing to release: no pyplot holds the figure."""
+
+
+def _pyplot() -> _Figures:
+    return _Figures()
 
 
 def _save(fig, path: str | Path) -> Path:
