@@ -37,7 +37,7 @@ from torch import nn
 from torchvision.ops import nms
 
 from occam_l2r.data.records import Record, RecordDataset
-from occam_l2r.segment.detectors import Detections, Detector
+from occam_l2r.segment.detection import Detections, Detector
 from occam_l2r.segment.prompts import PromptSource, Query
 from occam_l2r.segment.sam import SamAutomatic, SamBoxPrompter
 from occam_l2r.segmentation import Segmentation, encode_mask
