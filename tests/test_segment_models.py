@@ -14,7 +14,8 @@ from segment_anything import SamPredictor
 from occam_l2r.logits import LogitsFile
 from occam_l2r.segment.detectors import Detections, GroundingDino, Owlv2
 from occam_l2r.segment.prompts import ClassNamePrompt, MetaPrompt, Query, TopKPrompt
-from occam_l2r.segment.sam import SamAutomatic, SamBoxPrompter
+from occam_l2r.segment.sam import SamBoxPrompter
+from occam_l2r.segment.sam_automatic import SamAutomatic
 from occam_l2r.segment.segmenters import select_boxes
 from occam_l2r.segment.tiny import TINY_SAM
 from occam_l2r.weights import WeightsNotFoundError, resolve_hf_model

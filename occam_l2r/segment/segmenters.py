@@ -39,7 +39,8 @@ from torchvision.ops import nms
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.segment.detection import Detections, Detector
 from occam_l2r.segment.prompts import PromptSource, Query
-from occam_l2r.segment.sam import SamAutomatic, SamBoxPrompter
+from occam_l2r.segment.sam import SamBoxPrompter
+from occam_l2r.segment.sam_automatic import SamAutomatic
 from occam_l2r.segmentation import Segmentation, encode_mask
 
 Item = dict[str, Any]
@@ -229,7 +230,7 @@ class AutomaticMasks(Segmenter):
     (:func:`occam_l2r.views.top_scoring`), and ``score_threshold`` thresholds predicted IoU.
 
     Args:
-        sam: the generator's checkpoint and settings (``occam_l2r.segment.sam.SamAutomatic``).
+        sam: the generator's checkpoint and settings (``occam_l2r.segment.sam_automatic.SamAutomatic``).
     """
 
     name = "sam_auto"  # its scores: occam_l2r.segmentation.score_kind -> "sam_predicted_iou"
