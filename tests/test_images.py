@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from occam_l2r.data.image_checks import check_images
 from occam_l2r.data.records import (
     ImageReadError,
-    check_images,
     read_image,
     to_uint8_rgb,
     unreadable_reason,

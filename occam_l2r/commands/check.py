@@ -9,7 +9,7 @@ unreadable ones per split, and writes the unreadable files to a CSV (``split``, 
 ``path``, ``reason``). The exit status is 1 when any image is unreadable, 0 otherwise.
 
 Results are cached per file (size and modification time,
-:func:`occam_l2r.data.records.check_cache_path`): a rerun, and a later ``fit`` with
+:func:`occam_l2r.data.image_checks.check_cache_path`): a rerun, and a later ``fit`` with
 ``data.on_unreadable: skip``, decode only new or changed files (``--cache false`` decodes all).
 """
 
@@ -27,7 +27,8 @@ import yaml
 from jsonargparse.typing import PositiveInt
 
 from occam_l2r.commands import run_function
-from occam_l2r.data.records import Record, check_cache_path, check_images
+from occam_l2r.data.image_checks import check_cache_path, check_images
+from occam_l2r.data.records import Record
 from occam_l2r.data.view_dataset import unreadable_rows, write_unreadable_csv
 
 

@@ -6,7 +6,7 @@ Several named test splits each get their own dataloader (their names are ``test_
 Unreadable images (missing, empty, not an image, corrupt, truncated) follow ``on_unreadable``:
 ``error`` stops with a message naming the file (missing and empty files, and files an earlier
 check found unreadable, before anything runs; others when they are read); ``skip`` decodes every
-image once in ``prepare_data`` (in parallel, cached by :func:`occam_l2r.data.records.check_images`)
+image once in ``prepare_data`` (in parallel, cached by :func:`occam_l2r.data.image_checks.check_images`)
 and leaves the unreadable ones out of every split, counted per split in ``unreadable_counts``
 (logged as ``<split>/num_unreadable``) and listed in ``<run dir>/unreadable_images.csv``.
 """
@@ -21,14 +21,9 @@ import lightning as L
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
+from occam_l2r.data.image_checks import check_cache_path, check_images
 from occam_l2r.data.loaders import eval_loader, train_loader, world_of
-from occam_l2r.data.records import (
-    ImageReadError,
-    Record,
-    RecordDataset,
-    check_cache_path,
-    check_images,
-)
+from occam_l2r.data.records import ImageReadError, Record, RecordDataset
 from occam_l2r.data.splits import split_records, splits_without_gt_masks
 from occam_l2r.data.view_dataset import (
     UNREADABLE_FILE,
