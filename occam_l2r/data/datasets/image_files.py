@@ -111,8 +111,6 @@ class ImageFiles(RecordDataset):
         self.root = self.images.parent if self.images.is_file() else self.images
         self.class_names = list(class_names or [])
         self.group_names = []
-        self.train_split = None
-        self.val_split = None
         self.test_splits = [SPLIT]
         self._paths: dict[str, Path] = {}
 
