@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -12,16 +11,14 @@ import pytest
 
 from occam_l2r.cli import main
 from occam_l2r.logits import LogitsFile
-from tests.conftest import PRISTINE, tiny_fit_args
+from tests.conftest import tiny_fit_args
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
 
 @pytest.fixture
-def root(tmp_path, tiny_synthetic_root):
-    dst = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)
-    return dst
+def root(synthetic_copy):
+    return synthetic_copy
 
 
 def test_fit_test_predict(root, tmp_path):

@@ -11,7 +11,7 @@ import torch
 from occam_l2r.data.datamodule import ViewDataModule
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.data.records import ImageReadError, Record, RecordDataset
-from tests.conftest import PRISTINE, TINY
+from tests.conftest import TINY
 
 
 def _dm(root, **kw) -> ViewDataModule:
@@ -20,10 +20,8 @@ def _dm(root, **kw) -> ViewDataModule:
 
 
 @pytest.fixture
-def root_copy(tmp_path, tiny_synthetic_root):
-    dst = tmp_path / "copy"
-    shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)
-    return dst
+def root_copy(synthetic_copy):
+    return synthetic_copy
 
 
 def test_loaders_per_split(root_copy):

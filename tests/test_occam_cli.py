@@ -6,7 +6,6 @@ modes, and the Table-8-like table it writes."""
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from occam_l2r.cli import main
 from occam_l2r.logits import LogitsFile
 from occam_l2r.store import SegmentationStore
 from tests._clip_tiny import save_tiny_clip
-from tests.conftest import TINY
+from tests.conftest import TINY, clean_copy
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 QUIET = ["--data.num_workers", "0", "--trainer.enable_progress_bar", "false"]
@@ -34,7 +33,7 @@ def _dataset_args(root: Path) -> list[str]:
 @pytest.mark.slow
 def test_occam_verb_writes_table_8(tiny_synthetic_root: Path, tmp_path: Path):
     root = tmp_path / "tiny"
-    shutil.copytree(tiny_synthetic_root, root, ignore=shutil.ignore_patterns("segmentations"))
+    clean_copy(tiny_synthetic_root, root)
     segment = [
         "segment", "--config", str(CONFIGS / "segment" / "synthetic_regions.yaml"),
         *_dataset_args(root), "--data.splits", str(SPLITS), "--data.limit", str(STORED), *QUIET,
@@ -86,7 +85,7 @@ def test_occam_verb_writes_table_8(tiny_synthetic_root: Path, tmp_path: Path):
 def test_predict_writes_logits_per_row(tiny_synthetic_root: Path, tmp_path: Path):
     """The same classes under the Lightning ``predict`` verb: one folder of logits per row."""
     root = tmp_path / "tiny"
-    shutil.copytree(tiny_synthetic_root, root, ignore=shutil.ignore_patterns("segmentations"))
+    clean_copy(tiny_synthetic_root, root)
     weights = save_tiny_clip(tmp_path / "tiny_vit.pt")
     dataset = {
         "class_path": "occam_l2r.data.datasets.synthetic.SyntheticSpurious",

@@ -4,7 +4,6 @@ store."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from occam_l2r.segment.external import (
 )
 from occam_l2r.segment.regions import candidate_masks
 from occam_l2r.store import SegmentationStore
-from tests.conftest import TINY
+from tests.conftest import TINY, clean_copy
 
 REGIONS = Path(__file__).parents[1] / "configs" / "segment" / "synthetic_regions.yaml"
 QUIET = ["--data.num_workers", "0", "--trainer.enable_progress_bar", "false"]
@@ -32,7 +31,7 @@ QUIET = ["--data.num_workers", "0", "--trainer.enable_progress_bar", "false"]
 def root(tiny_synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A private copy of the tiny benchmark (its stores are written under it)."""
     out = tmp_path_factory.mktemp("occam_sources") / "tiny"
-    shutil.copytree(tiny_synthetic_root, out, ignore=shutil.ignore_patterns("segmentations"))
+    clean_copy(tiny_synthetic_root, out)
     return out
 
 

@@ -3,14 +3,12 @@ sharded runs (``--shard i/n``, ``--only``) that fuse once all are done."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from occam_l2r.cli import main
 from occam_l2r.commands.pipeline import PAPER_SEEDS, plan_runs, select_runs
-from tests.conftest import PRISTINE
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
@@ -50,9 +48,8 @@ def test_default_seeds_are_the_papers_five_and_the_embedded_config_keeps_three(
 
 
 @pytest.mark.slow
-def test_pipeline_end_to_end_shards_and_resume(tmp_path, tiny_synthetic_root, capsys):
-    root = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, root, ignore=PRISTINE)
+def test_pipeline_end_to_end_shards_and_resume(tmp_path, synthetic_copy, capsys):
+    root = synthetic_copy
     views = {}
     for view in ("FULL", "FG_C", "BG_S"):
         overlay = tmp_path / f"{view}.yaml"  # a view overlay composed over the base config

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,6 @@ from occam_l2r.tasks.checkpoints import (
     ResumeError,
     RunFolderError,
 )
-from tests.conftest import PRISTINE
 
 REPO = Path(__file__).parents[1]
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
@@ -106,10 +104,8 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture
-def root(tmp_path: Path, tiny_synthetic_root: Path) -> Path:
-    dst = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)
-    return dst
+def root(synthetic_copy: Path) -> Path:
+    return synthetic_copy
 
 
 @pytest.mark.slow

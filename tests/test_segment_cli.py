@@ -28,6 +28,7 @@ from occam_l2r.segment.segmenters import GroundTruth
 from occam_l2r.store import SegmentationStore, config_hash
 from occam_l2r.views import apply_view
 from occam_l2r.weights import WeightsNotFoundError
+from tests.conftest import clean_copy
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +227,7 @@ def test_empty_detections_are_stored_empty(
 
 def test_unreadable_image_is_listed_not_dropped(paths: dict[str, Path], tmp_path: Path) -> None:
     root = tmp_path / "copy"
-    shutil.copytree(paths["synthetic"], root, ignore=shutil.ignore_patterns("segmentations"))
+    clean_copy(paths["synthetic"], root)
     ds = SyntheticSpurious(root=str(root), **SYNTH)
     bad = ds.records("val")[1]
     (root / bad.image_id).write_bytes(b"not a png")

@@ -3,7 +3,6 @@ FG crops, through ``create_classifier``, the shipped configs and a tiny ``fit``.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import yaml
 from occam_l2r.cli import main
 from occam_l2r.models.backbones import create_classifier, normalization
 from occam_l2r.weights import WeightsFileError, WeightsNotFoundError
-from tests.conftest import PRISTINE, tiny_fit_args
+from tests.conftest import tiny_fit_args
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -82,10 +81,9 @@ def test_configs_compose_with_the_template(capsys, name, model_name, view, aspec
 
 
 @pytest.mark.slow
-def test_fit_torchvision_model_on_distorted_fg(tmp_path, tiny_synthetic_root):
+def test_fit_torchvision_model_on_distorted_fg(tmp_path, synthetic_copy):
     """``fit`` through the CLI with a torchvision constructor and stretched FG_C crops."""
-    root = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, root, ignore=PRISTINE)
+    root = synthetic_copy
     out = tmp_path / "runs"
     main(["fit", *tiny_fit_args(root, out), "--model.init_args.model_name",
           "torchvision:resnet18", "--data.init_args.fg_aspect", "stretch",

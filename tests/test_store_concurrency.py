@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from occam_l2r.segment.gt import build_gt_store
 from occam_l2r.segment.segmenters import GroundTruth, Item
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.store import SegmentationStore
+from tests.conftest import clean_copy
 
 pytestmark = pytest.mark.slow
 
@@ -208,7 +208,7 @@ def test_rerun_keeps_one_failure_line_per_image(root: Path, tmp_path: Path) -> N
     dataset = SyntheticSpurious(root=str(root), **SYNTH)
     bad = dataset.records("val")[:2]
     copy = tmp_path / "copy"
-    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("segmentations"))
+    clean_copy(root, copy)
     for rec in bad:  # a truncated PNG: the header reads, the pixels do not
         path = copy / rec.image_id
         path.write_bytes(path.read_bytes()[:80])

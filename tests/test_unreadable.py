@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from PIL import Image
 from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.data.records import ImageReadError
-from tests.conftest import PRISTINE, TINY, tiny_fit_args
+from tests.conftest import TINY, clean_copy, tiny_fit_args
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
@@ -32,10 +31,8 @@ def _cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def root(tmp_path: Path, tiny_synthetic_root: Path) -> Path:
-    dst = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)
-    return dst
+def root(synthetic_copy: Path) -> Path:
+    return synthetic_copy
 
 
 def _first(root: Path, split: str, k: int = 0) -> str:
@@ -84,7 +81,7 @@ def test_check_verb_lists_the_unreadable_files(
     assert ds.read_image(ds.records("train")[1]).max() > 100  # not ~all white
     # a clean copy: exit status 0 and an empty list
     clean = tmp_path / "clean"
-    shutil.copytree(tiny_synthetic_root, clean, ignore=PRISTINE)
+    clean_copy(tiny_synthetic_root, clean)
     result = main(["check", *args[1:-1], str(clean), "--output", str(out)])
     assert result["unreadable"] == [] and len(list(csv.DictReader(out.open()))) == 0
 
@@ -127,7 +124,7 @@ def test_error_names_the_file_and_the_option(
     assert "on_unreadable: skip" in err and "Traceback" not in err
     # a truncated file is found when it is read: the message names it and the option
     clean = tmp_path / "clean"
-    shutil.copytree(tiny_synthetic_root, clean, ignore=PRISTINE)
+    clean_copy(tiny_synthetic_root, clean)
     victim = clean / _first(clean, "val")
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     with pytest.raises(ImageReadError, match="on_unreadable: skip") as exc:

@@ -3,14 +3,11 @@ and the top-k candidate without a detection through ``predict`` (L2R² appendix 
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.views import FALLBACK_REASONS, apply_view, full_fallback
-from tests.conftest import PRISTINE
 
 NON_FULL = ("FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha")
 
@@ -84,10 +81,8 @@ def test_mask_covering_the_whole_image_is_no_fallback(crop_box):
 
 
 @pytest.fixture
-def root(tmp_path, tiny_synthetic_root):
-    dst = tmp_path / "data"
-    shutil.copytree(tiny_synthetic_root, dst, ignore=PRISTINE)
-    return dst
+def root(synthetic_copy):
+    return synthetic_copy
 
 
 def test_one_flag_for_every_view_of_an_image(root, tmp_path):
