@@ -10,7 +10,6 @@ is by definition a subset of ``test``), and that ``test`` scored every image of 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import shutil
@@ -23,67 +22,62 @@ import yaml
 
 from occam_l2r.cli import main
 from occam_l2r.errors import EXIT_USER_ERROR
+from tests.conftest import load_fake
 
 HERE = Path(__file__).parent
 TINY = HERE / "conf" / "tiny_fg.yaml"
 
 
-def _fake(name: str):
-    spec = importlib.util.spec_from_file_location(
-        f"fake_{name}", HERE / f"data/{name}/make_fake.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _fungi(tmp: Path) -> dict:
-    _fake("fungitastic").make_fake(tmp / "FungiTastic", with_masks=False)
+    load_fake("fungitastic").make_fake(tmp / "FungiTastic", with_masks=False)
     return {"root": str(tmp / "FungiTastic")}
 
 
 def _spawrious(tmp: Path) -> dict:
-    _fake("spawrious").make_fake(tmp, per_folder=3)
+    load_fake("spawrious").make_fake(tmp, per_folder=3)
     return {"root": str(tmp), "images_per_class": 3}
 
 
 def _dogs(tmp: Path) -> dict:
-    _fake("stanford_dogs").make_fake(tmp)
+    load_fake("stanford_dogs").make_fake(tmp)
     return {"root": str(tmp)}
 
 
 def _waterbirds(tmp: Path) -> dict:
-    _fake("waterbirds").make_fake(tmp)
+    load_fake("waterbirds").make_fake(tmp)
     return {"root": str(tmp)}
 
 
 def _hard_imagenet(tmp: Path) -> dict:
-    return {k: str(v) for k, v in _fake("hard_imagenet").make_fake(tmp).items()}
+    return {k: str(v) for k, v in load_fake("hard_imagenet").make_fake(tmp).items()}
 
 
 def _counteranimal(tmp: Path) -> dict:
-    _fake("counteranimal").make_fake(tmp)
+    load_fake("counteranimal").make_fake(tmp)
     return {"root": str(tmp)}
 
 
 def _imagenet9(tmp: Path) -> dict:
-    fake = _fake("imagenet9")
+    fake = load_fake("imagenet9")
     fake.make_fake(tmp, per_class=3)
     fake.write_in_to_in9(tmp / "in_to_in9.json")
     return {"root": str(tmp), "train_variation": "in9l"}
 
 
 def _imagenet(tmp: Path) -> dict:
-    root = _fake("imagenet").make_fake(tmp, "devkit")
+    root = load_fake("imagenet").make_fake(tmp, "devkit")
     return {"root": str(root), "clean_labels": str(root / "clean_validation.csv")}
 
 
 def _imagenet_d(tmp: Path) -> dict:
-    return {"root": str(_fake("imagenet_d").make_fake(tmp)), "subsets": ["background", "texture"]}
+    return {
+        "root": str(load_fake("imagenet_d").make_fake(tmp)),
+        "subsets": ["background", "texture"],
+    }
 
 
 def _urbancars(tmp: Path) -> dict:
-    return {"root": str(_fake("urbancars").make_fake(tmp))}
+    return {"root": str(load_fake("urbancars").make_fake(tmp))}
 
 
 #: dataset -> (class, fake writer, split sizes, number of classes, number of groups)

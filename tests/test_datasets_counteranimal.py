@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from occam_l2r.data.datasets.counteranimal import CounterAnimal
+from tests.conftest import load_fake
 
-HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("fake_ca", HERE / "data/counteranimal/make_fake.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_fake("counteranimal")
 
 
 def test_records(tmp_path: Path) -> None:

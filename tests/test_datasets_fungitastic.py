@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -10,20 +9,9 @@ import numpy as np
 import pytest
 
 from occam_l2r.data.datasets.fungitastic import FungiTasticMini, decode_fungitastic_rle
+from tests.conftest import load_fake
 
-HERE = Path(__file__).parent
-
-
-def _make_fake():
-    spec = importlib.util.spec_from_file_location(
-        "fake_fungi", HERE / "data/fungitastic/make_fake.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fake = _make_fake()
+fake = load_fake("fungitastic")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ command line)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import pickle
 import shlex
@@ -20,11 +19,10 @@ from occam_l2r.cli import main
 from occam_l2r.data.datasets._layout import DatasetLayoutError
 from occam_l2r.data.datasets.hard_imagenet import HardImageNet, UnsafePickleError, load_plain_pickle
 from occam_l2r.errors import EXIT_USER_ERROR
+from tests.conftest import load_fake
 
 HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("fake_hin", HERE / "data/hard_imagenet/make_fake.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_fake("hard_imagenet")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ subset from clean_validation.csv and ReaL's real.json; the 1000-way scoring func
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -19,11 +18,9 @@ from occam_l2r.data.datasets.imagenet import (
     imagenet_mapped_accuracy,
     map_imagenet_predictions,
 )
+from tests.conftest import load_fake
 
-HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("fake_in1k", HERE / "data/imagenet/make_fake.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_fake("imagenet")
 
 #: class of each fake val image: the devkit's ILSVRC2012_IDs mapped through meta.mat, then ranked
 VAL_LABELS = [fake.WNIDS.index(w) for w in fake.VAL_WNIDS]

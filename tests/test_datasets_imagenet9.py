@@ -3,7 +3,6 @@ and 1000-way ImageNet classifiers scored on it through in_to_in9.json."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +11,9 @@ import pytest
 from occam_l2r.data.datasets._layout import DatasetLayoutError, DatasetNotFoundError
 from occam_l2r.data.datasets.imagenet import imagenet_mapped_accuracy
 from occam_l2r.data.datasets.imagenet9 import ImageNet9
+from tests.conftest import load_fake
 
-HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("fake_in9", HERE / "data/imagenet9/make_fake.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_fake("imagenet9")
 
 
 def test_variations_masks_and_train(tmp_path: Path) -> None:

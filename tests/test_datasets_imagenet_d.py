@@ -3,7 +3,6 @@ ImageNet-1k index sets (a 1000-way prediction is right if it is any index of the
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 from pathlib import Path
 
@@ -13,11 +12,9 @@ import pytest
 from occam_l2r.data.datasets._layout import DatasetLayoutError, DatasetNotFoundError
 from occam_l2r.data.datasets.imagenet import imagenet_mapped_accuracy
 from occam_l2r.data.datasets.imagenet_d import ImageNetD
+from tests.conftest import load_fake
 
-HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("fake_ind", HERE / "data/imagenet_d/make_fake.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_fake("imagenet_d")
 
 
 def test_records_and_classes(tmp_path: Path) -> None:

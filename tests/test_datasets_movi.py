@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,9 @@ from occam_l2r.data.datasets.movi import MOVi
 from occam_l2r.errors import UserError
 from occam_l2r.segment.gt import build_gt_store
 from occam_l2r.store import SegmentationStore
+from tests.conftest import load_fake
 
-HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("fake_movi", HERE / "data/movi/make_fake.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_fake("movi")
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from occam_l2r.data.datasets.spawrious import Spawrious
+from tests.conftest import load_fake
 
 HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("fake_spaw", HERE / "data/spawrious/make_fake.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_fake("spawrious")
 
 
 @pytest.fixture(scope="module")

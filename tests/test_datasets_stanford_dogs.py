@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 import scipy.io
 
 from occam_l2r.data.datasets.stanford_dogs import StanfordDogs
+from tests.conftest import load_fake
 
-HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location(
-    "fake_dogs", HERE / "data/stanford_dogs/make_fake.py"
-)
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_fake("stanford_dogs")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -12,11 +11,9 @@ import pytest
 
 from occam_l2r.data.datasets._layout import DatasetNotFoundError
 from occam_l2r.data.datasets.urbancars import UrbanCars
+from tests.conftest import load_fake
 
-HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("fake_uc", HERE / "data/urbancars/make_fake.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_fake("urbancars")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import sys
@@ -30,12 +29,10 @@ from occam_l2r.discovery import (
 from occam_l2r.errors import EXIT_USER_ERROR
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.store import StoreWriter
-from tests.conftest import TINY
+from tests.conftest import TINY, load_fake
 
 REPO = Path(__file__).parents[1]
-_spec = importlib.util.spec_from_file_location("fake_movi", REPO / "tests/data/movi/make_fake.py")
-fake = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fake)
+fake = load_fake("movi")
 
 
 def three_objects() -> np.ndarray:
