@@ -62,6 +62,26 @@ def test_empty_box_of_a_boxes_only_store():
         assert res.fallback == "empty_box" and np.array_equal(res.image, _image())
 
 
+def test_a_score_equal_to_the_threshold_is_kept():
+    """``score_threshold`` is inclusive: under it the image falls back, at it the view is made."""
+    obj = _mask(1, 2, 2, 4) | _mask(2, 3, 3, 4)
+    low = Segmentation.from_masks("img.png", [obj], scores=[0.2])
+    res = apply_view("FG_C", _image(), low, score_threshold=0.3)
+    assert res.fallback == "low_score" and np.array_equal(res.image, _image())
+    at = Segmentation.from_masks("img.png", [obj], scores=[0.3])
+    assert apply_view("FG_C", _image(), at, score_threshold=0.3).fallback is None
+
+
+@pytest.mark.parametrize("crop_box", ["mask", "detector"])
+def test_empty_mask_falls_back_whichever_box_crops(crop_box):
+    """A detector box whose SAM mask came out empty: the same fallback for both crop boxes."""
+    empty = np.zeros((4, 6), bool)
+    seg = Segmentation.from_masks("img.png", [empty], scores=[0.9], boxes=np.array([[1, 1, 3, 3]]))
+    for view in ("FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray"):
+        res = apply_view(view, _image(), seg, crop_box=crop_box)
+        assert res.fallback == "empty_mask" and np.array_equal(res.image, _image())
+
+
 @pytest.mark.parametrize("crop_box", ["mask", "detector"])
 def test_mask_covering_the_whole_image_is_no_fallback(crop_box):
     """The object fills the frame: FG views are the image, BG views a constant, no flag."""

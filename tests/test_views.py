@@ -1,4 +1,5 @@
-"""Views on small hand-made arrays: exact expected pixels, and the FULL fallback rule."""
+"""Views on small hand-made arrays: exact expected pixels (the FULL fallback rule is in
+test_view_fallback.py)."""
 
 from __future__ import annotations
 
@@ -96,38 +97,6 @@ def test_float_box_rounds_outward():
         [12, 13, 14],
         [0, 0, 0],
     ]
-
-
-@pytest.mark.parametrize("view", ["FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray"])
-def test_fallback_no_segmentation_or_detection(view):
-    img = _image()
-    res = apply_view(view, img, None)
-    assert res.fallback == "no_segmentation" and np.array_equal(res.image, img)
-    res = apply_view(view, img, Segmentation("img.png", 6, 4))
-    assert res.fallback == "no_detection" and np.array_equal(res.image, img)
-
-
-def test_fallback_score_under_threshold(mask):
-    res = apply_view("FG_C", _image(), _seg(mask, score=0.2), score_threshold=0.3)
-    assert res.fallback == "low_score" and np.array_equal(res.image, _image())
-    assert apply_view("FG_C", _image(), _seg(mask, score=0.3), score_threshold=0.3).fallback is None
-
-
-def test_fallback_empty_mask_is_the_same_for_every_view():
-    empty = np.zeros((4, 6), bool)
-    seg = _seg(empty, box=[1, 1, 3, 3])  # a detector box whose SAM mask came out empty
-    for crop_box in ("mask", "detector"):
-        for view in ("FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray"):
-            res = apply_view(view, _image(), seg, crop_box=crop_box)
-            assert res.fallback == "empty_mask" and np.array_equal(res.image, _image())
-
-
-def test_mask_covering_whole_image():
-    full = np.ones((4, 6), bool)
-    seg = _seg(full)
-    assert apply_view("FG_C", _image(), seg, fill=0).image.shape == (6, 6, 3)
-    bg = apply_view("BG_S", _image(), seg, fill=0)
-    assert bg.fallback is None and not bg.image.any()  # nothing of the background remains
 
 
 def test_top1_vs_union():
