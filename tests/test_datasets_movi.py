@@ -10,7 +10,7 @@ import pytest
 from occam_l2r.data.datasets._layout import DatasetLayoutError, DatasetNotFoundError
 from occam_l2r.data.datasets.movi import MOVi
 from occam_l2r.errors import UserError
-from occam_l2r.segment.gt import build_gt_store
+from occam_l2r.gt_store import build_gt_store
 from occam_l2r.store import SegmentationStore
 from tests.conftest import load_fake
 

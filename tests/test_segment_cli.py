@@ -22,8 +22,8 @@ from _segment_tiny import (
 
 from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+from occam_l2r.gt_store import build_gt_store
 from occam_l2r.logits import LogitsFile
-from occam_l2r.segment.gt import build_gt_store
 from occam_l2r.segment.segmenters import GroundTruth
 from occam_l2r.store import SegmentationStore, config_hash
 from occam_l2r.views import apply_view

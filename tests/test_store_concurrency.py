@@ -26,7 +26,7 @@ import yaml
 from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.data.records import ImageReadError
-from occam_l2r.segment.gt import build_gt_store
+from occam_l2r.gt_store import build_gt_store
 from occam_l2r.segment.segmenters import GroundTruth, Item
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.store import SegmentationStore

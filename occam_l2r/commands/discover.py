@@ -9,7 +9,7 @@ instance masks of one or more datasets, with the conventions of :mod:`occam_l2r.
         dataset:
           class_path: occam_l2r.data.datasets.movi.MOVi
           init_args: {root: /data/movi, level: C}
-        stores:                            # table rows: mask source -> store folder
+        stores:                            # table rows: mask source -> store (name or path)
           SAM: /data/movi/segmentations/movi_c_sam_auto
           GT: gt                           # <dataset root>/segmentations/gt, built on first use
     output_dir: results/discovery
@@ -42,12 +42,12 @@ from occam_l2r.discovery import (
     score_rows,
     summarize,
 )
+from occam_l2r.gt_store import build_gt_store
 from occam_l2r.store import SegmentationStore, atomic_write_text
+from occam_l2r.store_location import GT_STORE, open_store, resolve_store
 
 __all__ = ["Benchmark", "discover", "main"]
 
-#: the store name that means "the dataset's own ground-truth masks"
-GT_STORE = "gt"
 CSV_FIELDS = [
     "benchmark",
     "source",
@@ -67,11 +67,14 @@ class Benchmark:
     Attributes:
         name: the benchmark's name in the table (``MOVi-C``).
         dataset: the dataset module; its ground-truth instance masks are the reference.
-        stores: mask source (a row of the table) -> segmentation store folder. ``gt`` stands
-            for the dataset's ground-truth store at ``<dataset root>/segmentations/gt``, built
-            (or completed) on first use: it scores 1.0 on both metrics, a check of the setup.
+        stores: mask source (a row of the table) -> segmentation store: a bare name is
+            ``<dataset root>/segmentations/<name>``, a value with a ``/`` a path
+            (:func:`occam_l2r.store_location.resolve_store`). ``gt`` stands for the dataset's
+            ground-truth store, built (or completed) on first use: it scores 1.0 on both
+            metrics, a check of the setup.
         splits: the splits scored (default: the dataset's test splits).
         limit: score at most this many images of each split (the first ones; default: all).
+        gt_store_dir: where the ``gt`` store lives; default ``<dataset root>/segmentations/gt``.
     """
 
     name: str
@@ -79,6 +82,7 @@ class Benchmark:
     stores: dict[str, str] = field(default_factory=dict)
     splits: list[str] | None = None
     limit: int | None = None
+    gt_store_dir: str | None = None
 
 
 def _records(bench: Benchmark) -> dict[str, list[Record]]:
@@ -95,13 +99,11 @@ def _records(bench: Benchmark) -> dict[str, list[Record]]:
     return out
 
 
-def _open_store(bench: Benchmark, path: str, records: list[Record]) -> SegmentationStore:
-    if path != GT_STORE:
-        return SegmentationStore(path)
-    from occam_l2r.segment.gt import build_gt_store  # torch: only when the gt store is used
-
-    folder = Path(bench.dataset.root) / "segmentations" / GT_STORE
-    return SegmentationStore(build_gt_store(bench.dataset, folder, records=records))
+def _open_store(bench: Benchmark, spec: str, records: list[Record]) -> SegmentationStore:
+    root, gt_dir = bench.dataset.root, bench.gt_store_dir
+    if spec == GT_STORE:
+        build_gt_store(bench.dataset, resolve_store(GT_STORE, root, gt_dir), records=records)
+    return open_store(spec, root, gt_dir)
 
 
 def _json_safe(value: Any) -> Any:

@@ -17,12 +17,12 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
+from occam_l2r.data.base import BaseDataModule
 from occam_l2r.data.image_checks import check_cache_path, check_images
-from occam_l2r.data.loaders import eval_loader, train_loader, world_of
+from occam_l2r.data.loaders import train_loader
 from occam_l2r.data.records import ImageReadError, Record, RecordDataset
 from occam_l2r.data.splits import split_records, splits_without_gt_masks
 from occam_l2r.data.view_dataset import (
@@ -34,15 +34,15 @@ from occam_l2r.data.view_dataset import (
     unreadable_rows,
     write_unreadable_csv,
 )
-from occam_l2r.segment.gt import build_gt_store
 from occam_l2r.segmentation import score_kind
 from occam_l2r.store import SegmentationStore
+from occam_l2r.store_location import GT_STORE
 from occam_l2r.views import CropBox, FgAspect, Foreground, View
 
 log = logging.getLogger(__name__)
 
 
-class ViewDataModule(L.LightningDataModule):
+class ViewDataModule(BaseDataModule):
     """Loads one view of a record dataset.
 
     Args:
@@ -50,7 +50,9 @@ class ViewDataModule(L.LightningDataModule):
         view: FULL, FG_C, FG_M, BG_S, BG_B, crop_resize_gray or alpha; or a list of views, each
             made from one read of the image (batches then carry ``views`` / ``fallbacks``).
         segmentation: ``None`` (FULL only), ``"gt"`` (ground-truth masks, converted on first use
-            into ``gt_store_dir``) or the path of a segmentation store.
+            into ``gt_store_dir``), or a segmentation store: a bare name is
+            ``<dataset root>/segmentations/<name>``, a value with a ``/`` a path
+            (:func:`occam_l2r.store_location.resolve_store`).
         gt_store_dir: where the ``gt`` store is written; default ``<dataset root>/segmentations/gt``
             (set it when the dataset root is read-only or shared).
         score_threshold: detections scoring below it fall back to FULL (for a SAM automatic
@@ -122,7 +124,7 @@ class ViewDataModule(L.LightningDataModule):
         self.segmentation = segmentation
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.test_split_names = (
+        self._test_splits = (
             list(test_splits) if test_splits is not None else list(dataset.test_splits)
         )
         self.splits: dict[str, list[Record]] = {}
@@ -133,19 +135,7 @@ class ViewDataModule(L.LightningDataModule):
         self.unreadable_counts: dict[str, int] = {}
         self._bad: dict[str, str] | None = None
 
-    # ------------------------------------------------------------------ properties used by links
-    @property
-    def num_classes(self) -> int:
-        return self.dataset.num_classes
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.dataset.class_names)
-
-    @property
-    def group_names(self) -> list[str]:
-        return list(self.dataset.group_names)
-
+    # ------------------------------------------------------------------ what tasks read
     @property
     def num_groups(self) -> int:
         return max(1, len(self.dataset.group_names))
@@ -153,6 +143,10 @@ class ViewDataModule(L.LightningDataModule):
     @property
     def val_split_names(self) -> list[str]:
         return ["val"]
+
+    @property
+    def test_split_names(self) -> list[str]:
+        return list(self._test_splits)
 
     @property
     def predict_split_names(self) -> list[str]:
@@ -167,19 +161,14 @@ class ViewDataModule(L.LightningDataModule):
 
     @property
     def store_path(self) -> Path | None:
-        if self.segmentation is None:
-            return None
-        if self.segmentation == "gt":
-            if self.hparams.gt_store_dir:
-                return Path(self.hparams.gt_store_dir)
-            return Path(self.dataset.root) / "segmentations" / "gt"
-        return Path(self.segmentation)
+        """The folder of ``segmentation`` (``None`` without one)."""
+        return None if self.segmentation is None else self.store_folder(self.segmentation)
 
     # ------------------------------------------------------------------ lifecycle
     def prepare_data(self) -> None:
         """Create the data if it can, check its images, build the ``gt`` store (main process)."""
         self.dataset.prepare()
-        gt = self.segmentation == "gt" and self.needs_store  # FULL needs no store
+        gt = self.segmentation == GT_STORE and self.needs_store  # FULL needs no store
         splits = self.split_records()
         skip = self.hparams.on_unreadable == "skip"
         if self._bad is None:  # once per process (`fit` calls this again for its test)
@@ -192,7 +181,7 @@ class ViewDataModule(L.LightningDataModule):
         if gt:
             without = splits_without_gt_masks(self.dataset, splits)
             used = {r.image_id: r for s in splits if s not in without for r in splits[s]}
-            build_gt_store(self.dataset, self.store_path, records=list(used.values()))
+            self.build_gt_store(used.values())
 
     def split_records(self) -> dict[str, list[Record]]:
         """The records of every split this DataModule uses (train, val, the test splits)."""
@@ -222,7 +211,7 @@ class ViewDataModule(L.LightningDataModule):
             }
             self._report_unreadable()
         if self.store_path is not None and self.needs_store:
-            self.store = SegmentationStore(self.store_path)
+            self.store = self.open_store(self.segmentation)
             self._check_store()
             if self.hparams.foreground == "top1":
                 log.info(
@@ -298,9 +287,7 @@ class ViewDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool = False) -> DataLoader:
         common = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0}
         if not train:  # in order; over several processes every sample counted once
-            world, rank = world_of(self.trainer)
-            return eval_loader(self._dataset(split, False), self.batch_size, world_size=world,
-                               rank=rank, **common)  # fmt: skip
+            return self.eval_loader(self._dataset(split, False), self.batch_size, **common)
         return train_loader(
             self._dataset(split, train),
             self.batch_size,

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import os
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from occam_l2r.data.loaders import eval_loader, world_of
+from occam_l2r.data.base import BaseDataModule
 from occam_l2r.fusion.head_training import shuffled_loader
 from occam_l2r.fusion.inputs import (
     LogitsPair,
@@ -63,7 +62,7 @@ class LogitsDataset(Dataset):
         return item
 
 
-class LogitsDataModule(L.LightningDataModule):
+class LogitsDataModule(BaseDataModule):
     """Logits of two runs (or one) per split, aligned on sample ids.
 
     Args:
@@ -105,15 +104,32 @@ class LogitsDataModule(L.LightningDataModule):
         self.predict_splits = list(predict_splits or dict.fromkeys(order))
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         stored = read_meta(resolve_logits_path(input1, val_split)).get("config", {})
-        self.headline_metric = headline_metric or stored.get("headline_metric") or "acc"
+        self._headline_metric = headline_metric or stored.get("headline_metric") or "acc"
         head = load_run_split(input1, val_split)
-        self.num_classes = head.num_classes
-        self.class_names = list(head.class_names)
+        self._num_classes = head.num_classes
+        self._class_names = list(head.class_names)
         self.view = head.view
         self.view2 = load_run_split(input2, val_split).view if input2 else ""
         self.datasets: dict[str, LogitsDataset] = {}
         #: group names in order of first appearance over the loaded splits (indices stay fixed)
-        self.group_names: list[str] = []
+        self._group_names: list[str] = []
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self._class_names)
+
+    @property
+    def group_names(self) -> list[str]:
+        """The groups of the loaded splits, in order of first appearance."""
+        return list(self._group_names)
+
+    @property
+    def headline_metric(self) -> str:
+        return self._headline_metric
 
     @property
     def num_inputs(self) -> int:
@@ -141,9 +157,9 @@ class LogitsDataModule(L.LightningDataModule):
                     f"split {split!r} of {self.input1} has {pair.num_classes} classes, its "
                     f"{self.val_split!r} split has {self.num_classes}; re-export the logits"
                 )
-            for g in sorted(set(pair.groups.tolist()) - set(self.group_names)):
-                self.group_names.append(g)
-            index = {g: i for i, g in enumerate(self.group_names)}
+            for g in sorted(set(pair.groups.tolist()) - set(self._group_names)):
+                self._group_names.append(g)
+            index = {g: i for i, g in enumerate(self._group_names)}
             self.datasets[split] = LogitsDataset(pair, self.input2 is not None, index)
         return self.datasets[split]
 
@@ -160,8 +176,7 @@ class LogitsDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
         ds = self._load(split)
         if not shuffle:
-            world, rank = world_of(self.trainer)
-            return eval_loader(ds, self.batch_size, self.num_workers, world, rank)
+            return self.eval_loader(ds, self.batch_size, num_workers=self.num_workers)
         labelled = torch.nonzero(ds.labels >= 0).flatten()
         if len(labelled) == 0:
             raise ValueError(f"split {split!r} has no labels (all -1); cannot train on it")

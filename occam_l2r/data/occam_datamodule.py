@@ -24,24 +24,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
-from occam_l2r.data.loaders import eval_loader, world_of
+from occam_l2r.data.base import BaseDataModule
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.errors import UserError
 from occam_l2r.occam.apply import APPLY_MODES, ApplyMode, apply_mask, channels, whole_image
 from occam_l2r.occam.ground_truth import ground_truth, mask_iou
 from occam_l2r.occam.scores import bbox_iou
-from occam_l2r.segment.gt import build_gt_store
 from occam_l2r.store import SegmentationStore
+from occam_l2r.store_location import GT_STORE
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +165,7 @@ def collate_occam(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-class OccamDataModule(L.LightningDataModule):
+class OccamDataModule(BaseDataModule):
     """Test/predict loaders of OCCAM: every mask of every source, applied every way.
 
     Args:
@@ -175,8 +173,9 @@ class OccamDataModule(L.LightningDataModule):
         mask_sources: segmentation stores of class-agnostic masks: a bare name is the store
             ``<dataset root>/segmentations/<name>`` (e.g. ``synthetic_regions``, written by
             ``python -m occam_l2r segment --config configs/segment/synthetic_regions.yaml``),
-            ``gt`` the ground-truth masks (built on first use), anything else a store folder. A
-            source's name in the tables is the folder's name.
+            ``gt`` the ground-truth masks (built on first use), a value with a ``/`` a store
+            folder (:func:`occam_l2r.store_location.resolve_store`). A source's name in the
+            tables is the folder's name.
         apply_modes: ``crop_resize_gray``, ``crop_resize_original``, ``alpha``.
         splits: the splits to evaluate; default every test split of the dataset.
         image_size: side of the square network input (the zero-shot model's resolution).
@@ -226,37 +225,17 @@ class OccamDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ what the task reads
     @property
-    def num_classes(self) -> int:
-        return self.dataset.num_classes
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.dataset.class_names)
-
-    @property
-    def group_names(self) -> list[str]:
-        return list(self.dataset.group_names)
-
-    @property
     def test_split_names(self) -> list[str]:
         return list(self.splits_asked or self.dataset.test_splits)
 
     val_split_names = test_split_names
     predict_split_names = test_split_names
 
-    def store_path(self, source: str) -> Path:
-        """The folder of a mask source (see ``mask_sources``)."""
-        if source == "gt":
-            gt_dir = self.hparams.gt_store_dir
-            return Path(gt_dir) if gt_dir else Path(self.dataset.root) / "segmentations" / "gt"
-        if "/" not in source and "\\" not in source:
-            return Path(self.dataset.root) / "segmentations" / source
-        return Path(source).expanduser()
-
     @property
     def source_names(self) -> list[str]:
         """The table name of each mask source (its store folder's name)."""
-        return ["gt" if s == "gt" else self.store_path(s).name for s in self.hparams.mask_sources]
+        sources = self.hparams.mask_sources
+        return [GT_STORE if s == GT_STORE else self.store_folder(s).name for s in sources]
 
     # ------------------------------------------------------------------ lifecycle
     def _split_records(self) -> dict[str, list[Record]]:
@@ -265,9 +244,9 @@ class OccamDataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Create the dataset if it can; build the ``gt`` store when it is a source."""
         self.dataset.prepare()
-        if "gt" in self.hparams.mask_sources:
+        if GT_STORE in self.hparams.mask_sources:
             used = {r.image_id: r for recs in self._split_records().values() for r in recs}
-            build_gt_store(self.dataset, self.store_path("gt"), records=list(used.values()))
+            self.build_gt_store(used.values())
 
     def setup(self, stage: str | None = None) -> None:
         if self.stores:
@@ -277,7 +256,7 @@ class OccamDataModule(L.LightningDataModule):
         if len(set(names)) != len(names):
             raise ValueError(f"data.mask_sources name two stores alike: {names}")
         for source, name in zip(self.hparams.mask_sources, names, strict=True):
-            self.stores[name] = SegmentationStore(self.store_path(source))
+            self.stores[name] = self.open_store(source)
         for name, store in self.stores.items():
             for split, records in self.records.items():
                 missing = [r.image_id for r in records if r.image_id not in store]
@@ -310,13 +289,10 @@ class OccamDataModule(L.LightningDataModule):
         )
 
     def _loader(self, split: str) -> DataLoader:
-        world, rank = world_of(self.trainer)
-        return eval_loader(
+        return self.eval_loader(
             self._dataset(split),
             self.batch_size,
             num_workers=self.num_workers,
-            world_size=world,
-            rank=rank,
             collate_fn=collate_occam,
             persistent_workers=self.num_workers > 0,
         )

@@ -22,13 +22,13 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch.utilities import move_data_to_device
 from torch.utils.data import DataLoader, Dataset
 
+from occam_l2r.data.base import BaseDataModule
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.segment.gt import Preprocess, read_item
 
@@ -90,7 +90,7 @@ def select_records(
     return out
 
 
-class SegmentDataModule(L.LightningDataModule):
+class SegmentDataModule(BaseDataModule):
     """The images of a dataset to segment, one slice per rank.
 
     Args:
@@ -125,9 +125,18 @@ class SegmentDataModule(L.LightningDataModule):
         #: images of this rank's share already in the store (set by :meth:`predict_dataloader`)
         self.skipped = 0
 
-    def prepare_data(self) -> None:
-        """Create the data on disk when the dataset can (the synthetic benchmark)."""
-        self.dataset.prepare()
+    @property
+    def val_split_names(self) -> list[str]:
+        return []
+
+    @property
+    def test_split_names(self) -> list[str]:
+        return []
+
+    @property
+    def predict_split_names(self) -> list[str]:
+        """Its one predict loader: ``run``, the images of this run that this rank segments."""
+        return ["run"]
 
     def use(self, preprocess: Preprocess, stored: set[str]) -> None:
         """Set the segmenter's per-image preprocessing and the image ids the store already holds."""

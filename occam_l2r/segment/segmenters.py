@@ -7,8 +7,9 @@ A segmenter is chosen by ``class_path`` in the config's ``segmenter:`` section:
 - :class:`AutomaticMasks` — SAM's automatic all-object masks (OCCAM); their scores are SAM's
   predicted IoUs, so the supervised views' ``top1`` foreground of such a store is the mask of
   highest predicted IoU, not OCCAM's foreground score (the OCCAM path scores masks itself);
-- :class:`GroundTruth` — the dataset's ground-truth masks (the ``gt`` source; also what
-  :func:`occam_l2r.segment.gt.build_gt_store` runs, without Lightning, for ``data.segmentation: gt``).
+- :class:`GroundTruth` — the dataset's ground-truth masks (the ``gt`` source; its rows and config
+  are those of :mod:`occam_l2r.gt_store`, whose ``build_gt_store`` writes the same store without
+  Lightning for ``data.segmentation: gt``).
 - :class:`occam_l2r.segment.regions.RegionMasks` — scikit-image regions plus the object, several
   class-agnostic candidates per image without weights (OCCAM on the embedded benchmark);
 - :class:`occam_l2r.segment.external.ExternalMasks` — masks computed elsewhere (CropFormer,
@@ -32,11 +33,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from torchvision.ops import nms
 
-from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.data.records import RecordDataset
+from occam_l2r.gt_store import GT_SEGMENTER, gt_config, gt_segment
 from occam_l2r.segment.detection import Detections, Detector
 from occam_l2r.segment.prompts import PromptSource, Query
 from occam_l2r.segment.sam import SamBoxPrompter
@@ -278,49 +279,10 @@ class GroundTruth(Segmenter):
     applied), as the views see it; without them it is read from the file header.
     """
 
-    name = "gt"
+    name = GT_SEGMENTER
 
     def config(self) -> dict[str, Any]:
-        return {"segmenter": self.name, "dataset": type(self.dataset).__name__}
-
-    def segment_record(self, record: Record, size: tuple[int, int] | None = None) -> Segmentation:
-        """The ground truth of one record; raises ``OSError``/``ValueError`` when unreadable.
-
-        Args:
-            record: the image's record.
-            size: ``(height, width)`` of the decoded image; read from the file header if omitted.
-        """
-        dataset = self.dataset
-        masks = [m for m in dataset.gt_masks(record) if m.any()]
-        if size is None:
-            with Image.open(dataset.image_path(record)) as im:
-                width, height = im.size
-        else:
-            height, width = size
-        for m in masks:
-            if m.shape != (height, width):
-                raise ValueError(
-                    f"ground-truth mask of {record.image_id} is {m.shape[1]}x{m.shape[0]}, "
-                    f"the image is {width}x{height}"
-                )
-        known = 0 <= record.label < dataset.num_classes
-        name = dataset.class_names[record.label] if known else ""
-        return Segmentation.from_masks(
-            record.image_id,
-            masks,
-            labels=[name] * len(masks),
-            label_ids=[record.label] * len(masks),
-            height=height,
-            width=width,
-            prompts=[],
-        )
+        return gt_config(self.dataset)
 
     def segment(self, items: list[Item]) -> list[Segmentation | str]:
-        out: list[Segmentation | str] = []
-        for it in items:
-            try:
-                size = (it["height"], it["width"]) if "height" in it else None
-                out.append(self.segment_record(it["record"], size))
-            except (OSError, ValueError) as err:
-                out.append(f"ground truth of {it['image_id']}: {err}")
-        return out
+        return gt_segment(self.dataset, items)

@@ -4,14 +4,16 @@ Every task that classifies (the supervised classifier, the fusion heads, the zer
 subclasses :class:`BaseTask` and holds only what is its own (model, loss, optimiser). The base
 task owns:
 
-- the split names of each stage, read from the DataModule (``val_split_names``,
-  ``test_split_names``, ``predict_split_names``);
+- the split names of each stage, the group names and the headline metric, read from the fields
+  that every DataModule declares (:class:`occam_l2r.data.base.BaseDataModule`:
+  ``val_split_names``, ``test_split_names``, ``predict_split_names``, ``group_names``,
+  ``headline_metric``, ``view``, ``unreadable_counts``);
 - one metric collection per evaluated split: ``acc``, ``macro_acc`` (over the classes present),
   ``group_acc`` / ``worst_group_acc``, ``fallback_rate`` and ``num_samples`` (plus what a
   subclass adds in :meth:`BaseTask.extra_metrics`), logged as ``<split>/<metric>``, and
   ``num_unreadable`` (images the DataModule left out as unreadable, ``data.on_unreadable``);
-- the headline metric of the dataset (:func:`headline_metric_of`: ``acc``, or ``macro_acc`` for
-  FungiTastic), logged after every validation epoch as ``val/headline`` (the value of the first
+- the headline metric of the dataset (the DataModule's ``headline_metric``: ``acc``, or
+  ``macro_acc`` for FungiTastic), logged after every validation epoch as ``val/headline`` (the value of the first
   validation split), the key the checkpoint callback monitors (``val/acc`` stays logged too);
 - what ``predict`` emits: :meth:`BaseTask.prediction` packs a batch's sample ids, labels, groups,
   candidates, fallback flags and logits for the streaming
@@ -37,22 +39,13 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric, MetricCollection, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from occam_l2r.data.base import BaseDataModule
 from occam_l2r.models.metrics import GroupAccuracy, PresentClassAccuracy, worst_group
 from occam_l2r.tasks.logits_writer import LogitsWriter
 
 SUMMARY_COLUMNS = ("acc", "macro_acc", "worst_group_acc", "fallback_rate")
 #: the key of the headline metric of the first validation split (the checkpoint monitor).
 HEADLINE_KEY = "val/headline"
-
-
-def headline_metric_of(datamodule: Any) -> str:
-    """The dataset's headline metric: ``datamodule.headline_metric``, else its dataset's
-    (:attr:`occam_l2r.data.records.RecordDataset.headline_metric`), else ``acc``."""
-    for owner in (datamodule, getattr(datamodule, "dataset", None)):
-        value = getattr(owner, "headline_metric", None)
-        if isinstance(value, str) and value:
-            return value
-    return "acc"
 
 
 def metric_key(split: str) -> str:
@@ -105,26 +98,37 @@ class BaseTask(L.LightningModule):
         ``config`` holds the model's and the DataModule's hyperparameters and the dataset's
         ``headline_metric``; an override should extend ``super().prediction_metadata()``.
         """
-        dm = self.trainer.datamodule
+        dm = self.datamodule
         return {
-            "view": str(getattr(dm, "view", "")),
+            "view": str(dm.view),
             "config": {
                 "model": dict(self.hparams),
-                "data": dict(getattr(dm, "hparams", {})),
-                "headline_metric": headline_metric_of(dm),
+                "data": dict(dm.hparams),
+                "headline_metric": dm.headline_metric,
             },
         }
 
     # ------------------------------------------------------------------ setup
-    def setup(self, stage: str) -> None:
+    @property
+    def datamodule(self) -> BaseDataModule:
+        """The trainer's DataModule (every task runs with one of the toolkit's DataModules)."""
         dm = self.trainer.datamodule
+        if not isinstance(dm, BaseDataModule):
+            raise TypeError(
+                f"{type(self).__name__} needs one of the toolkit's DataModules "
+                f"(occam_l2r.data.base.BaseDataModule), not {type(dm).__name__}"
+            )
+        return dm
+
+    def setup(self, stage: str) -> None:
+        dm = self.datamodule
         self.split_names = {
             "val": list(dm.val_split_names),
             "test": list(dm.test_split_names),
             "predict": list(dm.predict_split_names),
         }
-        self.group_names = list(getattr(dm, "group_names", []))
-        self.headline_metric = headline_metric_of(dm)
+        self.group_names = list(dm.group_names)
+        self.headline_metric = dm.headline_metric
         evaluated = {
             "fit": self.split_names["val"],
             "validate": self.split_names["val"],
@@ -218,10 +222,9 @@ class BaseTask(L.LightningModule):
         """``{<split>/num_unreadable: n}``: images of each split the DataModule left out.
 
         Read from the DataModule's ``unreadable_counts`` (``data.on_unreadable: skip``); empty
-        for DataModules without it.
+        without a trainer.
         """
-        trainer = self._trainer
-        counts = getattr(getattr(trainer, "datamodule", None), "unreadable_counts", None) or {}
+        counts = self.datamodule.unreadable_counts if self._trainer is not None else {}
         return {
             f"{s}/num_unreadable": torch.tensor(float(counts[s]), device=self.device)
             for s in splits

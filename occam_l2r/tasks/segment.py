@@ -28,21 +28,24 @@ from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch import nn
 
 from occam_l2r.data.records import RecordDataset
+from occam_l2r.gt_store import GT_SEGMENTER
 from occam_l2r.segment.gt import segment_batch
 from occam_l2r.segment.segmenters import Segmenter
 from occam_l2r.store import StoreWriter, config_hash
+from occam_l2r.store_location import GT_STORE, resolve_store, stores_root
 
 log = logging.getLogger(__name__)
 
 
 def default_store(dataset: RecordDataset, segmenter: Segmenter, config_name: str | None) -> Path:
     """``<dataset root>/segmentations/<config name>`` (``<segmenter>-<config hash>`` without a
-    config file); the ``gt`` source always goes to ``<dataset root>/segmentations/gt``, where
-    training configs with ``data.segmentation: gt`` read it. ``segmenter`` must be bound."""
-    if segmenter.name == "gt":
-        return Path(dataset.root) / "segmentations" / "gt"
+    config file): the store of that name (:func:`occam_l2r.store_location.resolve_store`); the
+    ``gt`` source always goes to the ``gt`` store, where training configs with
+    ``data.segmentation: gt`` read it. ``segmenter`` must be bound."""
+    if segmenter.name == GT_SEGMENTER:
+        return resolve_store(GT_STORE, dataset.root)
     name = config_name or f"{segmenter.name.replace('+', '_')}-{config_hash(segmenter.config())}"
-    return Path(dataset.root) / "segmentations" / name
+    return stores_root(dataset.root) / name
 
 
 class SegmentTask(L.LightningModule):
@@ -51,8 +54,9 @@ class SegmentTask(L.LightningModule):
     Args:
         segmenter: ``DetectAndSegment``, ``AutomaticMasks`` or ``GroundTruth``
             (:mod:`occam_l2r.segment.segmenters`).
-        store: the store folder; default ``<dataset root>/segmentations/<config file name>``
-            (``.../gt`` for the ``gt`` source).
+        store: the store, a name or a path (:func:`occam_l2r.store_location.resolve_store`);
+            default ``<dataset root>/segmentations/<config file name>`` (``.../gt`` for the
+            ``gt`` source).
     """
 
     def __init__(self, segmenter: Segmenter, store: str | None = None) -> None:
@@ -69,7 +73,9 @@ class SegmentTask(L.LightningModule):
         self.segmenter.bind(dataset)
         self.dataset_name = dataset.name
         self.store_path = (
-            Path(self.store) if self.store else default_store(dataset, self.segmenter, config_name)
+            resolve_store(self.store, dataset.root)
+            if self.store
+            else default_store(dataset, self.segmenter, config_name)
         )
         return self.store_path
 
@@ -98,7 +104,7 @@ class SegmentTask(L.LightningModule):
             self.models.update(self.segmenter.load())
 
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> dict[str, Any]:
-        """Segment a batch (:func:`occam_l2r.segment.gt.segment_batch`, as ``build_gt_store``):
+        """Segment a batch (:func:`occam_l2r.segment.gt.segment_batch`):
         the rows to store, the failures (``(image_id, error)``) and counts."""
         rows, failures = segment_batch(self.segmenter, batch)
         computed = sum("error" not in it for it in batch)

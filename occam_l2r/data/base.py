@@ -1,0 +1,125 @@
+"""The base of every DataModule of the toolkit: the fields tasks read, stores, exact loaders.
+
+:class:`BaseDataModule` declares what a task may ask of any DataModule, so that no task guesses
+with ``getattr``:
+
+- ``dataset`` — the record dataset (``None`` where samples are not images, e.g. logits);
+- ``num_classes``, ``class_names``, ``group_names`` — from the dataset by default;
+- ``val_split_names``, ``test_split_names``, ``predict_split_names`` — one loader per name, in
+  order (a subclass says which splits each stage evaluates);
+- ``headline_metric`` — the metric that selects checkpoints (the dataset's by default);
+- ``view`` — the view the samples show (``""`` when that is not a view of images);
+- ``unreadable_counts`` — split -> images left out as unreadable (empty unless a subclass
+  skips images).
+
+It also owns where the segmentation stores live — :meth:`store_folder` and :meth:`open_store`
+apply the one rule of :func:`occam_l2r.store_location.resolve_store` with the dataset's root and
+``gt_store_dir`` — the ground-truth store's build (:meth:`build_gt_store`, the store layer's
+:func:`occam_l2r.gt_store.build_gt_store`), and evaluation/predict loaders that count every
+sample once under DDP (:meth:`eval_loader`, :func:`occam_l2r.data.loaders.eval_loader`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from occam_l2r.data.loaders import eval_loader, world_of
+from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.gt_store import build_gt_store
+from occam_l2r.store import SegmentationStore
+from occam_l2r.store_location import GT_STORE, open_store, resolve_store
+
+
+class BaseDataModule(L.LightningDataModule):
+    """What the DataModules share (see the module docstring for the fields tasks read).
+
+    A subclass sets ``self.dataset`` (or overrides the dataset-derived fields), defines the
+    split names of each stage and its loaders. A ``gt_store_dir`` hyperparameter, when the
+    subclass has one, places the ``gt`` store.
+    """
+
+    #: the view the samples show (``""``: not a view of images)
+    view: str = ""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dataset: RecordDataset | None = None
+        #: split -> number of images left out as unreadable
+        self.unreadable_counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ what tasks read
+    def require_dataset(self) -> RecordDataset:
+        """The record dataset; a clear error for a DataModule without one."""
+        if self.dataset is None:
+            raise TypeError(f"{type(self).__name__} has no record dataset")
+        return self.dataset
+
+    @property
+    def num_classes(self) -> int:
+        return self.require_dataset().num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.require_dataset().class_names)
+
+    @property
+    def group_names(self) -> list[str]:
+        return list(self.require_dataset().group_names)
+
+    @property
+    def headline_metric(self) -> str:
+        """The metric that selects checkpoints: the dataset's headline metric."""
+        return self.require_dataset().headline_metric or "acc"
+
+    @property
+    def val_split_names(self) -> list[str]:
+        """The splits of the validation loaders, in order (one loader each)."""
+        raise NotImplementedError
+
+    @property
+    def test_split_names(self) -> list[str]:
+        """The splits of the test loaders, in order (one loader each)."""
+        raise NotImplementedError
+
+    @property
+    def predict_split_names(self) -> list[str]:
+        """The names of the predict loaders, in order (one loader each)."""
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        """Create the data on disk when the dataset can (the synthetic benchmark)."""
+        if self.dataset is not None:
+            self.dataset.prepare()
+
+    # ------------------------------------------------------------------ stores
+    @property
+    def gt_store_dir(self) -> str | None:
+        """Where the ``gt`` store lives when not under the dataset root (hyperparameter)."""
+        return self.hparams.get("gt_store_dir")
+
+    def store_folder(self, spec: str) -> Path:
+        """The folder of the store ``spec`` (a name or a path, the one rule of
+        :func:`occam_l2r.store_location.resolve_store`)."""
+        return resolve_store(spec, self.require_dataset().root, self.gt_store_dir)
+
+    def open_store(self, spec: str) -> SegmentationStore:
+        """The store ``spec`` opened; a missing one raises an error naming it and the fix."""
+        return open_store(spec, self.require_dataset().root, self.gt_store_dir)
+
+    def build_gt_store(self, records: Iterable[Record]) -> Path:
+        """Write (or complete) the ``gt`` store with ``records`` (main process, in
+        ``prepare_data``); returns its folder."""
+        dataset = self.require_dataset()
+        return build_gt_store(dataset, self.store_folder(GT_STORE), records=list(records))
+
+    # ------------------------------------------------------------------ loaders
+    def eval_loader(self, dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
+        """An in-order loader; over several processes every sample is counted exactly once
+        (padding marked, :func:`occam_l2r.data.loaders.eval_loader`)."""
+        world, rank = world_of(self.trainer)
+        return eval_loader(dataset, batch_size, world_size=world, rank=rank, **kwargs)
