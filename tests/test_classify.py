@@ -100,8 +100,8 @@ def setup(tiny_synthetic_root: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.mark.slow
 def test_classify_equals_predict_and_fuse(setup: dict) -> None:
+    from occam_l2r.fusion.fusers import REGISTRY
     from occam_l2r.fusion.inputs import align_pair, load_run_split
-    from occam_l2r.reporting.predictions import from_parameters
 
     tmp = setup["tmp"]
     out = main(["classify", "--config", str(setup["config"]), "--preview"])
@@ -124,7 +124,7 @@ def test_classify_equals_predict_and_fuse(setup: dict) -> None:
     # the reference: fuse's fitted threshold applied to predict's logits of the same images
     fusion = load_fusion(tmp / "fusion", "FG_C+FULL", "threshold")
     pair = align_pair(load_run_split(tmp / "FG_C", SPLIT), load_run_split(tmp / "FULL", SPLIT))
-    ref = from_parameters("threshold", fusion.params, pair)
+    ref = REGISTRY["threshold"].from_params(fusion.params).apply(pair)
     expected = dict(zip(pair.ids.tolist(), ref.pred.tolist(), strict=True))
     for name, image_id in setup["copies"].items():
         assert rows.loc[name, "status"] == "ok"

@@ -12,7 +12,7 @@ import yaml
 
 from occam_l2r.cli import main
 from occam_l2r.commands import fuse as fuse_command
-from occam_l2r.fusion.fusers import METHOD_LABELS
+from occam_l2r.fusion.fusers import method_labels
 from occam_l2r.fusion.plan import Cell, MetadataConfig, SweepConfig, plan
 from occam_l2r.fusion.runner import run_sweep
 from occam_l2r.fusion.synthetic import write_synthetic_runs
@@ -75,7 +75,7 @@ def test_fuse_end_to_end_and_resume(runs, tmp_path, capsys):
                 "**FG_C ⊕ FULL**", "**FG_C × 2**", "| Best - ", "| Oracle |"]:  # fmt: skip
         assert row in table, row
     for m in FAST_METHODS:
-        assert f"| {METHOD_LABELS[m]} |" in table
+        assert f"| {method_labels()[m]} |" in table
     assert "val acc | val macro acc | val fallback % | test_id acc" in table
     wide = pd.read_csv(out / "fusion_table.csv")
     assert (wide.model.str.startswith("Best - ")).sum() == 3 and (wide.model == "Oracle").sum() == 3
@@ -136,9 +136,9 @@ def test_fuse_every_method_and_ensemble(runs, tmp_path, capsys):
     out = tmp_path / "out"
     cfg = write_config(tmp_path / "fuse.yaml", runs, out, methods=None, ensembles=["FULL", "FG_C"])
     main(["fuse", "--config", str(cfg)])
-    assert f"{6 + 6 * len(METHOD_LABELS)} cells computed" in capsys.readouterr().out
+    assert f"{6 + 6 * len(method_labels())} cells computed" in capsys.readouterr().out
     table = (out / "fusion_table.md").read_text()
-    for label in METHOD_LABELS.values():
+    for label in method_labels().values():
         assert table.count(f"| {label} |") == 4, label
     assert "**FULL × 2**" in table and "**FG_C × 2**" in table
     recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]

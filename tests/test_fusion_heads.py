@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from occam_l2r.fusion import heads as H
-from occam_l2r.fusion.fusers import METHOD_LABELS, Calibration, HeadConfig, build_fuser
+from occam_l2r.fusion.fusers import Calibration, FitSettings, HeadConfig, build_method, method_names
 from occam_l2r.fusion.head_training import head_logits, train_head
 from occam_l2r.fusion.inputs import LogitsPair
 
@@ -94,11 +94,9 @@ def test_every_method_fits_and_predicts():
         ids=np.arange(len(y)).astype(str), labels=y, z1=z1, z2=z2, groups=np.full(len(y), "")
     )
     calib = Calibration(pair)
-    for name in METHOD_LABELS:
-        fuser = build_fuser(name, HeadConfig(max_epochs=3, batch_size=128), seed=0).fit(
-            pair, pair, calib
-        )
-        out = fuser.predict(pair)
+    for name in method_names():
+        fuser = build_method(name, FitSettings(heads=HeadConfig(max_epochs=3, batch_size=128)))
+        out = fuser.fit(pair, pair, calib).apply(pair)
         assert out.pred.shape == y.shape and np.isfinite(out.conf).all()
         assert (out.conf > 0).all() and (out.conf <= 1 + 1e-6).all()
     # temperatures are fitted once per input and shared
@@ -109,6 +107,6 @@ def test_every_method_fits_and_predicts():
         ("input2", "ct"),
     }
     with pytest.raises(ValueError, match="unknown fusion method"):
-        build_fuser("avg")
+        build_method("avg")
     with pytest.raises(ValueError, match="train logits"):
-        build_fuser("weighted_logits").fit(None, pair, calib)
+        build_method("weighted_logits").fit(None, pair, calib)

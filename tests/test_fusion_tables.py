@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from occam_l2r.fusion import tables
-from occam_l2r.fusion.fusers import METHOD_LABELS
+from occam_l2r.fusion.fusers import method_labels
 
 
 def long_table() -> pd.DataFrame:
@@ -35,7 +35,7 @@ def test_aggregate_best_and_table9():
     assert full["mean"] == pytest.approx(0.81) and full["std"] == pytest.approx(0.0141421356)
     best = tables.best_methods(agg, "val", "acc")
     assert best == {"FG_C+FULL": ("max_conf",)}  # the oracle is never selected
-    wide, md = tables.table9(agg, ["val", "test"], best, METHOD_LABELS)
+    wide, md = tables.table9(agg, ["val", "test"], best, method_labels())
     assert list(wide.columns) == [
         "model", "val acc", "val macro acc", "val fallback %", "test acc", "test macro acc",
         "test fallback %",

@@ -17,12 +17,9 @@ from PIL import Image
 from occam_l2r.cli import main
 from occam_l2r.fusion import tables
 from occam_l2r.fusion.calibration import expected_calibration_error, fit_temperature
-from occam_l2r.fusion.fusers import Calibration, HeadConfig, build_fuser
-from occam_l2r.fusion.inputs import LogitsPair
 from occam_l2r.fusion.synthetic import write_synthetic_runs
 from occam_l2r.logits import LogitsFile
 from occam_l2r.reporting.html import Page
-from occam_l2r.reporting.predictions import from_parameters
 from occam_l2r.reporting.sources import FuseOutputMissingError, read_markdown_table
 from occam_l2r.reporting.stats import per_class_accuracy, reliability
 
@@ -230,24 +227,6 @@ def test_report_without_optional_parts(experiment, tmp_path):
 def test_report_needs_a_fuse_folder(tmp_path):
     with pytest.raises(FuseOutputMissingError, match="metrics_long.csv"):
         main(["report", "--fusion_dir", str(tmp_path)])
-
-
-def test_predictions_from_parameters_equal_the_fusers():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 4, 200)
-    z1 = (2 * np.eye(4)[y] + rng.standard_normal((200, 4))).astype(np.float32)
-    z2 = (np.eye(4)[rng.integers(0, 4, 200)] + rng.standard_normal((200, 4))).astype(np.float32)
-    pair = LogitsPair(ids=np.arange(200).astype(str), labels=y, z1=z1, z2=z2,
-                      groups=np.full(200, ""))  # fmt: skip
-    calib = Calibration(pair)
-    heads = HeadConfig(max_epochs=2, batch_size=64)
-    for method in ["max_conf", "max_conf_ts", "max_conf_cts", "threshold", "ts_average",
-                   "ts_weighted_average", "weighted_logits", "oracle"]:  # fmt: skip
-        fuser = build_fuser(method, heads).fit(pair, pair, calib)
-        got = from_parameters(method, fuser.params(), pair)
-        assert got is not None and (got.pred == fuser.predict(pair).pred).all(), method
-    concat = build_fuser("concat_fc", heads).fit(pair, pair, calib)
-    assert from_parameters("concat_fc", concat.params(), pair) is None
 
 
 def test_reliability_bins_and_ece():

@@ -4,7 +4,7 @@
 as RGB: :func:`occam_l2r.data.records.read_image`), takes its segmentation from the store, makes
 the views of the pair (and of the fallback view) with :func:`occam_l2r.views.apply_view`, runs
 each view's model, and fuses input 1 and input 2 with the parameters ``fuse`` fitted
-(:func:`occam_l2r.reporting.predictions.from_parameters`), then gives the images whose view fell
+(:meth:`occam_l2r.fusion.fusers.FusionMethod.from_params`), then gives the images whose view fell
 back FULL's prediction (:func:`occam_l2r.fusion.fallback.apply_fallback`), exactly as ``fuse``
 scores a split. With ``cascade`` the second model runs only where ⊕R needs it
 (:func:`occam_l2r.classify.cascade.cascade_threshold`). An image that cannot be read or does not
@@ -26,10 +26,10 @@ from occam_l2r.data.records import ImageReadError, read_image
 from occam_l2r.errors import UserError
 from occam_l2r.fusion import methods
 from occam_l2r.fusion.fallback import FALLBACK_CHOSEN, apply_fallback
+from occam_l2r.fusion.fusers import REGISTRY, FusionMethod
 from occam_l2r.fusion.inputs import LogitsPair
 from occam_l2r.fusion.methods import FusionOutput
 from occam_l2r.fusion.saved import SavedFusion
-from occam_l2r.reporting.predictions import from_parameters
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.store import SegmentationStore
 from occam_l2r.views import Decomposition, apply_view, select_foreground
@@ -114,15 +114,27 @@ def needed_views(config: ClassifyConfig, fusion: SavedFusion) -> list[str]:
             f"cascade needs the threshold fusion (⊕R), not {fusion.method!r}: set `method: "
             "threshold` or `cascade: false`"
         )
-    if fusion.method in ("oracle", "concat_fc") or (
-        fusion.method == "weighted_logits" and "w1" not in fusion.params
-    ):
+    if not classifies_new_images(fusion.method, fusion.params):
+        accepted = [m for m, cls in REGISTRY.items() if not cls.needs_labels]
         raise ClassifyConfigError(
             f"method {fusion.method!r} cannot classify new images from its saved parameters "
-            "(the oracle needs labels, concat_fc saves no weights); choose threshold, max_conf*, "
-            "ts_average, ts_weighted_average or weighted_logits"
+            f"{sorted(fusion.params)} (it reads the labels, or they do not suffice to rebuild "
+            f"it); choose one of {accepted} whose fit saved what it needs"
         )
     return views
+
+
+def classifies_new_images(method: str, params: dict) -> bool:
+    """Whether the registered ``method`` with these saved ``params`` can classify new images:
+    it rebuilds itself from them (:meth:`~occam_l2r.fusion.fusers.FusionMethod.restorable`)
+    and does not read the labels (the oracle does)."""
+    cls = REGISTRY.get(method)
+    return cls is not None and not cls.needs_labels and cls.restorable(params)
+
+
+def fitted_method(method: str, params: dict) -> FusionMethod:
+    """The fitted fusion ``method`` rebuilt from its saved ``params`` (no refit)."""
+    return REGISTRY[method].from_params(params)
 
 
 def render(
@@ -201,9 +213,7 @@ def classify_images(
             ids=np.array([r.image_id for r in items], str), labels=np.full(n, -1, np.int64),
             z1=logits.rows(v1, every), z2=logits.rows(v2, every), groups=np.zeros(n, np.int64),
         )  # fmt: skip
-        out = from_parameters(fusion.method, params, pair)
-        assert out is not None  # needed_views refused the methods without parameters
-        fused, second = out, np.ones(n, bool)
+        fused, second = fitted_method(fusion.method, params).apply(pair), np.ones(n, bool)
     if config.fallback == "full" and flags.any():
         full = np.zeros_like(logits.z[v1], dtype=np.float32)
         full[flags] = logits.rows(config.fallback_view, np.flatnonzero(flags))

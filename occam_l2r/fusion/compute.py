@@ -29,7 +29,7 @@ from occam_l2r.errors import UserError
 from occam_l2r.fusion import report
 from occam_l2r.fusion.config import eval_splits, topk_splits
 from occam_l2r.fusion.fallback import apply_fallback, split_metrics
-from occam_l2r.fusion.fusers import Calibration, build_fuser
+from occam_l2r.fusion.fusers import Calibration, FitSettings, HeadConfig, build_method
 from occam_l2r.fusion.inputs import LogitsPair, align_pair
 from occam_l2r.fusion.metadata import MetadataPrior, align_metadata, metadata_fusion
 from occam_l2r.fusion.methods import score
@@ -84,13 +84,14 @@ def run_fused(ctx: Runner, cells: list[Cell]) -> list[Outcome]:
     out = []
     for cell in cells:
         t0 = time.perf_counter()
-        fuser = build_fuser(
-            cell.method, cfg.heads, cell.seed, cfg.select_metric or "acc", cfg.threshold_t
+        settings = FitSettings(
+            cfg.select_metric or "acc", cell.seed, cfg.heads or HeadConfig(), cfg.threshold_t
         )
+        fuser = build_method(cell.method, settings)
         fuser.fit(train, data[cfg.val_split], calib)
         metrics = {}
         for split, pair in data.items():
-            fused = fuser.predict(pair)
+            fused = fuser.apply(pair)
             if cfg.fallback == "full":
                 fused = apply_fallback(fused, pair.fallback, full[split])
             metrics[split] = split_metrics(fused.pred, pair.labels, pair.fallback)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from occam_l2r.fusion.fallback import FallbackMode
-from occam_l2r.fusion.fusers import METHOD_LABELS, HeadConfig
+from occam_l2r.fusion.fusers import HeadConfig, method_names
 from occam_l2r.fusion.methods import METRICS
 
 Metric = Literal["acc", "macro_acc"]
@@ -93,7 +93,7 @@ class SweepConfig:
             Default: the first FG view with every BG view and FULL.
         ensembles: views fused with themselves across seeds (``FULL`` -> FULL × 2).
         baseline: the view that Table 1 reports deltas against.
-        methods: fusion methods (default: all, see ``METHOD_LABELS``).
+        methods: fusion methods (default: all registered ones, :func:`~occam_l2r.fusion.fusers.method_names`).
         train_split: split the learnt heads are trained on (and metadata priors counted on).
         val_split: split temperatures, thresholds and α are fitted on; ⊕* selects on it.
         test_splits: evaluation splits (Table 1 has one column per split).
@@ -142,7 +142,7 @@ class SweepConfig:
         pairs = self.pairs if self.pairs is not None else self._default_pairs()
         self.pairs = [(str(a), str(b)) for a, b in pairs]
         self.ensembles = list(self.ensembles if self.ensembles is not None else [])
-        self.methods = list(self.methods if self.methods is not None else METHOD_LABELS)
+        self.methods = list(self.methods if self.methods is not None else method_names())
         self.test_splits = list(self.test_splits if self.test_splits is not None else ["test"])
         self.summary_methods = list(self.summary_methods or DEFAULT_SUMMARY_METHODS)
         self.heads = self.heads or HeadConfig()
@@ -158,9 +158,10 @@ class SweepConfig:
     def _validate(self) -> None:
         if not self.runs:
             raise ValueError("`runs` is empty: give run dirs per view, e.g. {FULL: [dir_seed0]}")
-        unknown = [m for m in self.methods or [] if m not in METHOD_LABELS]
+        known = method_names()
+        unknown = [m for m in self.methods or [] if m not in known]
         if unknown:
-            raise ValueError(f"unknown fusion methods {unknown}; choose from {list(METHOD_LABELS)}")
+            raise ValueError(f"unknown fusion methods {unknown}; choose from {known}")
         ensembles = self.ensembles or []
         for view in [v for p in self.pairs or [] for v in p] + ensembles + [self.baseline]:
             if view not in self.runs:

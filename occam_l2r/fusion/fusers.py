@@ -1,16 +1,24 @@
-"""Every fusion method of L2R² appendix B.3 behind one interface: fit on train/val, predict.
+"""Every fusion method of L2R² appendix B.3 as one registered class: the one place a method is known.
 
-A :class:`Fuser` is fitted once per (pair of inputs, seed) and then predicts any split. The
-parameters it learns are plain numbers or arrays (:meth:`Fuser.params`), so the ablation can
-log them and the report can show them. Names follow the paper (:data:`METHOD_LABELS` gives the
-row labels of Table 9).
+A :class:`FusionMethod` subclass carries everything the toolkit asks of a method: its ``name``
+(the key of configs and ``results.jsonl``), its ``label`` (its row in Table 9 and the summary),
+its ``symbol`` (its operator in Table 1, ``⊕max``), whether it is ``learnt`` (trains a head), the
+split it fits on (``fit_split``), :meth:`~FusionMethod.fit`, :meth:`~FusionMethod.apply`, and its
+fitted parameters as JSON values (:meth:`~FusionMethod.params`) with the way back
+(:meth:`~FusionMethod.from_params`, :meth:`~FusionMethod.restorable`).
+
+:func:`register` adds a class to :data:`REGISTRY`, whose order is the tables' row order. The
+sweep (:mod:`occam_l2r.fusion.plan`, :mod:`occam_l2r.fusion.compute`), the tables, the config
+check, the report's predictions and ``classify`` all ask the registry (:func:`method_names`,
+:func:`method_labels`, :func:`method_class`, :func:`build_method`); adding a method is one
+registered class (docs/extending.md).
 """
 
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -19,22 +27,6 @@ from occam_l2r.fusion import calibration, heads, methods
 from occam_l2r.fusion.head_training import head_logits, train_head
 from occam_l2r.fusion.inputs import LogitsPair
 from occam_l2r.fusion.methods import FusionOutput
-
-#: method name -> row label (as in the paper's Table 9), in table order.
-METHOD_LABELS: dict[str, str] = {
-    "max_conf": "Max conf",
-    "max_conf_ts": "Max scaled conf",
-    "max_conf_cts": "Max class-wise scaled conf",
-    "threshold": "Threshold conf",
-    "ts_average": "TempScaled AvgPred",
-    "ts_weighted_average": "TempScaled WeightedAvg",
-    "concat_fc": "Concatenate + FC layers",
-    "weighted_logits": "WeightedLogitsComb",
-    "oracle": "Oracle",
-}
-
-#: the methods that train a head of :data:`occam_l2r.fusion.heads.HEADS` on the train split.
-LEARNT_METHODS: tuple[str, ...] = ("concat_fc", "weighted_logits")
 
 #: Adam's learning rate of each learnt head when ``HeadConfig.lr`` is not set: the values of
 #: ``configs/fusion/<head>.yaml``, so that the ablation and ``fit`` train the same heads.
@@ -96,6 +88,23 @@ class Calibration:
         return self._get(0, "ct"), self._get(1, "ct")
 
 
+@dataclass
+class FitSettings:
+    """What a sweep tells a method before it fits (each method reads the fields it needs).
+
+    Attributes:
+        metric: the validation metric that fitted parameters maximise (``acc``, ``macro_acc``).
+        seed: the seed of a learnt head (its initialisation and the order of its samples).
+        heads: training settings of the learnt heads.
+        threshold_t: a manual ⊕R threshold (``None``: fitted on val).
+    """
+
+    metric: str = "acc"
+    seed: int = 0
+    heads: HeadConfig = field(default_factory=HeadConfig)
+    threshold_t: float | None = None
+
+
 def _softmax_output(logits: np.ndarray) -> FusionOutput:
     p = methods.softmax(logits)
     pred = p.argmax(1)
@@ -107,24 +116,56 @@ def _softmax_output(logits: np.ndarray) -> FusionOutput:
     )
 
 
-class Fuser(abc.ABC):
-    """Base class: ``fit`` learns parameters, ``predict`` fuses a split.
+def _restore(value: Any) -> Any:
+    """A parameter read back from JSON: lists (class-wise temperatures) as float64 arrays."""
+    return np.asarray(value, np.float64) if isinstance(value, list) else value
 
-    Args:
-        metric: the validation metric that fitted parameters maximise (``acc``, ``macro_acc``).
+
+class FusionMethod(abc.ABC):
+    """One fusion method: what it is (class attributes), ``fit`` on train/val, ``apply`` to a split.
+
+    An instance is fitted once per (pair of inputs, seed) and then applies to any split. Its
+    parameters are plain numbers or arrays (:meth:`params`), logged in ``results.jsonl``;
+    :meth:`from_params` gives back a fitted instance from them (no refit).
+
+    Attributes:
+        name: the key of the method in configs and ``results.jsonl``.
+        label: its row label in Table 9 and the summary (``WeightedLogitsComb``).
+        symbol: its operator in Table 1 (``⊕WL``).
+        learnt: whether it trains a head (on ``fit_split``, its epoch chosen on val).
+        fit_split: the split it fits on: ``train`` (learnt heads), ``val`` (temperatures,
+            ``t``, ``α``) or ``None`` (nothing to fit).
+        needs_labels: whether :meth:`apply` reads the labels (the oracle): it cannot classify
+            new images.
     """
 
-    name = ""
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    symbol: ClassVar[str] = ""
+    learnt: ClassVar[bool] = False
+    fit_split: ClassVar[str | None] = None
+    needs_labels: ClassVar[bool] = False
 
-    def __init__(self, metric: str = "acc") -> None:
-        self.metric = metric
+    def __init__(self, settings: FitSettings | None = None) -> None:
+        self.settings = settings or FitSettings()
         self._params: dict[str, Any] = {}
 
-    def fit(self, train: LogitsPair | None, val: LogitsPair, calib: Calibration) -> Fuser:
+    @property
+    def metric(self) -> str:
+        return self.settings.metric
+
+    @classmethod
+    def cell_settings(cls, settings: FitSettings) -> dict[str, Any]:
+        """The settings besides the metric that change this method's result (part of a sweep
+        cell's fingerprint, so that changing them recomputes the cell)."""
+        return {}
+
+    def fit(self, train: LogitsPair | None, val: LogitsPair, calib: Calibration) -> FusionMethod:
+        """Fit the parameters (``train`` is ``None`` unless ``fit_split`` is ``train``)."""
         return self
 
     @abc.abstractmethod
-    def predict(self, data: LogitsPair) -> FusionOutput:
+    def apply(self, data: LogitsPair) -> FusionOutput:
         """Fuse the two inputs of ``data`` with the fitted parameters."""
 
     def params(self) -> dict[str, Any]:
@@ -133,72 +174,158 @@ class Fuser(abc.ABC):
             k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self._params.items()
         }
 
+    @classmethod
+    def restorable(cls, params: dict[str, Any]) -> bool:
+        """Whether :meth:`from_params` can rebuild the fitted method from ``params`` alone."""
+        return True
 
-class MaxConf(Fuser):
-    name = "max_conf"
+    @classmethod
+    def from_params(
+        cls, params: dict[str, Any], settings: FitSettings | None = None
+    ) -> FusionMethod:
+        """A fitted method from the parameters :meth:`params` gave (as read from JSON).
 
-    def predict(self, data: LogitsPair) -> FusionOutput:
+        Raises:
+            ValueError: the parameters do not suffice (:meth:`restorable` is false).
+        """
+        if not cls.restorable(params):
+            raise ValueError(
+                f"fusion method {cls.name!r} cannot be rebuilt from its saved parameters "
+                f"{sorted(params)}"
+            )
+        method = cls(settings)
+        method._params = {k: _restore(v) for k, v in params.items()}
+        return method
+
+
+#: method name -> its class, in table order (:func:`register` adds to it).
+REGISTRY: dict[str, type[FusionMethod]] = {}
+
+
+def register(cls: type[FusionMethod]) -> type[FusionMethod]:
+    """Class decorator: add a :class:`FusionMethod` to :data:`REGISTRY` (after the others).
+
+    Raises:
+        ValueError: the class has no ``name``/``label``/``symbol``, or its name is taken.
+    """
+    missing = [a for a in ("name", "label", "symbol") if not getattr(cls, a)]
+    if missing:
+        raise ValueError(f"fusion method {cls.__name__} must set {missing}")
+    if cls.name in REGISTRY and REGISTRY[cls.name] is not cls:
+        raise ValueError(f"fusion method name {cls.name!r} is taken by {REGISTRY[cls.name]}")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+def method_names() -> list[str]:
+    """The registered methods, in table order."""
+    return list(REGISTRY)
+
+
+def method_labels() -> dict[str, str]:
+    """Method name -> row label (Table 9), in table order."""
+    return {name: cls.label for name, cls in REGISTRY.items()}
+
+
+def method_class(name: str) -> type[FusionMethod]:
+    """The registered class of ``name``.
+
+    Raises:
+        ValueError: no method of that name (the message lists them).
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown fusion method {name!r}; choose from {method_names()}")
+    return REGISTRY[name]
+
+
+def build_method(name: str, settings: FitSettings | None = None) -> FusionMethod:
+    """A new (unfitted) method by name (a key of :data:`REGISTRY`)."""
+    return method_class(name)(settings)
+
+
+@register
+class MaxConf(FusionMethod):
+    """⊕max: the more confident input."""
+
+    name, label, symbol = "max_conf", "Max conf", "⊕max"
+
+    def apply(self, data: LogitsPair) -> FusionOutput:
         return methods.max_conf(data.z1, data.z2)
 
 
-class MaxConfTS(Fuser):
-    name = "max_conf_ts"
+@register
+class MaxConfTS(FusionMethod):
+    """⊕max on temperature-scaled confidences (temperatures fitted on val)."""
+
+    name, label, symbol, fit_split = "max_conf_ts", "Max scaled conf", "⊕maxTS", "val"
 
     def fit(self, train, val, calib):
         self._params["t1"], self._params["t2"] = calib.scalar()
         return self
 
-    def predict(self, data):
+    def apply(self, data):
         return methods.max_conf(data.z1, data.z2, self._params["t1"], self._params["t2"])
 
 
-class MaxConfCTS(Fuser):
-    name = "max_conf_cts"
+@register
+class MaxConfCTS(FusionMethod):
+    """⊕max on class-wise temperature-scaled confidences."""
+
+    name, label, symbol = "max_conf_cts", "Max class-wise scaled conf", "⊕maxCTS"
+    fit_split = "val"
 
     def fit(self, train, val, calib):
         self._params["t1"], self._params["t2"] = calib.classwise()
         return self
 
-    def predict(self, data):
+    def apply(self, data):
         return methods.max_conf(data.z1, data.z2, self._params["t1"], self._params["t2"])
 
 
-class Threshold(Fuser):
+@register
+class Threshold(FusionMethod):
     """⊕R; ``t`` is fitted on val, or set by hand (§3.3: "manually set to limit the influence
-    of Φ2")."""
+    of Φ2", :attr:`FitSettings.threshold_t`)."""
 
-    name = "threshold"
+    name, label, symbol, fit_split = "threshold", "Threshold conf", "⊕R", "val"
 
-    def __init__(self, metric: str = "acc", t: float | None = None) -> None:
-        super().__init__(metric)
-        self.manual_t = t
+    @classmethod
+    def cell_settings(cls, settings):
+        return {} if settings.threshold_t is None else {"t": settings.threshold_t}
 
     def fit(self, train, val, calib):
-        if self.manual_t is not None:
-            self._params.update(t=float(self.manual_t), manual=True)
+        if self.settings.threshold_t is not None:
+            self._params.update(t=float(self.settings.threshold_t), manual=True)
         else:
             self._params["t"] = methods.fit_threshold(
                 val.z1, val.z2, val.labels, metric=self.metric
             )
         return self
 
-    def predict(self, data):
+    def apply(self, data):
         return methods.threshold(data.z1, data.z2, self._params["t"])
 
 
-class TSAverage(Fuser):
-    name = "ts_average"
+@register
+class TSAverage(FusionMethod):
+    """The average of both temperature-scaled softmaxes."""
+
+    name, label, symbol, fit_split = "ts_average", "TempScaled AvgPred", "⊕avg", "val"
 
     def fit(self, train, val, calib):
         self._params["t1"], self._params["t2"] = calib.scalar()
         return self
 
-    def predict(self, data):
+    def apply(self, data):
         return methods.ts_average(data.z1, data.z2, self._params["t1"], self._params["t2"])
 
 
-class TSWeightedAverage(Fuser):
-    name = "ts_weighted_average"
+@register
+class TSWeightedAverage(FusionMethod):
+    """``α σ(z1/T1) + (1 - α) σ(z2/T2)``, ``α`` fitted on val."""
+
+    name, label, symbol = "ts_weighted_average", "TempScaled WeightedAvg", "⊕wavg"
+    fit_split = "val"
 
     def fit(self, train, val, calib):
         t1, t2 = calib.scalar()
@@ -206,23 +333,25 @@ class TSWeightedAverage(Fuser):
         self._params.update(t1=t1, t2=t2, alpha=alpha)
         return self
 
-    def predict(self, data):
+    def apply(self, data):
         p = self._params
         return methods.ts_weighted_average(data.z1, data.z2, p["alpha"], p["t1"], p["t2"])
 
 
-class LearntHead(Fuser):
-    """A head from :mod:`occam_l2r.fusion.heads` trained on the train logits, its epoch chosen
-    on the validation logits (:func:`occam_l2r.fusion.head_training.train_head`)."""
+class LearntHead(FusionMethod):
+    """A head of :mod:`occam_l2r.fusion.heads` (named as the method) trained on the train
+    logits, its epoch chosen on the validation logits
+    (:func:`occam_l2r.fusion.head_training.train_head`)."""
 
-    def __init__(
-        self, name: str, config: HeadConfig | None = None, seed: int = 0, metric: str = "acc"
-    ) -> None:
-        super().__init__(metric)
-        self.name = name
-        self.config = config or HeadConfig()
-        self.seed = seed
+    learnt, fit_split = True, "train"
+
+    def __init__(self, settings: FitSettings | None = None) -> None:
+        super().__init__(settings)
         self.head: torch.nn.Module | None = None
+
+    @classmethod
+    def cell_settings(cls, settings):
+        return asdict(settings.heads)
 
     def fit(self, train, val, calib):
         if train is None or len(train) == 0:
@@ -230,57 +359,70 @@ class LearntHead(Fuser):
                 f"{self.name} is trained on the train logits, but none were given; set "
                 "`train_split` in the fuse config and export that split with `predict`"
             )
-        c = self.config
-        torch.manual_seed(self.seed)  # what seed_everything does before `fit` builds the head
+        c, seed = self.settings.heads, self.settings.seed
+        torch.manual_seed(seed)  # what seed_everything does before `fit` builds the head
         self.head = heads.build_head(self.name, train.num_classes, hidden_dim=c.hidden_dim)
         with_val = (val.z1, val.z2, val.labels) if c.select_on_val and val is not None else None
         fitted = train_head(
             self.head, train.z1, train.z2, train.labels, c.max_epochs,
             c.lr if c.lr is not None else DEFAULT_LR[self.name], c.batch_size,
-            c.weight_decay, self.seed, c.num_threads, with_val, self.metric,
+            c.weight_decay, seed, c.num_threads, with_val, self.metric,
         )  # fmt: skip
         self._params.update(best_epoch=fitted.best_epoch, val_score=fitted.best_score)
-        if isinstance(self.head, heads.WeightedLogits):
-            self._params["w1"] = self.head.w1.detach().numpy().copy()
-            self._params["w2"] = self.head.w2.detach().numpy().copy()
         return self
 
-    def predict(self, data):
+    def apply(self, data):
         if self.head is None:
-            raise RuntimeError(f"{self.name}: call fit() before predict()")
+            raise RuntimeError(f"{self.name}: call fit() before apply()")
         return _softmax_output(head_logits(self.head, data.z1, data.z2))
 
 
-class Oracle(Fuser):
-    name = "oracle"
+@register
+class ConcatFCMethod(LearntHead):
+    """⊕FC: a shallow network on the concatenated logits. Its weights are not saved, so it is
+    not rebuilt from its parameters (the report needs its per-sample reports)."""
 
-    def predict(self, data):
+    name, label, symbol = "concat_fc", "Concatenate + FC layers", "⊕FC"
+
+    @classmethod
+    def restorable(cls, params):
+        return False
+
+
+@register
+class WeightedLogitsMethod(LearntHead):
+    """⊕WL: ``w1 * z1 + w2 * z2`` with per-class weights, saved as ``w1``/``w2``."""
+
+    name, label, symbol = "weighted_logits", "WeightedLogitsComb", "⊕WL"
+
+    def fit(self, train, val, calib):
+        super().fit(train, val, calib)
+        assert isinstance(self.head, heads.WeightedLogits)
+        self._params["w1"] = self.head.w1.detach().numpy().copy()
+        self._params["w2"] = self.head.w2.detach().numpy().copy()
+        return self
+
+    @classmethod
+    def restorable(cls, params):
+        return "w1" in params and "w2" in params
+
+    @classmethod
+    def from_params(cls, params, settings=None):
+        method = super().from_params(params, settings)
+        w1 = np.asarray(params["w1"], np.float32)
+        head = heads.WeightedLogits(len(w1))
+        with torch.no_grad():
+            head.w1.copy_(torch.from_numpy(w1))
+            head.w2.copy_(torch.from_numpy(np.asarray(params["w2"], np.float32)))
+        method.head = head
+        return method
+
+
+@register
+class Oracle(FusionMethod):
+    """Correct when either input is: an upper bound that reads the labels."""
+
+    name, label, symbol, needs_labels = "oracle", "Oracle", "⊕oracle", True
+
+    def apply(self, data):
         return methods.oracle(data.z1, data.z2, data.labels)
-
-
-def build_fuser(
-    name: str,
-    head_config: HeadConfig | None = None,
-    seed: int = 0,
-    metric: str = "acc",
-    threshold_t: float | None = None,
-) -> Fuser:
-    """Create a fuser by method name (a key of :data:`METHOD_LABELS`).
-
-    Args:
-        name: the method.
-        head_config: training settings of the learnt heads.
-        seed: seed of a learnt head (its initialisation and the order of its samples).
-        metric: the validation metric that t, α and the heads' epochs maximise.
-        threshold_t: a manual ⊕R threshold (``None``: fitted on val).
-    """
-    simple = {c.name: c for c in (MaxConf, MaxConfTS, MaxConfCTS, TSAverage, TSWeightedAverage)}
-    if name in simple:
-        return simple[name](metric)
-    if name == "threshold":
-        return Threshold(metric, threshold_t)
-    if name == "oracle":
-        return Oracle(metric)
-    if name in LEARNT_METHODS:
-        return LearntHead(name, head_config, seed, metric)
-    raise ValueError(f"unknown fusion method {name!r}; choose from {list(METHOD_LABELS)}")

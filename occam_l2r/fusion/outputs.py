@@ -27,7 +27,7 @@ import pandas as pd
 
 from occam_l2r.fusion import crosstables, report, tables, topk
 from occam_l2r.fusion.config import SweepConfig, eval_splits, topk_splits
-from occam_l2r.fusion.fusers import METHOD_LABELS
+from occam_l2r.fusion.fusers import method_labels
 from occam_l2r.fusion.inputs import load_run_split, resolve_logits_path
 from occam_l2r.fusion.runner import SweepResult
 from occam_l2r.logits import LogitsFile
@@ -50,7 +50,7 @@ def write_outputs(config: SweepConfig, result: SweepResult) -> dict[str, Path]:
     agg = tables.aggregate(result.long.astype({"value": float}))
     agg.to_csv(out / "metrics_long.csv", index=False)
     best = tables.best_methods(agg, config.val_split, select)
-    labels = dict(METHOD_LABELS)
+    labels = method_labels()
     if config.threshold_t is not None:
         labels["threshold"] = f"{labels['threshold']} (t={config.threshold_t:g})"
     t9, md9 = tables.table9(agg, eval_splits(config), best, labels, _topk_notes(result))

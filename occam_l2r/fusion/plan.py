@@ -22,7 +22,7 @@ from occam_l2r.fusion.config import (
     eval_splits,
     image_views,
 )
-from occam_l2r.fusion.fusers import LEARNT_METHODS, HeadConfig
+from occam_l2r.fusion.fusers import FitSettings, HeadConfig, method_class
 
 __all__ = [
     "AcrossDatasets",
@@ -53,7 +53,7 @@ class Cell:
             or ``topk`` (FULL and the candidate-prompted views, eq. 5).
         views: the input views: one for ``single`` and ``metadata``, two for pairs (the same
             view twice for an ensemble), FULL and the FG (and BG) views for ``topk``.
-        method: a key of ``METHOD_LABELS`` for fused cells, ``model`` for single ones,
+        method: a registered fusion method (:mod:`occam_l2r.fusion.fusers`) for fused cells, ``model`` for single ones,
             ``prior`` for metadata ones and a :data:`TOPK_VARIANTS` entry for top-k ones.
         seed: the seed index of the cell (of input 1 for an ensemble).
         runs: the run dirs read, one per input.
@@ -106,7 +106,9 @@ class Cell:
     @property
     def needs_train(self) -> bool:
         """Whether the cell reads the train split (learnt heads, metadata priors)."""
-        return self.kind == "metadata" or self.method in LEARNT_METHODS
+        if self.kind in ("pair", "ensemble"):
+            return method_class(self.method).fit_split == "train"
+        return self.kind == "metadata"
 
 
 def _fallback_run(config: SweepConfig, seed: int) -> str | None:
@@ -144,7 +146,7 @@ def plan(config: SweepConfig) -> list[Cell]:
                     )  # fmt: skip
                     for s, r in enumerate(config.runs[view])
                 ]
-    heads = asdict(config.heads or HeadConfig())
+    fit = FitSettings(heads=config.heads or HeadConfig(), threshold_t=config.threshold_t)
     groups: list[tuple[CellKind, str, str, int]] = [
         ("pair", a, b, 0) for a, b in config.pairs or []
     ]
@@ -156,10 +158,7 @@ def plan(config: SweepConfig) -> list[Cell]:
             runs = (config.runs[a][s], config.runs[b][(s + shift) % n])
             for m in config.methods or []:
                 settings: dict[str, Any] = {**fb, "metric": config.select_metric}
-                if m in LEARNT_METHODS:
-                    settings.update(heads)
-                if m == "threshold" and config.threshold_t is not None:
-                    settings["t"] = config.threshold_t
+                settings.update(method_class(m).cell_settings(fit))
                 cells.append(Cell(kind, (a, b), m, s, runs, settings, _fallback_run(config, s)))
     return cells + _topk_cells(config)
 

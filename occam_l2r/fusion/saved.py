@@ -2,10 +2,9 @@
 
 ``fuse`` appends one record per cell to ``<output_dir>/results.jsonl`` with the parameters it
 fitted on the validation split (temperatures ``t1``/``t2``, the threshold ``t``, ``α``, the
-weighted-logits weights ``w1``/``w2``; :meth:`occam_l2r.fusion.fusers.Fuser.params`).
+weighted-logits weights ``w1``/``w2``; :meth:`occam_l2r.fusion.fusers.FusionMethod.params`).
 :func:`load_fusion` finds the record of one fused pair, method and seed and returns it as a
-:class:`SavedFusion`; nothing is refitted. Applying the parameters to logits is
-:func:`occam_l2r.reporting.predictions.from_parameters`.
+:class:`SavedFusion`; nothing is refitted. The registered method rebuilds itself from them (:meth:`occam_l2r.fusion.fusers.FusionMethod.from_params`).
 """
 
 from __future__ import annotations

@@ -15,22 +15,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from occam_l2r.fusion.fusers import METHOD_LABELS
+from occam_l2r.fusion.fusers import REGISTRY, method_labels
 from occam_l2r.fusion.methods import tied_best
 
-#: Table-1 operator symbols of the methods.
-SYMBOLS: dict[str, str] = {
-    "best": "⊕*",
-    "max_conf": "⊕max",
-    "max_conf_ts": "⊕maxTS",
-    "max_conf_cts": "⊕maxCTS",
-    "threshold": "⊕R",
-    "ts_average": "⊕avg",
-    "ts_weighted_average": "⊕wavg",
-    "concat_fc": "⊕FC",
-    "weighted_logits": "⊕WL",
-    "oracle": "⊕oracle",
-}
+#: Table 1's symbol of ⊕*, the best method on validation (a row, not a method).
+BEST_SYMBOL = "⊕*"
+
+
+def symbol(method: str) -> str:
+    """A Table 1 row's operator: ``⊕*`` for ``best``, else the method's registered symbol."""
+    if method == "best":
+        return BEST_SYMBOL
+    return REGISTRY[method].symbol if method in REGISTRY else method
+
 
 METRIC_LABELS = {"acc": "acc", "macro_acc": "macro acc", "fallback_rate": "fallback %"}
 #: the metrics of each split in Table 9, in column order.
@@ -54,7 +51,7 @@ def best_methods(agg: pd.DataFrame, val_split: str, metric: str) -> dict[str, tu
     out: dict[str, tuple[str, ...]] = {}
     fused = agg[agg.kind.isin(["pair", "ensemble"]) & (agg.method != "oracle")]
     sel = fused[(fused.split == val_split) & (fused.metric == metric)]
-    order = {m: i for i, m in enumerate(METHOD_LABELS)}
+    order = {m: i for i, m in enumerate(REGISTRY)}
     for name, rows in sel.groupby("name", sort=False):
         scores = dict(zip(rows.method, rows["mean"], strict=True))
         scores = dict(sorted(scores.items(), key=lambda kv: order.get(kv[0], len(order))))
@@ -200,11 +197,11 @@ def summary_rows(
                 chosen = best.get(name, ()) if m == "best" else (m,)
                 if not chosen or not set(chosen) <= have:
                     continue
-                sym = SYMBOLS.get(m, m)
+                sym = symbol(m)
                 key = f"{v1} {sym} {v2}" if kind == "pair" else f"{v1} {sym}"
                 label = key
                 if m == "best" and (kind == "pair" or len(chosen) > 1):
-                    label += f" ({best_label(chosen, METHOD_LABELS)})"
+                    label += f" ({best_label(chosen, method_labels())})"
                 rows.append(SummaryRow(key, label, kind, name, chosen))
     for _, r in names[names.kind == "topk"].iterrows():
         label = f"top-k {topk_display(r['name'], r['method'])}"

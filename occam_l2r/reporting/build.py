@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from occam_l2r.errors import UserError
-from occam_l2r.fusion.fusers import METHOD_LABELS
+from occam_l2r.fusion.fusers import REGISTRY, method_labels
 from occam_l2r.fusion.inputs import headline_metric
 from occam_l2r.fusion.methods import METRICS
 from occam_l2r.logits import LogitsFileError
@@ -92,7 +92,8 @@ class ReportBuilder:
         cannot)."""
         m = self.outputs.metrics
         val = m[(m.name == name) & (m.split == self.config.val_split) & (m.metric == self.metric)]
-        order = {x: i for i, x in enumerate(METHOD_LABELS)}
+        order = {x: i for i, x in enumerate(REGISTRY)}
+        labels = method_labels()
         ranked = sorted(
             (x for x in val.method if x != "oracle"),
             key=lambda x: (-float(val[val.method == x]["mean"].iloc[0]), order.get(x, 99)),
@@ -101,8 +102,8 @@ class ReportBuilder:
         for method in [*star, *ranked]:
             recs = self.outputs.cells(name=name, method=method)
             if recs and all(reproducible(r, self.outputs.folder) for r in recs):
-                label = METHOD_LABELS.get(method, method)
-                names = ", ".join(METHOD_LABELS.get(x, x) for x in star)
+                label = labels.get(method, method)
+                names = ", ".join(labels.get(x, x) for x in star)
                 if method not in star:
                     why = (
                         f"the best on {self.config.val_split} with saved parameters; ⊕* is {names}"

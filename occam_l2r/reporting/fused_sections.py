@@ -17,7 +17,7 @@ from PIL import Image
 
 from occam_l2r.data.records import ImageReadError, read_image
 from occam_l2r.errors import UserError
-from occam_l2r.fusion.fusers import METHOD_LABELS
+from occam_l2r.fusion.fusers import method_labels
 from occam_l2r.fusion.report import plot_weights, weights_table
 from occam_l2r.reporting import figures
 from occam_l2r.reporting.predictions import aligned_predictions
@@ -107,7 +107,7 @@ def class_deltas(b: ReportBuilder) -> None:
                 if fs is not None:
                     accs.append(per_class_accuracy(fs.pred, fs.labels, k))
             if accs:
-                label = METHOD_LABELS.get(method, method)
+                label = method_labels().get(method, method)
                 series[f"{_display(name)} ({label})"] = _mean_delta(accs, base_acc)
         if not series:
             raise ReportInputError("no view or fused row besides the baseline to compare")

@@ -3,12 +3,13 @@
 ``fuse`` keeps per split only the metrics of a fused row and its fitted parameters (the
 temperatures, ``t``, ``α``, the weighted-logits weights in ``results.jsonl``), and per-sample
 reports for the methods listed in ``sample_reports``. :func:`fused_split` gives a fused row's
-predictions on a split from its per-sample report when there is one, and otherwise applies the
-method's functions of :mod:`occam_l2r.fusion.methods` with the fitted parameters to the aligned
-logits (:func:`occam_l2r.fusion.inputs.align_pair`, as ``fuse`` aligns them), with the FULL
+predictions on a split from its per-sample report when there is one, and otherwise rebuilds the
+fitted method from its parameters (:meth:`occam_l2r.fusion.fusers.FusionMethod.from_params`)
+and applies it to the aligned logits (:func:`occam_l2r.fusion.inputs.align_pair`, as ``fuse`` aligns them), with the FULL
 fallback (:func:`occam_l2r.fusion.fallback.apply_fallback`). No parameter is refitted. The
 accuracy of the result is compared with the one ``fuse`` recorded (:attr:`FusedSplit.matches`).
-``concat_fc`` has no saved parameters: without a per-sample report it cannot be reproduced.
+A method whose parameters do not suffice (:meth:`~occam_l2r.fusion.fusers.FusionMethod.restorable`
+is false: ``concat_fc`` saves no weights) is reproduced only from a per-sample report.
 """
 
 from __future__ import annotations
@@ -22,15 +23,9 @@ import pandas as pd
 
 from occam_l2r.fusion import methods
 from occam_l2r.fusion.fallback import apply_fallback
-from occam_l2r.fusion.inputs import LogitsPair, align_pair, load_run_split
-from occam_l2r.fusion.methods import FusionOutput
+from occam_l2r.fusion.fusers import REGISTRY
+from occam_l2r.fusion.inputs import align_pair, load_run_split
 from occam_l2r.logits import LogitsFile
-
-#: the methods whose predictions follow from their saved parameters alone
-FROM_PARAMETERS = (
-    "max_conf", "max_conf_ts", "max_conf_cts", "threshold", "ts_average",
-    "ts_weighted_average", "weighted_logits", "oracle",
-)  # fmt: skip
 
 
 @dataclass
@@ -67,39 +62,14 @@ class LogitsCache:
 
 def reproducible(record: dict[str, Any], folder: str | Path) -> bool:
     """Whether :func:`fused_split` can give the predictions of a fused cell."""
-    params = record.get("params") or {}
-    if record["method"] == "weighted_logits" and "w1" not in params:
-        return _samples_dir(folder, record).is_dir()
-    return record["method"] in FROM_PARAMETERS or _samples_dir(folder, record).is_dir()
+    method = REGISTRY.get(record["method"])
+    if method is not None and method.restorable(record.get("params") or {}):
+        return True
+    return _samples_dir(folder, record).is_dir()
 
 
 def _samples_dir(folder: str | Path, record: dict[str, Any]) -> Path:
     return Path(folder) / "samples" / record["name"] / f"seed{record['seed']}"
-
-
-def _vec(value: Any) -> float | np.ndarray:
-    return np.asarray(value, np.float64) if isinstance(value, list) else float(value)
-
-
-def from_parameters(method: str, params: dict[str, Any], pair: LogitsPair) -> FusionOutput | None:
-    """The predictions of ``method`` with its fitted ``params`` (``None`` for ``concat_fc``)."""
-    z1, z2 = pair.z1, pair.z2
-    t1, t2 = _vec(params.get("t1", 1.0)), _vec(params.get("t2", 1.0))
-    if method in ("max_conf", "max_conf_ts", "max_conf_cts"):
-        return methods.max_conf(z1, z2, t1, t2)
-    if method == "threshold":
-        return methods.threshold(z1, z2, float(params["t"]), t1, t2)
-    if method in ("ts_average", "ts_weighted_average"):
-        return methods.ts_weighted_average(z1, z2, float(params.get("alpha", 0.5)), t1, t2)
-    if method == "oracle":
-        return methods.oracle(z1, z2, pair.labels)
-    if method == "weighted_logits" and "w1" in params:
-        w1 = np.asarray(params["w1"], np.float32)
-        w2 = np.asarray(params["w2"], np.float32)
-        p = methods.softmax(w1 * z1.astype(np.float32) + w2 * z2.astype(np.float32))
-        pred = p.argmax(1).astype(np.int64)
-        return FusionOutput(pred, p[np.arange(len(p)), pred], np.full(len(p), -1, np.int8), p)
-    return None
 
 
 def fused_split(
@@ -133,9 +103,10 @@ def fused_split(
             pred = rows["fused_pred"].to_numpy(np.int64)
     if pred is None:
         source = "fitted parameters"
-        out = from_parameters(record["method"], record.get("params") or {}, pair)
-        if out is None:
+        method, params = REGISTRY.get(record["method"]), record.get("params") or {}
+        if method is None or not method.restorable(params):
             return None
+        out = method.from_params(params).apply(pair)
         if fallback_run is not None and pair.fallback.any():
             full = align_pair(a, cache.get(fallback_run, split), "input 1", "FULL").z2
             out = apply_fallback(out, pair.fallback, full)

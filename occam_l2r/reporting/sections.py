@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from occam_l2r.fusion.fusers import METHOD_LABELS
+from occam_l2r.fusion.fusers import method_labels
 from occam_l2r.fusion.tables import topk_display
 from occam_l2r.fusion.topk import nonempty_candidates, plot_nonempty_histogram
 from occam_l2r.reporting import figures, fused_sections
@@ -30,7 +30,7 @@ def row_label(kind: str, name: str, method: str) -> str:
     if kind == "topk":
         return f"top-k {topk_display(name, method)}"
     if kind in ("pair", "ensemble"):
-        return f"{fused_display(kind, name)}: {METHOD_LABELS.get(method, method)}"
+        return f"{fused_display(kind, name)}: {method_labels().get(method, method)}"
     return name
 
 
