@@ -146,6 +146,22 @@ def test_discover_cli_on_the_embedded_benchmark_gt_store(
     assert "| GT | 100.0 | 100.0 |" in Path(result["table"]).read_text()
 
 
+def test_discover_builds_the_gt_store_in_gt_store_dir(
+    tiny_synthetic_root: Path, tmp_path: Path
+) -> None:
+    cfg = yaml.safe_load((REPO / "configs/synthetic/discover.yaml").read_text())
+    bench = cfg["benchmarks"][0]
+    bench["dataset"]["init_args"].update(root=str(tiny_synthetic_root), **TINY)
+    bench.update(splits=["test_id"], gt_store_dir=str(tmp_path / "gt"))
+    cfg["output_dir"] = str(tmp_path / "out")
+    conf = tmp_path / "discover.yaml"
+    conf.write_text(yaml.safe_dump(cfg))
+    result = main(["discover", "--config", str(conf)])
+    assert result["results"]["synthetic"]["GT"]["fg_ari"] == 1.0
+    summary = json.loads(Path(result["summary"]).read_text())
+    assert summary["benchmarks"]["synthetic"]["sources"]["GT"]["store"] == str(tmp_path / "gt")
+
+
 def wrong_store(ds: MOVi, path: Path) -> Path:
     """Every frame's objects merged into one mask (FG-ARI 0), plus a mask off the objects."""
     writer = StoreWriter(path, "merged", {"segmenter": "merged"})
