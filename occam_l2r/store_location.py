@@ -61,9 +61,9 @@ def resolve_store(
 ) -> Path:
     """The folder of the segmentation store that a config names.
 
-    **The rule (names vs paths).** A *path* is a value with a path separator (``/`` or ``\\``),
-    a value starting with ``~``, ``.`` and ``..`` themselves, and any :class:`~pathlib.Path`: it
-    is the folder as written (``~`` expanded; a relative path is taken from the current directory).
+    **The rule (names vs paths).** A value that contains ``/`` or ``\\``, starts with ``~``, or
+    is ``.`` or ``..`` — and any :class:`~pathlib.Path` — is a *path*: the folder as written
+    (``~`` expanded; a relative path is taken from the current directory).
     Any other value is a *name*: ``gt`` is the dataset's ground-truth store (``gt_store_dir``
     when it is set, else ``<dataset root>/segmentations/gt``), and any other name is
     ``<dataset root>/segmentations/<name>``, where ``python -m occam_l2r segment --config
