@@ -159,7 +159,7 @@ class StoreWriterCallback(BasePredictionWriter):
         """
         writer = self._writer(trainer, task)
         writer.close()
-        skipped = getattr(trainer.datamodule, "skipped", 0)
+        skipped = trainer.datamodule.skipped  # SegmentDataModule: images already stored
         strategy = trainer.strategy
         counts = torch.tensor(
             [self.computed, skipped, writer.duplicates],
