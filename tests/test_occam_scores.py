@@ -1,5 +1,5 @@
-"""OCCAM's plain functions: each foreground score on hand-made masks, the per-image choice, the
-apply modes and the Table-8 table (no model, no Lightning)."""
+"""OCCAM's plain functions: each foreground score on hand-made masks, the score registry, the
+per-image choice, the apply modes and the Table-8 table (no model, no Lightning)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,14 @@ from occam_l2r.occam.apply import (
     fit_square,
     whole_image,
 )
+from occam_l2r.occam.ground_truth import mask_iou
 from occam_l2r.occam.scores import (
+    FOREGROUND_SCORES,
+    Candidates,
+    MissingGroundTruthError,
     bbox_iou,
+    check_scores,
     choose,
-    classifier_score,
     ens_entropy,
     max_prob,
     oracle,
@@ -58,9 +62,33 @@ def test_ens_entropy_is_one_minus_the_entropy_of_the_mean_prediction():
     mean = torch.softmax(members, -1).mean(1)
     assert torch.allclose(ens, 1 + (mean * mean.log()).sum(-1))
     assert int(ens.argmax()) == 1
-    assert torch.equal(classifier_score("ens_entropy", LOGITS, torch.zeros(3), members), ens)
-    with pytest.raises(ValueError, match="not a classifier score"):
-        classifier_score("bbox_iou", LOGITS, torch.zeros(3))
+
+
+def _candidates(ensemble: torch.Tensor | None = None, box=None) -> Candidates:
+    """LOGITS as the three masks of one image of label 1, the masks three 4x4 quarters."""
+    masks = np.zeros((3, 4, 4), bool)
+    masks[0, :2, :2], masks[1, :2, 2:], masks[2, 2:, :2] = True, True, True
+    owner = torch.zeros(3, dtype=torch.long)
+    return Candidates(LOGITS, torch.ones(3, dtype=torch.long), owner, [masks], [box], ensemble)
+
+
+def test_the_registry_holds_the_papers_scores_in_table_order():
+    assert list(FOREGROUND_SCORES)[:4] == ["max_prob", "oracle", "ens_entropy", "bbox_iou"]
+    assert [n for n, s in FOREGROUND_SCORES.items() if s.uses_ensemble] == ["ens_entropy"]
+    members = torch.stack([LOGITS, LOGITS.flip(-1)], 1)
+    c = _candidates(members, box=(2, 0, 4, 2))  # the box is mask 1
+    assert torch.equal(FOREGROUND_SCORES["max_prob"].compute(c), max_prob(LOGITS))
+    assert torch.equal(FOREGROUND_SCORES["oracle"].compute(c), oracle(LOGITS, torch.ones(3)))
+    assert torch.equal(FOREGROUND_SCORES["ens_entropy"].compute(c), ens_entropy(members))
+    no_ensemble = FOREGROUND_SCORES["ens_entropy"].compute(_candidates())
+    assert torch.equal(no_ensemble, ens_entropy(LOGITS))
+    assert FOREGROUND_SCORES["bbox_iou"].compute(c).argmax() == 1
+    with pytest.raises(MissingGroundTruthError, match="Drop bbox_iou"):
+        FOREGROUND_SCORES["bbox_iou"].compute(_candidates())
+    with pytest.raises(ValueError, match="model.scores=.*'blur'.*choose from.*max_prob"):
+        check_scores(["max_prob", "blur"])
+    with pytest.raises(ValueError, match="choose from"):
+        check_scores([])
 
 
 def test_bbox_iou_is_pixel_iou_of_mask_and_filled_box():
@@ -77,6 +105,18 @@ def test_bbox_iou_is_pixel_iou_of_mask_and_filled_box():
     assert s[2] == pytest.approx(1e-6 / (16 + 6 + 1e-6))
     assert int(np.argmax(s)) == 1
     assert len(bbox_iou([], (0, 0, 1, 1))) == 0
+    assert np.array_equal(bbox_iou(np.stack([half, inside, elsewhere]), (3, 2, 7, 6)), s)
+    assert bbox_iou([inside], (3.5, 2.5, 6.2, 5.1))[0] == pytest.approx(1.0)  # rounded outward
+
+
+def test_mask_iou_with_the_object():
+    obj = np.zeros((6, 6), bool)
+    obj[:3] = True
+    top_left = np.zeros((6, 6), bool)
+    top_left[:3, :3] = True
+    iou = mask_iou([obj, top_left, ~obj], obj)
+    assert iou.dtype == np.float32 and iou.tolist() == [1.0, 0.5, 0.0]
+    assert np.isnan(mask_iou([obj], None)).all() and len(mask_iou([], obj)) == 0
 
 
 def test_choose_takes_the_best_mask_per_image_first_on_ties_and_minus_one_without_masks():

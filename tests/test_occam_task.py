@@ -1,5 +1,6 @@
 """OCCAM's selection end to end on hand-made images: a sample of the OCCAM dataset (every mask
-applied), its batch, and the task's outputs with a classifier whose answer is known per view.
+applied, nothing scored), its batch, and the task's outputs (its plain
+:class:`~occam_l2r.occam.model.Occam` module) with a classifier whose answer is known per view.
 
 The image holds three coloured rectangles (the masks): red A, which the stub classifier calls
 class 0 with near certainty; green B (the object, label 1), class 1 with less confidence; blue C,
@@ -18,12 +19,14 @@ from torch import nn
 
 from occam_l2r.data.occam_datamodule import OccamDataset, collate_occam
 from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.occam.model import Occam
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.tasks.occam import OccamTask
 from occam_l2r.weights import WeightsNotFoundError
 from tests._clip_tiny import save_tiny_clip
 
 H, W = 24, 36
+SCORES = ["max_prob", "oracle", "ens_entropy", "bbox_iou"]
 BOXES = {"A": (2, 2, 12, 10), "B": (14, 4, 30, 16), "C": (4, 14, 12, 22)}  # x0, y0, x1, y1
 COLORS = {"A": (255, 0, 0), "B": (90, 200, 80), "C": (60, 70, 200)}
 
@@ -76,9 +79,8 @@ class MeanColour(nn.Module):
 @pytest.fixture(scope="module")
 def task(tmp_path_factory: pytest.TempPathFactory) -> OccamTask:
     path = save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny_vit.pt")
-    scores = ["max_prob", "oracle", "ens_entropy", "bbox_iou"]
-    task = OccamTask("occam-tiny-vit", str(path), num_classes=3, scores=scores)
-    task.zeroshot = MeanColour()  # the classifier whose answer per view is known
+    task = OccamTask("occam-tiny-vit", str(path), num_classes=3, scores=SCORES)
+    task.occam = Occam(MeanColour(), SCORES)  # the classifier whose answer per view is known
     task.sources, task.modes = ["hand"], ["crop_resize_gray", "crop_resize_original"]
     return task
 
@@ -94,13 +96,17 @@ def batch() -> dict:
 def test_a_batch_holds_every_mask_of_every_image_applied(batch: dict):
     assert batch["num_masks"]["hand"].tolist() == [3, 0]
     assert batch["owner"]["hand"].tolist() == [0, 0, 0]
-    assert batch["masks"]["hand"]["crop_resize_gray"].shape == (3, 3, 16, 16)
+    assert batch["applied"]["hand"]["crop_resize_gray"].shape == (3, 3, 16, 16)
     assert batch["image"].shape == (2, 3, 16, 16) and batch["label"].tolist() == [1, 2]
     # rectangles: the crop is the rectangle's colour only (nothing of the box is outside it)
-    red = batch["masks"]["hand"]["crop_resize_gray"][0]
+    red = batch["applied"]["hand"]["crop_resize_gray"][0]
     assert red[0].min() == 255 and red[1:].max() == 0
-    assert batch["bbox_iou"]["hand"].tolist() == pytest.approx([0.0, 1.0, 0.0], abs=1e-6)
-    assert batch["object_iou"]["hand"].tolist() == pytest.approx([0.0, 1.0, 0.0])
+    # the masks themselves and the ground truth, per image: the data scores nothing
+    assert [m.shape for m in batch["masks"]["hand"]] == [(3, H, W), (0, H, W)]
+    assert np.array_equal(batch["masks"]["hand"][0][1], _rect("B"))
+    assert batch["gt_box"][0].tolist() == list(BOXES["B"]) and batch["gt_box"][1] is None
+    assert np.array_equal(batch["gt_object"][0], _rect("B")) and batch["gt_object"][1] is None
+    assert not {"bbox_iou", "object_iou"} & set(batch)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +116,7 @@ def test_a_batch_holds_every_mask_of_every_image_applied(batch: dict):
 def test_each_score_picks_the_expected_mask(task: OccamTask, batch: dict, score, mask, predicted):
     with torch.no_grad():
         outs = task.outputs_of(batch)
-    masks_logits = MeanColour()(batch["masks"]["hand"]["crop_resize_gray"])
+    masks_logits = MeanColour()(batch["applied"]["hand"]["crop_resize_gray"])
     chosen = outs[f"hand/crop_resize_gray/{score}"]
     assert torch.equal(chosen.logits[0], masks_logits["ABC".index(mask)])
     assert int(chosen.logits[0].argmax()) == predicted
@@ -144,13 +150,15 @@ class SwappedColour(MeanColour):
 
 
 def test_ens_entropy_with_an_ensemble_picks_the_mask_the_members_agree_on(task, batch):
-    task.ensemble = nn.ModuleList([SwappedColour()])  # members disagree on A and C, agree on B
+    single = task.occam
+    # members disagree on A and C, agree on B
+    task.occam = Occam(MeanColour(), SCORES, ensemble=[SwappedColour()])
     try:
         with torch.no_grad():
             outs = task.outputs_of(batch)
     finally:
-        task.ensemble = nn.ModuleList()
-    logits = MeanColour()(batch["masks"]["hand"]["crop_resize_gray"])
+        task.occam = single
+    logits = MeanColour()(batch["applied"]["hand"]["crop_resize_gray"])
     chosen = outs["hand/crop_resize_gray/ens_entropy"].logits[0]
     assert torch.equal(chosen, logits[1])  # B, although A is the main model's most confident
     assert torch.equal(outs["hand/crop_resize_gray/max_prob"].logits[0], logits[0])

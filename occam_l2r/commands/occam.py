@@ -33,18 +33,11 @@ from occam_l2r.tasks.occam import OccamTask
 
 PROG = "python -m occam_l2r occam"
 
-#: an OCCAM run trains nothing: no checkpoints, no model summary, no logger unless configured
-TRAINER_DEFAULTS: dict[str, Any] = {
-    "logger": False,
-    "enable_checkpointing": False,
-    "enable_model_summary": False,
-    "default_root_dir": "checkpoints/occam",
-}
-
 
 class OccamVerbCLI(LightningCLI):
     """The ``occam`` verb's LightningCLI (``run=False``): parses ``args`` and instantiates the
-    task, the DataModule and the Trainer; :meth:`run_occam` runs the test.
+    task, the DataModule and the Trainer (with the task's
+    :attr:`~occam_l2r.tasks.occam.OccamTask.trainer_defaults`); :meth:`run_occam` runs the test.
 
     Args:
         args: the arguments after the verb (``["--config", "c.yaml", ...]``).
@@ -56,7 +49,7 @@ class OccamVerbCLI(LightningCLI):
             OccamTask,
             OccamDataModule,
             save_config_callback=None,
-            trainer_defaults=TRAINER_DEFAULTS,
+            trainer_defaults=dict(OccamTask.trainer_defaults),
             seed_everything_default=0,
             parser_kwargs={"prog": PROG, "description": __doc__.split("\n\n")[0]},
             args=args,

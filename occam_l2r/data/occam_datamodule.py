@@ -3,21 +3,23 @@
 :class:`OccamDataset` reads an image once and, for each mask source (a segmentation store of
 class-agnostic masks: SAM automatic masks, imported CropFormer / FT-Dinosaur masks, scikit-image
 regions, or ``gt``), applies every mask of the image with every apply mode
-(:mod:`occam_l2r.occam.apply`) as a square network input. A sample holds:
+(:func:`occam_l2r.occam.apply.applied_inputs`, a pure data transform) as a square network input.
+It scores nothing: the foreground scores and the IoU diagnostics are computed by
+:class:`occam_l2r.occam.model.Occam`, called by the task. A sample holds:
 
 - ``image`` (``(3, S, S)`` uint8, the whole image) and, with the ``alpha`` mode, ``image_alpha``
   (``(4, S, S)``, the whole image with a full α-channel);
-- ``masks[source][mode]`` — ``(K, C, S, S)`` uint8, the K masks of the image applied (K may be 0:
-  the image then counts as having no masks and is classified on the whole image);
-- ``bbox_iou[source]`` — ``(K,)`` pixel IoU of each mask with the image's ground-truth box
-  (:func:`occam_l2r.occam.scores.bbox_iou`; NaN without one) and ``object_iou[source]`` — IoU
-  with the ground-truth object (NaN without one), which tells whether a score found the object;
+- ``applied[source][mode]`` — ``(K, C, S, S)`` uint8, the K masks of the image applied (K may be
+  0: the image then counts as having no masks and is classified on the whole image);
+- ``masks[source]`` — the K masks themselves, a boolean ``(K, H, W)`` array;
+- ``gt_box`` and ``gt_object`` — the image's ground-truth box (the union of the dataset's
+  ``gt_boxes(record)`` when it has them, else the tight box of its ground-truth masks) and object
+  mask, ``None`` without them (:func:`occam_l2r.occam.ground_truth.ground_truth`);
 - ``label``, ``group``, ``index``, ``id``, ``group_name`` as in every DataModule of the toolkit.
 
-:func:`collate_occam` concatenates the masks of a batch per (source, mode) so a task encodes
-them together, and gives ``owner[source]`` (the batch position of each mask) and
-``num_masks[source]``. The ground-truth box is the union of the dataset's ``gt_boxes(record)``
-when it has them, else the tight box of its ground-truth masks.
+:func:`collate_occam` concatenates the applied masks of a batch per (source, mode) so a task
+encodes them together, keeps the masks and the ground truth as per-image lists, and gives
+``owner[source]`` (the batch position of each mask) and ``num_masks[source]``.
 """
 
 from __future__ import annotations
@@ -35,16 +37,15 @@ from torch.utils.data._utils.collate import default_collate
 from occam_l2r.data.base import BaseDataModule
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.errors import UserError
-from occam_l2r.occam.apply import APPLY_MODES, ApplyMode, apply_mask, channels, whole_image
-from occam_l2r.occam.ground_truth import ground_truth, mask_iou
-from occam_l2r.occam.scores import bbox_iou
+from occam_l2r.occam.apply import APPLY_MODES, ApplyMode, applied_inputs, whole_input
+from occam_l2r.occam.ground_truth import ground_truth
 from occam_l2r.store import SegmentationStore
 from occam_l2r.store_location import GT_STORE
 
 log = logging.getLogger(__name__)
 
-#: per-source fields of a sample, concatenated over the batch by :func:`collate_occam`
-PER_MASK = ("bbox_iou", "object_iou")
+#: fields of a sample that :func:`collate_occam` does not stack with ``default_collate``
+PER_IMAGE = ("applied", "masks", "gt_box", "gt_object")
 
 
 class MissingMasksError(UserError, ValueError):
@@ -63,7 +64,8 @@ class OccamDataset(Dataset):
         group_index: group name -> index.
         min_area: masks with fewer pixels are ignored.
         max_masks: at most this many masks per image and source, in the store's order.
-        with_ground_truth: read the ground-truth box and object (``bbox_iou``, ``object_iou``).
+        with_ground_truth: read the ground-truth box and object (the ``bbox_iou`` score, the
+            ``object_iou`` diagnostic).
     """
 
     def __init__(
@@ -105,12 +107,6 @@ class OccamDataset(Dataset):
         masks = [m for i in range(len(seg)) if int((m := seg.mask(i)).sum()) >= self.min_area]
         return masks[: self.max_masks] if self.max_masks is not None else masks
 
-    def _tensor(self, images: list[np.ndarray], mode: str) -> torch.Tensor:
-        if not images:
-            return torch.zeros((0, channels(mode), self.size, self.size), dtype=torch.uint8)
-        # the transpose in numpy: a torch copy here would wake its thread pool for 100 kB
-        return torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)))
-
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
         image = self.dataset.read_image(rec)
@@ -122,46 +118,44 @@ class OccamDataset(Dataset):
             "label": torch.tensor(rec.label, dtype=torch.long),
             "group": torch.tensor(self.group_index.get(rec.group, 0), dtype=torch.long),
             "index": torch.tensor(index, dtype=torch.long),
-            "image": self._tensor([whole_image("FULL", image, self.size)], "FULL")[0],
+            "image": whole_input("FULL", image, self.size),
+            "applied": {},
             "masks": {},
-            **{key: {} for key in PER_MASK},
+            "gt_box": box,
+            "gt_object": obj,
         }
         if "alpha" in self.modes:
-            sample["image_alpha"] = self._tensor([whole_image("alpha", image, self.size)], "alpha")[
-                0
-            ]
+            sample["image_alpha"] = whole_input("alpha", image, self.size)
         for source in self.stores:
             masks = self.masks_of(source, rec.image_id, hw)
-            sample["masks"][source] = {
-                mode: self._tensor([apply_mask(mode, image, m, self.size) for m in masks], mode)
-                for mode in self.modes
+            sample["applied"][source] = {
+                mode: applied_inputs(mode, image, masks, self.size) for mode in self.modes
             }
-            iou = bbox_iou(masks, box) if box is not None else np.full(len(masks), np.nan)
-            sample["bbox_iou"][source] = torch.from_numpy(np.asarray(iou, np.float32))
-            sample["object_iou"][source] = torch.from_numpy(mask_iou(masks, obj))
+            sample["masks"][source] = np.stack(masks) if masks else np.zeros((0, *hw), bool)
         return sample
 
 
 def collate_occam(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """A batch: per-image fields stacked, masks concatenated per (source, mode), with
-    ``owner[source]`` (batch position of each mask) and ``num_masks[source]``."""
-    nested = ("masks", *PER_MASK)
-    batch = default_collate([{k: v for k, v in s.items() if k not in nested} for s in samples])
+    """A batch: per-image fields stacked, applied masks concatenated per (source, mode), masks
+    and ground truth as per-image lists, with ``owner[source]`` (batch position of each mask)
+    and ``num_masks[source]``."""
+    batch = default_collate([{k: v for k, v in s.items() if k not in PER_IMAGE} for s in samples])
     sources = list(samples[0]["masks"])
     counts = {
-        src: torch.tensor([len(s["bbox_iou"][src]) for s in samples], dtype=torch.long)
+        src: torch.tensor([len(s["masks"][src]) for s in samples], dtype=torch.long)
         for src in sources
     }
     batch["num_masks"] = counts
     batch["owner"] = {
         src: torch.repeat_interleave(torch.arange(len(samples)), counts[src]) for src in sources
     }
-    batch["masks"] = {
-        src: {mode: torch.cat([s["masks"][src][mode] for s in samples]) for mode in modes}
-        for src, modes in samples[0]["masks"].items()
+    batch["applied"] = {
+        src: {mode: torch.cat([s["applied"][src][mode] for s in samples]) for mode in modes}
+        for src, modes in samples[0]["applied"].items()
     }
-    for key in PER_MASK:
-        batch[key] = {src: torch.cat([s[key][src] for s in samples]) for src in sources}
+    batch["masks"] = {src: [s["masks"][src] for s in samples] for src in sources}
+    batch["gt_box"] = [s["gt_box"] for s in samples]
+    batch["gt_object"] = [s["gt_object"] for s in samples]
     return batch
 
 

@@ -21,13 +21,19 @@ every OCCAM view of the toolkit), where the authors' ``crop_resize_gray``
 The whole-image baselines (Table 8's mask-free rows) go through the same square input:
 :func:`whole_image` (RGB, or RGB with an all-ones α-channel, the "whole image" foreground
 detector of §E.1).
+
+:func:`applied_inputs` and :func:`whole_input` give the network's uint8 tensors of an image: the
+OCCAM dataset (:class:`~occam_l2r.data.occam_datamodule.OccamDataset`) and
+:meth:`occam_l2r.occam.model.Occam.predict` (one image) build them alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+import torch
 from PIL import Image
 
 from occam_l2r.segmentation import mask_to_box
@@ -124,3 +130,32 @@ def whole_image(mode: str, image: np.ndarray, size: int) -> np.ndarray:
     if mode == "alpha":
         return fit_square(alpha_image(image, np.ones(image.shape[:2], bool)), size)
     return fit_square(image, size)
+
+
+def stack_inputs(images: list[np.ndarray], mode: str, size: int) -> torch.Tensor:
+    """Square ``(H, W, C)`` uint8 inputs of ``mode`` as one ``(K, C, size, size)`` uint8 tensor
+    (``(0, C, size, size)`` for none)."""
+    if not images:
+        return torch.zeros((0, channels(mode), size, size), dtype=torch.uint8)
+    # the transpose in numpy: a torch copy here would wake its thread pool for 100 kB
+    return torch.from_numpy(np.ascontiguousarray(np.stack(images).transpose(0, 3, 1, 2)))
+
+
+def applied_inputs(
+    mode: str, image: np.ndarray, masks: Sequence[np.ndarray], size: int
+) -> torch.Tensor:
+    """Every mask of an image applied with ``mode``: ``(K, C, size, size)`` uint8.
+
+    Args:
+        mode: ``crop_resize_gray``, ``crop_resize_original`` or ``alpha``.
+        image: ``(H, W, 3)`` uint8.
+        masks: boolean ``(H, W)`` masks, none empty.
+        size: side of the network input.
+    """
+    return stack_inputs([apply_mask(mode, image, m, size) for m in masks], mode, size)
+
+
+def whole_input(mode: str, image: np.ndarray, size: int) -> torch.Tensor:
+    """The whole image as ``mode``'s network input: ``(C, size, size)`` uint8 (see
+    :func:`whole_image`)."""
+    return stack_inputs([whole_image(mode, image, size)], mode, size)[0]

@@ -1,7 +1,8 @@
 """The ground truth OCCAM's diagnostics read: each image's object mask and box.
 
 ``bbox_iou`` (:mod:`occam_l2r.occam.scores`) needs a ground-truth box per image, and the IoU of
-the chosen mask with the object tells whether a foreground score found it. Both come from the
+the chosen mask with the object (:func:`mask_iou`, computed by
+:class:`~occam_l2r.occam.model.Occam`) tells whether a foreground score found it. Both come from the
 dataset (a :class:`~occam_l2r.data.records.RecordDataset`, duck-typed here: this layer does not
 import the data layer): its ``gt_boxes(record)`` when it has them (Stanford Dogs' VOC boxes),
 else the tight box of its ground-truth masks (``gt_masks(record)``).
@@ -42,12 +43,23 @@ def ground_truth(
     return box, obj
 
 
-def mask_iou(masks: Sequence[np.ndarray], target: np.ndarray | None) -> np.ndarray:
-    """IoU of each mask with ``target`` (NaN for every mask without a target)."""
+def mask_iou(masks: Sequence[np.ndarray] | np.ndarray, target: np.ndarray | None) -> np.ndarray:
+    """IoU of each mask with ``target`` (NaN for every mask without a target).
+
+    Args:
+        masks: boolean ``(H, W)`` masks of one image (a list, or a ``(K, H, W)`` array).
+        target: the image's boolean ``(H, W)`` object mask, or ``None``.
+
+    Returns:
+        ``(K,)`` float32 (0 where a mask and the target are both empty).
+    """
     if target is None:
         return np.full(len(masks), np.nan, np.float32)
-    out = np.empty(len(masks), np.float32)
-    for i, m in enumerate(masks):
-        union = float(np.logical_or(m, target).sum())
-        out[i] = float(np.logical_and(m, target).sum()) / union if union else 0.0
-    return out
+    if len(masks) == 0:
+        return np.zeros(0, np.float32)
+    m = np.asarray(masks, dtype=bool).reshape(len(masks), -1)
+    t = np.asarray(target, dtype=bool).reshape(-1)
+    inter = (m & t).sum(axis=1)
+    union = m.sum(axis=1) + int(t.sum()) - inter
+    iou = np.divide(inter, union, out=np.zeros(len(m), np.float64), where=union > 0)
+    return iou.astype(np.float32)

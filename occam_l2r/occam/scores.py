@@ -1,4 +1,5 @@
-"""OCCAM's foreground scores g(x, m) and the choice of one mask per image (OCCAM §3.2.2, §C).
+"""OCCAM's foreground scores g(x, m), their registry, and the choice of one mask per image
+(OCCAM §3.2.2, §C).
 
 Every mask m of an image x is applied to it, a(x, m), and scored; the mask with the highest
 foreground score is the foreground, m* = S_{i*}(x) with i* = argmax_i g(x, S_i(x)). The scores
@@ -15,6 +16,19 @@ follow the authors' code (AlexanderRubinstein/OCCAM, ``occam/robust_classificati
   ground-truth box, (|m ∩ b| + eps) / (|m ∪ b| + eps) with eps = 1e-6, computed on pixels as the
   authors do (not box against box).
 
+**The registry.** :data:`FOREGROUND_SCORES` maps each score's name to a
+:class:`ForegroundScore`: a function of the :class:`Candidates` of a batch (the applied masks'
+logits, the labels, the masks themselves, the ground-truth boxes, the ensemble's logits) that
+returns one score per mask. ``model.scores`` of the ``occam`` verb, the plain
+:class:`~occam_l2r.occam.model.Occam` module and the table read it; adding a score is one
+function decorated with :func:`foreground_score` (docs/extending.md, "Add an OCCAM foreground
+score")::
+
+    @foreground_score("smallest")
+    def smallest(c: Candidates) -> torch.Tensor:
+        areas = [float(m.sum()) for masks in c.masks for m in masks]
+        return -torch.tensor(areas, device=c.logits.device)  # the smallest mask first
+
 Ties go to the first mask in the store's order (the authors' table marks every tied mask; one
 prediction per image needs one). An image without masks has no choice (index -1): the caller
 classifies the whole image instead and counts it.
@@ -22,19 +36,103 @@ classifies the whole image instead and counts it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-ForegroundScore = Literal["max_prob", "oracle", "ens_entropy", "bbox_iou"]
-#: every foreground score, in the order of the tables
-FOREGROUND_SCORES: tuple[str, ...] = ("max_prob", "oracle", "ens_entropy", "bbox_iou")
-#: scores computed from the classifier's outputs on the applied masks
-CLASSIFIER_SCORES: tuple[str, ...] = ("max_prob", "oracle", "ens_entropy")
+from occam_l2r.errors import UserError
+
 #: the authors' epsilon of the mask-box IoU
 IOU_EPS = 1e-6
+
+
+class MissingGroundTruthError(UserError, ValueError):
+    """A score needs a ground-truth box that an image with masks lacks (``bbox_iou``)."""
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What a foreground score reads: the N masks of a batch of B images, applied and classified.
+
+    The rows (masks) are grouped by image in batch order: the first ``len(masks[0])`` rows are
+    image 0's masks in the store's order, and so on.
+
+    Attributes:
+        logits: ``(N, C)`` logits of the classifier on the N applied masks.
+        labels: ``(N,)`` label of each mask's image (-1: unlabelled).
+        owner: ``(N,)`` batch position of each mask's image.
+        masks: per image, its masks as a boolean ``(K_i, H_i, W_i)`` array (the K_i sum to N).
+        boxes: per image, its ground-truth xyxy box in pixels, or ``None``.
+        ensemble: ``(N, M, C)`` logits of the ensemble (the classifier first) for the scores
+            registered with ``uses_ensemble=True`` when the run has an ensemble; else ``None``.
+    """
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    owner: torch.Tensor
+    masks: Sequence[np.ndarray]
+    boxes: Sequence[np.ndarray | None]
+    ensemble: torch.Tensor | None = None
+
+
+#: a foreground score: ``(N,)`` scores of the candidates, the highest one chosen per image
+ScoreFunction = Callable[[Candidates], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ForegroundScore:
+    """A registered foreground score.
+
+    Attributes:
+        name: its name in ``model.scores`` and in the table's "FG det" column.
+        compute: the function of the :class:`Candidates` that returns ``(N,)`` scores.
+        uses_ensemble: it reads :attr:`Candidates.ensemble` (computed only for such scores).
+    """
+
+    name: str
+    compute: ScoreFunction
+    uses_ensemble: bool = False
+
+
+#: every registered foreground score by name, in the order of registration
+FOREGROUND_SCORES: dict[str, ForegroundScore] = {}
+
+
+def foreground_score(
+    name: str, *, uses_ensemble: bool = False
+) -> Callable[[ScoreFunction], ScoreFunction]:
+    """Register the decorated function as the foreground score ``name``.
+
+    Args:
+        name: the score's name (``model.scores``, the table's "FG det" column).
+        uses_ensemble: the function reads :attr:`Candidates.ensemble`.
+
+    Raises:
+        ValueError: ``name`` is registered already.
+    """
+
+    def register(compute: ScoreFunction) -> ScoreFunction:
+        if name in FOREGROUND_SCORES:
+            raise ValueError(f"the foreground score {name!r} is registered already")
+        FOREGROUND_SCORES[name] = ForegroundScore(name, compute, uses_ensemble)
+        return compute
+
+    return register
+
+
+def check_scores(names: Sequence[str]) -> list[str]:
+    """``names`` as a list, after checking that each one is a registered score.
+
+    Raises:
+        ValueError: no name, or a name that is not registered (the message lists the choices).
+    """
+    names = list(names)
+    bad = [n for n in names if n not in FOREGROUND_SCORES]
+    if bad or not names:
+        raise ValueError(f"model.scores={names}: choose from {tuple(FOREGROUND_SCORES)}")
+    return names
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -87,58 +185,70 @@ def ens_entropy(logits: torch.Tensor) -> torch.Tensor:
     return 1.0 - torch.special.entr(probs).sum(dim=-1)
 
 
-def box_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
-    """The pixels of an xyxy box (x1, y1 exclusive; rounded outward, clipped to the image)."""
+def _box_bounds(box: Sequence[float], height: int, width: int) -> tuple[int, int, int, int]:
+    """An xyxy box in whole pixels: rounded outward, clipped to the image."""
     x0, y0, x1, y1 = (float(v) for v in box)
     x0, y0 = max(0, int(np.floor(x0))), max(0, int(np.floor(y0)))
     x1, y1 = min(width, int(np.ceil(x1))), min(height, int(np.ceil(y1)))
+    return x0, y0, x1, y1
+
+
+def box_mask(box: Sequence[float], height: int, width: int) -> np.ndarray:
+    """The pixels of an xyxy box (x1, y1 exclusive; rounded outward, clipped to the image)."""
+    x0, y0, x1, y1 = _box_bounds(box, height, width)
     out = np.zeros((height, width), bool)
     out[y0:y1, x0:x1] = True
     return out
 
 
-def bbox_iou(masks: Sequence[np.ndarray], box: Sequence[float]) -> np.ndarray:
+def bbox_iou(masks: Sequence[np.ndarray] | np.ndarray, box: Sequence[float]) -> np.ndarray:
     """``bbox_iou``: pixel IoU of each mask with the filled ground-truth box.
 
     Args:
-        masks: boolean ``(H, W)`` masks of one image.
+        masks: boolean ``(H, W)`` masks of one image (a list, or a ``(K, H, W)`` array).
         box: the image's ground-truth xyxy box in pixels.
 
     Returns:
-        ``(N,)`` float32 scores in ``[0, 1]`` (empty for no masks).
+        ``(K,)`` float32 scores in ``[0, 1]`` (empty for no masks).
     """
     if len(masks) == 0:
         return np.zeros(0, np.float32)
-    h, w = masks[0].shape
-    target = box_mask(box, h, w)
-    out = np.empty(len(masks), np.float32)
-    for i, m in enumerate(masks):
-        m = np.asarray(m, bool)
-        inter = float(np.logical_and(m, target).sum())
-        union = float(np.logical_or(m, target).sum())
-        out[i] = (inter + IOU_EPS) / (union + IOU_EPS)
-    return out
+    m = np.asarray(masks, dtype=bool)
+    k, h, w = m.shape
+    x0, y0, x1, y1 = _box_bounds(box, h, w)
+    inter = m[:, y0:y1, x0:x1].reshape(k, -1).sum(axis=1)
+    box_area = max(0, x1 - x0) * max(0, y1 - y0)
+    union = m.reshape(k, -1).sum(axis=1) + box_area - inter
+    return ((inter + IOU_EPS) / (union + IOU_EPS)).astype(np.float32)
 
 
-def classifier_score(
-    name: str, logits: torch.Tensor, labels: torch.Tensor, ensemble: torch.Tensor | None = None
-) -> torch.Tensor:
-    """A score computed from the classifier's outputs, by name.
+@foreground_score("max_prob")
+def _max_prob(c: Candidates) -> torch.Tensor:
+    return max_prob(c.logits)
 
-    Args:
-        name: ``max_prob``, ``oracle`` or ``ens_entropy``.
-        logits: ``(N, C)`` logits of the classifier on N applied masks.
-        labels: ``(N,)`` label of each mask's image (``oracle``).
-        ensemble: ``(N, M, C)`` logits of an ensemble for ``ens_entropy``; ``None`` uses the
-            classifier alone.
-    """
-    if name == "max_prob":
-        return max_prob(logits)
-    if name == "oracle":
-        return oracle(logits, labels)
-    if name == "ens_entropy":
-        return ens_entropy(logits if ensemble is None else ensemble)
-    raise ValueError(f"{name!r} is not a classifier score; choose one of {CLASSIFIER_SCORES}")
+
+@foreground_score("oracle")
+def _oracle(c: Candidates) -> torch.Tensor:
+    return oracle(c.logits, c.labels)
+
+
+@foreground_score("ens_entropy", uses_ensemble=True)
+def _ens_entropy(c: Candidates) -> torch.Tensor:
+    return ens_entropy(c.logits if c.ensemble is None else c.ensemble)
+
+
+@foreground_score("bbox_iou")
+def _bbox_iou(c: Candidates) -> torch.Tensor:
+    parts = [np.zeros(0, np.float32)]
+    for masks, box in zip(c.masks, c.boxes, strict=True):
+        if len(masks) and box is None:
+            raise MissingGroundTruthError(
+                "the bbox_iou foreground score needs a ground-truth box for every image with "
+                "masks, but an image has none (no gt_boxes and no ground-truth masks). Drop "
+                "bbox_iou from the scores."
+            )
+        parts.append(bbox_iou(masks, box) if len(masks) else parts[0])
+    return torch.from_numpy(np.concatenate(parts)).to(c.logits.device)
 
 
 def choose(scores: torch.Tensor, owner: torch.Tensor, num_images: int) -> torch.Tensor:

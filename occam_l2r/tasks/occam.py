@@ -1,45 +1,40 @@
-"""The OCCAM task (OCCAM §3, §E): every mask applied, scored, one chosen, a zero-shot CLIP on it.
+"""The OCCAM task (OCCAM §3, §E): the Lightning wrapper of the plain
+:class:`~occam_l2r.occam.model.Occam` module.
 
-For each batch of an :class:`~occam_l2r.data.occam_datamodule.OccamDataModule` (images with all
-masks of each source, applied every way), per (mask source, apply mode): all masks of the batch
-are encoded together (in chunks of ``mask_batch_size``), classified by the zero-shot model
-(:class:`~occam_l2r.models.zeroshot.ZeroShotClassifier`; the ``alpha`` mode through the
-α-channel encoder :class:`~occam_l2r.models.alpha_clip.AlphaClipEncoder`), scored by every
-foreground score (:mod:`occam_l2r.occam.scores`), and each image takes the logits of its
-highest-scoring mask. An image without masks takes the whole image's logits of that mode (plain
-RGB for the crop modes, a full α-channel for ``alpha``) and is counted (``fallback_rate``, the
-``no_masks`` column). The whole-image baselines come from the same pass.
+The algorithm — every mask applied, scored by every foreground score, one chosen per image, the
+zero-shot CLIP on it, the whole image where there is none — lives in :mod:`occam_l2r.occam`
+(usable on one image without Lightning). This task wires it in: it builds the module in ``setup``
+(the zero-shot model :class:`~occam_l2r.models.zeroshot.ZeroShotClassifier` on the DataModule's
+classes, the ``ensemble`` models, the α-channel encoder
+:class:`~occam_l2r.models.alpha_clip.AlphaClipEncoder` when ``alpha`` is a mode), hands it each
+batch of an :class:`~occam_l2r.data.occam_datamodule.OccamDataModule` as an
+:class:`~occam_l2r.occam.model.OccamBatch`, and logs and writes what comes out.
 
 Outputs (:class:`~occam_l2r.occam.table.Variant`): ``FULL``, ``whole_image/alpha`` and
 ``<source>/<mode>/<score>``. Metrics per split and output are logged as
 ``<split>/<output>/<metric>``; the ``primary`` output (default: the first masked one) also as
 ``<split>/<metric>``. At the end of ``test`` the Table-8-like table is written
 (:func:`occam_l2r.occam.table.write_table`) and printed. ``predict`` writes one folder of logits
-files per output. No optimiser.
-
-``ens_entropy`` uses an ensemble: the zero-shot model plus the ``ensemble`` models (each with its
-own prototypes and preprocessing) on the crop modes' inputs; for ``alpha`` (only the α-channel
-encoder reads it) the ensemble is the α encoder alone. Without ``ensemble`` it is 1 - H(p) of the
-zero-shot model.
+files per output. No optimiser; the task's :attr:`OccamTask.trainer_defaults` (no checkpoints,
+no logger, no model summary) are the ``occam`` verb's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from occam_l2r.errors import UserError
 from occam_l2r.models.alpha_clip import HINT, AlphaClipEncoder
 from occam_l2r.models.prompts import LabelSpace, resolve_templates
 from occam_l2r.models.zeroshot import DEFAULT_TEMPLATE, ZeroShotClassifier, load_clip
-from occam_l2r.occam.scores import FOREGROUND_SCORES, ForegroundScore, choose, classifier_score
+from occam_l2r.occam.model import Occam, OccamBatch, Output, SourceMasks
+from occam_l2r.occam.scores import MissingGroundTruthError, check_scores
 from occam_l2r.occam.table import (
-    WHOLE_IMAGE,
     Variant,
     results_from_values,
     to_markdown,
@@ -51,15 +46,6 @@ from occam_l2r.tasks.zeroshot_base import ZeroShotOutputsTask
 from occam_l2r.weights import WeightsNotFoundError
 
 DEFAULT_CACHE = "~/.cache/occam_l2r/prototypes"
-
-
-class Output(NamedTuple):
-    """One output of a batch: logits ``(B, C)``, no-mask flags ``(B,)`` and the IoU of the
-    chosen mask with the ground-truth object ``(B,)`` (NaN: whole image, or no ground truth)."""
-
-    logits: torch.Tensor
-    fallback: torch.Tensor
-    object_iou: torch.Tensor
 
 
 @dataclass
@@ -83,7 +69,8 @@ class OccamTask(ZeroShotOutputsTask):
         templates: a template with ``{c}``, a list, a named set or a file (as the zero-shot task).
         class_names_file: prompt names instead of the dataset's official ones.
         label_space: ``dataset`` or ``imagenet1k``.
-        scores: the foreground scores (``max_prob``, ``oracle``, ``ens_entropy``, ``bbox_iou``).
+        scores: the foreground scores: ``max_prob``, ``oracle``, ``ens_entropy``, ``bbox_iou`` or
+            any other registered in :data:`occam_l2r.occam.scores.FOREGROUND_SCORES`.
         alpha_weights: an AlphaCLIP visual checkpoint for the ``alpha`` mode (needs a ViT);
             ``null`` leaves the alpha patch embedding at zero (the RGB model's embeddings).
         ensemble: extra models of the ``ens_entropy`` ensemble.
@@ -96,6 +83,15 @@ class OccamTask(ZeroShotOutputsTask):
         logits_dir: where ``predict`` writes; default ``<run dir>/logits``.
     """
 
+    #: an OCCAM run trains nothing: no checkpoints, no model summary, no logger unless
+    #: configured (the ``occam`` verb's trainer defaults)
+    trainer_defaults: ClassVar[dict[str, Any]] = {
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_model_summary": False,
+        "default_root_dir": "checkpoints/occam",
+    }
+
     def __init__(
         self,
         model_name: str = "occam-tiny-convnext",
@@ -105,7 +101,7 @@ class OccamTask(ZeroShotOutputsTask):
         templates: str | list[str] = DEFAULT_TEMPLATE,
         class_names_file: str | None = None,
         label_space: LabelSpace = "dataset",
-        scores: list[ForegroundScore] | None = None,
+        scores: list[str] | None = None,
         alpha_weights: str | None = None,
         ensemble: list[ClipSpec] | None = None,
         primary: str | None = None,
@@ -117,10 +113,7 @@ class OccamTask(ZeroShotOutputsTask):
     ) -> None:
         super().__init__(num_classes, predictions_dir=logits_dir)
         self.save_hyperparameters(ignore=["logits_dir"])
-        self.score_names = list(scores) if scores is not None else ["max_prob", "oracle"]
-        bad = [s for s in self.score_names if s not in FOREGROUND_SCORES]
-        if bad or not self.score_names:
-            raise ValueError(f"model.scores={self.score_names}: choose from {FOREGROUND_SCORES}")
+        self.score_names = check_scores(scores if scores is not None else ["max_prob", "oracle"])
         if table_metric not in ("acc", "macro_acc", "worst_group_acc"):
             raise ValueError(f"table_metric={table_metric!r}: acc, macro_acc or worst_group_acc")
         self.templates = resolve_templates(templates)
@@ -130,9 +123,8 @@ class OccamTask(ZeroShotOutputsTask):
         self.members = [
             load_clip(m.model_name, m.pretrained, m.model_config) for m in ensemble or []
         ]
-        self.zeroshot: ZeroShotClassifier | None = None
-        self.ensemble = nn.ModuleList()
-        self.alpha: AlphaClipEncoder | None = None
+        #: the plain OCCAM module (built in ``setup``, on the DataModule's classes)
+        self.occam: Occam | None = None
         #: per ``<split>/<output>``: mean IoU of the chosen mask with the ground-truth object
         self.object_iou = nn.ModuleDict()
         self.sources: list[str] = []
@@ -168,102 +160,64 @@ class OccamTask(ZeroShotOutputsTask):
         super().setup(stage)
         for key in self.add_output_metrics(stage):
             self.object_iou[key] = MeanMetric(nan_strategy="ignore").to(self.device)
-        if self.zeroshot is None:
+        if self.occam is None:
             cache = self.hparams.prototype_cache
-            self.zeroshot = ZeroShotClassifier(self.clip, classes.names, self.templates, cache)
-            self.ensemble.extend(
+            zeroshot = ZeroShotClassifier(self.clip, classes.names, self.templates, cache)
+            ensemble = [
                 ZeroShotClassifier(c, classes.names, self.templates, cache) for c in self.members
-            )
-        if "alpha" in self.modes and self.alpha is None:
-            c = self.clip
-            self.alpha = AlphaClipEncoder(
-                c.model.visual, c.image_size, c.mean, c.std, self.hparams.alpha_weights
+            ]
+            alpha = None
+            if "alpha" in self.modes:
+                c = self.clip
+                alpha = AlphaClipEncoder(
+                    c.model.visual, c.image_size, c.mean, c.std, self.hparams.alpha_weights
+                )
+            self.occam = Occam(
+                zeroshot,
+                self.score_names,
+                ensemble,
+                alpha,
+                self.hparams.mask_batch_size,
+                image_size=dm.image_size,
             )
 
     def _prepare(self) -> None:
-        for classifier in [self.zeroshot, *self.ensemble]:
-            if classifier is not None and classifier._prototypes.numel() == 0:
-                classifier.build_prototypes()
+        assert self.occam is not None
+        self.occam.prepare()
 
     # ------------------------------------------------------------------ outputs
-    def _encode(self, mode: str, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits ``(N, C)`` of the zero-shot model on ``images`` of ``mode`` (in chunks), and the
-        ensemble's ``(N, M, C)`` when ``ens_entropy`` needs it."""
-        assert self.zeroshot is not None
-        size = max(1, int(self.hparams.mask_batch_size))
-        wants_ensemble = (
-            "ens_entropy" in self.score_names and len(self.ensemble) and mode != "alpha"
-        )
-        logits, members = [], []
-        for chunk in images.split(size):
-            if mode == "alpha":
-                assert self.alpha is not None
-                z = self.zeroshot.logits(self.alpha(chunk))
-            else:
-                z = self.zeroshot(chunk)
-            logits.append(z)
-            if wants_ensemble:
-                members.append(torch.stack([z, *(c(chunk) for c in self.ensemble)], dim=1))
-        if not logits:
-            return images.new_zeros((0, self.num_classes), dtype=torch.float32), None
-        return torch.cat(logits), torch.cat(members) if members else None
+    def occam_batch(self, batch: dict[str, Any]) -> OccamBatch:
+        """A batch of :func:`~occam_l2r.data.occam_datamodule.collate_occam` as the plain
+        module reads it."""
+        whole = {"FULL": batch["image"]}
+        if "image_alpha" in batch:
+            whole["alpha"] = batch["image_alpha"]
+        sources = {
+            s: SourceMasks(batch["applied"][s], batch["owner"][s], batch["masks"][s])
+            for s in self.sources
+        }
+        return OccamBatch(whole, batch["label"], sources, batch["gt_box"], batch["gt_object"])
 
     def outputs_of(self, batch: dict[str, Any]) -> dict[str, Output]:
-        """Every output of a batch (:class:`Output`), keyed by :attr:`Variant.key`."""
-        n = len(batch["label"])
-        device = batch["label"].device
-        zero = torch.zeros(n, device=device)
-        nan = torch.full((n,), torch.nan, device=device)
-        whole = {"FULL": self._encode("FULL", batch["image"])[0]}
-        out = {Variant().key: Output(whole["FULL"], zero, nan)}
-        if "alpha" in self.modes:
-            whole["alpha"] = self._encode("alpha", batch["image_alpha"])[0]
-            out[Variant(score=WHOLE_IMAGE, mode="alpha").key] = Output(whole["alpha"], zero, nan)
-        for source in self.sources:
-            owner = batch["owner"][source]
-            no_masks = (batch["num_masks"][source] == 0).float()
-            label = batch["label"][owner]
-            object_iou = batch["object_iou"][source].to(device)
-            for mode in self.modes:
-                logits, members = self._encode(mode, batch["masks"][source][mode])
-                base = whole["alpha" if mode == "alpha" else "FULL"]
-                for score in self.score_names:
-                    s = self._score(score, logits, label, members, batch, source)
-                    idx = choose(s, owner, n)
-                    found = idx >= 0
-                    at = idx.clamp(min=0)
-                    taken = logits[at] if len(logits) else base
-                    chosen = torch.where(found[:, None], taken, base)
-                    iou = torch.where(found, object_iou[at], nan) if len(logits) else nan
-                    out[Variant(source, score, mode).key] = Output(chosen, no_masks, iou)
-        return out
-
-    def _score(
-        self,
-        name: str,
-        logits: torch.Tensor,
-        label: torch.Tensor,
-        members: torch.Tensor | None,
-        batch: dict[str, Any],
-        source: str,
-    ) -> torch.Tensor:
-        if name != "bbox_iou":
-            return classifier_score(name, logits, label, members)
-        iou = batch["bbox_iou"][source].to(logits.device)
-        if bool(torch.isnan(iou).any()):
-            raise UserError(
+        """Every output of a batch (:class:`~occam_l2r.occam.model.Output`), keyed by
+        :attr:`Variant.key`."""
+        assert self.occam is not None
+        try:
+            return self.occam(self.occam_batch(batch))
+        except MissingGroundTruthError as err:
+            dataset = type(self.trainer.datamodule.dataset).__name__
+            raise MissingGroundTruthError(
                 "the bbox_iou foreground score needs a ground-truth box for every image, but "
-                f"{type(self.trainer.datamodule.dataset).__name__} gives none for some images "
-                "(no gt_boxes and no ground-truth masks). Drop bbox_iou from model.scores."
-            )
-        return iou
+                f"{dataset} gives none for some images (no gt_boxes and no ground-truth masks). "
+                "Drop bbox_iou from model.scores."
+            ) from err
 
     def logits_of(self, batch: dict[str, Any]) -> torch.Tensor:
         return self.outputs_of(batch)[self.primary].logits
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        assert self.zeroshot is not None
-        return self.zeroshot(images)
+        assert self.occam is not None
+        return self.occam.classifier(images)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, stage: str, batch: dict[str, Any], dataloader_idx: int) -> torch.Tensor:
