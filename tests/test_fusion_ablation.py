@@ -162,10 +162,10 @@ def test_plan_typed_cells(runs, tmp_path):
         runs, str(tmp_path), ensembles=["FG_C"], methods=["max_conf", "weighted_logits"],
         metadata=MetadataConfig(table="meta.csv", fields=["habitat"], views=["FULL"]),
     )  # fmt: skip
-    assert cfg.pairs == [("FG_C", "BG_S"), ("FG_C", "FULL")]  # the default pairs
+    assert cfg.pairs == [("FG_C", "FULL"), ("FG_C", "BG_S")]  # default_pairs: FG ⊕ FULL first
     cells = plan(cfg)
     assert [c.kind for c in cells[:8]] == ["single"] * 6 + ["metadata"] * 2
-    pair = next(c for c in cells if c.kind == "pair" and c.method == "weighted_logits")
+    pair = next(c for c in cells if c.name == "FG_C+BG_S" and c.method == "weighted_logits")
     assert pair.views == ("FG_C", "BG_S") and pair.name == "FG_C+BG_S" and pair.needs_train
     assert pair.runs == (runs["FG_C"][0], runs["BG_S"][0]) and pair.settings["max_epochs"] == 30
     assert pair.cell_id == "pair|FG_C+BG_S|weighted_logits|seed0"

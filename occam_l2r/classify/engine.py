@@ -29,6 +29,7 @@ from occam_l2r.fusion.fallback import FALLBACK_CHOSEN, apply_fallback
 from occam_l2r.fusion.fusers import REGISTRY, FusionMethod
 from occam_l2r.fusion.inputs import LogitsPair
 from occam_l2r.fusion.methods import FusionOutput
+from occam_l2r.fusion.pairs import Pair
 from occam_l2r.fusion.saved import SavedFusion
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.store import SegmentationStore
@@ -107,7 +108,7 @@ def needed_views(config: ClassifyConfig, fusion: SavedFusion) -> list[str]:
     if missing:
         raise ClassifyConfigError(
             f"no checkpoint for view(s) {missing}: `checkpoints` lists {list(config.checkpoints)}"
-            f"; pair {'+'.join(fusion.views)} with fallback {config.fallback!r} needs {views}"
+            f"; pair {Pair(*fusion.views)} with fallback {config.fallback!r} needs {views}"
         )
     if config.cascade and fusion.method != "threshold":
         raise ClassifyConfigError(
@@ -229,7 +230,7 @@ def decided_by(chosen: int, views: tuple[str, str], fallback_view: str) -> str:
         return f"{fallback_view} (fallback)"
     if chosen in (0, 1):
         return views[chosen]
-    return "+".join(views)
+    return Pair(*views).name
 
 
 def top_k(z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

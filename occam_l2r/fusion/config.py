@@ -18,6 +18,7 @@ from typing import Literal
 from occam_l2r.fusion.fallback import FallbackMode
 from occam_l2r.fusion.fusers import HeadConfig, method_names
 from occam_l2r.fusion.methods import METRICS
+from occam_l2r.fusion.pairs import default_pairs
 
 Metric = Literal["acc", "macro_acc"]
 
@@ -90,7 +91,8 @@ class SweepConfig:
         runs: view name (FULL, FG_C, BG_S, ...) -> run dirs, one per seed, in seed order.
         output_dir: where results.jsonl, the tables and the weights go.
         pairs: ``(input 1, input 2)`` view pairs; input 1 is the robust one (⊕R trusts it).
-            Default: the first FG view with every BG view and FULL.
+            Default: :func:`~occam_l2r.fusion.pairs.default_pairs` (the first FG view with FULL,
+            then with every BG view).
         ensembles: views fused with themselves across seeds (``FULL`` -> FULL × 2).
         baseline: the view that Table 1 reports deltas against.
         methods: fusion methods (default: all registered ones, :func:`~occam_l2r.fusion.fusers.method_names`).
@@ -150,10 +152,7 @@ class SweepConfig:
         self._validate()
 
     def _default_pairs(self) -> list[tuple[str, str]]:
-        views = image_views(self)
-        fg = [v for v in views if v.startswith("FG")]
-        other = [v for v in views if v.startswith("BG")] + [v for v in views if v == "FULL"]
-        return [(f, o) for f in fg[:1] for o in other]
+        return [(p.first, p.second) for p in default_pairs(image_views(self))]
 
     def _validate(self) -> None:
         if not self.runs:

@@ -23,6 +23,7 @@ from occam_l2r.fusion.config import (
     image_views,
 )
 from occam_l2r.fusion.fusers import FitSettings, HeadConfig, method_class
+from occam_l2r.fusion.pairs import Pair
 
 __all__ = [
     "AcrossDatasets",
@@ -78,13 +79,20 @@ class Cell:
         ``FULL``, ``FG_C+BG_S`` (pair), ``FG_Cx2`` (ensemble), ``FG_C + habitat`` (metadata),
         ``FULL+FG_C_topk+BG_S_topk`` (top-k).
         """
-        if self.kind in ("pair", "topk"):
+        if self.kind in ("pair", "ensemble"):
+            return self.pair.name
+        if self.kind == "topk":
             return "+".join(self.views)
-        if self.kind == "ensemble":
-            return f"{self.views[0]}x2"
         if self.kind == "metadata":
             return f"{self.views[0]} + {self.settings['field']}"
         return self.views[0]
+
+    @property
+    def pair(self) -> Pair:
+        """The fused inputs of a ``pair`` or ``ensemble`` cell."""
+        if self.kind not in ("pair", "ensemble"):
+            raise ValueError(f"a {self.kind} cell fuses no pair")
+        return Pair(self.views[0], self.views[1], ensemble=self.kind == "ensemble")
 
     @property
     def cell_id(self) -> str:
@@ -147,11 +155,11 @@ def plan(config: SweepConfig) -> list[Cell]:
                     for s, r in enumerate(config.runs[view])
                 ]
     fit = FitSettings(heads=config.heads or HeadConfig(), threshold_t=config.threshold_t)
-    groups: list[tuple[CellKind, str, str, int]] = [
-        ("pair", a, b, 0) for a, b in config.pairs or []
-    ]
-    groups += [("ensemble", v, v, 1) for v in config.ensembles or []]
-    for kind, a, b, shift in groups:
+    pairs = [Pair(a, b) for a, b in config.pairs or []]
+    pairs += [Pair.of_ensemble(v) for v in config.ensembles or []]
+    for pair in pairs:
+        kind: CellKind = "ensemble" if pair.ensemble else "pair"
+        a, b, shift = pair.first, pair.second, int(pair.ensemble)
         n = min(len(config.runs[a]), len(config.runs[b]))
         seeds = range(1) if (shift and n == 2) else range(n)
         for s in seeds:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from occam_l2r.errors import UserError
+from occam_l2r.fusion.pairs import Pair
 from occam_l2r.fusion.runner import load_done
 
 
@@ -64,9 +65,9 @@ def load_fusion(fusion_dir: str | Path, pair: str, method: str, seed: int = 0) -
     records = [r for r in load_done(path).values() if r.get("kind") == "pair"]
     for rec in records:
         if (rec["name"], rec["method"], int(rec["seed"])) == (pair, method, int(seed)):
-            a, b = rec["name"].split("+", 1)
+            found = Pair.parse(rec["name"])
             return SavedFusion(
-                views=(a, b), method=rec["method"], seed=int(rec["seed"]),
+                views=(found.first, found.second), method=rec["method"], seed=int(rec["seed"]),
                 params=dict(rec.get("params") or {}), runs=(rec["runs"][0], rec["runs"][1]),
                 record=rec,
             )  # fmt: skip

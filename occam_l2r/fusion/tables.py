@@ -17,6 +17,7 @@ import pandas as pd
 
 from occam_l2r.fusion.fusers import REGISTRY, method_labels
 from occam_l2r.fusion.methods import tied_best
+from occam_l2r.fusion.pairs import Pair
 
 #: Table 1's symbol of ⊕*, the best method on validation (a row, not a method).
 BEST_SYMBOL = "⊕*"
@@ -73,12 +74,6 @@ def _fmt(mean: float, std: float) -> str:
 def _range(values: list[float]) -> tuple[float, float]:
     finite = [v for v in values if np.isfinite(v)]
     return (min(finite), max(finite)) if finite else (np.nan, np.nan)
-
-
-def _display(kind: str, name: str) -> str:
-    if kind == "ensemble":
-        return f"{name.removesuffix('x2')} × 2"
-    return name.replace("+", " ⊕ ")
 
 
 def topk_display(name: str, variant: str) -> str:
@@ -149,7 +144,7 @@ def table9(
             rows.append([name] + t.cells(kind, name, (method,)))
     for kind in ("pair", "ensemble"):
         for name in names[names.kind == kind].name:
-            rows.append([f"**{_display(kind, name)}**"] + [""] * len(t.cols))
+            rows.append([f"**{Pair.parse(name).display()}**"] + [""] * len(t.cols))
             present = set(agg[(agg.kind == kind) & (agg.name == name)].method)
             for m in label_of:
                 if m in present and m != "oracle":
@@ -191,14 +186,18 @@ def summary_rows(
             rows.append(SummaryRow(r["name"], r["name"], r["kind"], r["name"], (r["method"],)))
     for kind in ("pair", "ensemble"):
         for name in names[names.kind == kind].name.drop_duplicates():
-            v1, _, v2 = _display(kind, name).partition(" ⊕ ")
+            pair = Pair.parse(name)
             have = set(names[names.name == name].method)
             for m in methods:
                 chosen = best.get(name, ()) if m == "best" else (m,)
                 if not chosen or not set(chosen) <= have:
                     continue
                 sym = symbol(m)
-                key = f"{v1} {sym} {v2}" if kind == "pair" else f"{v1} {sym}"
+                key = (
+                    f"{pair.display()} {sym}"
+                    if pair.ensemble
+                    else f"{pair.first} {sym} {pair.second}"
+                )
                 label = key
                 if m == "best" and (kind == "pair" or len(chosen) > 1):
                     label += f" ({best_label(chosen, method_labels())})"

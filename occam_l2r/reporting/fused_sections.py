@@ -18,6 +18,7 @@ from PIL import Image
 from occam_l2r.data.records import ImageReadError, read_image
 from occam_l2r.errors import UserError
 from occam_l2r.fusion.fusers import method_labels
+from occam_l2r.fusion.pairs import Pair
 from occam_l2r.fusion.report import plot_weights, weights_table
 from occam_l2r.reporting import figures
 from occam_l2r.reporting.predictions import aligned_predictions
@@ -33,14 +34,7 @@ class ReportInputError(UserError, ValueError):
 
 
 def _display(name: str) -> str:
-    return f"{name.removesuffix('x2')} × 2" if name.endswith("x2") else name.replace("+", " ⊕ ")
-
-
-def _inputs(name: str) -> tuple[str, str]:
-    if name.endswith("x2"):
-        return name.removesuffix("x2"), f"{name.removesuffix('x2')} (next seed)"
-    first, _, second = name.partition("+")
-    return first, second
+    return Pair.parse(name).display()
 
 
 def weights(b: ReportBuilder) -> None:
@@ -53,7 +47,7 @@ def weights(b: ReportBuilder) -> None:
         return
     table = []
     for name, by_seed in found.items():
-        n1, n2 = _inputs(name)
+        n1, n2 = Pair.parse(name).input_names
         seed = min(by_seed)
         png = plot_weights(by_seed[seed], b.figure_path(f"weights_{name}"), n1, n2)
         b.page.figure(png, f"Fig. 8 for {_display(name)} (seed {seed}): per-class weights of the "

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from occam_l2r.fusion.fusers import method_labels
+from occam_l2r.fusion.pairs import Pair
 from occam_l2r.fusion.tables import topk_display
 from occam_l2r.fusion.topk import nonempty_candidates, plot_nonempty_histogram
 from occam_l2r.reporting import figures, fused_sections
@@ -30,13 +31,8 @@ def row_label(kind: str, name: str, method: str) -> str:
     if kind == "topk":
         return f"top-k {topk_display(name, method)}"
     if kind in ("pair", "ensemble"):
-        return f"{fused_display(kind, name)}: {method_labels().get(method, method)}"
+        return f"{Pair.parse(name).display()}: {method_labels().get(method, method)}"
     return name
-
-
-def fused_display(kind: str, name: str) -> str:
-    """``FG_C ⊕ BG_S`` for a pair, ``FG_C × 2`` for an ensemble."""
-    return f"{name.removesuffix('x2')} × 2" if kind == "ensemble" else name.replace("+", " ⊕ ")
 
 
 def pct(x: float) -> str:

@@ -29,6 +29,7 @@ import torch
 
 from occam_l2r.errors import UserError
 from occam_l2r.fusion.methods import max_conf
+from occam_l2r.fusion.pairs import Pair, default_pairs
 from occam_l2r.models.prompts import LabelSpace, resolve_templates
 from occam_l2r.models.zeroshot import DEFAULT_TEMPLATE, ZeroShotClassifier, load_clip
 from occam_l2r.tasks.base import _real_rows
@@ -120,14 +121,15 @@ class ZeroShotTask(ZeroShotOutputsTask):
 
     def _fusions(self) -> list[tuple[str, str]]:
         if self.hparams.fusions is None:
-            fg = [v for v in self.views if v.startswith("FG")][:1]
-            other = [v for v in self.views if v == "FULL" or v.startswith("BG")]
-            other = sorted(other, key=lambda v: v != "FULL")  # FG+FULL first: L2R²'s headline
-            return [(f, o) for f in fg for o in other]
+            return [(p.first, p.second) for p in default_pairs(self.views)]  # FG+FULL first
         pairs = []
         for name in self.hparams.fusions:
-            parts = str(name).split("+")
-            if len(parts) != 2 or parts[0] == parts[1] or not set(parts) <= set(self.views):
+            try:
+                pair = Pair.parse(name)
+            except ValueError:
+                pair = None
+            parts = (pair.first, pair.second) if pair is not None and not pair.ensemble else ()
+            if not parts or parts[0] == parts[1] or not set(parts) <= set(self.views):
                 raise UserError(
                     f"model.init_args.fusions: {name!r} must be 'A+B' of two different views of "
                     f"data.view ({self.views})"
