@@ -4,12 +4,18 @@ Two mechanisms only, with the same config conventions (``--config FILE`` repeata
 command-line overrides, ``--print_config``):
 
 - verbs that run a Lightning ``Trainer`` (``fit``/``validate``/``test``/``predict`` in
-  :mod:`occam_l2r.commands.lightning`, ``segment``) are ``LightningCLI`` subclasses called with
-  ``args=[...]``;
-- the other verbs (``fuse``, ``pipeline``, ``segment-preview``) are typed Python callables parsed by
-  :func:`run_function` (jsonargparse reads their type hints and docstrings).
+  :mod:`occam_l2r.commands.lightning`, ``segment``, ``segment-preview``, ``occam``) are
+  ``LightningCLI`` subclasses; on the command line they parse the argv after the verb;
+- the other verbs (``fuse``, ``pipeline``, ``classify``, ``report``, ...) are typed Python
+  callables parsed by :func:`run_function` (jsonargparse reads their type hints and docstrings).
 
-A verb never drives another through argv strings or ``sys.argv``: it calls the other's classes.
+Only :mod:`occam_l2r.cli` hands a verb argv. A verb that runs another calls it with a typed
+object, never with an argv list or a config file written for the call: a dataclass config for
+the typed verbs (``fuse(SweepConfig(...))``, ``report(ReportConfig(...))``), a parsed config
+object for the Lightning verbs (``lightning.parse_config(files, overrides)`` then
+``lightning.run("fit", config)``; ``segment.parse_config(files)`` or a dict of the sections, then
+``segment.run_segment(config)``), whose fields it sets on the object. ``pipeline`` and
+``classify`` work this way; ``tests/test_verb_calls.py`` checks it.
 """
 
 from __future__ import annotations

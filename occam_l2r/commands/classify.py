@@ -7,11 +7,13 @@ to ``<output_dir>/predictions.csv`` (and ``.parquet``), with ``summary.json`` (d
 Other code calls :func:`classify` with a ``ClassifyConfig``.
 
 With ``segment_config:`` the images are segmented first (:func:`segment_images`): the ``segment``
-verb runs that config's segmenter and trainer over
+verb (:func:`~occam_l2r.commands.segment.run_segment`, called with the config object that
+:func:`segment_run_config` builds) runs that config's segmenter and trainer over
 :class:`~occam_l2r.data.datasets.image_files.ImageFiles` of ``images`` into
-``<output_dir>/segmentations`` (its resolved config in ``<output_dir>/segment.yaml``; a rerun
-resumes), and the images are classified with that store as ``segmentation``. The segmenter runs
-here, in the command layer, because :mod:`occam_l2r.classify` may not import the verbs.
+``<output_dir>/segmentations`` (a rerun resumes; the config that ran is recorded in
+``<output_dir>/segment.yaml``), and the images are classified with that store as
+``segmentation``. The segmenter runs here, in the command layer, because
+:mod:`occam_l2r.classify` may not import the verbs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from occam_l2r.classify.engine import ClassifyConfigError
 from occam_l2r.classify.run import classify as classify_with_store
 from occam_l2r.commands import run_function
 from occam_l2r.store import atomic_write_text
+from occam_l2r.store_location import resolve_store
 
 __all__ = ["ClassifyConfig", "classify", "main", "segment_images", "segment_run_config"]
 
@@ -94,22 +97,23 @@ def segment_run_config(config: ClassifyConfig) -> dict[str, Any]:
 def segment_images(config: ClassifyConfig) -> Path | None:
     """Segment ``config.images`` with ``config.segment_config``'s segmenter (the ``segment``
     verb, resumable: images already stored are skipped; an unreadable image is listed in the
-    store's failures, not an error). Writes the run's config to ``<output_dir>/segment.yaml``.
+    store's failures, not an error). Records the config that runs in
+    ``<output_dir>/segment.yaml``.
 
     Returns:
         The store, ``<output_dir>/segmentations``; ``None`` on the ranks > 0 of a multi-process
         trainer (only rank 0 goes on to classify).
     """
     from occam_l2r.cli import close_process_group
-    from occam_l2r.commands.segment import main as segment
+    from occam_l2r.commands.segment import run_segment
 
-    cfg = segment_run_config(config)
-    path = Path(config.output_dir) / "segment.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(yaml.safe_dump(cfg, sort_keys=False), path)
-    summary = segment(["--config", str(path)])
+    run_config = segment_run_config(config)
+    record = Path(config.output_dir) / "segment.yaml"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(yaml.safe_dump(run_config, sort_keys=False), record)
+    summary = run_segment(run_config)
     close_process_group()  # every rank has segmented; rank 0 classifies alone
-    return None if summary is None else Path(cfg["model"]["store"])
+    return None if summary is None else resolve_store(run_config["model"]["store"])
 
 
 def classify(config: ClassifyConfig) -> dict[str, Any] | None:

@@ -14,7 +14,9 @@ atomically; ``fit --resume RUN`` continues a run in its own folder from that sta
 tracking included (``--ckpt_path last`` does the same for a run whose folder is pinned); a folder
 holding checkpoints is never reused by a new fit; ``--trainer.logger false`` works.
 
-From Python: ``OccamCLI(args=["fit", "--config", ...])`` (see :func:`run`), then
+From Python (another verb, a notebook): parse the config once into a typed object,
+``config = parse_config(["base.yaml", "view.yaml"], ["--trainer.max_epochs", "4"])``, set its
+fields (``config.seed_everything = 1``), then ``cli = run("fit", config)`` and
 ``cli.trainer.checkpoint_callback.best_model_path``.
 """
 
@@ -23,8 +25,9 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 from jsonargparse import Namespace
@@ -92,12 +95,15 @@ class OccamCLI(LightningCLI):
     """LightningCLI with the toolkit's defaults (checkpoints/ folder, TensorBoard, seed 0).
 
     Args:
-        args: the command line, subcommand first (``["fit", "--config", ...]``); ``None`` reads
+        args: the command line, subcommand first (``["fit", "--config", ...]``), or a parsed
+            config under its subcommand (``{"fit": config}``, see :func:`run`); ``None`` reads
             ``sys.argv``.
         run: run the subcommand (``False``: only instantiate the classes).
     """
 
-    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+    def __init__(
+        self, args: list[str] | dict[str, Any] | Namespace | None = None, run: bool = True
+    ) -> None:
         quiet_library_warnings()
         self._given: Namespace | None = None  # the fit config before a resume placed it
         self._resumed: Path | None = None  # the run folder that this fit resumes
@@ -266,11 +272,43 @@ def trainer_defaults() -> dict:
     }
 
 
-def run(argv: list[str] | None = None) -> OccamCLI:
-    """Run a Lightning verb: ``run(["fit", "--config", ...])``; ``None`` reads ``sys.argv``."""
+#: the Lightning verbs of this module
+Subcommand = Literal["fit", "validate", "test", "predict"]
+
+
+class _ParseOnly(OccamCLI):
+    """Parses a config with no subcommand; sets no seed and instantiates nothing."""
+
+    def __init__(self, args: list[str]) -> None:
+        super().__init__(args=args, run=False)
+
+    def _set_seed(self) -> None:
+        return None  # the verb that runs the config seeds
+
+    def instantiate_classes(self) -> None:
+        return None
+
+
+def parse_config(configs: Sequence[str | Path], overrides: Sequence[str] = ()) -> Namespace:
+    """A ``fit``/``validate``/``test``/``predict`` config as one typed object.
+
+    The ``configs`` files compose in order (a base and a view overlay), then ``overrides``
+    (dotted command-line options written by a user, ``["--trainer.max_epochs", "4"]``) apply.
+    The result is checked against the classes' signatures but nothing is instantiated and no
+    seed is set; set its fields, then run it with :func:`run`.
+    """
+    argv = [arg for c in configs for arg in ("--config", str(c))]
+    return _ParseOnly([*argv, *overrides]).config
+
+
+def run(subcommand: Subcommand, config: Namespace) -> OccamCLI:
+    """Run the Lightning verb ``subcommand`` on a parsed ``config`` (:func:`parse_config`):
+    the same run folder, checkpoints, ``config.yaml`` and test-after-fit as on the command line.
+    """
+    return OccamCLI(args={subcommand: config})
+
+
+def main(argv: list[str] | None) -> OccamCLI:
+    """Entry of :mod:`occam_l2r.cli` for ``fit``/``validate``/``test``/``predict``: ``argv`` is the
+    command line, subcommand first; ``None`` reads ``sys.argv``."""
     return OccamCLI(args=argv)
-
-
-def main(argv: list[str]) -> OccamCLI:
-    """Entry of :mod:`occam_l2r.cli` for ``fit``/``validate``/``test``/``predict``."""
-    return run(argv)

@@ -3,12 +3,16 @@
 ``python -m occam_l2r pipeline --config configs/synthetic/pipeline.yaml`` runs L2R² end to end on
 the embedded benchmark (or any dataset whose per-view training configs are given):
 
-1. ``segment``: the segmentation store (``segment_config``; for ``gt`` it is also built on
-   demand by the first fit);
+1. ``segment``: the segmentation store (``segment_config``, parsed by the ``segment`` verb's
+   parser and run with :func:`~occam_l2r.commands.segment.run_segment`; for ``gt`` it is also
+   built on demand by the first fit);
 2. ``fit`` each view's config(s) once per seed into ``<experiment_dir>/<view>/seed<k>/`` (then
-   test), through :class:`~occam_l2r.commands.lightning.OccamCLI`;
-3. ``predict`` with the fit's best checkpoint (``trainer.checkpoint_callback.best_model_path``):
-   logits of train, val and every test split into ``<run>/logits/``;
+   test): each :class:`Run` parses its files and ``fit_args`` once into a config object
+   (:func:`~occam_l2r.commands.lightning.parse_config`), sets its seed and logger on it
+   (:meth:`Run.fit_config`) and runs it (:func:`~occam_l2r.commands.lightning.run`);
+3. ``predict`` with the fit's best checkpoint (``trainer.checkpoint_callback.best_model_path``),
+   from the same parsed config (:meth:`Run.predict_config`): logits of train, val and every test
+   split into ``<run>/logits/``;
 4. ``fuse``: every fusion method on every pair, Table 9 / Table 1 style tables in
    ``<experiment_dir>/fusion/`` (:func:`occam_l2r.commands.fuse.fuse`), and the HTML report of
    those tables (:func:`occam_l2r.commands.report.report`).
@@ -29,9 +33,14 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from occam_l2r.commands import run_function
+from occam_l2r.errors import UserError
+from occam_l2r.views import VIEWS, View
+
+if TYPE_CHECKING:
+    from jsonargparse import Namespace
 
 #: the training seeds of the papers' tables (L2R² §4.2: "an average of five models with
 #: different seeds"); the embedded pipeline config trains three.
@@ -40,9 +49,16 @@ PAPER_SEEDS = (0, 1, 2, 3, 4)
 
 @dataclass(frozen=True)
 class Run:
-    """One (view, seed) training run and its folder."""
+    """One (view, seed) training run: its config files and its folder.
 
-    view: str
+    Attributes:
+        view: the view the run trains on (one of :data:`occam_l2r.views.VIEWS`).
+        seed: the training seed.
+        configs: the files that compose its training config (a base and a view overlay).
+        folder: ``<experiment_dir>/<view>/seed<seed>``.
+    """
+
+    view: View
     seed: int
     configs: tuple[str, ...]
     folder: Path
@@ -51,9 +67,44 @@ class Run:
     def name(self) -> str:
         return f"{self.view}/seed{self.seed}"
 
+    def fit_config(self, config: Namespace) -> Namespace:
+        """A copy of the parsed ``config`` for this run's ``fit``: seeded with :attr:`seed`, its
+        logger writing into :attr:`folder` (``save_dir``/``name``/``version``)."""
+        out = config.clone()
+        out.seed_everything = self.seed
+        logger = out.trainer.get("logger")
+        if not hasattr(logger, "init_args"):
+            raise UserError(
+                f"pipeline run {self.name}: its config's trainer.logger is {logger!r}; the "
+                "pipeline writes each run into <experiment_dir>/<view>/seed<k> through the "
+                "logger's save_dir/name/version, so give one logger class (the default "
+                "TensorBoardLogger, or e.g. lightning.pytorch.loggers.CSVLogger)"
+            )
+        logger.init_args.save_dir = str(self.folder.parent.parent)
+        logger.init_args.name = self.view
+        logger.init_args.version = f"seed{self.seed}"
+        return out
 
-def plan_runs(views: dict[str, str | list[str]], seeds: list[int], out: Path) -> list[Run]:
-    """Every (view, seed) run in a stable order: views as given, then seeds."""
+    def predict_config(self, config: Namespace, checkpoint: str | Path) -> Namespace:
+        """A copy of the parsed ``config`` for this run's ``predict`` of ``checkpoint``: no
+        logger, its Trainer folder ``<folder>/predict``, logits into ``<folder>/logits``."""
+        out = config.clone()
+        out.ckpt_path = str(checkpoint)
+        out.trainer.logger = False
+        out.trainer.default_root_dir = str(self.folder / "predict")
+        out.model.init_args.logits_dir = str(self.folder / "logits")
+        return out
+
+
+def plan_runs(views: dict[View, str | list[str]], seeds: list[int], out: Path) -> list[Run]:
+    """Every (view, seed) run in a stable order: views as given, then seeds.
+
+    Raises:
+        ValueError: a key of ``views`` is not a view (:data:`occam_l2r.views.VIEWS`).
+    """
+    unknown = [v for v in views if v not in VIEWS]
+    if unknown:
+        raise ValueError(f"views {unknown}: not views; the views are {list(VIEWS)}")
     runs = []
     for view, configs in views.items():
         files = (configs,) if isinstance(configs, str) else tuple(configs)
@@ -93,27 +144,21 @@ def is_done(run: Path, splits: list[str]) -> bool:
 
 
 def train_and_export(run: Run, fit_args: list[str]) -> None:
-    """``fit`` (then test) one run, then ``predict`` its best checkpoint into ``<run>/logits``."""
-    from occam_l2r.commands.lightning import OccamCLI
+    """``fit`` (then test) one run, then ``predict`` its best checkpoint into ``<run>/logits``;
+    both from one config object parsed from the run's files and ``fit_args``."""
+    from occam_l2r.commands import lightning
 
-    common = [arg for c in run.configs for arg in ("--config", c)] + list(fit_args)
-    logger = ["--trainer.logger.init_args.save_dir", str(run.folder.parent.parent),
-              "--trainer.logger.init_args.name", run.view,
-              "--trainer.logger.init_args.version", f"seed{run.seed}"]  # fmt: skip
-    cli = OccamCLI(args=["fit", *common, "--seed_everything", str(run.seed), *logger])
+    config = lightning.parse_config(run.configs, fit_args)
+    cli = lightning.run("fit", run.fit_config(config))
     callback = cli.trainer.checkpoint_callback
     best = callback.best_model_path or callback.last_model_path if callback else ""
     if not best:
         raise RuntimeError(f"the fit of {run.name} saved no checkpoint; see its log above")
-    OccamCLI(
-        args=["predict", *common, "--ckpt_path", str(best), "--trainer.logger", "false",
-              "--trainer.default_root_dir", str(run.folder / "predict"),
-              "--model.init_args.logits_dir", str(run.folder / "logits")]
-    )  # fmt: skip
+    lightning.run("predict", run.predict_config(config, best))
 
 
 def pipeline(
-    views: dict[str, str | list[str]],
+    views: dict[View, str | list[str]],
     seeds: list[int] | None = None,
     experiment_dir: str = "checkpoints/pipeline",
     segment_config: str | None = None,
@@ -155,9 +200,9 @@ def pipeline(
     partial = bool(only or shard)
     selected = select_runs(runs, only, shard)
     if segment_config and not partial:
-        from occam_l2r.commands.segment import main as segment
+        from occam_l2r.commands import segment
 
-        segment(["--config", segment_config])
+        segment.run_segment(segment.parse_config([segment_config]))
     for run in selected:
         if is_done(run.folder, splits):
             print(f"pipeline: {run.folder} is complete, skipped")
@@ -181,7 +226,7 @@ def pipeline(
 
 
 def _fuse(
-    views: dict[str, str | list[str]],
+    views: dict[View, str | list[str]],
     runs: list[Run],
     seeds: list[int],
     out: Path,

@@ -64,7 +64,8 @@ class SegmentCLI(LightningCLI):
     task, the DataModule and the Trainer with the store writer and the images/s progress bar.
 
     Args:
-        args: the arguments after the verb (``["--config", "c.yaml", ...]``).
+        args: the arguments after the verb (``["--config", "c.yaml", ...]``), or a config
+            object (a parsed ``Namespace`` or a dict of its sections; see :func:`run_segment`).
         prog: the name shown in ``--help``.
         description: the text shown in ``--help``.
     """
@@ -136,6 +137,14 @@ def segment_config(argv: list[str]) -> Namespace:
     """Parse a ``segment`` command line (``["--config", ...]``) without instantiating anything
     (no dataset, segmenter or Trainer: a config for GPUs parses on a laptop)."""
     return _ParseOnly(argv).config
+
+
+def parse_config(configs: Sequence[str | Path], overrides: Sequence[str] = ()) -> Namespace:
+    """A ``segment`` config as one typed object: the ``configs`` files composed in order, then
+    the dotted command-line ``overrides``; nothing instantiated. The last file's stem still
+    names the default store folder when :func:`run_segment` runs it."""
+    argv = [arg for c in configs for arg in ("--config", str(c))]
+    return segment_config([*argv, *overrides])
 
 
 def split_ids(dataset: RecordDataset) -> dict[str, list[str]]:
@@ -253,6 +262,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     Args:
         argv: the arguments after the verb; ``None`` reads ``sys.argv[2:]``.
     """
+    _log_to_console()
+    return SegmentCLI(list(sys.argv[2:] if argv is None else argv)).segment()
+
+
+def run_segment(config: Namespace | dict[str, Any]) -> dict[str, Any] | None:
+    """The ``segment`` verb on a config object, for other verbs and Python callers: a parsed
+    config (:func:`parse_config`) or a dict of its sections (``model``, ``data``, ``trainer``),
+    checked by the same parser as a config file.
+
+    Returns:
+        The run's summary on rank 0 (see :meth:`SegmentCLI.segment`), else ``None``.
+    """
+    _log_to_console()
+    return SegmentCLI(config).segment()
+
+
+def _log_to_console() -> None:
+    """INFO messages of the segmenters on the console, unless logging is already set up."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return SegmentCLI(list(sys.argv[2:] if argv is None else argv)).segment()
