@@ -50,7 +50,8 @@ from occam_l2r import cli
 from occam_l2r.data.records import RecordDataset
 from occam_l2r.errors import UserError
 from occam_l2r.fusion.saved import load_fusion
-from occam_l2r.reporting.predictions import LogitsCache, fused_split
+from occam_l2r.fusion.inputs import LogitsCache
+from occam_l2r.reporting.predictions import fused_split
 from occam_l2r.store import SegmentationStore
 
 #: non-empty once a ``classify`` call has run in this process (:func:`run_classify`)
@@ -140,7 +141,7 @@ def run_classify(config: dict[str, Any], path: Path, repeats: int) -> tuple[dict
 def measure(args: argparse.Namespace, tmp: Path) -> list[Row]:
     """Classify every (seed, pair, split) with and without the cascade."""
     run_dir, fusion_dir = Path(args.run_dir), Path(args.run_dir) / "fusion"
-    rows, cache = [], LogitsCache()
+    rows, cache = [], LogitsCache(size=None)
     for seed in args.seed:
         runs = {v: run_dir / v / f"seed{seed}" for v in ("FG_C", "FULL", "BG_S")}
         data = data_settings(runs["FG_C"])

@@ -12,8 +12,9 @@ import yaml
 
 from occam_l2r.cli import main
 from occam_l2r.commands import fuse as fuse_command
+from occam_l2r.fusion.config import MetadataConfig, SweepConfig
 from occam_l2r.fusion.fusers import method_labels
-from occam_l2r.fusion.plan import Cell, MetadataConfig, SweepConfig, plan
+from occam_l2r.fusion.plan import Cell, plan
 from occam_l2r.fusion.runner import run_sweep
 from occam_l2r.fusion.synthetic import write_synthetic_runs
 from occam_l2r.logits import LogitsFile

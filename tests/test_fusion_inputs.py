@@ -63,3 +63,31 @@ def test_resolve_logits_path(tmp_path):
     assert resolve_logits_path(tmp_path / "run" / "logits", "val") == path
     with pytest.raises(FileNotFoundError, match="no logits for split 'test'.*predict"):
         resolve_logits_path(tmp_path / "run", "test")
+
+
+def test_fuse_checks_each_runs_declared_view(tmp_path):
+    """A run listed under a view its logits files do not record is one clear error naming the
+    run folder and both views; candidate-prompted files may be declared as ``<view>_topk``."""
+    import yaml
+
+    from occam_l2r.cli import main
+    from occam_l2r.fusion.inputs import LogitsCache, LogitsViewError
+    from occam_l2r.fusion.synthetic import write_synthetic_runs
+
+    runs = write_synthetic_runs(tmp_path / "runs", num_classes=3, seeds=1,
+                                sizes={"val": 30, "test": 30})  # fmt: skip
+    swapped = {"FULL": runs["FULL"], "FG_C": runs["BG_S"]}  # the BG_S run listed as FG_C
+    cfg = {"runs": swapped, "output_dir": str(tmp_path / "out"), "methods": ["max_conf"]}
+    (tmp_path / "fuse.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(LogitsViewError) as err:
+        main(["fuse", "--config", str(tmp_path / "fuse.yaml")])
+    msg = str(err.value)
+    assert runs["BG_S"][0] in msg and "'FG_C'" in msg and "records view 'BG_S'" in msg
+
+    topk = lf(["a", "a"], np.zeros((2, 3)), candidates=[0, 1], view="FG_C", split="val")
+    topk.save(tmp_path / "topk" / "logits" / "val.npz")
+    cache = LogitsCache(views={str(tmp_path / "topk"): ["FG_C_topk"]})
+    assert cache.get(tmp_path / "topk", "val").view == "FG_C"
+    cache = LogitsCache(views={str(tmp_path / "topk"): ["BG_S_topk"]})
+    with pytest.raises(LogitsViewError, match="records view 'FG_C'"):
+        cache.get(tmp_path / "topk", "val")

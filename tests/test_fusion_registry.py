@@ -25,10 +25,10 @@ from occam_l2r.fusion.fusers import (
     build_method,
     method_names,
 )
-from occam_l2r.fusion.inputs import LogitsPair
+from occam_l2r.fusion.inputs import LogitsCache, LogitsPair
 from occam_l2r.fusion.saved import SavedFusion, load_fusion
 from occam_l2r.fusion.synthetic import write_synthetic_runs
-from occam_l2r.reporting.predictions import LogitsCache, fused_split, reproducible
+from occam_l2r.reporting.predictions import fused_split, reproducible
 
 
 class PlainMean(FusionMethod):

@@ -1,7 +1,7 @@
 """The ``fuse`` verb: every fusion method on every pair of views, over seeds, as tables.
 
 ``python -m occam_l2r fuse --config configs/<dataset>/fusion.yaml`` reads a
-:class:`~occam_l2r.fusion.plan.SweepConfig` (top-level keys ``runs:``, ``output_dir:``,
+:class:`~occam_l2r.fusion.config.SweepConfig` (top-level keys ``runs:``, ``output_dir:``,
 ``pairs:``, ...), plans its cells (:mod:`occam_l2r.fusion.plan`), runs them resumably
 (:mod:`occam_l2r.fusion.runner`) and writes the tables (:mod:`occam_l2r.fusion.outputs`).
 Other code calls :func:`fuse` with a ``SweepConfig``; the command line goes through
@@ -14,11 +14,10 @@ import time
 from typing import Any
 
 from occam_l2r.commands import run_function
+from occam_l2r.fusion.config import SweepConfig
 from occam_l2r.fusion.outputs import write_outputs
-from occam_l2r.fusion.plan import AcrossDatasets, MetadataConfig, SweepConfig, TopKConfig, plan
+from occam_l2r.fusion.plan import plan
 from occam_l2r.fusion.runner import Runner
-
-__all__ = ["AcrossDatasets", "MetadataConfig", "SweepConfig", "TopKConfig", "fuse", "main"]
 
 
 def fuse(config: SweepConfig) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The metrics of one group of cells of a fusion sweep (called by :mod:`occam_l2r.fusion.runner`).
+"""The metrics of one group of cells of a fusion sweep (called by :mod:`occam_l2r.fusion.runner`
+with the :class:`SweepContext` the cells share).
 
 A group is the cells that share their inputs (:attr:`occam_l2r.fusion.plan.Cell.group`):
 
@@ -19,35 +20,50 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from occam_l2r.errors import UserError
 from occam_l2r.fusion import report
-from occam_l2r.fusion.config import eval_splits, topk_splits
+from occam_l2r.fusion.config import SweepConfig, eval_splits, topk_splits
 from occam_l2r.fusion.fallback import apply_fallback, split_metrics
 from occam_l2r.fusion.fusers import Calibration, FitSettings, HeadConfig, build_method
-from occam_l2r.fusion.inputs import LogitsPair, align_pair
+from occam_l2r.fusion.inputs import LogitsCache, LogitsPair, align_pair
 from occam_l2r.fusion.metadata import MetadataPrior, align_metadata, metadata_fusion
 from occam_l2r.fusion.methods import score
 from occam_l2r.fusion.plan import Cell
 from occam_l2r.fusion.topk import choose_k, exported_k, topk_fusion
 from occam_l2r.logits import LogitsFile
 
-if TYPE_CHECKING:
-    from occam_l2r.fusion.runner import Runner
-
 Outcome = tuple[Cell, dict[str, Any], dict[str, Any], float]
+
+
+@dataclass
+class SweepContext:
+    """What the cells of one sweep share (built by :class:`occam_l2r.fusion.runner.Runner`).
+
+    Attributes:
+        config: the sweep, its metrics resolved.
+        out: its output folder (per-sample reports go to ``out/samples``).
+        logits: the loaded logits files, checked against their runs' declared views.
+        temps: the temperatures memo shared by the pairs (a run is calibrated once per sweep).
+    """
+
+    config: SweepConfig
+    out: Path
+    logits: LogitsCache
+    temps: dict[tuple[str, str], Any] = field(default_factory=dict)
 
 
 class FallbackError(UserError, ValueError):
     """Samples fell back, but the sweep has no FULL run to take their prediction from."""
 
 
-def full_logits_for(ctx: Runner, cell: Cell, split: str, like: LogitsFile, flags: np.ndarray):
+def full_logits_for(ctx: SweepContext, cell: Cell, split: str, like: LogitsFile, flags: np.ndarray):
     """FULL's logits aligned with ``like``, when ``fallback: full`` and a sample is flagged."""
     cfg = ctx.config
     if cfg.fallback != "full" or not np.asarray(flags).any():
@@ -62,7 +78,7 @@ def full_logits_for(ctx: Runner, cell: Cell, split: str, like: LogitsFile, flags
     return align_pair(like, full, f"{cell.name} {split}", f"FULL {cell.fallback_run}").z2
 
 
-def run_single(ctx: Runner, cell: Cell) -> Outcome:
+def run_single(ctx: SweepContext, cell: Cell) -> Outcome:
     t0 = time.perf_counter()
     metrics = {}
     for split in eval_splits(ctx.config):
@@ -71,13 +87,15 @@ def run_single(ctx: Runner, cell: Cell) -> Outcome:
     return cell, metrics, {}, time.perf_counter() - t0
 
 
-def run_fused(ctx: Runner, cells: list[Cell]) -> list[Outcome]:
+def run_fused(ctx: SweepContext, cells: list[Cell]) -> list[Outcome]:
     """Fit and evaluate the methods of one (pair, seed) group."""
     c0, cfg = cells[0], ctx.config
-    data = {s: ctx.pair(c0, s) for s in eval_splits(cfg)}
+    data = {s: pair_of(ctx, c0, s) for s in eval_splits(cfg)}
     train = None
     if any(c.needs_train for c in cells):
-        train = data[cfg.train_split] if cfg.train_split in data else ctx.pair(c0, cfg.train_split)
+        train = (
+            data[cfg.train_split] if cfg.train_split in data else pair_of(ctx, c0, cfg.train_split)
+        )
     like = {s: ctx.logits.get(c0.runs[0], s) for s in data}
     full = {s: full_logits_for(ctx, c0, s, like[s], p.fallback) for s, p in data.items()}
     calib = Calibration(data[cfg.val_split], keys=(c0.runs[0], c0.runs[1]), store=ctx.temps)
@@ -108,7 +126,7 @@ def _write_samples(out: Path, cell: Cell, split: str, df: pd.DataFrame) -> None:
     df.to_csv(dest / f"{cell.method}_{split}.csv", index=False)
 
 
-def run_metadata(ctx: Runner, cell: Cell) -> Outcome:
+def run_metadata(ctx: SweepContext, cell: Cell) -> Outcome:
     t0 = time.perf_counter()
     md = ctx.config.metadata
     if md is None:
@@ -138,7 +156,7 @@ def run_metadata(ctx: Runner, cell: Cell) -> Outcome:
     return cell, metrics, {}, time.perf_counter() - t0
 
 
-def run_topk(ctx: Runner, cells: list[Cell]) -> list[Outcome]:
+def run_topk(ctx: SweepContext, cells: list[Cell]) -> list[Outcome]:
     """The eq. 5 variants of one seed; ``k`` is chosen on val for each variant."""
     t0 = time.perf_counter()
     c0, cfg = cells[0], ctx.config
@@ -189,7 +207,7 @@ def run_topk(ctx: Runner, cells: list[Cell]) -> list[Outcome]:
     return out
 
 
-def pair_of(ctx: Runner, cell: Cell, split: str) -> LogitsPair:
+def pair_of(ctx: SweepContext, cell: Cell, split: str) -> LogitsPair:
     """The aligned inputs of a fused cell on ``split``."""
     (ra, rb), (n1, n2) = cell.runs, cell.input_labels
     z1, z2 = ctx.logits.get(ra, split), ctx.logits.get(rb, split)

@@ -6,10 +6,16 @@ logits name the file, two inputs that disagree on sample ids, labels or class co
 what to do. Both errors (:class:`LogitsInputError`, :class:`LogitsNotFoundError`) are
 :class:`~occam_l2r.errors.UserError` subclasses, printed as one message by
 ``python -m occam_l2r``; an unreadable file raises :class:`~occam_l2r.logits.LogitsFileError`.
+
+:class:`LogitsCache` keeps loaded files by (run, split) for ``fuse`` and the report; given the
+views the runs are declared under, it checks each file's recorded view
+(:func:`check_declared_view`, :class:`LogitsViewError`).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +33,11 @@ class LogitsInputError(UserError, ValueError):
 
 class LogitsNotFoundError(UserError, FileNotFoundError):
     """A run has no logits file for a split (a :class:`FileNotFoundError`)."""
+
+
+class LogitsViewError(UserError, ValueError):
+    """A run is declared under one view (its key under ``runs:``) but its logits files record
+    another (a :class:`ValueError`)."""
 
 
 @dataclass
@@ -184,3 +195,59 @@ def headline_metric(runs: list[str], split: str) -> str | None:
             "set `select_metric` (and `summary_metric`) in the fuse config"
         )
     return next(iter(found.values()), None)
+
+
+def check_declared_view(lf: LogitsFile, run: str | Path, declared: Iterable[str]) -> None:
+    """Raise unless ``lf`` records one of the ``declared`` views of its run.
+
+    A file that records no view (written without one) passes; a file of candidate-prompted rows
+    (top-k, ``candidates >= 0``) records the view its model saw (``FG_C``) and may be declared
+    under a name that starts with it (``FG_C_topk``).
+
+    Raises:
+        LogitsViewError: the recorded view is none of the declared ones.
+    """
+    declared = list(declared)
+    recorded = lf.view
+    if not recorded or recorded in declared:
+        return
+    prompted = len(lf.candidates) > 0 and bool((np.asarray(lf.candidates) >= 0).any())
+    if prompted and any(d.startswith(recorded) for d in declared):
+        return
+    names = " / ".join(repr(d) for d in declared)
+    raise LogitsViewError(
+        f"run folder {run} is declared under view {names} in `runs:`, but its logits file for "
+        f"split {lf.split!r} records view {recorded!r}; list the run under {recorded!r} (or "
+        "re-export it with the intended view)"
+    )
+
+
+class LogitsCache:
+    """Loaded (and checked) logits files by (run, split), the least recently used dropped first.
+
+    Args:
+        size: how many files are kept (``None``: all, each file is read once).
+        views: run -> the views it is declared under (``runs:`` of a sweep); every file loaded
+            of such a run must record one of them (:func:`check_declared_view`).
+    """
+
+    def __init__(self, size: int | None = 12, views: dict[str, list[str]] | None = None) -> None:
+        self.size = size
+        self.views = views or {}
+        self._files: OrderedDict[tuple[str, str], LogitsFile] = OrderedDict()
+
+    def get(self, run: str | Path, split: str) -> LogitsFile:
+        """The logits file of ``run`` and ``split`` (loaded on first use)."""
+        key = (str(run), split)
+        if key not in self._files:
+            lf = load_run_split(run, split)
+            if key[0] in self.views:
+                check_declared_view(lf, run, self.views[key[0]])
+            self._files[key] = lf
+            while self.size is not None and len(self._files) > self.size:
+                self._files.popitem(last=False)
+        self._files.move_to_end(key)
+        return self._files[key]
+
+    def clear(self) -> None:
+        self._files.clear()

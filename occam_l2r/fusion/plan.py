@@ -1,11 +1,9 @@
 """The plan of a fusion sweep: its typed cells, in table order.
 
 - :class:`Cell`: one unit of work, a (kind, views, method, seed) and the runs it reads.
-- :func:`plan`: every cell of a :class:`~occam_l2r.fusion.config.SweepConfig`;
-  :func:`~occam_l2r.fusion.config.eval_splits`: its splits.
+- :func:`plan`: every cell of a :class:`~occam_l2r.fusion.config.SweepConfig`.
 
-The configuration classes live in :mod:`occam_l2r.fusion.config` (re-exported here). The cells
-are run by :mod:`occam_l2r.fusion.runner` and tabulated by :mod:`occam_l2r.fusion.outputs`.
+The configuration classes live in :mod:`occam_l2r.fusion.config`. The cells are run by :mod:`occam_l2r.fusion.runner` and tabulated by :mod:`occam_l2r.fusion.outputs`.
 """
 
 from __future__ import annotations
@@ -13,30 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from occam_l2r.fusion.config import (
-    AcrossDatasets,
-    MetadataConfig,
-    Metric,
-    SweepConfig,
-    TopKConfig,
-    eval_splits,
-    image_views,
-)
+from occam_l2r.fusion.config import SweepConfig, image_views
 from occam_l2r.fusion.fusers import FitSettings, HeadConfig, method_class
 from occam_l2r.fusion.pairs import Pair
-
-__all__ = [
-    "AcrossDatasets",
-    "Cell",
-    "CellKind",
-    "MetadataConfig",
-    "Metric",
-    "SweepConfig",
-    "TOPK_VARIANTS",
-    "TopKConfig",
-    "eval_splits",
-    "plan",
-]
 
 CellKind = Literal["single", "pair", "ensemble", "metadata", "topk"]
 

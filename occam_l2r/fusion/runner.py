@@ -7,7 +7,9 @@ short by an interrupted run is skipped (that cell is redone).
 
 The cells of a group (:attr:`occam_l2r.fusion.plan.Cell.group`) are computed together by
 :mod:`occam_l2r.fusion.compute` (single models, fused pairs and ensembles, metadata priors,
-top-k candidates). Loaded logits files are kept in a small LRU (:class:`LogitsCache`).
+top-k candidates), sharing a :class:`~occam_l2r.fusion.compute.SweepContext`: loaded logits files
+are kept in a small LRU (:class:`~occam_l2r.fusion.inputs.LogitsCache`) that checks each file's
+recorded view against the view its run is declared under in ``runs:``.
 """
 
 from __future__ import annotations
@@ -22,15 +24,16 @@ from typing import Any
 import pandas as pd
 
 from occam_l2r.fusion import compute
-from occam_l2r.fusion.config import image_views, topk_splits, with_metrics
-from occam_l2r.fusion.inputs import (
-    LogitsPair,
-    headline_metric,
-    load_run_split,
-    resolve_logits_path,
+from occam_l2r.fusion.compute import SweepContext
+from occam_l2r.fusion.config import (
+    SweepConfig,
+    eval_splits,
+    image_views,
+    topk_splits,
+    with_metrics,
 )
-from occam_l2r.fusion.plan import Cell, SweepConfig, eval_splits, plan
-from occam_l2r.logits import LogitsFile
+from occam_l2r.fusion.inputs import LogitsCache, headline_metric, resolve_logits_path
+from occam_l2r.fusion.plan import Cell, plan
 
 #: columns of the long results table.
 LONG_COLUMNS = ["kind", "name", "method", "seed", "split", "metric", "value"]
@@ -53,31 +56,6 @@ class SweepResult:
     long: pd.DataFrame
     computed: int
     cached: int
-
-
-class LogitsCache:
-    """Least-recently-used memo of loaded (and checked) logits files, by (run dir, split).
-
-    Args:
-        size: how many files are kept.
-    """
-
-    def __init__(self, size: int = 12) -> None:
-        self.size = size
-        self._files: OrderedDict[tuple[str, str], LogitsFile] = OrderedDict()
-
-    def get(self, run: str, split: str) -> LogitsFile:
-        """The logits file of ``run`` and ``split`` (loaded on first use)."""
-        key = (run, split)
-        if key not in self._files:
-            self._files[key] = load_run_split(run, split)
-            while len(self._files) > self.size:
-                self._files.popitem(last=False)
-        self._files.move_to_end(key)
-        return self._files[key]
-
-    def clear(self) -> None:
-        self._files.clear()
 
 
 #: version of the records of ``results.jsonl``; a record of another version is recomputed.
@@ -136,9 +114,12 @@ class Runner:
         self.config = resolve_metrics(config)
         self.out = Path(config.output_dir)
         self.results = self.out / "results.jsonl"
-        self.logits = LogitsCache()
-        #: temperatures memo shared by the pairs (a run is calibrated once per sweep)
-        self.temps: dict[tuple[str, str], Any] = {}
+        declared: dict[str, list[str]] = {}
+        for view, runs in self.config.runs.items():
+            for run in runs:
+                declared.setdefault(str(run), []).append(view)
+        #: what the cells share: the config, the loaded logits, the temperatures memo
+        self.ctx = SweepContext(self.config, self.out, LogitsCache(views=declared))
 
     def files_of(self, cell: Cell) -> list[Path]:
         """The input files of a cell (logits of every split it reads, the metadata table)."""
@@ -181,7 +162,7 @@ class Runner:
                     fh.flush()
                     records[rec["cell"]] = rec
                     computed += 1
-        self.logits.clear()
+        self.ctx.logits.clear()
         ordered = [records[c.cell_id] for c in cells]
         return SweepResult(cells, ordered, self._long(ordered), computed, cached)
 
@@ -199,18 +180,14 @@ class Runner:
     def _run_group(self, group: list[Cell]) -> list[dict[str, Any]]:
         kind = group[0].kind
         if kind == "single":
-            outcomes = [compute.run_single(self, c) for c in group]
+            outcomes = [compute.run_single(self.ctx, c) for c in group]
         elif kind == "metadata":
-            outcomes = [compute.run_metadata(self, c) for c in group]
+            outcomes = [compute.run_metadata(self.ctx, c) for c in group]
         elif kind == "topk":
-            outcomes = compute.run_topk(self, group)
+            outcomes = compute.run_topk(self.ctx, group)
         else:
-            outcomes = compute.run_fused(self, group)
+            outcomes = compute.run_fused(self.ctx, group)
         return [self._record(c, m, p, secs) for c, m, p, secs in outcomes]
-
-    def pair(self, cell: Cell, split: str) -> LogitsPair:
-        """The aligned inputs of a fused cell on ``split``."""
-        return compute.pair_of(self, cell, split)
 
     def _record(
         self, cell: Cell, metrics: dict[str, Any], params: dict[str, Any], seconds: float

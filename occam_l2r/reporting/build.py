@@ -19,13 +19,13 @@ from typing import Any
 
 from occam_l2r.errors import UserError
 from occam_l2r.fusion.fusers import REGISTRY, method_labels
-from occam_l2r.fusion.inputs import headline_metric
+from occam_l2r.fusion.inputs import LogitsCache, headline_metric
 from occam_l2r.fusion.methods import METRICS
 from occam_l2r.logits import LogitsFileError
 from occam_l2r.reporting import sections
 from occam_l2r.reporting.config import ReportConfig, report_dir
 from occam_l2r.reporting.html import Page
-from occam_l2r.reporting.predictions import FusedSplit, LogitsCache, fused_split, reproducible
+from occam_l2r.reporting.predictions import FusedSplit, fused_split, reproducible
 from occam_l2r.reporting.sources import FuseOutputs
 
 #: what a section may meet and report in the page: missing or unreadable files
@@ -45,7 +45,7 @@ class ReportBuilder:
         self.out = report_dir(config)
         self.figures = self.out / "figures"
         self.out.mkdir(parents=True, exist_ok=True)
-        self.cache = LogitsCache()
+        self.cache = LogitsCache(size=None)
         self.page = Page(config.title or f"L2R² report: {config.fusion_dir}", self.out)
         self.runs = self.outputs.runs()
         skip = {config.train_split, config.val_split}

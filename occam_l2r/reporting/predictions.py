@@ -24,7 +24,7 @@ import pandas as pd
 from occam_l2r.fusion import methods
 from occam_l2r.fusion.fallback import apply_fallback
 from occam_l2r.fusion.fusers import REGISTRY
-from occam_l2r.fusion.inputs import align_pair, load_run_split
+from occam_l2r.fusion.inputs import LogitsCache, align_pair
 from occam_l2r.logits import LogitsFile
 
 
@@ -45,19 +45,6 @@ class FusedSplit:
     pred: np.ndarray
     source: str
     matches: bool | None
-
-
-class LogitsCache:
-    """Loaded logits files by (run, split); the report reads each file once."""
-
-    def __init__(self) -> None:
-        self._files: dict[tuple[str, str], LogitsFile] = {}
-
-    def get(self, run: str, split: str) -> LogitsFile:
-        key = (str(run), split)
-        if key not in self._files:
-            self._files[key] = load_run_split(run, split)
-        return self._files[key]
 
 
 def reproducible(record: dict[str, Any], folder: str | Path) -> bool:
