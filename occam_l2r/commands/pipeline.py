@@ -181,7 +181,8 @@ def pipeline(
         segment_config: config of ``python -m occam_l2r segment`` run first (optional).
         fit_args: extra command-line overrides for every fit/predict (``--trainer.max_epochs 4``).
         test_splits: the test splits of the dataset (for the completeness check and the tables).
-        pairs: fusion pairs (input 1 is the robust one); default FG with BG and FG with FULL.
+        pairs: fusion pairs (input 1 is the robust one); default
+            :func:`occam_l2r.fusion.pairs.default_pairs`: the FG view with FULL, then with BG.
         ensembles: views fused with themselves across seeds (needs two seeds or more).
         summary_metric: ``acc`` or ``macro_acc`` in the Table 1 summary (default: the dataset's
             headline metric, which ``fuse`` reads from the logits files; it also selects ⊕*).
@@ -237,11 +238,10 @@ def _fuse(
     start: float,
 ) -> dict:
     from occam_l2r.commands.fuse import SweepConfig, fuse
+    from occam_l2r.fusion.pairs import default_pairs
 
     if pairs is None:
-        fg = next((v for v in views if v.startswith("FG")), None)
-        others = [v for v in views if v != fg and (v.startswith("BG") or v == "FULL")]
-        pairs = [(fg, o) for o in others] if fg else None
+        pairs = [(p.first, p.second) for p in default_pairs(views)]
     if ensembles is None:
         ensembles = (
             [v for v in views if v == "FULL" or v.startswith("FG")] if len(seeds) > 1 else []
