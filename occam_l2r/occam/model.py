@@ -294,10 +294,12 @@ class Occam(nn.Module):
                 base = whole["alpha" if mode == "alpha" else "FULL"]
                 choices = self.choose_masks(mode, source, batch.labels, batch.boxes, base)
                 for score, choice in choices.items():
-                    found = choice.index >= 0
-                    chosen_iou = torch.where(found, iou[choice.index.clamp(min=0)], nan)
+                    chosen_iou = nan
+                    if len(iou):  # some image of the batch has masks
+                        taken = iou[choice.index.clamp(min=0)]
+                        chosen_iou = torch.where(choice.index >= 0, taken, nan)
                     out[Variant(name, score, mode).key] = Output(
-                        choice.logits, no_masks, chosen_iou if len(iou) else nan
+                        choice.logits, no_masks, chosen_iou
                     )
         return out
 
