@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from occam_l2r.views import CropBox, FgAspect, Foreground
+from occam_l2r.views import CropBox, FgAspect, Foreground, View
 
 
 @dataclass
@@ -58,7 +58,7 @@ class ClassifyConfig:
 
     images: str
     output_dir: str
-    checkpoints: dict[str, str]
+    checkpoints: dict[View, str]
     fusion_dir: str
     pair: str = "FG_C+FULL"
     method: str = "threshold"
@@ -72,7 +72,7 @@ class ClassifyConfig:
     crop_box: CropBox = "mask"
     fg_aspect: FgAspect = "pad"
     fallback: Literal["full", "none"] = "full"
-    fallback_view: str = "FULL"
+    fallback_view: View = "FULL"
     class_names: list[str] | None = None
     top_k: int = 3
     cascade: bool = False

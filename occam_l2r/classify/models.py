@@ -16,6 +16,7 @@ import torch
 from occam_l2r.data.view_dataset import eval_transform
 from occam_l2r.errors import UserError
 from occam_l2r.tasks.classifier import ClassifierTask
+from occam_l2r.views import View
 
 
 class CheckpointNotFoundError(UserError, FileNotFoundError):
@@ -63,7 +64,7 @@ class ViewModel:
         device: torch device.
     """
 
-    def __init__(self, view: str, checkpoint: str | Path, image_size: int, device: str = "cpu"):
+    def __init__(self, view: View, checkpoint: str | Path, image_size: int, device: str = "cpu"):
         path = resolve_checkpoint(checkpoint)
         self.view, self.checkpoint = view, path
         # the weights come from the checkpoint: never fetch pretrained ones
