@@ -83,7 +83,7 @@ def test_the_registry_holds_the_papers_scores_in_table_order():
     no_ensemble = FOREGROUND_SCORES["ens_entropy"].compute(_candidates())
     assert torch.equal(no_ensemble, ens_entropy(LOGITS))
     assert FOREGROUND_SCORES["bbox_iou"].compute(c).argmax() == 1
-    with pytest.raises(MissingGroundTruthError, match="Drop bbox_iou"):
+    with pytest.raises(MissingGroundTruthError, match="drop bbox_iou"):
         FOREGROUND_SCORES["bbox_iou"].compute(_candidates())
     with pytest.raises(ValueError, match="model.scores=.*'blur'.*choose from.*max_prob"):
         check_scores(["max_prob", "blur"])

@@ -244,8 +244,8 @@ def _bbox_iou(c: Candidates) -> torch.Tensor:
         if len(masks) and box is None:
             raise MissingGroundTruthError(
                 "the bbox_iou foreground score needs a ground-truth box for every image with "
-                "masks, but an image has none (no gt_boxes and no ground-truth masks). Drop "
-                "bbox_iou from the scores."
+                "masks, but an image has none (no box given, or a dataset without gt_boxes and "
+                "ground-truth masks). Give the box, or drop bbox_iou from the scores."
             )
         parts.append(bbox_iou(masks, box) if len(masks) else parts[0])
     return torch.from_numpy(np.concatenate(parts)).to(c.logits.device)
