@@ -21,7 +21,7 @@ import json
 import os
 import re
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -69,6 +69,16 @@ def atomic_write_text(text: str, path: str | Path) -> None:
     tmp = _tmp_name(path)
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path`` (for
+    formats written by a library: CSV, Parquet, ...). Returns ``path``."""
+    path = Path(path)
+    tmp = _tmp_name(path)
+    write(tmp)
+    os.replace(tmp, path)
+    return path
 
 
 @contextlib.contextmanager

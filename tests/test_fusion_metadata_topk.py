@@ -18,6 +18,7 @@ from occam_l2r.fusion.metadata import (
 from occam_l2r.fusion.methods import max_conf, ts_average
 from occam_l2r.fusion.topk import exported_k, nonempty_candidates, topk_fusion
 from occam_l2r.logits import LogitsFile
+from occam_l2r.reporting.figures import plot_weights
 
 
 def test_metadata_prior_hand_computed():
@@ -158,7 +159,7 @@ def test_sample_report_says_who_decided():
 def test_weights_table_and_plot(tmp_path):
     t = report.weights_table(np.array([1.0, 0.2, 0.0]), np.array([0.0, 0.6, 0.0]), ["a", "b", "c"])
     np.testing.assert_allclose(t.share1, [1.0, 0.25, 0.5])
-    path = report.plot_weights(t, tmp_path / "w.png", "FG", "BG")
+    path = plot_weights(t, tmp_path / "w.png", "FG", "BG")
     assert path.is_file() and path.stat().st_size > 1000
     with pytest.raises(ValueError, match="same shape"):
         report.weights_table(np.ones(2), np.ones(3))

@@ -18,8 +18,8 @@ from occam_l2r.cli import main
 from occam_l2r.fusion import tables
 from occam_l2r.fusion.calibration import expected_calibration_error, fit_temperature
 from occam_l2r.fusion.synthetic import write_synthetic_runs
+from occam_l2r.html_page import Page
 from occam_l2r.logits import LogitsFile
-from occam_l2r.reporting.html import Page
 from occam_l2r.reporting.sources import FuseOutputMissingError, read_markdown_table
 from occam_l2r.reporting.stats import per_class_accuracy, reliability
 
@@ -270,9 +270,7 @@ def test_figures_leave_the_matplotlib_backend_alone(tmp_path):
     """Figures are plain ``Figure`` objects: a notebook's backend is not switched to Agg."""
     import matplotlib
 
-    from occam_l2r.fusion.report import plot_weights
-    from occam_l2r.fusion.topk import plot_nonempty_histogram
-    from occam_l2r.reporting.figures import plot_reliability
+    from occam_l2r.reporting.figures import plot_nonempty_histogram, plot_reliability, plot_weights
 
     before = matplotlib.get_backend()
     matplotlib.use("pdf")

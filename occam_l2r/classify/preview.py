@@ -1,7 +1,7 @@
 """``preview.html``: each image with its box and mask, its views and the decision.
 
 One picture per image (PNG under ``preview/``, embedded in the page by
-:class:`occam_l2r.reporting.html.Page`): the upright image with the foreground mask tinted and
+:class:`occam_l2r.html_page.Page`): the upright image with the foreground mask tinted and
 the crop box drawn, then every view the models saw; the caption gives the fused class, its
 confidence, which view decided and the fallback reason. Error rows are listed in a table.
 """
@@ -16,7 +16,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from occam_l2r.classify.engine import Classified
-from occam_l2r.reporting.html import Page
+from occam_l2r.html_page import Page
 
 #: side of each panel of a preview picture, in pixels
 PANEL = 128

@@ -13,7 +13,6 @@ the view's model did not run).
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import pandas as pd
 from occam_l2r.classify.config import ClassifyConfig
 from occam_l2r.classify.engine import Classified, decided_by, top_k
 from occam_l2r.fusion.saved import SavedFusion
+from occam_l2r.store_files import atomic_write
 
 
 def prediction_rows(
@@ -69,14 +69,7 @@ def write_table(df: pd.DataFrame, output_dir: str | Path) -> list[Path]:
     """Write ``predictions.csv`` (and ``predictions.parquet`` with pyarrow) atomically."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [_atomic(out / "predictions.csv", lambda p: df.to_csv(p, index=False))]
+    written = [atomic_write(out / "predictions.csv", lambda p: df.to_csv(p, index=False))]
     if importlib.util.find_spec("pyarrow") is not None:
-        written.append(_atomic(out / "predictions.parquet", lambda p: df.to_parquet(p)))
+        written.append(atomic_write(out / "predictions.parquet", lambda p: df.to_parquet(p)))
     return written
-
-
-def _atomic(path: Path, write: Any) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-    return path

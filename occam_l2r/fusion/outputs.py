@@ -13,7 +13,7 @@
 - ``topk/nonempty_candidates.csv`` and ``topk/nonempty_candidates_<split>.png``: Figure 11's
   histogram of non-empty candidates per image, with ``topk``;
 - ``weights/<pair>_seed<k>.csv`` for every weighted-logits cell, and for seed 0 a ``.png`` like
-  the paper's Figure 8 (:mod:`occam_l2r.fusion.report`).
+  the paper's Figure 8 (the plots: :mod:`occam_l2r.reporting.figures`).
 
 The per-sample reports are written while the cells run (:mod:`occam_l2r.fusion.compute`).
 """
@@ -31,6 +31,7 @@ from occam_l2r.fusion.fusers import method_labels
 from occam_l2r.fusion.inputs import load_run_split, resolve_logits_path
 from occam_l2r.fusion.runner import SweepResult
 from occam_l2r.logits import LogitsFile
+from occam_l2r.reporting.figures import plot_nonempty_histogram, plot_weights
 
 
 def write_outputs(config: SweepConfig, result: SweepResult) -> dict[str, Path]:
@@ -132,7 +133,7 @@ def write_topk_histogram(config: SweepConfig) -> list[Path]:
         rows += [(split, s, int(n), float(f)) for s, (n, f) in
                  enumerate(zip(np.bincount(counts[split]), share, strict=True))]  # fmt: skip
         written.append(
-            topk.plot_nonempty_histogram(
+            plot_nonempty_histogram(
                 {config.topk.fg: counts[split]}, dest / f"nonempty_candidates_{split}.png",
                 f"Non-empty candidates per image ({split}, {len(counts[split])} images)",
             )
@@ -160,7 +161,7 @@ def write_weights(config: SweepConfig, result: SweepResult) -> list[Path]:
         wt.to_csv(stem.with_suffix(".csv"), index=False)
         written.append(stem.with_suffix(".csv"))
         if cell.seed == 0:
-            report.plot_weights(wt, stem.with_suffix(".png"), *cell.input_labels)
+            plot_weights(wt, stem.with_suffix(".png"), *cell.input_labels)
     return written
 
 

@@ -1,15 +1,14 @@
-"""Interpretability of fusion: per-sample reports and the weighted-logits weights (Figure 8).
+"""Interpretability of fusion: per-sample reports and the weighted-logits weights (Figure 8's data).
 
 - :func:`sample_report`: one row per sample with both inputs' predictions and confidences,
   the fused prediction and which input decided it.
-- :func:`weights_table` / :func:`plot_weights`: the per-class weights ``w1, w2`` of the
-  weighted-logits head, as a CSV-ready table and a plot like the paper's Figure 8.
+- :func:`weights_table`: the per-class weights ``w1, w2`` of the weighted-logits head, as a
+  CSV-ready table (plotted by :func:`occam_l2r.reporting.figures.plot_weights`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -86,42 +85,3 @@ def weights_table(
     return pd.DataFrame(
         {"class": idx, "name": _names(idx, class_names), "w1": w1, "w2": w2, "share1": share}
     )
-
-
-def plot_weights(
-    table: pd.DataFrame, path: str | Path, name1: str = "FG", name2: str = "BG"
-) -> Path:
-    """Figure 8: the relative role of both inputs per class, classes sorted by input 1's share.
-
-    Top: the raw per-class weights ``w1``, ``w2``; bottom: the shares ``|w1| / (|w1| + |w2|)``
-    and ``|w2| / (|w1| + |w2|)`` stacked to 1, with the fraction of classes where input 2
-    weighs more in the title.
-    """
-    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global state
-
-    t = table.sort_values("share1", ascending=False, kind="stable")
-    x = np.arange(len(t))
-    frac2 = float((t.share1 < 0.5).mean()) if len(t) else 0.0
-    width = max(6.0, min(20.0, 0.05 * len(t) + 4))
-    fig = Figure(figsize=(width, 5.5))
-    ax_w, ax_s = fig.subplots(2, 1, sharex=True)
-    ax_w.plot(x, t.w1, ".-", lw=0.8, label=f"w1 ({name1})")
-    ax_w.plot(x, t.w2, ".-", lw=0.8, label=f"w2 ({name2})")
-    ax_w.axhline(0, color="k", lw=0.5)
-    ax_w.set_ylabel("weight")
-    ax_w.legend(loc="best")
-    ax_s.bar(x, t.share1, width=1.0, label=name1)
-    ax_s.bar(x, 1 - t.share1, bottom=t.share1, width=1.0, label=name2)
-    ax_s.axhline(0.5, color="k", lw=0.5, ls="--")
-    ax_s.set_ylim(0, 1)
-    ax_s.set_ylabel("relative weight")
-    ax_s.set_xlabel(f"class (sorted by the share of {name1})")
-    ax_s.legend(loc="lower left")
-    if len(t) <= 40:
-        ax_s.set_xticks(x, t["name"], rotation=90, fontsize=7)
-    fig.suptitle(f"Weighted logits: {name2} weighs more for {100 * frac2:.1f}% of the classes")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path

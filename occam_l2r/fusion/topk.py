@@ -21,8 +21,8 @@ as empty too. A sample whose candidates are all empty had no detection at all: w
 ``fallback_to_full`` it gets FULL's prediction (L2R² §3.1).
 
 :func:`choose_k` picks ``k`` on validation (the caption of Figure 11);
-:func:`nonempty_candidates` and :func:`plot_nonempty_histogram` give Figure 11's histogram of
-non-empty candidates per image.
+:func:`nonempty_candidates` counts Figure 11's non-empty candidates per image (plotted by
+:func:`occam_l2r.reporting.figures.plot_nonempty_histogram`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -201,34 +200,3 @@ def nonempty_candidates(prompted: LogitsFile) -> np.ndarray:
     ids = prompted.ids[~np.asarray(prompted.fallback, bool)]
     counts = dict(zip(*np.unique(ids, return_counts=True), strict=True))
     return np.array([counts.get(i, 0) for i in np.unique(prompted.ids)], dtype=np.int64)
-
-
-def plot_nonempty_histogram(counts: dict[str, np.ndarray], path: str | Path, title: str) -> Path:
-    """Figure 11: the share of images per number ``s`` of non-empty candidates.
-
-    Args:
-        counts: label (e.g. split or detector) -> per-image counts of non-empty candidates.
-        path: the PNG to write.
-        title: the figure's title.
-    """
-    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global state
-
-    top = max([int(c.max()) for c in counts.values() if len(c)] + [1])
-    s = np.arange(top + 1)
-    width = 0.8 / max(1, len(counts))
-    fig = Figure(figsize=(max(5.0, 0.5 * len(s) + 3), 3.5))
-    ax = fig.subplots()
-    for i, (label, c) in enumerate(counts.items()):
-        share = np.bincount(c, minlength=top + 1)[: top + 1] / max(1, len(c))
-        bars = ax.bar(s + (i - (len(counts) - 1) / 2) * width, 100 * share, width, label=label)
-        ax.bar_label(bars, fmt="%.1f", fontsize=7)
-    ax.set_xticks(s)
-    ax.set_xlabel("non-empty candidates per image (s)")
-    ax.set_ylabel("images (%)")
-    ax.set_title(title)
-    ax.legend(loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    return path

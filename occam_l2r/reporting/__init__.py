@@ -6,15 +6,12 @@
 - :mod:`~occam_l2r.reporting.predictions`: per-sample fused predictions from ``fuse``'s fitted
   parameters or per-sample reports;
 - :mod:`~occam_l2r.reporting.stats`: reliability bins and ECE, per-class accuracy;
-- :mod:`~occam_l2r.reporting.figures`: the matplotlib figures;
-- :mod:`~occam_l2r.reporting.html`: the self-contained HTML page;
+- :mod:`~occam_l2r.reporting.figures`: every matplotlib figure (the report's and ``fuse``'s);
+- the self-contained HTML page: :mod:`occam_l2r.html_page` (shared with ``classify``'s preview);
+- :mod:`~occam_l2r.reporting.builder`: :class:`ReportBuilder`, the state the sections share;
 - :mod:`~occam_l2r.reporting.sections`, :mod:`~occam_l2r.reporting.fused_sections`: what each
-  section shows; :mod:`~occam_l2r.reporting.build`: :func:`write_report`.
+  section shows; :mod:`~occam_l2r.reporting.build`: their order and
+  :func:`~occam_l2r.reporting.build.write_report`.
 
 Layer 4 (plain code, no Lightning); the verb is :mod:`occam_l2r.commands.report`.
 """
-
-from occam_l2r.reporting.build import write_report
-from occam_l2r.reporting.config import ReportConfig
-
-__all__ = ["ReportConfig", "write_report"]

@@ -6,8 +6,12 @@
 - :func:`plot_rates`: grouped bars of rates per view and split (the fallback rates);
 - :func:`plot_image_grid`: thumbnails with captions (images where fusion and FULL disagree).
 
-Figure 8 and Figure 11 come from :func:`occam_l2r.fusion.report.plot_weights` and
-:func:`occam_l2r.fusion.topk.plot_nonempty_histogram`.
+- :func:`plot_weights`: the weighted-logits weights per class (L2R² Fig. 8; ``fuse`` writes it
+  too, under ``weights/``);
+- :func:`plot_nonempty_histogram`: non-empty top-k candidates per image (Fig. 11; also ``fuse``'s
+  ``topk/``).
+
+Every plot of the toolkit lives here (matplotlib is imported on the first plot).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from occam_l2r.reporting.stats import Reliability
 
@@ -30,15 +33,19 @@ class _Figures:
 
     @staticmethod
     def subplots(*args: Any, figsize=None, dpi=None, **kwargs: Any):
+        from matplotlib.figure import Figure  # matplotlib only once a plot is drawn
+
         fig = Figure(figsize=figsize, dpi=dpi)
         return fig, fig.subplots(*args, **kwargs)
 
     @staticmethod
-    def figure(figsize=None, dpi=None) -> Figure:
+    def figure(figsize=None, dpi=None):
+        from matplotlib.figure import Figure
+
         return Figure(figsize=figsize, dpi=dpi)
 
     @staticmethod
-    def close(fig: Figure) -> None:
+    def close(fig: Any) -> None:
         """Nothing to release: no pyplot holds the figure."""
 
 
@@ -210,3 +217,73 @@ def plot_image_grid(
     ax.axis("off")
     fig.suptitle(title, fontsize=10, y=0.995)
     return _save(fig, path)
+
+
+def plot_weights(
+    table: pd.DataFrame, path: str | Path, name1: str = "FG", name2: str = "BG"
+) -> Path:
+    """Figure 8: the relative role of both inputs per class, classes sorted by input 1's share.
+
+    Top: the raw per-class weights ``w1``, ``w2``; bottom: the shares ``|w1| / (|w1| + |w2|)``
+    and ``|w2| / (|w1| + |w2|)`` stacked to 1, with the fraction of classes where input 2
+    weighs more in the title.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global state
+
+    t = table.sort_values("share1", ascending=False, kind="stable")
+    x = np.arange(len(t))
+    frac2 = float((t.share1 < 0.5).mean()) if len(t) else 0.0
+    width = max(6.0, min(20.0, 0.05 * len(t) + 4))
+    fig = Figure(figsize=(width, 5.5))
+    ax_w, ax_s = fig.subplots(2, 1, sharex=True)
+    ax_w.plot(x, t.w1, ".-", lw=0.8, label=f"w1 ({name1})")
+    ax_w.plot(x, t.w2, ".-", lw=0.8, label=f"w2 ({name2})")
+    ax_w.axhline(0, color="k", lw=0.5)
+    ax_w.set_ylabel("weight")
+    ax_w.legend(loc="best")
+    ax_s.bar(x, t.share1, width=1.0, label=name1)
+    ax_s.bar(x, 1 - t.share1, bottom=t.share1, width=1.0, label=name2)
+    ax_s.axhline(0.5, color="k", lw=0.5, ls="--")
+    ax_s.set_ylim(0, 1)
+    ax_s.set_ylabel("relative weight")
+    ax_s.set_xlabel(f"class (sorted by the share of {name1})")
+    ax_s.legend(loc="lower left")
+    if len(t) <= 40:
+        ax_s.set_xticks(x, t["name"], rotation=90, fontsize=7)
+    fig.suptitle(f"Weighted logits: {name2} weighs more for {100 * frac2:.1f}% of the classes")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def plot_nonempty_histogram(counts: dict[str, np.ndarray], path: str | Path, title: str) -> Path:
+    """Figure 11: the share of images per number ``s`` of non-empty candidates.
+
+    Args:
+        counts: label (e.g. split or detector) -> per-image counts of non-empty candidates.
+        path: the PNG to write.
+        title: the figure's title.
+    """
+    from matplotlib.figure import Figure  # no pyplot: no backend switch, no global state
+
+    top = max([int(c.max()) for c in counts.values() if len(c)] + [1])
+    s = np.arange(top + 1)
+    width = 0.8 / max(1, len(counts))
+    fig = Figure(figsize=(max(5.0, 0.5 * len(s) + 3), 3.5))
+    ax = fig.subplots()
+    for i, (label, c) in enumerate(counts.items()):
+        share = np.bincount(c, minlength=top + 1)[: top + 1] / max(1, len(c))
+        bars = ax.bar(s + (i - (len(counts) - 1) / 2) * width, 100 * share, width, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks(s)
+    ax.set_xlabel("non-empty candidates per image (s)")
+    ax.set_ylabel("images (%)")
+    ax.set_title(title)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path

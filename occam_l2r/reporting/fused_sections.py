@@ -2,7 +2,7 @@
 (per-class accuracy change against the baseline) and the grid of test images where the fusion
 and the baseline disagree.
 
-The fused row shown is ⊕* of each pair (:meth:`~occam_l2r.reporting.build.ReportBuilder.chosen_method`);
+The fused row shown is ⊕* of each pair (:meth:`~occam_l2r.reporting.builder.ReportBuilder.chosen_method`);
 its per-sample predictions come from :mod:`occam_l2r.reporting.predictions`.
 """
 
@@ -19,14 +19,14 @@ from occam_l2r.data.records import ImageReadError, read_image
 from occam_l2r.errors import UserError
 from occam_l2r.fusion.fusers import method_labels
 from occam_l2r.fusion.pairs import Pair
-from occam_l2r.fusion.report import plot_weights, weights_table
-from occam_l2r.reporting import figures
+from occam_l2r.fusion.report import weights_table
+from occam_l2r.reporting.figures import Tile, plot_class_deltas, plot_image_grid, plot_weights
 from occam_l2r.reporting.predictions import aligned_predictions
 from occam_l2r.reporting.sources import dataset_root, read_weights
 from occam_l2r.reporting.stats import per_class_accuracy
 
 if TYPE_CHECKING:
-    from occam_l2r.reporting.build import ReportBuilder
+    from occam_l2r.reporting.builder import ReportBuilder
 
 
 class ReportInputError(UserError, ValueError):
@@ -39,7 +39,7 @@ def _display(name: str) -> str:
 
 def weights(b: ReportBuilder) -> None:
     """Fig. 8 from ``weights/<row>_seed<k>.csv``, or, without them, from the weights in
-    ``results.jsonl`` (:func:`occam_l2r.fusion.report.weights_table` and ``plot_weights``)."""
+    ``results.jsonl`` (:func:`occam_l2r.fusion.report.weights_table`)."""
     found = read_weights(b.outputs.folder) or _weights_from_records(b)
     if not found:
         b.page.paragraph("No weighted-logits rows in this sweep (`weighted_logits` is not among "
@@ -107,7 +107,7 @@ def class_deltas(b: ReportBuilder) -> None:
             raise ReportInputError("no view or fused row besides the baseline to compare")
         frame = pd.DataFrame({"class": names, **series})
         frame.to_csv(b.out / f"class_deltas_{split}.csv", index=False)
-        png = figures.plot_class_deltas(series, names, f"Per-class accuracy change vs "
+        png = plot_class_deltas(series, names, f"Per-class accuracy change vs "
                                         f"{b.config.baseline} on {split}",
                                         b.figure_path(f"class_deltas_{split}"))  # fmt: skip
         b.page.figure(png, f"Fig. 12 on {split}: per-class accuracy minus {b.config.baseline}'s "
@@ -196,11 +196,11 @@ def disagreements(b: ReportBuilder) -> None:
         shown = idx[: c.grid_images]
         if not len(shown):
             continue
-        tiles = [figures.Tile(_thumbnail(root, fs.ids[i], c.thumbnail_size),
+        tiles = [Tile(_thumbnail(root, fs.ids[i], c.thumbnail_size),
                               [Path(fs.ids[i]).name[:22], f"true: {name_of(fs.labels[i])}",
                                f"{c.baseline}: {name_of(full[i])}", f"fused: {name_of(fs.pred[i])}"],
                               bool(fs.pred[i] == fs.labels[i])) for i in shown]  # fmt: skip
-        png = figures.plot_image_grid(tiles, f"{_display(name)} vs {c.baseline} on {split}",
+        png = plot_image_grid(tiles, f"{_display(name)} vs {c.baseline} on {split}",
                                       b.figure_path(f"disagreements_{split}"),
                                       size=c.thumbnail_size)  # fmt: skip
         found = sum(t.image is not None for t in tiles)

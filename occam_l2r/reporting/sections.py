@@ -1,5 +1,5 @@
-"""The sections of the report, in order (:data:`SECTIONS`), each adding tables and figures to
-the page of a :class:`~occam_l2r.reporting.build.ReportBuilder`.
+"""Sections of the report, each adding tables and figures to the page of a
+:class:`~occam_l2r.reporting.builder.ReportBuilder` (their order: :data:`occam_l2r.reporting.build.SECTIONS`).
 
 Here: ``fuse``'s tables, the metric per split and method, calibration, fallback and detection
 statistics, and the closing notes. The sections about fused rows (Fig. 8, Fig. 12, the image
@@ -8,7 +8,6 @@ grid) live in :mod:`occam_l2r.reporting.fused_sections`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,13 +16,18 @@ import pandas as pd
 from occam_l2r.fusion.fusers import method_labels
 from occam_l2r.fusion.pairs import Pair
 from occam_l2r.fusion.tables import topk_display
-from occam_l2r.fusion.topk import nonempty_candidates, plot_nonempty_histogram
-from occam_l2r.reporting import figures, fused_sections
+from occam_l2r.fusion.topk import nonempty_candidates
+from occam_l2r.reporting.figures import (
+    plot_accuracy,
+    plot_nonempty_histogram,
+    plot_rates,
+    plot_reliability,
+)
 from occam_l2r.reporting.sources import read_tables
 from occam_l2r.reporting.stats import reliability, share_true, temperature
 
 if TYPE_CHECKING:
-    from occam_l2r.reporting.build import ReportBuilder
+    from occam_l2r.reporting.builder import ReportBuilder
 
 
 def row_label(kind: str, name: str, method: str) -> str:
@@ -55,7 +59,7 @@ def accuracy(b: ReportBuilder) -> None:
     rows = m[(m.metric == b.metric) & m.split.isin(splits)].copy()
     rows["label"] = [row_label(k, n, x) for k, n, x in zip(rows.kind, rows.name, rows.method,
                                                             strict=True)]  # fmt: skip
-    png = figures.plot_accuracy(rows, splits, b.metric, b.figure_path("accuracy"))
+    png = plot_accuracy(rows, splits, b.metric, b.figure_path("accuracy"))
     seeds = sorted(set(rows.n_seeds.astype(int)))
     b.page.figure(png, f"{b.metric} of every row of the fusion table per split; error bars: the "
                   f"sample std over seeds ({', '.join(map(str, seeds))} seeds per row).")  # fmt: skip
@@ -77,7 +81,7 @@ def calibration(b: ReportBuilder) -> None:
                 after = reliability(lf.logits, lf.labels, t, c.n_bins)
                 rows.append((view, seed, split, t, before.ece, after.ece))
                 if seed == 0 and split == where:
-                    png = figures.plot_reliability(
+                    png = plot_reliability(
                         before, after, f"{view} (seed 0) on {split}, T fitted on {c.val_split}",
                         b.figure_path(f"reliability_{view}"),
                     )  # fmt: skip
@@ -118,7 +122,7 @@ def fallback_detection(b: ReportBuilder) -> None:
     frame.rename_axis("view").to_csv(b.out / "fallback_rates.csv")
     b.page.table(["view", *splits], table, caption="Fallback rate % (samples of all seeds whose "
                  "view fell back to the full image), mean over seeds")  # fmt: skip
-    png = figures.plot_rates(frame, "fallback rate (%)", "Samples that fell back to the full "
+    png = plot_rates(frame, "fallback rate (%)", "Samples that fell back to the full "
                              "image, per view and split", b.figure_path("fallback_rates"))  # fmt: skip
     b.page.figure(png, "Fallback rate per view and split. The fused rows' rates are the "
                   "`fallback %` columns of the tables above.")  # fmt: skip
@@ -171,15 +175,3 @@ def notes(b: ReportBuilder) -> None:
                              "(check `fallback` / `fallback_view`).", note=True)  # fmt: skip
     for note in b.notes:
         b.page.paragraph(note, note=True)
-
-
-#: (title, function) of every section, in page order
-SECTIONS: list[tuple[str, Callable[[ReportBuilder], None]]] = [
-    ("Tables of fuse", fuse_tables),
-    ("Accuracy per split and method", accuracy),
-    ("Calibration before and after temperature scaling", calibration),
-    ("Weighted-logits weights per class (Fig. 8)", fused_sections.weights),
-    ("Per-class accuracy against the baseline (Fig. 12)", fused_sections.class_deltas),
-    ("Fallback and detection statistics (Fig. 11)", fallback_detection),
-    ("Test images where the fusion and the baseline disagree", fused_sections.disagreements),
-]

@@ -1,6 +1,6 @@
 """A self-contained HTML page: headings, paragraphs, tables and PNG figures embedded as base64.
 
-:class:`Page` collects the blocks of the report in order and :meth:`Page.write` writes one HTML
+:class:`Page` collects the blocks of a page in order (the report, ``classify``'s preview) and :meth:`Page.write` writes one HTML
 file (atomically) that needs nothing beside it: every figure is inlined as a ``data:`` URI and
 also kept as a PNG file, whose relative path each figure's caption links to. Tables keep the
 cells as given (``**bold**`` of the Markdown tables is shown bold); a table read from a file
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from occam_l2r.store_files import atomic_write
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -117,7 +118,5 @@ class Page:
         """Write the page atomically (UTF-8, through a temporary file and a rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(self.render(), encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        text = self.render()
+        return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
