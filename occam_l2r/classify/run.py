@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from occam_l2r.classify.models import ViewModel
 from occam_l2r.classify.preview import write_preview
 from occam_l2r.classify.table import prediction_rows, write_table
 from occam_l2r.fusion.saved import SavedFusion, load_fusion
+from occam_l2r.store_files import atomic_write_text
 
 
 def load(config: ClassifyConfig) -> tuple[SavedFusion, dict[str, ViewModel]]:
@@ -78,7 +78,6 @@ def classify(config: ClassifyConfig) -> dict[str, Any]:
         files.append(write_preview(result, table, config.output_dir))
     summary = summarize(result, fusion, time.perf_counter() - t0)
     path = Path(config.output_dir) / "summary.json"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({**summary, "cascade": config.cascade}, indent=2, default=str))
-    os.replace(tmp, path)
+    text = json.dumps({**summary, "cascade": config.cascade}, indent=2, default=str)
+    atomic_write_text(text, path)
     return {**summary, "table": table, "files": [*files, path], "result": result}
