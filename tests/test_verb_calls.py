@@ -168,7 +168,7 @@ def test_pipeline_fits_and_predicts_from_one_parsed_config(tmp_path: Path, monke
     no_logger = lightning.parse_config([TINY_FG], ["--trainer.logger", "false"])
     with pytest.raises(UserError, match="trainer.logger is False"):
         run.fit_config(no_logger)
-    with pytest.raises(ValueError, match="not views"):
+    with pytest.raises(UserError, match="views: unknown view 'FG'"):
         P.plan_runs({"FG": "fg.yaml"}, [0], exp)
 
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 
 from occam_l2r.commands import run_function
 from occam_l2r.errors import UserError
-from occam_l2r.views import VIEWS, View
+from occam_l2r.views import View, check_views
 
 if TYPE_CHECKING:
     from jsonargparse import Namespace
@@ -52,7 +52,7 @@ class Run:
     """One (view, seed) training run: its config files and its folder.
 
     Attributes:
-        view: the view the run trains on (one of :data:`occam_l2r.views.VIEWS`).
+        view: the view the run trains on (a registered view, :data:`occam_l2r.views.VIEWS`).
         seed: the training seed.
         configs: the files that compose its training config (a base and a view overlay).
         folder: ``<experiment_dir>/<view>/seed<seed>``.
@@ -100,11 +100,10 @@ def plan_runs(views: dict[View, str | list[str]], seeds: list[int], out: Path) -
     """Every (view, seed) run in a stable order: views as given, then seeds.
 
     Raises:
-        ValueError: a key of ``views`` is not a view (:data:`occam_l2r.views.VIEWS`).
+        UnknownViewError: a key of ``views`` is not a registered view
+            (:func:`occam_l2r.views.check_views`).
     """
-    unknown = [v for v in views if v not in VIEWS]
-    if unknown:
-        raise ValueError(f"views {unknown}: not views; the views are {list(VIEWS)}")
+    check_views(views, setting="views")
     runs = []
     for view, configs in views.items():
         files = (configs,) if isinstance(configs, str) else tuple(configs)
