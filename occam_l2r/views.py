@@ -21,23 +21,49 @@ reason (:data:`FALLBACK_REASONS`) returned so callers can count fallbacks and, a
 FULL prediction. A mask covering the whole image is no fallback: FG views are the image, BG views
 a constant. The table with the reasons is in docs/views_and_data.md. Images are ``(H, W, C)``
 uint8 numpy arrays; no torch, no Lightning.
+
+**The registry.** :data:`VIEWS` maps each view's name to a :class:`ViewSpec`: its function of
+the image and its chosen foreground, whether it needs the mask, its role (:data:`Role`: ``full``,
+``crop``, ``foreground``, ``background`` or ``occam``) and, when it is not the image, its FULL
+fallback. :func:`apply_view`, the DataModules' ``data.view`` check (:func:`check_views`), the
+pipeline, the captions (what a ``foreground`` view shows) and the default fused pairs
+(:func:`role_of`) all read it. Adding a view is one function decorated with
+:func:`register_view` (docs/extending.md, "Add a view")::
+
+    @register_view("FG_G", role="foreground", needs_mask=True)
+    def fg_gray(image: np.ndarray, fg: Decomposition | None, options: ViewOptions) -> np.ndarray:
+        assert fg is not None and fg.mask is not None  # needs_mask: the mask is always there
+        out = np.full_like(image, GRAY)  # the object on a uniform gray background
+        out[fg.mask] = image[fg.mask]
+        return out
+
+Register it in this module (or in one imported before the run: a DataLoader worker started by
+``spawn``/``forkserver`` imports this module again, not the caller's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias, get_args
 
 import numpy as np
 from PIL import Image
 
+from occam_l2r.errors import UserError
 from occam_l2r.segmentation import Segmentation, mask_to_box
 
-View = Literal["FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha", "CENTERCROP"]
-VIEWS: tuple[str, ...] = (
-    "FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha", "CENTERCROP"
-)  # fmt: skip
-MASK_VIEWS = {"FG_M", "BG_S", "crop_resize_gray", "alpha"}
+#: a view's name: a key of :data:`VIEWS` (checked by :func:`check_views`, so that a view
+#: registered at run time is accepted wherever a view is configured)
+View: TypeAlias = str
+#: what a view shows: ``full`` the image; ``crop`` a fixed crop of it (no segmentation);
+#: ``foreground`` the object, its background cropped away or masked (FG_C, FG_M: captions name no
+#: background for them); ``background`` the image with the object hidden (BG_S, BG_B: the default
+#: fused pairs put the foreground view with FULL, then with each of them); ``occam`` an OCCAM
+#: applied mask (crop_resize_gray, alpha)
+Role = Literal["full", "crop", "foreground", "background", "occam"]
+#: the roles whose views are made without a segmentation (no fallback either)
+NO_SEGMENTATION_ROLES = ("full", "crop")
 #: ``top1``: the detection of highest stored score (see :func:`top_scoring`); ``union``: all kept
 Foreground = Literal["top1", "union"]
 #: the box FG_C / FG_M crop and BG_B masks: the mask's tight box or the detector's box
@@ -67,6 +93,110 @@ class Decomposition:
     box: Box
     detector_box: Box
     mask: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """The settings of :func:`apply_view` a view's function may read.
+
+    Attributes:
+        fill: constant (0-255) for padding and masking.
+        fg_aspect: FG_C / FG_M crop ``pad``-ded or ``stretch``-ed to a square.
+    """
+
+    fill: int = 0
+    fg_aspect: FgAspect = "pad"
+
+
+#: a view's function: ``(image, foreground, options) -> view``; the foreground is ``None`` for
+#: the roles of :data:`NO_SEGMENTATION_ROLES`, else a valid one (the fallback rule has run)
+MakeView = Callable[[np.ndarray, Decomposition | None, ViewOptions], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """A registered view.
+
+    Attributes:
+        name: its name (``data.view``, run folders, logits files, pairs such as ``FG_C+BG_S``).
+        make: its function (:data:`MakeView`).
+        role: what it shows (:data:`Role`).
+        needs_mask: it reads the mask (a store of boxes only is then an error).
+        fallback: the image it falls back to (``None``: the FULL image).
+    """
+
+    name: str
+    make: MakeView
+    role: Role
+    needs_mask: bool = False
+    fallback: Callable[[np.ndarray], np.ndarray] | None = None
+
+    @property
+    def uses_segmentation(self) -> bool:
+        """Whether the view is made from a segmentation (and so can fall back)."""
+        return self.role not in NO_SEGMENTATION_ROLES
+
+
+#: every registered view by name, in the order of registration
+VIEWS: dict[str, ViewSpec] = {}
+
+
+class UnknownViewError(UserError, ValueError):
+    """A configured view is not registered (the message lists the registered ones)."""
+
+
+def register_view(
+    name: str,
+    *,
+    role: Role,
+    needs_mask: bool = False,
+    fallback: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Callable[[MakeView], MakeView]:
+    """Register the decorated function as the view ``name`` (see :class:`ViewSpec`).
+
+    Raises:
+        ValueError: ``name`` is registered already, is empty or holds ``+`` or ``/`` (pairs and
+            run folders are named by views), or ``role`` is not a :data:`Role`.
+    """
+    if not name or "+" in name or "/" in name:
+        raise ValueError(f"view name {name!r}: give a non-empty name without '+' or '/'")
+    if role not in get_args(Role):
+        raise ValueError(f"view {name!r}: role={role!r}; choose from {get_args(Role)}")
+
+    def register(make: MakeView) -> MakeView:
+        if name in VIEWS:
+            raise ValueError(f"the view {name!r} is registered already")
+        VIEWS[name] = ViewSpec(name, make, role, needs_mask, fallback)
+        return make
+
+    return register
+
+
+def check_views(names: Iterable[str], setting: str = "view") -> list[str]:
+    """``names`` as a list, after checking that each one is a registered view.
+
+    Args:
+        names: view names.
+        setting: the configuration key named in the error (``data.view``).
+
+    Raises:
+        UnknownViewError: a name that is not registered (the message lists the views).
+    """
+    names = [str(n) for n in names]
+    for name in names:
+        if name not in VIEWS:
+            raise UnknownViewError(
+                f"{setting}: unknown view {name!r}; the registered views are "
+                f"{', '.join(VIEWS)} (a new one is registered in occam_l2r/views.py with "
+                "@register_view)"
+            )
+    return names
+
+
+def role_of(name: str) -> Role | None:
+    """The :data:`Role` of the view ``name``, ``None`` for a name that is not registered."""
+    spec = VIEWS.get(str(name))
+    return spec.role if spec is not None else None
 
 
 def _int_box(box: np.ndarray, width: int, height: int) -> Box:
@@ -159,6 +289,73 @@ def alpha_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return np.concatenate([image[..., :3], (mask.astype(np.uint8) * 255)[..., None]], axis=-1)
 
 
+def alpha_fallback(image: np.ndarray) -> np.ndarray:
+    """``alpha``'s fallback: RGB plus an all-foreground channel."""
+    return alpha_image(image, np.ones(image.shape[:2], bool))
+
+
+# ---------------------------------------------------------------- the registered views
+# fg is None for the full/crop roles; the mask views always get a mask (select_foreground)
+
+
+@register_view("FULL", role="full")
+def full_view(image: np.ndarray, fg: Decomposition | None, options: ViewOptions) -> np.ndarray:
+    """FULL: the image."""
+    return image
+
+
+@register_view("FG_C", role="foreground")
+def fg_c_view(image: np.ndarray, fg: Decomposition | None, options: ViewOptions) -> np.ndarray:
+    """FG_C: :func:`fg_crop` of the crop box."""
+    assert fg is not None
+    return fg_crop(image, fg.box, options.fill, options.fg_aspect)
+
+
+@register_view("FG_M", role="foreground", needs_mask=True)
+def fg_m_view(image: np.ndarray, fg: Decomposition | None, options: ViewOptions) -> np.ndarray:
+    """FG_M: :func:`fg_masked` by the mask, cropped to the crop box."""
+    assert fg is not None and fg.mask is not None
+    return fg_masked(image, fg.box, fg.mask, options.fill, options.fg_aspect)
+
+
+@register_view("BG_S", role="background", needs_mask=True)
+def bg_s_view(image: np.ndarray, fg: Decomposition | None, options: ViewOptions) -> np.ndarray:
+    """BG_S: :func:`bg_shape` of the mask."""
+    assert fg is not None and fg.mask is not None
+    return bg_shape(image, fg.mask, options.fill)
+
+
+@register_view("BG_B", role="background")
+def bg_b_view(image: np.ndarray, fg: Decomposition | None, options: ViewOptions) -> np.ndarray:
+    """BG_B: :func:`bg_box` of the crop box."""
+    assert fg is not None
+    return bg_box(image, fg.box, options.fill)
+
+
+@register_view("crop_resize_gray", role="occam", needs_mask=True)
+def crop_resize_gray_view(
+    image: np.ndarray, fg: Decomposition | None, options: ViewOptions
+) -> np.ndarray:
+    """OCCAM's :func:`crop_resize_gray` of the mask (its own gray, not ``fill``)."""
+    assert fg is not None and fg.mask is not None
+    return crop_resize_gray(image, fg.mask)
+
+
+@register_view("alpha", role="occam", needs_mask=True, fallback=alpha_fallback)
+def alpha_view(image: np.ndarray, fg: Decomposition | None, options: ViewOptions) -> np.ndarray:
+    """OCCAM's :func:`alpha_image` of the mask."""
+    assert fg is not None and fg.mask is not None
+    return alpha_image(image, fg.mask)
+
+
+@register_view("CENTERCROP", role="crop")
+def centercrop_view(
+    image: np.ndarray, fg: Decomposition | None, options: ViewOptions
+) -> np.ndarray:
+    """CENTERCROP: :func:`center_crop` (no segmentation involved, no fallback)."""
+    return center_crop(image)
+
+
 def top_scoring(segmentation: Segmentation, keep: np.ndarray) -> np.ndarray:
     """The ``top1`` rule: of the detections ``keep``, the one of highest stored score.
 
@@ -225,8 +422,10 @@ def select_foreground(
 
 
 def full_fallback(view: View, image: np.ndarray) -> np.ndarray:
-    """The image a view falls back to: FULL (``alpha``: RGB plus an all-foreground channel)."""
-    return image if view != "alpha" else alpha_image(image, np.ones(image.shape[:2], bool))
+    """The image a view falls back to: FULL, or the view's own fallback (``alpha``: RGB plus an
+    all-foreground channel)."""
+    fallback = VIEWS[view].fallback
+    return image if fallback is None else fallback(image)
 
 
 def apply_view(
@@ -242,7 +441,7 @@ def apply_view(
     """Make ``view`` of ``image`` from its segmentation, applying the FULL fallback rule.
 
     Args:
-        view: one of :data:`VIEWS`.
+        view: a registered view (a key of :data:`VIEWS`).
         image: ``(H, W, C)`` uint8 image.
         segmentation: its segmentation (``None``: the ``no_segmentation`` fallback).
         score_threshold: detections scoring below it are dropped.
@@ -250,33 +449,21 @@ def apply_view(
         fill: constant (0-255) for padding and masking.
         crop_box: ``mask`` or ``detector`` box for FG_C, FG_M and BG_B (see the module).
         fg_aspect: FG_C / FG_M crop ``pad``-ded or ``stretch``-ed to a square.
+
+    Raises:
+        UnknownViewError: ``view`` is not registered.
     """
-    if view not in VIEWS:
-        raise ValueError(f"unknown view {view!r}; choose one of {VIEWS}")
-    if view == "FULL":
-        return ViewResult(image)
-    if view == "CENTERCROP":  # no segmentation involved, no fallback
-        return ViewResult(center_crop(image))
+    (name,) = check_views([view])
+    spec = VIEWS[name]
+    options = ViewOptions(fill, fg_aspect)
+    if not spec.uses_segmentation:
+        return ViewResult(spec.make(image, None, options))
     if segmentation is not None and (segmentation.height, segmentation.width) != image.shape[:2]:
         raise ValueError(
             f"segmentation of {segmentation.image_id} is {segmentation.width}x{segmentation.height} "
             f"but the image is {image.shape[1]}x{image.shape[0]}; the store belongs to other images."
         )
-    picked = select_foreground(
-        segmentation, score_threshold, foreground, view in MASK_VIEWS, crop_box
-    )
+    picked = select_foreground(segmentation, score_threshold, foreground, spec.needs_mask, crop_box)
     if isinstance(picked, str):
-        return ViewResult(full_fallback(view, image), fallback=picked)
-    box, mask = picked.box, picked.mask
-    if view == "FG_C":
-        return ViewResult(fg_crop(image, box, fill, fg_aspect))
-    if view == "BG_B":
-        return ViewResult(bg_box(image, box, fill))
-    assert mask is not None
-    if view == "FG_M":
-        return ViewResult(fg_masked(image, box, mask, fill, fg_aspect))
-    if view == "BG_S":
-        return ViewResult(bg_shape(image, mask, fill))
-    if view == "crop_resize_gray":
-        return ViewResult(crop_resize_gray(image, mask))
-    return ViewResult(alpha_image(image, mask))
+        return ViewResult(full_fallback(name, image), fallback=picked)
+    return ViewResult(spec.make(image, picked, options))
