@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from occam_l2r.views import role_of
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -74,12 +76,13 @@ class Pair:
 
 
 def default_pairs(views: Iterable[str]) -> list[Pair]:
-    """The pairs fused when none are given: the first FG view with FULL, then with every BG view
-    (in the given order); none without an FG view. ``FULL, FG_C, BG_S`` gives ``FG_C+FULL``,
-    ``FG_C+BG_S`` (L2R²'s headline FG ⊕ FULL first)."""
+    """The pairs fused when none are given: the first foreground view with FULL, then with every
+    background view (in the given order; the roles of :func:`occam_l2r.views.role_of`); none
+    without a foreground view. ``FULL, FG_C, BG_S`` gives ``FG_C+FULL``, ``FG_C+BG_S`` (L2R²'s
+    headline FG ⊕ FULL first)."""
     views = [str(v) for v in views]
-    fg = next((v for v in views if v.startswith("FG")), None)
+    fg = next((v for v in views if role_of(v) == "foreground"), None)
     if fg is None:
         return []
-    others = [v for v in views if v == "FULL"] + [v for v in views if v.startswith("BG")]
-    return [Pair(fg, o) for o in others]
+    full = [v for v in views if role_of(v) == "full"]
+    return [Pair(fg, o) for o in full + [v for v in views if role_of(v) == "background"]]
