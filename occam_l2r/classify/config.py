@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from occam_l2r.views import CropBox, FgAspect, Foreground, View
+from occam_l2r.views import CropBox, FgAspect, Foreground, View, check_views
 
 
 @dataclass
@@ -79,3 +79,7 @@ class ClassifyConfig:
     preview: bool = False
     batch_size: int = 32
     device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        check_views(self.checkpoints, "checkpoints")  # registered views (UnknownViewError)
+        check_views([self.fallback_view], "fallback_view")

@@ -9,8 +9,8 @@ the ``caption`` string, a sample holds what the caption says as indices, for the
 contrastive loss of :mod:`occam_l2r.tasks.clip_train`: ``caption_object`` (the class, or -1 when
 the template does not name the object) and ``caption_background`` (the group index, or -1),
 and what the image shows: ``image_background``, the group index, or -1 for a foreground view
-(:data:`FOREGROUND_VIEWS`: the object cut out of its background, so no caption naming a
-background describes it).
+(a view whose role is ``foreground`` in :data:`occam_l2r.views.VIEWS`, FG_C and FG_M: the object
+cut out of its background, so no caption naming a background describes it).
 
 With several views (``view: [FULL, FG_C]`` and ``view_captions``), each training sample is one
 view of its image, drawn uniformly, captioned with that view's own templates.
@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 from occam_l2r.data.datamodule import ViewDataModule
 from occam_l2r.data.records import RecordDataset
 from occam_l2r.data.view_dataset import ViewDataset
+from occam_l2r.views import role_of
 
 #: the caption templates of the embedded CLIP: object and background, object only, background only
 DEFAULT_TEMPLATES = (
@@ -38,8 +39,6 @@ DEFAULT_TEMPLATES = (
     "a photo of {background}.",
 )
 _FIELDS = {"object", "background"}
-#: views that show the object without its background (their ``image_background`` is -1)
-FOREGROUND_VIEWS = ("FG_C", "FG_M")
 
 
 def template_fields(template: str) -> set[str]:
@@ -135,7 +134,7 @@ class CaptionDataset(Dataset):
         sample["caption_background"] = (
             sample["group"].clone() if names_background else torch.tensor(-1)
         )
-        shown = view not in FOREGROUND_VIEWS
+        shown = role_of(view) != "foreground"  # a foreground view shows no background
         sample["image_background"] = sample["group"].clone() if shown else torch.tensor(-1)
         return sample
 

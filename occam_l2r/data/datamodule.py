@@ -37,7 +37,7 @@ from occam_l2r.data.view_dataset import (
 from occam_l2r.segmentation import score_kind
 from occam_l2r.store import SegmentationStore
 from occam_l2r.store_location import GT_STORE
-from occam_l2r.views import CropBox, FgAspect, Foreground, View
+from occam_l2r.views import CropBox, FgAspect, Foreground, View, check_views
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,9 @@ class ViewDataModule(BaseDataModule):
 
     Args:
         dataset: the dataset (``class_path`` + ``init_args`` in configs).
-        view: FULL, FG_C, FG_M, BG_S, BG_B, crop_resize_gray or alpha; or a list of views, each
+        view: a registered view (:data:`occam_l2r.views.VIEWS`: the paper's FULL, FG_C, FG_M,
+            BG_S, BG_B, OCCAM's crop_resize_gray and alpha, CENTERCROP, and any view added with
+            ``register_view``; an unknown name's error lists them all); or a list of views, each
             made from one read of the image (batches then carry ``views`` / ``fallbacks``).
         segmentation: ``None`` (FULL only), ``"gt"`` (ground-truth masks, converted on first use
             into ``gt_store_dir``), or a segmentation store: a bare name is
@@ -117,9 +119,10 @@ class ViewDataModule(BaseDataModule):
                 f"num_workers={num_workers} not negative"
             )
         self.dataset = dataset
-        self.views: list[View] = [view] if isinstance(view, str) else list(view)
-        if not self.views:
+        views = [view] if isinstance(view, str) else list(view)
+        if not views:
             raise ValueError("data.view: give a view or a non-empty list of views")
+        self.views: list[View] = check_views(views, "data.view")
         self.view = self.views[0]
         self.segmentation = segmentation
         self.batch_size = batch_size
