@@ -3,10 +3,10 @@ apply mode), one column per evaluated split, and the whole-image baselines besid
 
 Markdown (``occam_table.md``: the chosen metric in %, as the paper prints it), CSV
 (``occam_table.csv``: one line per row and split, every metric) and JSON (``occam_table.json``:
-the same records), written atomically. Besides the accuracies, ``no_masks`` counts the images
-classified on the whole image for want of masks, and ``object_iou`` is the mean IoU of the chosen
-mask with the ground-truth object (where the dataset has one): how well a score finds the
-object. Rows, as in Table 8:
+the same records), written atomically (:func:`occam_l2r.store_files.atomic_write_text`).
+Besides the accuracies, ``no_masks`` counts the images classified on the whole image for want of
+masks, and ``object_iou`` is the mean IoU of the chosen mask with the ground-truth object (where
+the dataset has one): how well a score finds the object. Rows, as in Table 8:
 
 ==============  ===========  =============  ========  ===========================================
 Masks source    FG det       Apply Mask     BG        what it is
@@ -24,12 +24,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from occam_l2r.occam.apply import TABLE_COLUMNS
+from occam_l2r.store_files import atomic_write_text
 
 #: the metrics of every row and split (fractions, except the counts)
 METRICS: tuple[str, ...] = (
@@ -169,12 +169,6 @@ def _no_mask_counts(
     return out
 
 
-def _atomic_write(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def write_table(
     results: Mapping[Variant, Mapping[str, Mapping[str, float]]],
     splits: Sequence[str],
@@ -206,8 +200,8 @@ def write_table(
         "csv": out / "occam_table.csv",
         "json": out / "occam_table.json",
     }
-    _atomic_write(to_markdown(results, splits, metric), paths["markdown"])
-    _atomic_write(buf.getvalue(), paths["csv"])
+    atomic_write_text(to_markdown(results, splits, metric), paths["markdown"])
+    atomic_write_text(buf.getvalue(), paths["csv"])
     body = {"metric": metric, "splits": list(splits), "rows": rows, **dict(meta or {})}
-    _atomic_write(json.dumps(body, indent=2, default=str), paths["json"])
+    atomic_write_text(json.dumps(body, indent=2, default=str), paths["json"])
     return paths
