@@ -12,9 +12,8 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -31,7 +30,7 @@ from occam_l2r.segment.segmenters import Item, Segmenter
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.store import SegmentationStore
 from tests._clip_tiny import TINY_VIT, save_tiny_clip
-from tests.conftest import TINY, TINY_FG
+from tests.conftest import TINY, TINY_FG, tiny_fit_args
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -130,57 +129,45 @@ def test_add_a_dataset_and_fit_on_it(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- add a view
 
-GRAY_VIEW = "FG_G"
+#: the images the new view was made of (its function records them)
+GRAY_VIEW_IMAGES: list[tuple[int, int]] = []
 
 
-def fg_gray(image: np.ndarray, mask: np.ndarray, gray: int = views.GRAY) -> np.ndarray:
-    """The new view's pure function: the object on a uniform gray background, shape kept."""
-    out = np.full_like(image, gray)
-    out[mask] = image[mask]
+@views.register_view("FG_G", role="foreground", needs_mask=True)
+def fg_gray(
+    image: np.ndarray, fg: views.Decomposition | None, options: views.ViewOptions
+) -> np.ndarray:
+    """The new view, as views.py would hold it: the object on a uniform gray background, shape
+    kept (it needs the mask, and it shows no background: its role is ``foreground``)."""
+    assert fg is not None and fg.mask is not None  # needs_mask: the fallback rule ran first
+    GRAY_VIEW_IMAGES.append(image.shape[:2])
+    out = np.full_like(image, views.GRAY)
+    out[fg.mask] = image[fg.mask]
     return out
 
 
-def test_add_a_view_and_train_on_it(synthetic_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Recipe "Add a view": views.py is edited in four spots — the ``View`` names, ``VIEWS``,
-    ``MASK_VIEWS`` and ``apply_view``'s dispatch (emulated here with monkeypatch: there is no
-    registry a module outside views.py can add to, and the CLI checks ``data.view`` against the
-    ``View`` literal, so this test drives the training DataModule instead of ``fit``). Every
-    consumer then gets the view through ``apply_view``."""
-    from occam_l2r.data import datamodule, view_dataset
-    from occam_l2r.data.datamodule import ViewDataModule
+def test_add_a_view_and_train_on_it(synthetic_copy: Path, tmp_path: Path) -> None:
+    """Recipe "Add a view": one function registered with ``@register_view`` (above, where
+    views.py would hold it) is a view everywhere: ``fit`` trains and tests on it by name
+    (``data.view``), with the shared fallback rule; its role puts it in the default pairs."""
+    from occam_l2r.fusion.pairs import Pair, default_pairs
 
-    calls = []
-    original = views.apply_view
-
-    def apply_view(view, image, segmentation, score_threshold=0.0, foreground="top1", fill=0,
-                   crop_box="mask", fg_aspect="pad"):  # fmt: skip
-        if view != GRAY_VIEW:
-            return original(view, image, segmentation, score_threshold, foreground, fill,
-                            crop_box, fg_aspect)  # fmt: skip
-        picked = views.select_foreground(segmentation, score_threshold, foreground, True, crop_box)
-        if isinstance(picked, str):
-            return views.ViewResult(views.full_fallback(view, image), fallback=picked)
-        calls.append(segmentation.image_id)
-        return views.ViewResult(fg_gray(image, picked.mask))
-
-    names = Literal[(*typing.get_args(views.View), GRAY_VIEW)]  # type: ignore[misc]
-    monkeypatch.setattr(views, "View", names)
-    monkeypatch.setattr(views, "VIEWS", (*views.VIEWS, GRAY_VIEW))
-    monkeypatch.setattr(views, "MASK_VIEWS", views.MASK_VIEWS | {GRAY_VIEW})
-    monkeypatch.setattr(views, "apply_view", apply_view)
-    # a runtime patch must also reach the modules that imported the names (an edit would not)
-    monkeypatch.setattr(datamodule, "View", names)
-    monkeypatch.setattr(view_dataset, "apply_view", apply_view)
-
-    ds = SyntheticSpurious(root=str(synthetic_copy), **TINY)
-    dm = ViewDataModule(ds, view=[GRAY_VIEW, "FULL"], segmentation="gt", image_size=32,
-                        batch_size=8, num_workers=0)  # fmt: skip
-    dm.prepare_data()
-    dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
-    assert set(batch["id"]) <= set(calls)  # the training images went through the new view
-    assert batch["fallbacks"][GRAY_VIEW].sum() == 0
-    assert not torch.equal(batch["views"][GRAY_VIEW], batch["views"]["FULL"])
+    out = tmp_path / "runs"
+    GRAY_VIEW_IMAGES.clear()
+    main(["fit", *tiny_fit_args(synthetic_copy, out), "--data.init_args.view", "FG_G",
+          "--data.init_args.test_splits", "[test_shift]",
+          "--trainer.logger.init_args.name", "tiny/FG_G"])  # fmt: skip
+    metrics = _metrics(out, "tiny/FG_G")
+    assert metrics["test_shift/num_samples"] == 8 and 0 <= metrics["test_shift/acc"] <= 1
+    assert metrics["test_shift/fallback_rate"] == 0.0  # every image has its ground-truth mask
+    assert len(GRAY_VIEW_IMAGES) >= 24 + 8 + 8  # train, val and test images made by fg_gray
+    image = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    mask = np.zeros((4, 6), bool)
+    mask[1:3, 2:4] = True
+    made = views.apply_view("FG_G", image, Segmentation.from_masks("x.png", [mask]))
+    assert np.array_equal(made.image[mask], image[mask]) and (made.image[~mask] == 128).all()
+    assert views.apply_view("FG_G", image, None).fallback == "no_segmentation"
+    assert default_pairs(["FULL", "FG_G", "BG_S"]) == [Pair("FG_G", "FULL"), Pair("FG_G", "BG_S")]
 
 
 # ---------------------------------------------------------------- add a segmenter

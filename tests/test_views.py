@@ -1,13 +1,27 @@
 """Views on small hand-made arrays: exact expected pixels (the FULL fallback rule is in
-test_view_fallback.py)."""
+test_view_fallback.py); the view registry (what each view declares, an unknown view's error)."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from occam_l2r.errors import EXIT_USER_ERROR
 from occam_l2r.store import Segmentation
-from occam_l2r.views import apply_view, crop_resize_gray, pad_to_square, select_foreground
+from occam_l2r.views import (
+    VIEWS,
+    UnknownViewError,
+    apply_view,
+    crop_resize_gray,
+    pad_to_square,
+    register_view,
+    role_of,
+    select_foreground,
+)
+from tests.conftest import TINY_FG
 
 
 def _image(h: int = 4, w: int = 6) -> np.ndarray:
@@ -174,3 +188,60 @@ def test_top1_of_a_sam_automatic_store_is_the_highest_predicted_iou():
     assert seg.score_kind == "sam_predicted_iou"
     assert apply_view("FG_C", _image(), seg).image[..., 0].tolist() == [[1]]
     assert Segmentation("a", 1, 1, segmenter="owlv2+sam").score_kind == "detector_confidence"
+
+
+# ---------------------------------------------------------------- the registry
+
+SHIPPED = ["FULL", "FG_C", "FG_M", "BG_S", "BG_B", "crop_resize_gray", "alpha", "CENTERCROP"]
+
+
+def test_the_registry_declares_what_each_view_needs(mask):
+    """``needs_mask`` is what a store of boxes only refuses; the roles are what the captions and
+    the default pairs ask (the shipped views keep their names, order and behaviour)."""
+    assert list(VIEWS)[: len(SHIPPED)] == SHIPPED
+    boxes_only = Segmentation("img.png", 6, 4, boxes=[[2, 1, 4, 3]], scores=[1.0])
+    for name in SHIPPED:
+        if VIEWS[name].needs_mask:
+            with pytest.raises(ValueError, match="boxes only"):
+                apply_view(name, _image(), boxes_only)
+        else:
+            assert apply_view(name, _image(), boxes_only).fallback is None
+    assert [v for v in SHIPPED if VIEWS[v].needs_mask] == ["FG_M", "BG_S", "crop_resize_gray",
+                                                            "alpha"]  # fmt: skip
+    roles = {v: role_of(v) for v in SHIPPED}
+    assert [v for v, r in roles.items() if r == "foreground"] == ["FG_C", "FG_M"]
+    assert [v for v, r in roles.items() if r == "background"] == ["BG_S", "BG_B"]
+    assert roles["FULL"] == "full" and role_of("not_a_view") is None
+
+
+def test_register_view_refuses_a_taken_or_unusable_name():
+    def same(image, fg, options):
+        return image
+
+    with pytest.raises(ValueError, match="registered already"):
+        register_view("FG_C", role="foreground")(same)
+    with pytest.raises(ValueError, match="without '\\+'"):
+        register_view("A+B", role="foreground")
+    with pytest.raises(ValueError, match="role='object'"):
+        register_view("FG_Z", role="object")  # type: ignore[arg-type]
+    assert "FG_Z" not in VIEWS and VIEWS["FG_C"].make is not same
+
+
+def test_an_unknown_view_is_one_message_naming_the_views(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """``data.view`` is checked against the registry when ``fit`` builds the DataModule: one
+    message with the value and every registered view (as the CLI's own type errors)."""
+    from occam_l2r.cli import main
+
+    with pytest.raises(UnknownViewError, match="unknown view 'FG_X'"):
+        apply_view("FG_X", _image(), None)
+    argv = ["occam_l2r", "fit", "--config", str(TINY_FG), "--data.init_args.view", "[FULL, FG_X]",
+            "--trainer.logger.init_args.save_dir", str(tmp_path)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == EXIT_USER_ERROR
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error:" in x]
+    assert line.startswith("occam_l2r fit: error: data.view: unknown view 'FG_X'; the registered")
+    assert ", ".join(SHIPPED) in line and "register_view" in line
