@@ -24,8 +24,8 @@ uint8 numpy arrays; no torch, no Lightning.
 
 **The registry.** :data:`VIEWS` maps each view's name to a :class:`ViewSpec`: its function of
 the image and its chosen foreground, whether it needs the mask, its role (:data:`Role`: ``full``,
-``crop``, ``foreground``, ``background`` or ``occam``) and, when it is not the image, its FULL
-fallback. :func:`apply_view`, the DataModules' ``data.view`` check (:func:`check_views`), the
+``crop``, ``foreground``, ``background`` or ``occam``) and the image it falls back to where
+that is not the FULL image (``alpha``'s). :func:`apply_view`, the DataModules' ``data.view`` check (:func:`check_views`), the
 pipeline, the captions (what a ``foreground`` view shows) and the default fused pairs
 (:func:`role_of`) all read it. Adding a view is one function decorated with
 :func:`register_view` (docs/extending.md, "Add a view")::
