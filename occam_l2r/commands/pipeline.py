@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 
 from occam_l2r.commands import run_function
 from occam_l2r.errors import UserError
-from occam_l2r.views import View, check_views
+from occam_l2r.views import View, check_views, role_of
 
 if TYPE_CHECKING:
     from jsonargparse import Namespace
@@ -236,14 +236,15 @@ def _fuse(
     summary_metric: Literal["acc", "macro_acc"] | None,
     start: float,
 ) -> dict:
-    from occam_l2r.commands.fuse import SweepConfig, fuse
+    from occam_l2r.commands.fuse import fuse
+    from occam_l2r.fusion.config import SweepConfig
     from occam_l2r.fusion.pairs import default_pairs
 
     if pairs is None:
         pairs = [(p.first, p.second) for p in default_pairs(views)]
     if ensembles is None:
         ensembles = (
-            [v for v in views if v == "FULL" or v.startswith("FG")] if len(seeds) > 1 else []
+            [v for v in views if role_of(v) in ("full", "foreground")] if len(seeds) > 1 else []
         )
     run_dirs: dict[str, list[str]] = {}
     for run in runs:

@@ -123,7 +123,7 @@ def preview_row(
         (overlay_masks(image, seg), "masks" if seg is not None and seg.has_masks else "no masks"),
     ]
     for view in ("FG_C", bg_view):
-        res = apply_view(view, image, seg, score_threshold=score_threshold)  # type: ignore[arg-type]
+        res = apply_view(view, image, seg, score_threshold=score_threshold)
         panels.append(
             (res.image, view if res.fallback is None else f"{view}=FULL ({res.fallback})")
         )
