@@ -244,9 +244,13 @@ def test_no_import_circles():
 
 
 def test_the_plain_modules_load_without_lightning():
-    """OCCAM, fusion and the views run in a notebook without Lightning (issue 15, acceptance)."""
+    """OCCAM, fusion and the views run in a notebook without Lightning (issue 15, acceptance):
+    the packages and the modules a notebook uses (the Occam module, every fusion method, the
+    sweep and its tables) load neither Lightning nor its utilities."""
     code = (
         "import sys, occam_l2r.occam, occam_l2r.fusion, occam_l2r.views\n"
+        "import occam_l2r.occam.model, occam_l2r.fusion.fusers, occam_l2r.fusion.runner\n"
+        "import occam_l2r.fusion.outputs\n"
         "bad = sorted(m for m in sys.modules if m.startswith('lightning'))\n"
         "ours = sorted(m for m in sys.modules if m.startswith('occam_l2r'))\n"
         "assert not bad, f'{bad[:5]} loaded; occam_l2r modules loaded: {ours}'\n"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torchmetrics.classification import MulticlassCalibrationError
 
 
 def fit_temperature(
@@ -71,6 +70,9 @@ def expected_calibration_error(
     """
     x = torch.as_tensor(np.asarray(logits_or_probs), dtype=torch.float64)
     p = x if probs else torch.softmax(x, dim=1)
+    # torchmetrics (and lightning_utilities with it) loads only when an ECE is asked for
+    from torchmetrics.classification import MulticlassCalibrationError
+
     metric = MulticlassCalibrationError(num_classes=p.shape[1], n_bins=n_bins, norm="l1")
     return float(metric(p, torch.as_tensor(np.asarray(labels), dtype=torch.int64)))
 
