@@ -22,18 +22,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import yaml
 from jsonargparse.typing import PositiveInt
 
 from occam_l2r.commands import run_function
+from occam_l2r.data.base import BaseDataModule
+from occam_l2r.data.datamodule import ViewDataModule
 from occam_l2r.data.image_checks import check_cache_path, check_images
 from occam_l2r.data.records import Record
 from occam_l2r.data.view_dataset import unreadable_rows, write_unreadable_csv
 
 
 def check(
-    data: L.LightningDataModule,
+    data: BaseDataModule,
     workers: PositiveInt = max(1, os.cpu_count() or 1),
     output: str = "unreadable_images.csv",
     cache: bool = True,
@@ -49,7 +50,7 @@ def check(
     Returns:
         ``counts`` (split -> images, unreadable), ``unreadable`` (the CSV rows) and ``output``.
     """
-    dataset = getattr(data, "dataset", None)
+    dataset = data.dataset
     if dataset is None:
         raise ValueError(f"check needs a DataModule with a dataset; {type(data).__name__} has none")
     dataset.prepare()
@@ -81,12 +82,13 @@ def check(
     return {"counts": counts, "unreadable": rows, "output": str(out)}
 
 
-def _splits(data: L.LightningDataModule) -> dict[str, list[Record]]:
-    """The records per split that ``fit`` reads (``split_records``), else every split."""
-    if hasattr(data, "split_records"):
+def _splits(data: BaseDataModule) -> dict[str, list[Record]]:
+    """The records per split that ``fit`` reads (a :class:`ViewDataModule`'s
+    ``split_records``), else every split of the dataset."""
+    if isinstance(data, ViewDataModule):
         return data.split_records()
     by_split: dict[str, list[Record]] = {}
-    for rec in data.dataset.all_records():
+    for rec in data.require_dataset().all_records():
         by_split.setdefault(rec.split, []).append(rec)
     return by_split
 

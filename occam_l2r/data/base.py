@@ -12,6 +12,11 @@ with ``getattr``:
 - ``unreadable_counts`` — split -> images left out as unreadable (empty unless a subclass
   skips images).
 
+A task that reads more than these (the captions' ``object_words``, the logits' ``num_inputs``,
+the ``views`` of one image) names the DataModule it needs with :meth:`BaseDataModule.of`
+(``CaptionDataModule.of(dm, "ClipTrainTask")``): any other DataModule is a
+:class:`WrongDataModuleError` naming the one to configure.
+
 It also owns where the segmentation stores live — :meth:`store_folder` and :meth:`open_store`
 apply the one rule of :func:`occam_l2r.store_location.resolve_store` with the dataset's root and
 ``gt_store_dir`` — the ground-truth store's build (:meth:`build_gt_store`, the store layer's
@@ -23,16 +28,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from occam_l2r.data.loaders import eval_loader, world_of
 from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.errors import UserError
 from occam_l2r.gt_store import build_gt_store
 from occam_l2r.store import SegmentationStore
 from occam_l2r.store_location import GT_STORE, open_store, resolve_store
+
+
+class WrongDataModuleError(UserError, TypeError):
+    """A task run with a DataModule it cannot read (the message names the one it needs)."""
 
 
 class BaseDataModule(L.LightningDataModule):
@@ -51,6 +61,18 @@ class BaseDataModule(L.LightningDataModule):
         self.dataset: RecordDataset | None = None
         #: split -> number of images left out as unreadable
         self.unreadable_counts: dict[str, int] = {}
+
+    @classmethod
+    def of(cls, datamodule: object, user: str) -> Self:
+        """``datamodule`` itself when it is a ``cls``; else a :class:`WrongDataModuleError`
+        saying that ``user`` (a task) needs ``cls`` (the ``data.class_path`` to configure)."""
+        if not isinstance(datamodule, cls):
+            raise WrongDataModuleError(
+                f"{user} needs a {cls.__name__} (data.class_path: "
+                f"{cls.__module__}.{cls.__qualname__} or a subclass), not "
+                f"{type(datamodule).__name__}"
+            )
+        return datamodule
 
     # ------------------------------------------------------------------ what tasks read
     def require_dataset(self) -> RecordDataset:

@@ -77,6 +77,9 @@ class BaseTask(L.LightningModule):
         self.group_names: list[str] = []
         #: the dataset's headline metric (set from the DataModule in :meth:`setup`)
         self.headline_metric = "acc"
+        #: the names of the logits' columns when they are not the DataModule's classes (the
+        #: zero-shot tasks' ImageNet-1k label space); empty: the DataModule's ``class_names``
+        self.output_class_names: list[str] = []
 
     # ------------------------------------------------------------------ what subclasses provide
     def logits_of(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -91,6 +94,11 @@ class BaseTask(L.LightningModule):
         self, metrics: MetricCollection, logits: torch.Tensor, target: torch.Tensor
     ) -> None:
         """Update the metrics of :meth:`extra_metrics` with a batch's labelled samples."""
+
+    def prediction_outputs(self) -> list[str]:
+        """The named outputs of a task with several per sample (a folder of logits files each,
+        see :class:`LogitsWriter`); ``[]``: one output, written to the logits folder itself."""
+        return []
 
     def prediction_metadata(self) -> dict[str, Any]:
         """``view`` and ``config`` written into the logits files of ``predict``.

@@ -40,9 +40,11 @@ import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 
+from occam_l2r.data.caption_datamodule import CaptionDataModule
 from occam_l2r.errors import UserError
 from occam_l2r.models.clip_registry import register_configs
 from occam_l2r.tasks.base import BaseTask
+from occam_l2r.tasks.checkpoints import load_checkpoint
 from occam_l2r.tasks.optim import adamw, warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -181,10 +183,15 @@ class ClipTrainTask(BaseTask):
         self._tokens: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ text and images
+    @property
+    def datamodule(self) -> CaptionDataModule:
+        """The trainer's DataModule: a :class:`CaptionDataModule` (training reads captions)."""
+        return CaptionDataModule.of(self.trainer.datamodule, type(self).__name__)
+
     def class_words(self) -> list[str]:
-        """The class words of the prompts: the DataModule's ``object_words`` or class names."""
-        dm = self.trainer.datamodule
-        words = list(getattr(dm, "object_words", None) or dm.class_names)
+        """The class words of the prompts: the DataModule's ``object_words`` (its class names
+        unless ``data.object_words`` gives others)."""
+        words = list(self.datamodule.object_words)
         if len(words) != self.num_classes:
             raise ValueError(f"{len(words)} class words {words} for {self.num_classes} classes")
         return words
@@ -275,7 +282,7 @@ class ClipTrainTask(BaseTask):
         callback = self.trainer.checkpoint_callback
         best = getattr(callback, "best_model_path", "") if callback is not None else ""
         if self.hparams.export_weights == "best" and best:
-            ckpt = torch.load(best, map_location="cpu", weights_only=True)
+            ckpt = load_checkpoint(best)
             state = ckpt["state_dict"]
             return {k[len("clip.") :]: v for k, v in state.items() if k.startswith("clip.")}
         return {k: v.detach().cpu() for k, v in self.clip.state_dict().items()}

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
+from occam_l2r.data.logits_datamodule import LogitsDataModule
 from occam_l2r.fusion.heads import HeadName, TemperatureFusion, build_head
 from occam_l2r.tasks.base import BaseTask
 
@@ -54,9 +55,14 @@ class FusionHeadTask(BaseTask):
         self.save_hyperparameters(ignore=["fused_logits_dir"])
         self.head = build_head(head, num_classes, num_inputs, hidden_dim)
 
+    @property
+    def datamodule(self) -> LogitsDataModule:
+        """The trainer's DataModule: a :class:`LogitsDataModule` (the heads fuse logits)."""
+        return LogitsDataModule.of(self.trainer.datamodule, type(self).__name__)
+
     def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule
-        if getattr(dm, "num_inputs", self.hparams.num_inputs) != self.hparams.num_inputs:
+        dm = self.datamodule
+        if dm.num_inputs != self.hparams.num_inputs:
             raise ValueError(
                 f"the model expects {self.hparams.num_inputs} inputs, the data gives "
                 f"{dm.num_inputs}; set model.init_args.num_inputs or data.init_args.input2"
@@ -89,7 +95,7 @@ class FusionHeadTask(BaseTask):
                 self.log(f"temperature/T{i}", scale.temperature, add_dataloader_idx=False)
 
     def prediction_metadata(self) -> dict[str, Any]:
-        dm = self.trainer.datamodule
+        dm = self.datamodule
         meta = super().prediction_metadata()
         return {**meta, "view": "+".join(v for v in (dm.view, dm.view2) if v)}
 

@@ -9,12 +9,13 @@ rank 0 merges the parts of each split into ``<out>/<split>.npz`` (:mod:`occam_l2
 streamed in windows of dataset positions, in the dataset's order; a position seen twice — a
 distributed sampler's padding — is kept once), then deletes the parts.
 
-A task with several outputs per sample (the zero-shot task: one per view and per fused pair)
-names them in ``prediction_outputs()`` and puts ``outputs`` / ``fallbacks`` dicts (output name ->
-logits / fallback flags) in its predictions; each output then gets its own folder of logits
-files, ``<out>/<output>/<split>.npz`` with ``view`` = the output's name, so that every output is
-a run of its own for ``fuse``. A task's ``output_class_names`` (when it has one) names the
-logits' columns instead of the DataModule's classes.
+The task is a :class:`~occam_l2r.tasks.base.BaseTask` (which adds this writer to every run), and
+the writer reads what it declares. A task with several outputs per sample (the zero-shot task:
+one per view and per fused pair) names them in ``prediction_outputs()`` and puts ``outputs`` /
+``fallbacks`` dicts (output name -> logits / fallback flags) in its predictions; each output then
+gets its own folder of logits files, ``<out>/<output>/<split>.npz`` with ``view`` = the output's
+name, so that every output is a run of its own for ``fuse``. A task's ``output_class_names``
+(when not empty) names the logits' columns instead of its DataModule's ``class_names``.
 
 Ranks must share the output folder (a shared file system on multi-node runs), as they share
 the segmentation store.
@@ -124,7 +125,7 @@ class LogitsWriter(BasePredictionWriter):
         self._parts[idx] = k + 1
         split = self._split(pl_module, idx)
         name = f"rank{trainer.global_rank:03d}-{k:06d}.npz"
-        outputs = _outputs(pl_module)
+        outputs = pl_module.prediction_outputs()
         if not outputs:
             part = LogitsPart(
                 **common,
@@ -150,10 +151,9 @@ class LogitsWriter(BasePredictionWriter):
         trainer.strategy.barrier("logits_writer_parts_written")
         if trainer.global_rank == 0:
             assert self.out is not None
-            dm = trainer.datamodule
             meta = pl_module.prediction_metadata()
-            names = getattr(pl_module, "output_class_names", None) or getattr(dm, "class_names", [])
-            for output in _outputs(pl_module) or [None]:
+            names = pl_module.output_class_names or pl_module.datamodule.class_names
+            for output in pl_module.prediction_outputs() or [None]:
                 folder = self.out / output if output else self.out
                 for split in pl_module.split_names["predict"]:
                     merge_parts(
@@ -168,9 +168,3 @@ class LogitsWriter(BasePredictionWriter):
             shutil.rmtree(self.out / ".parts", ignore_errors=True)
             print(f"logits of {len(pl_module.split_names['predict'])} splits written to {self.out}")
         trainer.strategy.barrier("logits_writer_merged")
-
-
-def _outputs(pl_module: L.LightningModule) -> list[str]:
-    """The named outputs of a task with several (``prediction_outputs()``), else ``[]``."""
-    names = getattr(pl_module, "prediction_outputs", None)
-    return list(names()) if callable(names) else []

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from occam_l2r.data.datamodule import ViewDataModule
 from occam_l2r.errors import UserError
 from occam_l2r.fusion.methods import max_conf
 from occam_l2r.fusion.pairs import Pair, default_pairs
@@ -106,10 +107,15 @@ class ZeroShotTask(ZeroShotOutputsTask):
 
     no_fit_message = _NO_FIT
 
+    @property
+    def datamodule(self) -> ViewDataModule:
+        """The trainer's DataModule: a :class:`ViewDataModule` (the views of each image)."""
+        return ViewDataModule.of(self.trainer.datamodule, type(self).__name__)
+
     def setup(self, stage: str) -> None:
         self.refuse_fit(stage)
-        dm = self.trainer.datamodule
-        self.views = [str(v) for v in getattr(dm, "views", [getattr(dm, "view", "FULL")])]
+        dm = self.datamodule
+        self.views = [str(v) for v in dm.views]
         self.fusions = self._fusions()
         classes = self.setup_label_space(dm)
         super().setup(stage)

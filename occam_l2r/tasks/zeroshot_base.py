@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from occam_l2r.data.base import BaseDataModule
 from occam_l2r.errors import UserError
 from occam_l2r.models.prompts import prompt_classes
 from occam_l2r.tasks.base import BaseTask, metric_key
@@ -36,7 +37,6 @@ class ZeroShotOutputsTask(BaseTask):
     def __init__(self, num_classes: int, predictions_dir: str | None = None) -> None:
         super().__init__(num_classes, predictions_dir=predictions_dir)
         self.register_buffer("label_map", torch.empty(0, dtype=torch.long), persistent=False)
-        self.output_class_names: list[str] = []
 
     # ------------------------------------------------------------------ what subclasses provide
     @property
@@ -57,7 +57,7 @@ class ZeroShotOutputsTask(BaseTask):
         if stage == "fit":
             raise UserError(self.no_fit_message)
 
-    def setup_label_space(self, dm: Any) -> Any:
+    def setup_label_space(self, dm: BaseDataModule) -> Any:
         """Resolve the prompt classes of ``dm``'s dataset in the configured label space.
 
         Sets ``output_class_names``, ``num_classes`` and ``label_map`` (dataset label ->
@@ -66,12 +66,12 @@ class ZeroShotOutputsTask(BaseTask):
         """
         if self.primary not in self.outputs:
             raise UserError(f"model.init_args.primary={self.primary!r}: not one of {self.outputs}")
-        dataset = getattr(dm, "dataset", None)
+        dataset = dm.dataset
         classes = prompt_classes(
             list(dm.class_names),
             self.hparams.label_space,
             self.hparams.class_names_file,
-            getattr(dataset, "imagenet_class_indices", None),
+            dataset.imagenet_class_indices if dataset is not None else None,
             type(dataset).__name__ if dataset is not None else "the dataset",
         )
         # the columns of the logits files: the dataset's classes, or ImageNet's (imagenet1k)
