@@ -8,15 +8,20 @@ A dataset's ground-truth instance masks become store rows here, and only here:
 - :func:`image_item` reads one image for a segmenter (fully decoded; an unreadable image becomes
   an item carrying its error), the code path of the ``segment`` verb too
   (:func:`occam_l2r.segment.gt.read_item` adds the segmenter's preprocessing to it);
+- :func:`dataset_source` names the dataset's image files for the store's identity check
+  (:class:`~occam_l2r.store.ImageSource`); :func:`image_item` records each file's fingerprint;
+- :func:`retire_old_gt_store` moves a ``gt`` store of an older format aside, so it is rebuilt;
 - :func:`build_gt_store` writes (or completes) the store without Lightning. The DataModules
   (``data.segmentation: gt``, ``data.mask_sources: [gt]``) and ``discover`` call it; the
   ``segment`` verb's :class:`~occam_l2r.segment.segmenters.GroundTruth` segmenter writes the same
   rows and config hash through :func:`gt_segment`, so either can start a store and the other
   complete it.
 
-Resumable: images already stored are skipped; images that cannot be read or whose masks are
-unusable are listed in the store's failures, and an unreadable image stops the build with a
-message naming the files and the fix. Where the store lives: :mod:`occam_l2r.store_location`.
+Resumable: images already stored are skipped; a store of an older format is moved aside and
+rebuilt, a damaged data file is moved aside and its images converted again, and a store made
+from other image files is refused (:class:`~occam_l2r.store.StoreIdentityError`). Images that
+cannot be read or whose masks are unusable are listed in the store's failures, and an
+unreadable image stops the build with a message naming the files and the fix. Where the store lives: :mod:`occam_l2r.store_location`.
 
 Same layer as :mod:`occam_l2r.store` (the stored formats): it reads the dataset's records (the
 layer below) with numpy and PIL; no torch, no Lightning.
@@ -26,25 +31,34 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
 from PIL import Image
 
-from occam_l2r.data.records import ImageReadError, Record, RecordDataset
+from occam_l2r.data.records import ImageReadError, Record, RecordDataset, size_mismatch
 from occam_l2r.segmentation import Segmentation
-from occam_l2r.store import StoreWriter
+from occam_l2r.store import (
+    STORE_FORMAT_VERSION,
+    ImageSource,
+    StoreWriter,
+    read_manifest,
+)
+from occam_l2r.store_files import file_fingerprint
 from occam_l2r.store_location import GT_STORE, resolve_store
 
 __all__ = [
     "GT_SEGMENTER",
     "build_gt_store",
+    "dataset_source",
+    "fingerprints_of",
     "gt_config",
     "gt_segment",
     "gt_segmentation",
     "image_item",
+    "retire_old_gt_store",
     "unreadable_message",
 ]
 
@@ -80,12 +94,9 @@ def gt_segmentation(
             width, height = im.size
     else:
         height, width = size
-    for m in masks:
-        if m.shape != (height, width):
-            raise ValueError(
-                f"ground-truth mask of {record.image_id} is {m.shape[1]}x{m.shape[0]}, "
-                f"the image is {width}x{height}"
-            )
+    for m in masks:  # the size rule of a usable image (the DataModules and `check` apply it)
+        if why := size_mismatch((height, width), m.shape[:2], "its ground-truth mask"):
+            raise ValueError(f"{record.image_id}: {why}")
     known = 0 <= record.label < dataset.num_classes
     name = dataset.class_names[record.label] if known else ""
     return Segmentation.from_masks(
@@ -112,19 +123,65 @@ def gt_segment(dataset: RecordDataset, items: list[dict[str, Any]]) -> list[Segm
     return out
 
 
+def dataset_source(dataset: RecordDataset) -> ImageSource:
+    """The image files of ``dataset`` (its root, and the file of each image id), against which a
+    store is checked (:meth:`~occam_l2r.store.SegmentationStore.check_images`)."""
+    records: dict[str, Record] = {}
+
+    def file(image_id: str) -> Path | None:
+        if not records:
+            records.update((r.image_id, r) for r in dataset.all_records())
+        record = records.get(image_id)
+        return dataset.image_path(record) if record is not None else None
+
+    return ImageSource(Path(dataset.root), file)
+
+
 def image_item(dataset: RecordDataset, record: Record) -> dict[str, Any]:
     """One record read for a segmenter: ``record``, ``image_id``, ``label``, ``image`` (HWC
-    uint8, fully decoded), ``height`` and ``width``; or ``record``, ``image_id``, ``label`` and
-    ``error`` when the image cannot be read (missing, empty, not an image, corrupt or
-    truncated)."""
+    uint8, fully decoded), ``height``, ``width`` and ``fingerprint`` (the file's size and hash,
+    :func:`~occam_l2r.store_files.file_fingerprint`, stored with its row); or ``record``,
+    ``image_id``, ``label`` and ``error`` when the image cannot be read (missing, empty, not an
+    image, corrupt or truncated)."""
     item: dict[str, Any] = {"record": record, "image_id": record.image_id, "label": record.label}
     try:
         image = dataset.read_image(record)
+        fingerprint = file_fingerprint(dataset.image_path(record))
     except (OSError, ImageReadError) as err:
         item["error"] = str(err)
         return item
-    item.update(image=image, height=image.shape[0], width=image.shape[1])
+    item.update(image=image, height=image.shape[0], width=image.shape[1], fingerprint=fingerprint)
     return item
+
+
+def fingerprints_of(items: Iterable[Mapping[str, Any]]) -> dict[str, tuple[int, str]]:
+    """Image id -> file fingerprint of the read items (for :meth:`StoreWriter.write`)."""
+    return {it["image_id"]: it["fingerprint"] for it in items if "fingerprint" in it}
+
+
+def retire_old_gt_store(path: Path) -> Path | None:
+    """Move a ``gt`` store of an older format (no image fingerprints) aside to
+    ``<folder>.format<N>`` (logged; never deleted), so that it is rebuilt; returns where it went,
+    or ``None`` when there is nothing to move."""
+    if not (path / "manifest.json").is_file():
+        return None
+    version = int(read_manifest(path).get("format_version", 0))
+    if version >= STORE_FORMAT_VERSION:
+        return None
+    target = path.with_name(f"{path.name}.format{version}")
+    n = 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.format{version}.{n}")
+    try:
+        os.replace(path, target)
+    except FileNotFoundError:  # another process moved it first
+        return None
+    log.warning(
+        "gt store %s has format %d (no image fingerprints): moved aside to %s (delete it when "
+        "you like) and rebuilt", path, version, target,
+    )  # fmt: skip
+    return target
 
 
 def unreadable_message(
@@ -175,7 +232,10 @@ def build_gt_store(
             names them and what to do.
     """
     path = Path(path) if path is not None else resolve_store(GT_STORE, dataset.root)
-    writer = StoreWriter(path, GT_SEGMENTER, gt_config(dataset), dataset=dataset.name)
+    retire_old_gt_store(path)
+    writer = StoreWriter(
+        path, GT_SEGMENTER, gt_config(dataset), dataset=dataset.name, source=dataset_source(dataset)
+    )
     done = writer.done_ids()
     todo = [
         r
@@ -204,7 +264,7 @@ def build_gt_store(
                 for image_id, error in failures:
                     writer.add_failure(image_id, error)
                 failed += failures
-                writer.write(rows)
+                writer.write(rows, fingerprints_of(good))
     finally:
         writer.close()
     if unreadable and on_unreadable == "error":

@@ -14,9 +14,24 @@ Every parquet row is one image: ``image_id`` (path relative to the dataset root)
 ``height``, ``segmenter``, ``config_hash``, ``prompts``, ``boxes`` (xyxy pixels, x1/y1 exclusive),
 ``scores``, ``labels`` (prompt text per detection), ``label_ids`` (class index or -1) and
 ``masks`` (COCO RLE ``counts`` bytes, one per detection, size = (height, width); empty when the
-source gives boxes only) and ``prompt_ids`` (class index of each prompt, -1 for a meta-prompt;
-null in rows written before it); a row reads back as a
+source gives boxes only), ``prompt_ids`` (class index of each prompt, -1 for a meta-prompt;
+null in rows written before it), and ``file_size`` / ``file_hash`` (the image file's size and
+blake2b-128 digest when the row was written, :func:`~occam_l2r.store_files.file_fingerprint`;
+null in rows of format 1 and rows written without a file); a row reads back as a
 :class:`~occam_l2r.segmentation.Segmentation`.
+
+**Identity (format 2).** A store knows the exact files it was computed on. Opened for a dataset
+(:meth:`SegmentationStore.check_images`, which :func:`occam_l2r.store_location.open_store` and
+every writer given an :class:`ImageSource` call), it compares a few rows of every data file
+(:data:`SAMPLES_PER_FILE`, spread over the file) with the files under the dataset root: a stat
+and one read each, O(data files), never O(images) and no decoding. A store of another dataset,
+or of the same one generated again (same ids and sizes, other pixels), fails with one
+:class:`StoreIdentityError`; a copy of the same files (``cp -r``, ``rsync``) passes. Rows of
+format 1 carry no fingerprint: read with a one-line warning that identity cannot be checked.
+
+**Damage.** A data file that cannot be read (truncated, not parquet) is one
+:class:`StoreDamagedError` naming it for a reader; a writer (``segment``, the ``gt`` build)
+moves it aside to ``<file>.damaged`` and so recomputes exactly the images it held.
 
 **Safety.** Every file is written to a temporary name and renamed, so a killed run loses at most
 the batch in flight, and a rerun skips the images already stored. Several writers may share a
@@ -33,8 +48,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +69,9 @@ from occam_l2r.store_files import (
     atomic_write_text,
     data_files,
     failure_files,
+    file_fingerprint,
     ids_of,
+    move_aside,
     new_run_id,
     read_failures,
     run_is_alive,
@@ -62,11 +81,15 @@ from occam_l2r.store_files import (
 )
 
 __all__ = [
+    "READABLE_FORMATS",
     "SCHEMA",
     "STORE_FORMAT_VERSION",
+    "ImageSource",
     "Segmentation",
     "SegmentationStore",
+    "StoreDamagedError",
     "StoreFormatError",
+    "StoreIdentityError",
     "StoreNotFoundError",
     "StoreWriter",
     "atomic_write_text",
@@ -74,6 +97,7 @@ __all__ = [
     "decode_mask",
     "encode_mask",
     "mask_to_box",
+    "read_manifest",
     "store_lock",
 ]
 
@@ -83,10 +107,28 @@ class StoreNotFoundError(UserError, FileNotFoundError):
 
 
 class StoreFormatError(UserError, ValueError):
-    """A store written by an incompatible version of the toolkit."""
+    """A store written by an incompatible version of the toolkit (or an unreadable manifest)."""
 
 
-STORE_FORMAT_VERSION = 1
+class StoreIdentityError(UserError, ValueError):
+    """A store computed on other image files than the dataset's (another dataset, or the same
+    ids generated again with other content)."""
+
+
+class StoreDamagedError(UserError, ValueError):
+    """A data file of a store cannot be read (truncated, not parquet)."""
+
+
+log = logging.getLogger(__name__)
+
+#: 2: rows carry ``file_size`` and ``file_hash`` (the store's identity)
+STORE_FORMAT_VERSION = 2
+#: the formats this version reads (1: no fingerprints, read with a warning)
+READABLE_FORMATS = (1, 2)
+#: rows of every data file whose image is compared with the dataset's file on open
+SAMPLES_PER_FILE = 4
+#: the command that repairs or completes a store (named in messages)
+SEGMENT_COMMAND = "python -m occam_l2r segment --config <the store's segment config>"
 
 SCHEMA = pa.schema(
     [
@@ -102,6 +144,8 @@ SCHEMA = pa.schema(
         ("label_ids", pa.list_(pa.int32())),
         ("masks", pa.list_(pa.binary())),
         ("prompt_ids", pa.list_(pa.int32())),
+        ("file_size", pa.int64()),
+        ("file_hash", pa.string()),
     ],
     metadata={"occam_l2r_store_format": str(STORE_FORMAT_VERSION)},
 )
@@ -114,8 +158,8 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def _conform(table: pa.Table) -> pa.Table:
-    """A stored table in :data:`SCHEMA`; ``prompt_ids`` (added within format 1) is null in
-    tables written before it."""
+    """A stored table in :data:`SCHEMA`; ``prompt_ids`` (added within format 1) and the
+    fingerprint (format 2) are null in tables written before them."""
     for f in SCHEMA:
         if f.name not in table.column_names:
             table = table.append_column(f.name, pa.nulls(table.num_rows, f.type))
@@ -124,6 +168,142 @@ def _conform(table: pa.Table) -> pa.Table:
 
 def _rows_to_table(rows: Iterable[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_pylist(list(rows), schema=SCHEMA)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A store's manifest; a torn or foreign one is a :class:`StoreFormatError`."""
+    manifest = path / "manifest.json"
+    try:
+        body = json.loads(manifest.read_text())
+        if not isinstance(body, dict):
+            raise ValueError("not a JSON object")
+        int(body.get("format_version", 0))
+    except (ValueError, TypeError, UnicodeDecodeError) as err:
+        raise StoreFormatError(
+            f"the manifest {manifest} of segmentation store {path} cannot be read ({err}). "
+            "Move the store aside and recompute it with "
+            f"`{SEGMENT_COMMAND}` (the gt store is rebuilt on first use)."
+        ) from err
+    return body
+
+
+def _check_format(path: Path, version: int) -> None:
+    if version not in READABLE_FORMATS:
+        raise StoreFormatError(
+            f"store {path} has format version {version}; this occam_l2r reads versions "
+            f"{', '.join(map(str, READABLE_FORMATS))}. Recompute the segmentations into a new "
+            f"folder with `{SEGMENT_COMMAND} --model.store <new folder>`, or use the occam_l2r "
+            "that wrote it."
+        )
+
+
+def damaged_message(store: Path, file: Path, err: BaseException) -> str:
+    """The error for a data file of ``store`` that cannot be read, and how to repair it."""
+    return (
+        f"segmentation store {store} is damaged: {file} cannot be read ({err}). "
+        f"`{SEGMENT_COMMAND}` repairs it: it moves the file aside to {file.name}.damaged and "
+        "recomputes only the images it held (for the gt store, rerunning the command that "
+        "failed does the same)."
+    )
+
+
+def _read_data_file(store: Path, file: Path, columns: list[str] | None = None) -> pa.Table:
+    """One data file (``columns`` of it that exist, else all, in :data:`SCHEMA`); an unreadable
+    file is a :class:`StoreDamagedError`."""
+    try:
+        if columns is None:
+            return _conform(pq.read_table(file))
+        present = set(pq.read_schema(file).names)
+        return pq.read_table(file, columns=[c for c in columns if c in present])
+    except (pa.ArrowException, OSError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise StoreDamagedError(damaged_message(store, file, err)) from err
+
+
+#: one sampled row: image id, recorded file size, recorded file hash
+Sample = tuple[str, int, str]
+
+
+def _samples(table: pa.Table) -> tuple[list[Sample], int]:
+    """Up to :data:`SAMPLES_PER_FILE` fingerprinted rows of one data file, spread over it, and
+    the number of its rows without a fingerprint."""
+    if "file_hash" not in table.column_names:
+        return [], table.num_rows
+    hashes = table.column("file_hash")
+    rows = [i for i, ok in enumerate(hashes.is_valid().to_pylist()) if ok]
+    if not rows:
+        return [], table.num_rows
+    k = min(SAMPLES_PER_FILE, len(rows))
+    picks = sorted({rows[round(j * (len(rows) - 1) / max(k - 1, 1))] for j in range(k)})
+    ids, sizes = table.column("image_id"), table.column("file_size")
+    out = [(ids[i].as_py(), sizes[i].as_py(), hashes[i].as_py()) for i in picks]
+    return out, table.num_rows - len(rows)
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """The image files a store is meant to describe: the dataset root (named in messages) and
+    the file of an image id (``None``: not a file of this dataset).
+
+    Args:
+        root: the dataset root.
+        file: image id -> its file; default ``root / image_id``.
+    """
+
+    root: Path
+    file: Callable[[str], Path | None] | None = None
+
+    def path(self, image_id: str) -> Path | None:
+        return self.file(image_id) if self.file is not None else Path(self.root) / image_id
+
+
+def check_images(
+    store: Path, samples: Sequence[Sample], unmarked: int, rows: int, source: ImageSource
+) -> None:
+    """Compare sampled rows of ``store`` with the files of ``source`` (a stat, and a read when
+    the size matches); raise :class:`StoreIdentityError` when any differs. A sampled file that
+    does not exist is not compared (the unreadable-image checks report it). Logs one warning
+    when rows carry no fingerprint (format 1) or nothing could be compared."""
+    checked, differ = 0, []
+    for image_id, size, digest in samples:
+        path = source.path(image_id)
+        try:
+            if path is None or not path.is_file():
+                continue
+            if path.stat().st_size == size and file_fingerprint(path) == (size, digest):
+                checked += 1
+                continue
+        except OSError:
+            continue
+        checked += 1
+        differ.append(image_id)
+    if differ:
+        gt = store.name == "gt"
+        fix = (
+            f"Move {store} aside (the gt store is rebuilt on first use)"
+            if gt
+            else "Point the config at the store made for this dataset, or compute one into a "
+            f"new folder: `{SEGMENT_COMMAND} --model.store <new folder>`"
+        )
+        raise StoreIdentityError(
+            f"segmentation store {store} was not computed on the images under {source.root}: "
+            f"{len(differ)} of {checked} images checked differ from the files it was made from "
+            f"(first: {differ[0]}). It belongs to another dataset, or to another generation of "
+            f"this one (e.g. another seed). {fix}."
+        )
+    if unmarked:
+        log.warning(
+            "segmentation store %s: %d of %d rows carry no image fingerprint (written before "
+            "store format 2), so that they describe the images under %s cannot be checked; "
+            "recompute the store into a new folder to get the check",
+            store, unmarked, rows, source.root,
+        )  # fmt: skip
+    elif samples and not checked:
+        log.warning(
+            "segmentation store %s: none of the images it samples exists under %s, so its "
+            "identity was not checked", store, source.root,
+        )  # fmt: skip
 
 
 class StoreWriter:
@@ -135,6 +315,14 @@ class StoreWriter:
         config: the segmenter's full config; its hash guards against mixing two configs.
         rank: the process rank; :meth:`close` merges into ``shard-rank<rank>.parquet``.
         dataset: optional dataset description stored in the manifest.
+        source: the dataset's image files: an existing store is checked against them
+            (:func:`check_images`) before anything is written to it.
+        verify: read every data file whole (not only its footer and ids) to find damage.
+
+    Opening a store repairs it: a data file that cannot be read is moved aside
+    (``<file>.damaged``, logged, listed in :attr:`moved_aside`), so its images count as not
+    stored and are computed again. A store of format 1 is upgraded to format 2 (its old rows
+    keep no fingerprint).
     """
 
     def __init__(
@@ -144,6 +332,8 @@ class StoreWriter:
         config: dict[str, Any],
         rank: int = 0,
         dataset: str = "",
+        source: ImageSource | None = None,
+        verify: bool = False,
     ) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
@@ -155,18 +345,26 @@ class StoreWriter:
         self.run = new_run_id()
         #: rows dropped by :meth:`close` because another run had stored the image first
         self.duplicates = 0
+        #: damaged data files this writer moved aside (their new names)
+        self.moved_aside: list[Path] = []
         self._seq = 0
         self._run_lock = RunLock(self.path, self.run)  # taken before the run's first file
         manifest = self.path / "manifest.json"
         with store_lock(self.path):
             if manifest.exists():
-                old = json.loads(manifest.read_text())
+                old = read_manifest(self.path)
+                version = int(old.get("format_version", 0))
+                _check_format(self.path, version)
                 if old.get("config_hash") != self.hash:
                     raise ValueError(
                         f"segmentation store {self.path} was written by {old.get('segmenter')} "
                         f"with config hash {old.get('config_hash')}, not {segmenter} {self.hash}. "
                         "Use another folder for another segmenter config, or delete the old store."
                     )
+                self._repair(source, verify)
+                if version != STORE_FORMAT_VERSION:
+                    old["format_version"] = STORE_FORMAT_VERSION
+                    atomic_write_text(json.dumps(old, indent=2, default=str), manifest)
             else:
                 body = {
                     "format_version": STORE_FORMAT_VERSION,
@@ -177,19 +375,58 @@ class StoreWriter:
                 }
                 atomic_write_text(json.dumps(body, indent=2, default=str), manifest)
 
+    def _repair(self, source: ImageSource | None, verify: bool) -> None:
+        """Move unreadable data files aside, then check the rest against ``source`` (under the
+        store lock)."""
+        samples: list[Sample] = []
+        unmarked = rows = 0
+        for f in data_files(self.path):
+            try:
+                cols = None if verify else ["image_id", "file_size", "file_hash"]
+                table = _read_data_file(self.path, f, cols)
+            except StoreDamagedError as err:
+                self.moved_aside.append(move_aside(f))
+                log.warning(
+                    "segmentation store %s: moved the damaged file %s aside to %s (%s); its "
+                    "images are computed again", self.path, f.name, self.moved_aside[-1].name,
+                    err.__cause__,
+                )  # fmt: skip
+                continue
+            except FileNotFoundError:
+                continue
+            got, n = _samples(table)
+            samples += got
+            unmarked += n
+            rows += table.num_rows
+        if source is not None:
+            check_images(self.path, samples, unmarked, rows, source)
+
     def done_ids(self) -> set[str]:
         """Image ids already stored by any run or rank (shards and parts)."""
         with store_lock(self.path, exclusive=False):
             return stored_ids(self.path)
 
-    def write(self, segmentations: Sequence[Segmentation]) -> None:
-        """Persist one batch as a new part file of this run (atomic)."""
+    def write(
+        self,
+        segmentations: Sequence[Segmentation],
+        fingerprints: Mapping[str, tuple[int, str]] | None = None,
+    ) -> None:
+        """Persist one batch as a new part file of this run (atomic).
+
+        Args:
+            segmentations: the rows.
+            fingerprints: image id -> ``(size, hash)`` of its file
+                (:func:`~occam_l2r.store_files.file_fingerprint`); a row without one is stored
+                with a null fingerprint (not checked on open).
+        """
         if not segmentations:
             return
         rows = []
         for seg in segmentations:
             seg.segmenter, seg.config_hash = self.segmenter, self.hash
-            rows.append(seg.to_row())
+            row = seg.to_row()
+            row["file_size"], row["file_hash"] = (fingerprints or {}).get(seg.image_id, (None, None))
+            rows.append(row)
         self._run_lock.acquire()
         name = f"part-rank{self.rank:03d}-{self.run}-{self._seq:06d}.parquet"
         atomic_write_table(_rows_to_table(rows), self.path / name)
@@ -266,6 +503,8 @@ class SegmentationStore:
 
     Rows from every shard and part are indexed by image id, read under the store's shared lock;
     a duplicate id (an image stored twice by runs of an older version) keeps the last row read.
+    A data file that cannot be read is a :class:`StoreDamagedError` naming it and the repair.
+    Whether the rows describe a dataset's files: :meth:`check_images`.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -277,16 +516,18 @@ class SegmentationStore:
                 "`python -m occam_l2r segment --config ...`, or set data.segmentation: gt for "
                 "datasets with ground-truth masks."
             )
-        self.manifest = json.loads(manifest.read_text())
-        version = int(self.manifest.get("format_version", 0))
-        if version != STORE_FORMAT_VERSION:
-            raise StoreFormatError(
-                f"store {self.path} has format version {version}; this occam_l2r reads version "
-                f"{STORE_FORMAT_VERSION}. Recompute the segmentations."
-            )
+        self.manifest = read_manifest(self.path)
+        _check_format(self.path, int(self.manifest.get("format_version", 0)))
         with store_lock(self.path, exclusive=False):
-            tables = [_conform(pq.read_table(f)) for f in data_files(self.path)]
+            tables = [_read_data_file(self.path, f) for f in data_files(self.path)]
             self._failures = read_failures(failure_files(self.path))
+        self._samples: list[Sample] = []
+        self._unmarked = 0
+        self._rows_read = sum(t.num_rows for t in tables)
+        for t in tables:
+            got, n = _samples(t)
+            self._samples += got
+            self._unmarked += n
         table = pa.concat_tables(tables) if tables else _rows_to_table([])
         ids = table.column("image_id").to_pylist()
         last = {image_id: i for i, image_id in enumerate(ids)}
@@ -300,6 +541,15 @@ class SegmentationStore:
     @property
     def segmenter(self) -> str:
         return str(self.manifest.get("segmenter", ""))
+
+    def check_images(self, source: ImageSource) -> None:
+        """Check that the store was computed on the files of ``source``: a few rows of every
+        data file (:data:`SAMPLES_PER_FILE`) against their files (:func:`check_images`).
+
+        Raises:
+            StoreIdentityError: a sampled file differs from the one the row was made from.
+        """
+        check_images(self.path, self._samples, self._unmarked, self._rows_read, source)
 
     @property
     def config_hash(self) -> str:

@@ -11,12 +11,16 @@ toolkit). Several processes may write one store at once, so:
   ``<pid hex>_<random hex>``) and holds ``run-<run>.lock`` (:class:`RunLock`) while it runs, so
   another process can tell a live run's files from those of a killed one (:func:`run_is_alive`)
   and adopt the latter.
+
+It also names the images a store describes (:func:`file_fingerprint`: size and content hash of
+an image file, recorded per row) and moves a damaged data file aside (:func:`move_aside`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -36,6 +40,8 @@ PART = re.compile(rf"^part-rank\d+-(?:(?P<run>{_RUN})-)?\d+\.parquet$")
 RUN_FAILURES = re.compile(rf"^failures-rank\d+-(?P<run>{_RUN})\.jsonl$")
 #: the lock held by a run in progress
 RUN_LOCK = re.compile(rf"^run-(?P<run>{_RUN})\.lock$")
+#: the suffix of a data file that could not be read, moved aside by :func:`move_aside`
+DAMAGED_SUFFIX = ".damaged"
 #: store folders whose lock this process holds, with the nesting depth (the lock is re-entrant)
 _HELD: dict[Path, int] = {}
 
@@ -201,3 +207,28 @@ def read_failures(files: Iterable[Path]) -> dict[str, dict[str, str]]:
                     out.pop(entry["image_id"], None)  # re-insert: order of the latest report
                     out[entry["image_id"]] = entry
     return out
+
+
+def file_fingerprint(path: str | Path) -> tuple[int, str]:
+    """``(size in bytes, blake2b-128 hex digest of the bytes)`` of an image file: what a store
+    records per row, so that it identifies the exact files it was computed on (it survives a
+    copy, ``cp -r`` or ``rsync``, unlike a modification time). One read of the file."""
+    h = hashlib.blake2b(digest_size=16)
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged file to ``<name>.damaged`` (``.damaged.1``, ... when taken), out of the
+    store's data files but never deleted; returns the new path. Call under the store lock."""
+    target = path.with_name(path.name + DAMAGED_SUFFIX)
+    n = 0
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{DAMAGED_SUFFIX}.{n}")
+    os.replace(path, target)
+    return target

@@ -4,7 +4,8 @@ Every verb and DataModule that names a store (``data.segmentation``, ``data.mask
 ``discover``'s ``stores``, ``segment``'s ``model.store``, ``classify``'s ``segmentation``) asks
 :func:`resolve_store`; :func:`open_store` opens the folder and, when it holds no store, raises one
 :class:`~occam_l2r.store.StoreNotFoundError` naming what was written, the folder it means and the
-fix. The rule is written once, in :func:`resolve_store`'s docstring (and in docs/segmentation.md).
+fix; given the dataset root, it also checks that the store was computed on that dataset's files
+(:meth:`~occam_l2r.store.SegmentationStore.check_images`, a few files per data file). The rule is written once, in :func:`resolve_store`'s docstring (and in docs/segmentation.md).
 
 Same layer as :mod:`occam_l2r.store` (the stored formats): no torch, no Lightning.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from occam_l2r.errors import UserError
-from occam_l2r.store import SegmentationStore, StoreNotFoundError
+from occam_l2r.store import ImageSource, SegmentationStore, StoreNotFoundError
 
 __all__ = [
     "GT_STORE",
@@ -97,19 +98,30 @@ def open_store(
     spec: str | Path,
     dataset_root: str | Path | None = None,
     gt_store_dir: str | Path | None = None,
+    source: ImageSource | None = None,
 ) -> SegmentationStore:
-    """The store that ``spec`` names (:func:`resolve_store`), opened for reading.
+    """The store that ``spec`` names (:func:`resolve_store`), opened for reading and checked
+    against the dataset's files (``source``, default the files ``<dataset root>/<image id>``;
+    no check without a dataset root).
 
     Raises:
         StoreNotFoundError: the folder holds no store; the message names ``spec``, the folder
             and how to create the store or what to write instead.
+        StoreIdentityError: the store was computed on other files (another dataset, or the
+            same ids generated again).
+        StoreDamagedError: a data file of the store cannot be read.
         StoreLocationError: as :func:`resolve_store`.
     """
     folder = resolve_store(spec, dataset_root, gt_store_dir)
     try:
-        return SegmentationStore(folder)
+        store = SegmentationStore(folder)
     except StoreNotFoundError as err:
         raise StoreNotFoundError(not_found_message(spec, folder)) from err
+    if source is None and dataset_root is not None:
+        source = ImageSource(Path(dataset_root))
+    if source is not None:
+        store.check_images(source)
+    return store
 
 
 def not_found_message(spec: str | Path, folder: Path) -> str:

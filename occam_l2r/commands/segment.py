@@ -17,7 +17,9 @@ every Lightning job::
 
 ``trainer.devices: 8`` + ``trainer.strategy: ddp`` runs one process per GPU, each writing its own
 shard; ``trainer.precision: bf16-mixed`` (or ``16-mixed``) runs the models under autocast. A rerun
-resumes: images already in the store are skipped. ``--print_config`` prints the full config.
+resumes: images already in the store are skipped. It also repairs the store: a data file that
+cannot be read is moved aside (``<file>.damaged``) and the images it held are computed again;
+a store computed on other image files (another dataset, or this one generated again) is refused. ``--print_config`` prints the full config.
 
 Weights are checked before any model is loaded or any process spawned, so a missing checkpoint
 fails within seconds with a message naming it and where to put it. At the end rank 0 writes
@@ -115,7 +117,9 @@ class SegmentCLI(LightningCLI):
         task.segmenter.check_weights()
         data.prepare_data()
         store = task.bind(data.dataset, self.config_name)
-        task.writer(rank=0)  # manifest, or refuse a store of another config, before any spawn
+        # manifest, or refuse a store of another config or other files, and move damaged data
+        # files aside (read whole), before any spawn
+        task.writer(rank=0, verify=True)
         self.trainer.predict(task, datamodule=data, return_predictions=False)
         counts = self.store_writer.finish(self.trainer, task)
         if counts is None:

@@ -28,10 +28,10 @@ from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
 from torch import nn
 
 from occam_l2r.data.records import RecordDataset
-from occam_l2r.gt_store import GT_SEGMENTER
+from occam_l2r.gt_store import GT_SEGMENTER, dataset_source, fingerprints_of, retire_old_gt_store
 from occam_l2r.segment.gt import segment_batch
 from occam_l2r.segment.segmenters import Segmenter
-from occam_l2r.store import StoreWriter, config_hash
+from occam_l2r.store import ImageSource, StoreWriter, config_hash
 from occam_l2r.store_location import GT_STORE, resolve_store, stores_root
 
 log = logging.getLogger(__name__)
@@ -65,28 +65,41 @@ class SegmentTask(L.LightningModule):
         self.store = store
         self.store_path: Path | None = None
         self.dataset_name = ""
+        self.source: ImageSource | None = None
         self.models = nn.ModuleDict()
 
     def bind(self, dataset: RecordDataset, config_name: str | None = None) -> Path:
         """Bind the segmenter to ``dataset`` and fix the store folder (``store``, else the default
-        named after ``config_name``). Writes nothing; returns the folder."""
+        named after ``config_name``). Writes nothing (a ``gt`` store of an older format is moved
+        aside, to be rebuilt); returns the folder."""
         self.segmenter.bind(dataset)
         self.dataset_name = dataset.name
+        self.source = dataset_source(dataset)
         self.store_path = (
             resolve_store(self.store, dataset.root)
             if self.store
             else default_store(dataset, self.segmenter, config_name)
         )
+        if self.segmenter.name == GT_SEGMENTER:
+            retire_old_gt_store(self.store_path)
         return self.store_path
 
-    def writer(self, rank: int) -> StoreWriter:
+    def writer(self, rank: int, verify: bool = False) -> StoreWriter:
         """A writer of rank ``rank`` into the store; creates the manifest, or refuses a store
-        written with another segmenter config (``ValueError``)."""
+        written with another segmenter config (``ValueError``) or from other image files
+        (:class:`~occam_l2r.store.StoreIdentityError`); moves damaged data files aside
+        (``verify``: reads them whole to find damage)."""
         if self.store_path is None:
             raise RuntimeError("SegmentTask.bind(dataset) must run before the store is opened")
         config = self.segmenter.config()
         return StoreWriter(
-            self.store_path, self.segmenter.name, config, rank=rank, dataset=self.dataset_name
+            self.store_path,
+            self.segmenter.name,
+            config,
+            rank=rank,
+            dataset=self.dataset_name,
+            source=self.source,
+            verify=verify,
         )
 
     def setup(self, stage: str) -> None:
@@ -104,11 +117,17 @@ class SegmentTask(L.LightningModule):
             self.models.update(self.segmenter.load())
 
     def predict_step(self, batch: list[dict[str, Any]], batch_idx: int) -> dict[str, Any]:
-        """Segment a batch (:func:`occam_l2r.segment.gt.segment_batch`):
-        the rows to store, the failures (``(image_id, error)``) and counts."""
+        """Segment a batch (:func:`occam_l2r.segment.gt.segment_batch`): the rows to store, the
+        fingerprints of their files, the failures (``(image_id, error)``) and counts."""
         rows, failures = segment_batch(self.segmenter, batch)
         computed = sum("error" not in it for it in batch)
-        return {"rows": rows, "failures": failures, "images": len(batch), "computed": computed}
+        return {
+            "rows": rows,
+            "fingerprints": fingerprints_of(batch),
+            "failures": failures,
+            "images": len(batch),
+            "computed": computed,
+        }
 
 
 class StoreWriterCallback(BasePredictionWriter):
@@ -144,7 +163,7 @@ class StoreWriterCallback(BasePredictionWriter):
         dataloader_idx: int = 0,
     ) -> None:
         writer = self._writer(trainer, pl_module)  # type: ignore[arg-type]
-        writer.write(prediction["rows"])
+        writer.write(prediction["rows"], prediction.get("fingerprints"))
         for image_id, error in prediction["failures"]:
             log.warning("could not segment %s: %s", image_id, error)
             writer.add_failure(image_id, error)
