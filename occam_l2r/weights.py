@@ -16,7 +16,8 @@ ways to provide them, within seconds (nothing waits on network time-outs):
 
 Weight files are untrusted input: :func:`load_state_dict_file` reads them with
 ``torch.load(weights_only=True)`` (tensors and plain containers only, never arbitrary Python
-objects) and names the file when it cannot.
+objects) and names the file when it cannot; :func:`weights_only_failure` tells a refused file
+from a damaged one (for this module and the checkpoint loader of ``occam_l2r.tasks``).
 """
 
 from __future__ import annotations
@@ -200,6 +201,26 @@ def resolve_sam_checkpoint(checkpoint: str, model_type: str) -> Path:
     )
 
 
+def weights_only_failure(err: BaseException) -> tuple[bool, str]:
+    """Why ``torch.load(weights_only=True)`` failed, for a message that names the file.
+
+    Returns:
+        Whether the file was *refused* (its pickle asks for a Python object other than tensors
+        and plain containers: ``Unsupported global``), and the reason in one line of at most 200
+        characters, without torch's advice to retry with the check turned off (a file that
+        holds code is never loaded that way here).
+    """
+    text = " ".join(str(err).split())
+    refused = isinstance(err, pickle.UnpicklingError) and (
+        "Unsupported global" in text or "GLOBAL" in text
+    )
+    if "Weights only load failed" in text:
+        starts = [i for i in (text.find("Unsupported"), text.find("Trying to load")) if i >= 0]
+        text = text[min(starts) :] if starts else "the unpickler refused the file"
+        text = text.split(" Check the documentation of torch.load")[0]
+    return refused, text[:200]
+
+
 def load_state_dict_file(path: str | Path, what: str, hint: str) -> dict[str, Any]:
     """``torch.load(path, map_location="cpu", weights_only=True)``, naming the file on failure.
 
@@ -225,15 +246,14 @@ def load_state_dict_file(path: str | Path, what: str, hint: str) -> dict[str, An
             raise EOFError("the file is empty")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        text = " ".join(str(err).split())
-        if "Unsupported global" not in text and "GLOBAL" not in text:
+        refused, text = weights_only_failure(err)
+        if not refused:
             raise WeightsFileError(
-                f"{unreadable}corrupt?): UnpicklingError: {text[:200]}. {hint}"
+                f"{unreadable}corrupt?): UnpicklingError: {text}. {hint}"
             ) from err
-        start = text.find("Unsupported global")
         raise WeightsFileError(
             f"{what} {path} was refused by torch.load(weights_only=True): it holds Python "
-            f"objects other than tensors ({text[max(start, 0) :][:160]}). Only load weights from "
+            f"objects other than tensors ({text}). Only load weights from "
             f"a source you trust, saved as a plain state dict. {hint}"
         ) from err
     except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile) as err:

@@ -4,6 +4,11 @@ A view image (an ``(H, W, 3)`` uint8 array from :func:`occam_l2r.views.apply_vie
 what ``predict`` does to it: the evaluation transform of the DataModule
 (:func:`occam_l2r.data.view_dataset.eval_transform`), then the task's normalisation with the
 model's own mean/std (``ClassifierTask.on_after_batch_transfer``) and the forward pass.
+
+Checkpoints (the file given, a run folder's ``last.ckpt`` and the best checkpoint it records)
+are read by the toolkit's one checkpoint loader, :func:`occam_l2r.tasks.checkpoints.load_checkpoint`
+(``torch.load(weights_only=True)``): a file carrying a pickled payload is refused before anything
+of it runs, and a missing, truncated or refused file is one message naming it.
 """
 
 from __future__ import annotations
@@ -15,8 +20,15 @@ import torch
 
 from occam_l2r.data.view_dataset import eval_transform
 from occam_l2r.errors import UserError
+from occam_l2r.tasks.checkpoints import load_checkpoint, module_from_checkpoint
 from occam_l2r.tasks.classifier import ClassifierTask
 from occam_l2r.views import View
+
+#: what to do about a view's checkpoint that cannot be read
+CHECKPOINT_HINT = (
+    "Point `checkpoints` of the classify config at a checkpoint (or run folder) written by "
+    "`python -m occam_l2r fit`, or train it again"
+)
 
 
 class CheckpointNotFoundError(UserError, FileNotFoundError):
@@ -32,6 +44,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
     Raises:
         CheckpointNotFoundError: neither a file nor a run folder with ``checkpoints/last.ckpt``.
+        CheckpointFileError: ``last.ckpt`` is truncated, not a checkpoint or refused (it holds
+            Python objects); the message names it.
     """
     path = Path(path)
     if path.is_file():
@@ -43,7 +57,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
             "checkpoints/last.ckpt). Train it with `python -m occam_l2r fit --config ...` or fix "
             "`checkpoints` in the classify config."
         )
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = load_checkpoint(last, "cpu", CHECKPOINT_HINT)
     for cb in (state.get("callbacks") or {}).values():
         best = cb.get("best_model_path") if isinstance(cb, dict) else None
         if best:
@@ -68,7 +82,9 @@ class ViewModel:
         path = resolve_checkpoint(checkpoint)
         self.view, self.checkpoint = view, path
         # the weights come from the checkpoint: never fetch pretrained ones
-        self.task = ClassifierTask.load_from_checkpoint(path, map_location=device, pretrained=False)
+        self.task = module_from_checkpoint(
+            ClassifierTask, path, device, CHECKPOINT_HINT, pretrained=False
+        )
         self.task.eval().to(device)
         self.device = torch.device(device)
         self.transform = eval_transform(image_size)

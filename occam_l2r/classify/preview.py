@@ -1,6 +1,7 @@
 """``preview.html``: each image with its box and mask, its views and the decision.
 
-One picture per image (PNG under ``preview/``, embedded in the page by
+One picture per image (PNG under ``preview/``, named by :func:`picture_name`: the image's
+position and its sanitised name, so no two images share a file; embedded in the page by
 :class:`occam_l2r.html_page.Page`): the upright image with the foreground mask tinted and
 the crop box drawn, then every view the models saw; the caption gives the fused class, its
 confidence, which view decided and the fallback reason. Error rows are listed in a table.
@@ -20,6 +21,21 @@ from occam_l2r.html_page import Page
 
 #: side of each panel of a preview picture, in pixels
 PANEL = 128
+#: longest sanitised image name kept in a picture's file name
+NAME_CHARS = 80
+
+
+def picture_name(index: int, count: int, image_id: str) -> str:
+    """The file name of the ``index``-th of ``count`` preview pictures, for ``image_id``.
+
+    The zero-padded index makes it unique (``猫.png`` and ``犬.png``, ``a b.png`` and ``a_b.png``
+    would share a sanitised name); the image id, without its extension and reduced to ASCII
+    letters, digits, ``-``, ``_`` and ``.``, makes it readable: ``0003_a_b.png``.
+    """
+    width = max(4, len(str(max(count - 1, 0))))
+    stem = image_id[: len(image_id) - len(Path(image_id).suffix)]
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).strip("._")[:NAME_CHARS]
+    return f"{index:0{width}d}_{safe or 'image'}.png"
 
 
 def _panel(image: np.ndarray) -> Image.Image:
@@ -51,7 +67,7 @@ def write_preview(result: Classified, table: pd.DataFrame, output_dir: str | Pat
     rows = table.set_index("image_id")
     page = Page("classify preview", out)
     page.heading("Images")
-    for item in result.items:
+    for index, item in enumerate(result.items):
         assert item.image is not None
         dec = item.decomposition
         panels = [overlay(item.image, dec.box if dec else None, dec.mask if dec else None)]
@@ -59,7 +75,7 @@ def write_preview(result: Classified, table: pd.DataFrame, output_dir: str | Pat
         strip = Image.new("RGB", (PANEL * len(panels), PANEL), (255, 255, 255))
         for k, im in enumerate(panels):
             strip.paste(_panel(im), (k * PANEL, 0))
-        png = pics / (re.sub(r"[^A-Za-z0-9_.-]+", "_", item.image_id) + ".png")
+        png = pics / picture_name(index, len(result.items), item.image_id)
         strip.save(png)
         row = rows.loc[item.image_id]
         name = f" ({row['pred_name']})" if "pred_name" in row else ""

@@ -5,9 +5,14 @@ without a logger) holding ``config.yaml``, the TensorBoard events, ``test_metric
 ``checkpoints/`` (docs/runs.md; the folder itself is handled by
 :mod:`occam_l2r.tasks.run_folder`). This module holds its checkpoints:
 
+- :func:`load_checkpoint` is the one reader of checkpoint files, for every verb (``test``,
+  ``predict`` and ``fit --resume`` through :class:`AtomicCheckpointIO`, ``classify`` through
+  :func:`module_from_checkpoint`, CLIP training's best checkpoint): ``torch.load`` with
+  ``weights_only=True`` always, so a checkpoint carrying a pickled payload is refused, never run;
+  a missing, empty, truncated or refused file raises :class:`CheckpointFileError`, naming it;
 - :class:`AtomicCheckpointIO` writes every checkpoint to a hidden temporary file and renames it
-  over the target, so a killed job never leaves a truncated checkpoint; reading an unreadable
-  one raises :class:`CheckpointFileError`, naming the file;
+  over the target, so a killed job never leaves a truncated checkpoint, and reads through
+  :func:`load_checkpoint`;
 - :class:`LatestCheckpoint` refreshes ``checkpoints/last.ckpt`` at every epoch end (after the
   best-checkpoint callback, so it carries the best tracking) and, optionally, every N steps;
 - :class:`RunCheckpoint` is the best-checkpoint callback (a ``ModelCheckpoint``) whose tracking
@@ -18,11 +23,13 @@ without a logger) holding ``config.yaml``, the TensorBoard events, ``test_metric
 from __future__ import annotations
 
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from fsspec.implementations.local import LocalFileSystem
 from jsonargparse.typing import NonNegativeInt
 from lightning.fabric.utilities.cloud_io import get_filesystem
@@ -30,29 +37,55 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from occam_l2r.errors import UserError
+from occam_l2r.weights import weights_only_failure
 
 #: name of the file that holds a run's latest state
 LATEST_NAME = "last.ckpt"
 _ZIP_MAGIC = b"PK\x03\x04"
+#: what to do about a checkpoint that cannot be read, by default (``fit --resume``, ``test``...)
+RESUME_HINT = (
+    "Resume from another one with --ckpt_path "
+    "(`python -m occam_l2r fit --resume RUN --ckpt_path RUN/checkpoints/epoch=....ckpt`) "
+    "or delete it"
+)
 
 
 class CheckpointFileError(UserError, RuntimeError):
     """A checkpoint file that cannot be read (truncated, empty or not a PyTorch checkpoint)."""
 
     @classmethod
-    def unreadable(cls, path: str | os.PathLike, reason: str) -> CheckpointFileError:
-        """The error for ``path``, with why it could not be read."""
+    def unreadable(
+        cls, path: str | os.PathLike, reason: str, hint: str = RESUME_HINT
+    ) -> CheckpointFileError:
+        """The error for ``path``, with why it could not be read and what to do (``hint``)."""
         return cls(
             f"checkpoint {path} cannot be read ({reason}); it is truncated, empty or not a "
-            "PyTorch checkpoint. Resume from another one with --ckpt_path "
-            "(`python -m occam_l2r fit --resume RUN --ckpt_path RUN/checkpoints/epoch=....ckpt`) "
-            "or delete it"
+            f"PyTorch checkpoint. {hint}"
         )
 
     @classmethod
-    def from_error(cls, path: str | os.PathLike, err: BaseException) -> CheckpointFileError:
+    def refused(
+        cls, path: str | os.PathLike, reason: str, hint: str = RESUME_HINT
+    ) -> CheckpointFileError:
+        """The error for ``path`` whose pickle asks for Python objects (code) to be loaded."""
+        return cls(
+            f"checkpoint {path} was refused by torch.load(weights_only=True): it holds Python "
+            f"objects other than tensors and plain containers ({reason}), which could run code; "
+            "nothing of it was loaded. `python -m occam_l2r fit` never writes such a file: it was "
+            f"made elsewhere or altered. Only use checkpoints from a source you trust. {hint}"
+        )
+
+    @classmethod
+    def from_error(
+        cls, path: str | os.PathLike, err: BaseException, hint: str = RESUME_HINT
+    ) -> CheckpointFileError:
         """The error for ``path`` that ``err`` (raised while loading it) reveals."""
-        return cls.unreadable(path, _first_line(err))
+        refused, reason = weights_only_failure(err)
+        if refused:
+            return cls.refused(path, reason, hint)
+        if isinstance(err, pickle.UnpicklingError):
+            return cls.unreadable(path, f"UnpicklingError: {reason}", hint)
+        return cls.unreadable(path, _first_line(err), hint)
 
 
 class ResumeError(UserError, FileNotFoundError):
@@ -63,20 +96,25 @@ class RunFolderError(UserError, FileExistsError):
     """A new ``fit`` would write into the folder of an earlier run."""
 
 
-def check_checkpoint_file(path: str | os.PathLike) -> None:
+def check_checkpoint_file(path: str | os.PathLike, hint: str | None = None) -> None:
     """Fail fast on a checkpoint that is missing, empty or a truncated zip archive.
 
     Only the file's head and its zip directory (at the end) are read, not the tensors; a
     file in torch's legacy (non-zip) format passes and is judged when loaded.
+
+    Args:
+        path: the checkpoint file.
+        hint: what to do, for the message (default: about ``--ckpt_path``).
 
     Raises:
         CheckpointFileError: naming ``path``.
     """
     p = Path(path)
     if not p.is_file():
-        raise CheckpointFileError(f"checkpoint {p} does not exist (see --ckpt_path)")
+        raise CheckpointFileError(f"checkpoint {p} does not exist ({hint or 'see --ckpt_path'})")
+    hint = hint or RESUME_HINT
     if p.stat().st_size == 0:
-        raise CheckpointFileError.unreadable(p, "the file is empty")
+        raise CheckpointFileError.unreadable(p, "the file is empty", hint)
     with open(p, "rb") as f:
         head = f.read(4)
     if head != _ZIP_MAGIC:
@@ -85,7 +123,70 @@ def check_checkpoint_file(path: str | os.PathLike) -> None:
         with zipfile.ZipFile(p) as archive:
             archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError) as err:
-        raise CheckpointFileError.unreadable(p, f"bad zip archive: {err}") from err
+        raise CheckpointFileError.unreadable(p, f"bad zip archive: {err}", hint) from err
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: Any = "cpu", hint: str | None = None
+) -> dict[str, Any]:
+    """Read a checkpoint file: the one place the toolkit loads one.
+
+    ``torch.load(path, weights_only=True)``: tensors and plain containers only, so a file whose
+    pickle asks for any other Python object (a payload that would run code) is refused before
+    anything of it runs. The toolkit's own checkpoints load so (their hyperparameters are plain
+    values: see ``occam_l2r.data.datamodule``).
+
+    Args:
+        path: the checkpoint file (local).
+        map_location: as ``torch.load``'s.
+        hint: what to do about a bad file, for the message (default: about ``--ckpt_path``).
+
+    Raises:
+        CheckpointFileError: ``path`` is missing, empty, truncated, not a PyTorch checkpoint,
+            refused (it holds Python objects) or not a dict; the message names it.
+    """
+    check_checkpoint_file(path, hint)
+    hint = hint or RESUME_HINT
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch reports a damaged or refused file in many ways
+        raise CheckpointFileError.from_error(path, err, hint) from err
+    if not isinstance(state, dict):
+        raise CheckpointFileError.unreadable(
+            path, f"it holds a {type(state).__name__}, not a checkpoint's dict", hint
+        )
+    return state
+
+
+def module_from_checkpoint(
+    cls: type[L.LightningModule],
+    path: str | os.PathLike,
+    map_location: Any = "cpu",
+    hint: str | None = None,
+    **overrides: Any,
+) -> L.LightningModule:
+    """``cls.load_from_checkpoint(path, **overrides)``, reading the file with
+    :func:`load_checkpoint`.
+
+    The module is built as Lightning builds it (the saved hyperparameters, updated with
+    ``overrides``; Lightning's allowlist of instantiators; ``on_load_checkpoint``; a strict
+    ``load_state_dict``), from the dict that :func:`load_checkpoint` read.
+
+    Raises:
+        CheckpointFileError: as :func:`load_checkpoint`, or the file holds no ``state_dict``.
+    """
+    from lightning.pytorch.core.saving import _load_state
+
+    checkpoint = load_checkpoint(path, map_location, hint)
+    if not isinstance(checkpoint.get("state_dict"), dict):
+        raise CheckpointFileError.unreadable(path, "it holds no state_dict", hint or RESUME_HINT)
+    hparams = checkpoint.setdefault(cls.CHECKPOINT_HYPER_PARAMS_KEY, {})
+    if not isinstance(hparams, dict):
+        raise CheckpointFileError.unreadable(
+            path, f"its hyper_parameters are a {type(hparams).__name__}", hint or RESUME_HINT
+        )
+    hparams.update(overrides)
+    return _load_state(cls, checkpoint, **overrides)
 
 
 def checkpoints_in(folder: str | os.PathLike) -> list[Path]:
@@ -135,12 +236,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             tmp.unlink(missing_ok=True)
         _fsync_dir(target.parent)
 
-    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """Load ``path``; an unreadable file raises :class:`CheckpointFileError` naming it."""
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Load ``path`` with :func:`load_checkpoint` (``weights_only=True``, whatever is asked);
+        an unreadable or refused file raises :class:`CheckpointFileError` naming it."""
+        where = map_location or _on_storage
         if _is_local(path) and Path(path).is_file():  # a missing file: Lightning's own error
-            check_checkpoint_file(path)
+            return load_checkpoint(path, where)
         try:
-            return super().load_checkpoint(path, *args, **kwargs)
+            return super().load_checkpoint(path, where, weights_only=True)
         except (FileNotFoundError, CheckpointFileError):
             raise
         except Exception as err:  # torch reports a damaged file in many ways
@@ -222,6 +327,11 @@ def checkpoint_dir(trainer: L.Trainer, run_dir: str | os.PathLike) -> Path:
     callback = trainer.checkpoint_callback
     dirpath = getattr(callback, "dirpath", None)
     return Path(dirpath) if dirpath else Path(run_dir) / "checkpoints"
+
+
+def _on_storage(storage: Any, location: str) -> Any:
+    """``map_location`` that keeps every tensor where it was saved (TorchCheckpointIO's default)."""
+    return storage
 
 
 def _is_local(path: Any) -> bool:
