@@ -120,13 +120,7 @@ class BaseTask(L.LightningModule):
     @property
     def datamodule(self) -> BaseDataModule:
         """The trainer's DataModule (every task runs with one of the toolkit's DataModules)."""
-        dm = self.trainer.datamodule
-        if not isinstance(dm, BaseDataModule):
-            raise TypeError(
-                f"{type(self).__name__} needs one of the toolkit's DataModules "
-                f"(occam_l2r.data.base.BaseDataModule), not {type(dm).__name__}"
-            )
-        return dm
+        return BaseDataModule.of(self.trainer.datamodule, type(self).__name__)
 
     def setup(self, stage: str) -> None:
         dm = self.datamodule

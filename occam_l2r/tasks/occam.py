@@ -257,11 +257,10 @@ class OccamTask(ZeroShotOutputsTask):
         return Path(self.trainer.log_dir or self.trainer.default_root_dir)
 
     def table_meta(self) -> dict[str, Any]:
-        dm = self.trainer.datamodule
         return {
             "model": self.clip.name,
             "alpha_weights": self.hparams.alpha_weights,
-            "dataset": type(getattr(dm, "dataset", None)).__name__,
+            "dataset": type(self.datamodule.dataset).__name__,
             "sources": self.sources,
             "apply_modes": self.modes,
             "scores": self.score_names,
