@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401 - see below
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,6 +24,10 @@ from occam_l2r.data.records import ImageReadError
 from tests.conftest import TINY, clean_copy, tiny_fit_args
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
+# Lightning binds a logging.StreamHandler to the sys.stderr of the moment it is first imported.
+# Imported first inside a test with ``capsys`` (the check verb imports it), that is capsys's
+# stream, closed after the test: every later Lightning message printed "--- Logging error ---"
+# and a traceback on stderr. Imported here, at collection, it binds pytest's session stream.
 
 
 @pytest.fixture(autouse=True)

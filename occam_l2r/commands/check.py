@@ -8,6 +8,12 @@ It decodes every image of the splits that ``fit`` would read (train, val and the
 unreadable ones per split, and writes the unreadable files to a CSV (``split``, ``image_id``,
 ``path``, ``reason``). The exit status is 1 when any image is unreadable, 0 otherwise.
 
+For a :class:`~occam_l2r.data.datamodule.ViewDataModule` it applies the DataModule's own rule of
+a usable image (:meth:`~occam_l2r.data.datamodule.ViewDataModule.unusable_images`, the rule of
+``fit`` and ``data.on_unreadable: skip``): with a view that needs a segmentation an image must
+also have the size of its ground-truth mask and of its stored segmentation, so the ``gt`` store
+is built (completed, as ``fit`` would) for that check.
+
 Results are cached per file (size and modification time,
 :func:`occam_l2r.data.image_checks.check_cache_path`): a rerun, and a later ``fit`` with
 ``data.on_unreadable: skip``, decode only new or changed files (``--cache false`` decodes all).
@@ -57,8 +63,11 @@ def check(
     splits = _splits(data)
     records = {r.image_id: r for recs in splits.values() for r in recs}
     t0 = time.perf_counter()
-    paths = {i: dataset.image_path(r) for i, r in records.items()}
-    bad = check_images(paths, int(workers), check_cache_path(dataset) if cache else None)
+    if isinstance(data, ViewDataModule):  # the rule `fit` applies before training
+        bad = data.unusable_images(splits, int(workers), cache, build=True)
+    else:
+        paths = {i: dataset.image_path(r) for i, r in records.items()}
+        bad = check_images(paths, int(workers), check_cache_path(dataset) if cache else None)
     secs = time.perf_counter() - t0
     unreadable = {
         s: [(r, bad[r.image_id]) for r in recs if r.image_id in bad] for s, recs in splits.items()

@@ -3,12 +3,15 @@
 Several named test splits each get their own dataloader (their names are ``test_split_names``);
 ``predict`` iterates train, val and every test split in eval mode for logits export.
 
-Unreadable images (missing, empty, not an image, corrupt, truncated) follow ``on_unreadable``:
-``error`` stops with a message naming the file (missing and empty files, and files an earlier
-check found unreadable, before anything runs; others when they are read); ``skip`` decodes every
-image once in ``prepare_data`` (in parallel, cached by :func:`occam_l2r.data.image_checks.check_images`)
-and leaves the unreadable ones out of every split, counted per split in ``unreadable_counts``
-(logged as ``<split>/num_unreadable``) and listed in ``<run dir>/unreadable_images.csv``.
+Before anything runs, every image of every split (train, val and each test split, whatever
+the view) is decoded once, in parallel and cached (:func:`occam_l2r.data.image_checks.scan_images`),
+and checked by the one rule of a usable image (:meth:`ViewDataModule.unusable_images`, which
+``python -m occam_l2r check`` applies too): it decodes (not missing, empty, not an image, corrupt,
+truncated, or a 16-bit image of ambiguous depth) and, for a view that needs a segmentation, its
+ground-truth masks and its stored segmentation have its size. Unusable images follow
+``on_unreadable``: ``error`` stops with one message naming them all and the fixes; ``skip``
+leaves them out of every split, counted per split in ``unreadable_counts`` (logged as
+``<split>/num_unreadable``) and listed with their reasons in ``<run dir>/unreadable_images.csv``.
 """
 
 from __future__ import annotations
@@ -21,9 +24,15 @@ from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
 from occam_l2r.data.base import BaseDataModule
-from occam_l2r.data.image_checks import check_cache_path, check_images
+from occam_l2r.data.image_checks import check_cache_path, scan_images
 from occam_l2r.data.loaders import train_loader
-from occam_l2r.data.records import ImageReadError, Record, RecordDataset
+from occam_l2r.data.records import (
+    ImageReadError,
+    Record,
+    RecordDataset,
+    gt_mask_mismatch,
+    size_mismatch,
+)
 from occam_l2r.data.splits import split_records, splits_without_gt_masks
 from occam_l2r.data.view_dataset import (
     UNREADABLE_FILE,
@@ -67,13 +76,14 @@ class ViewDataModule(BaseDataModule):
         fg_aspect: FG_C / FG_M crops ``pad``-ded to a square (no distortion) or ``stretch``-ed
             to one (the "distorted" rows of L2R² Table 15).
         on_missing: an image absent from the store is an ``error`` or gets the ``full`` fallback.
-        on_unreadable: an image that cannot be read (missing, empty, not an image, corrupt,
-            truncated) is an ``error`` naming the file, or is left out of its split (``skip``:
-            every image is decoded once beforehand, the files are listed in
-            ``<run dir>/unreadable_images.csv`` and counted as ``<split>/num_unreadable``).
+        on_unreadable: an image that cannot be used (missing, empty, not an image, corrupt,
+            truncated, or of another size than its mask or stored segmentation; every image is
+            decoded once beforehand) is an ``error`` naming the files, or is left out of its
+            split (``skip``: the files are listed in ``<run dir>/unreadable_images.csv`` and
+            counted as ``<split>/num_unreadable``).
         image_size: side of the square network input.
         batch_size: per-device batch size.
-        num_workers: dataloader workers (and image-checking processes of ``on_unreadable: skip``).
+        num_workers: dataloader workers (and the processes checking the images beforehand).
         seed: seed of the val hold-out for datasets without a val split.
         val_fraction: fraction of train held out as val when the dataset has no val split.
         train_scale: scale range of the training random resized crop.
@@ -169,22 +179,81 @@ class ViewDataModule(BaseDataModule):
 
     # ------------------------------------------------------------------ lifecycle
     def prepare_data(self) -> None:
-        """Create the data if it can, check its images, build the ``gt`` store (main process)."""
+        """Create the data if it can, check every image once, build the ``gt`` store (main
+        process); with ``on_unreadable: error`` an unusable image stops the run here."""
         self.dataset.prepare()
-        gt = self.segmentation == GT_STORE and self.needs_store  # FULL needs no store
-        splits = self.split_records()
-        skip = self.hparams.on_unreadable == "skip"
         if self._bad is None:  # once per process (`fit` calls this again for its test)
-            # skip: decode everything; error: only missing, empty and known-bad files (a stat each)
-            self._bad = self._unreadable(splits, decode=skip)
-        bad = self._bad
-        if bad and not skip:
-            raise ImageReadError(unreadable_message(self.dataset, splits, bad))
-        splits = {s: [r for r in recs if r.image_id not in bad] for s, recs in splits.items()}
-        if gt:
+            self._bad = self.unusable_images(self.split_records(), build=True)
+        self._refuse_unusable()
+
+    def _refuse_unusable(self) -> None:
+        """``on_unreadable: error``: one message naming every unusable image and the fixes."""
+        if self._bad and self.hparams.on_unreadable != "skip":
+            raise ImageReadError(unreadable_message(self.dataset, self.split_records(), self._bad))
+
+    def unusable_images(
+        self,
+        splits: dict[str, list[Record]],
+        workers: int | None = None,
+        cache: bool = True,
+        build: bool = True,
+    ) -> dict[str, str]:
+        """``{image id: why}`` of the images of ``splits`` that cannot be used, in their order:
+        the one rule of a usable image, for ``fit``, ``on_unreadable: skip`` and ``check``.
+
+        An image is usable when it decodes (:func:`occam_l2r.data.records.image_check`, every
+        file once, in parallel, cached) and, when a view needs a segmentation, its ground-truth
+        masks (``segmentation: gt``) and its row in the store have its decoded size
+        (:func:`occam_l2r.data.records.size_mismatch`). An image absent from a store is not
+        unusable (``on_missing`` decides).
+
+        Args:
+            splits: the records per split.
+            workers: decoding processes (default: ``num_workers``, at least 1).
+            cache: reuse and remember the results of unchanged files
+                (:func:`occam_l2r.data.image_checks.check_cache_path`).
+            build: with ``segmentation: gt``, write (complete) the gt store of the readable
+                images first, as the main process does before training (resumable).
+        """
+        records = {r.image_id: r for recs in splits.values() for r in recs}
+        paths = {i: self.dataset.image_path(r) for i, r in records.items()}
+        n = max(1, int(workers if workers is not None else self.num_workers))
+        scan = scan_images(paths, n, check_cache_path(self.dataset) if cache else None)
+        bad = dict(scan.bad)
+        if self.needs_store and self.segmentation is not None:
+            readable = {s: [r for r in recs if r.image_id not in bad] for s, recs in splits.items()}
+            bad.update(self._mismatched(readable, scan.sizes, build))
+        return {i: bad[i] for i in records if i in bad}
+
+    def _mismatched(
+        self, splits: dict[str, list[Record]], sizes: dict[str, tuple[int, int]], build: bool
+    ) -> dict[str, str]:
+        """The readable images of ``splits`` whose ground-truth masks or stored segmentation have
+        another size than the decoded image (the store is opened, and kept for ``setup``)."""
+        used = {r.image_id: r for recs in splits.values() for r in recs}
+        if self.segmentation == GT_STORE:
             without = splits_without_gt_masks(self.dataset, splits)
             used = {r.image_id: r for s in splits if s not in without for r in splits[s]}
-            self.build_gt_store(used.values())
+            if build:
+                self.build_gt_store(used.values())
+        try:
+            self.store = self.open_store(self.segmentation)
+        except FileNotFoundError:  # no store yet: setup names it and the fix
+            return {}
+        table = self.store.table.select(["image_id", "height", "width"]).to_pylist()
+        where = f"its segmentation in {self.store.path}"
+        out = {
+            row["image_id"]: why
+            for row in table
+            if row["image_id"] in used and row["image_id"] in sizes
+            if (why := size_mismatch(sizes[row["image_id"]], (row["height"], row["width"]), where))
+        }
+        if self.segmentation == GT_STORE:  # not stored: ground truth that does not fit the image
+            for image_id, record in used.items():
+                if image_id not in self.store and image_id in sizes:
+                    if why := gt_mask_mismatch(self.dataset, record, sizes[image_id]):
+                        out[image_id] = why
+        return out
 
     def split_records(self) -> dict[str, list[Record]]:
         """The records of every split this DataModule uses (train, val, the test splits)."""
@@ -199,9 +268,9 @@ class ViewDataModule(BaseDataModule):
                 f"data.view={self.views} needs data.segmentation ('gt' or a store path)"
             )
         self.splits = self.split_records()
-        skip = self.hparams.on_unreadable == "skip"
-        if self._bad is None:  # a process without prepare_data: skip needs the check (cached)
-            self._bad = self._unreadable(self.splits, decode=True) if skip else {}
+        if self._bad is None:  # a process without prepare_data (DDP ranks): cached, no build
+            self._bad = self.unusable_images(self.splits, build=False)
+            self._refuse_unusable()
         bad = self._bad
         self.unreadable = {
             s: [(r, bad[r.image_id]) for r in recs if r.image_id in bad]
@@ -214,20 +283,14 @@ class ViewDataModule(BaseDataModule):
             }
             self._report_unreadable()
         if self.store_path is not None and self.needs_store:
-            self.store = self.open_store(self.segmentation)
+            if self.store is None:
+                self.store = self.open_store(self.segmentation)
             self._check_store()
             if self.hparams.foreground == "top1":
                 log.info(
                     "data.foreground=top1: the views use the detection of highest %s in %s",
                     score_kind(self.store.segmenter), self.store_path,
                 )  # fmt: skip
-
-    def _unreadable(self, splits: dict[str, list[Record]], decode: bool) -> dict[str, str]:
-        """``{image id: reason}`` of the unreadable images of ``splits`` (decoded once, cached)."""
-        records = list({r.image_id: r for recs in splits.values() for r in recs}.values())
-        paths = {r.image_id: self.dataset.image_path(r) for r in records}
-        cache = check_cache_path(self.dataset)
-        return check_images(paths, max(1, self.num_workers), cache, decode)
 
     def _report_unreadable(self) -> None:
         """Log the left-out images once and list them in ``<run dir>/unreadable_images.csv``."""

@@ -1,9 +1,12 @@
 """Find the unreadable images among many files: each decoded once, in parallel, cached.
 
-:func:`check_images` lists the unreadable ones (missing, empty, not an image, corrupt or
-truncated) with :func:`occam_l2r.data.records.unreadable_reason`, caching each file's result by
-size and modification time in :func:`check_cache_path`; ``data.on_unreadable: skip`` and
-``python -m occam_l2r check`` use it.
+:func:`scan_images` decodes every file with :func:`occam_l2r.data.records.image_check` and gives
+the unreadable ones (missing, empty, not an image, corrupt or truncated, a 16-bit image of
+ambiguous depth) with their reasons and the decoded size of the others, caching each file's
+result by size and modification time in :func:`check_cache_path`; :func:`check_images` gives the
+unreadable ones only. The DataModule (before every run, whatever ``data.on_unreadable``) and
+``python -m occam_l2r check`` use it; the sizes feed the size rule of a usable image
+(:func:`occam_l2r.data.records.size_mismatch`).
 """
 
 from __future__ import annotations
@@ -15,17 +18,18 @@ import os
 import stat
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import PIL
 
-from occam_l2r.data.records import RecordDataset, unreadable_reason
+from occam_l2r.data.records import RecordDataset, image_check
 
 log = logging.getLogger(__name__)
 
 #: version of the reading rules; cached image checks of another version are decoded again
-CHECK_VERSION = f"read_image-2/pillow-{PIL.__version__}"
+CHECK_VERSION = f"read_image-3/pillow-{PIL.__version__}"
 
 
 def check_cache_path(dataset: RecordDataset) -> Path:
@@ -70,13 +74,23 @@ def _save_cache(cache: Path, files: dict[str, list[Any]]) -> None:
         log.warning("cannot write the image check cache %s (%s)", cache, err)
 
 
-def check_images(
+@dataclass
+class ImageScan:
+    """What :func:`scan_images` found: ``bad`` (image id -> why it cannot be read, in the order of
+    the paths) and ``sizes`` (image id -> decoded ``(height, width)`` of each readable image whose
+    result is known; ``decode=False`` leaves out the files not decoded before)."""
+
+    bad: dict[str, str] = field(default_factory=dict)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def scan_images(
     paths: Mapping[str, Path],
     workers: int = 1,
     cache: Path | None = None,
     decode: bool = True,
-) -> dict[str, str]:
-    """Find the unreadable images among ``paths``, fully decoding each once, in parallel.
+) -> ImageScan:
+    """Decode every file of ``paths`` once, in parallel: the unreadable ones and the others' sizes.
 
     Args:
         paths: image id -> file.
@@ -85,12 +99,10 @@ def check_images(
             unchanged files are not decoded again (``None``: no cache).
         decode: ``False`` only looks for missing and empty files and the cached results, without
             decoding anything (cheap: one ``stat`` per file).
-
-    Returns:
-        ``{image id: reason}`` of every unreadable image, in the order of ``paths``.
     """
     known = _load_cache(cache)
     bad: dict[str, str] = {}
+    sizes: dict[str, tuple[int, int]] = {}
     todo: dict[str, tuple[Path, tuple[int, int]]] = {}
     for image_id, path in paths.items():
         sig = _signature(Path(path))
@@ -99,8 +111,11 @@ def check_images(
         elif sig[0] == 0:
             bad[image_id] = "empty file (0 bytes)"
         elif image_id in known and tuple(known[image_id][:2]) == sig:
-            if known[image_id][2] is not None:
-                bad[image_id] = str(known[image_id][2])
+            reason, size = known[image_id][2], known[image_id][3:5]
+            if reason is not None:
+                bad[image_id] = str(reason)
+            elif len(size) == 2:
+                sizes[image_id] = (int(size[0]), int(size[1]))
         elif decode:
             todo[image_id] = (Path(path), sig)
     if todo:
@@ -109,13 +124,31 @@ def check_images(
         if workers > 1 and len(files) > 1:
             chunk = max(1, min(256, len(files) // (4 * workers)))
             with ProcessPoolExecutor(max_workers=workers) as pool:
-                reasons = list(pool.map(unreadable_reason, files, chunksize=chunk))
+                results = list(pool.map(image_check, files, chunksize=chunk))
         else:
-            reasons = [unreadable_reason(f) for f in files]
-        for (image_id, (_, sig)), reason in zip(todo.items(), reasons, strict=True):
-            known[image_id] = [sig[0], sig[1], reason]
+            results = [image_check(f) for f in files]
+        for (image_id, (_, sig)), (reason, size) in zip(todo.items(), results, strict=True):
+            known[image_id] = [sig[0], sig[1], reason, *(size or ())]
             if reason is not None:
                 bad[image_id] = reason
+            elif size is not None:
+                sizes[image_id] = size
         if cache is not None:
             _save_cache(cache, known)
-    return {i: bad[i] for i in paths if i in bad}
+    return ImageScan({i: bad[i] for i in paths if i in bad}, sizes)
+
+
+def check_images(
+    paths: Mapping[str, Path],
+    workers: int = 1,
+    cache: Path | None = None,
+    decode: bool = True,
+) -> dict[str, str]:
+    """Find the unreadable images among ``paths``, fully decoding each once, in parallel.
+
+    The arguments are :func:`scan_images`'s.
+
+    Returns:
+        ``{image id: reason}`` of every unreadable image, in the order of ``paths``.
+    """
+    return scan_images(paths, workers, cache, decode).bad

@@ -19,8 +19,9 @@ candidates that have a detection (re-segment to get the others). An image with n
 (meta-prompted store, or absent from the store) yields one item with ``candidate`` -1.
 
 An image that cannot be read raises an error naming the file and ``data.on_unreadable``; the
-DataModule's ``skip`` policy removes such records beforehand and lists them with
-:func:`write_unreadable_csv`.
+DataModule checks every image beforehand and its ``skip`` policy removes the unusable ones and
+lists them with :func:`write_unreadable_csv` (:func:`unreadable_message` is the error of its
+``error`` policy).
 """
 
 from __future__ import annotations
@@ -218,16 +219,26 @@ def write_unreadable_csv(path: Path, rows: list[dict[str, str]]) -> None:
 
 
 def unreadable_message(
-    dataset: RecordDataset, splits: dict[str, list[Record]], bad: dict[str, str]
+    dataset: RecordDataset, splits: dict[str, list[Record]], bad: dict[str, str], shown: int = 20
 ) -> str:
-    """The error of ``data.on_unreadable: error``: the first files, why, and the two ways out."""
+    """The error of ``data.on_unreadable: error``: the files (the first ``shown``), why each cannot
+    be used, and the ways out."""
     records = {r.image_id: r for recs in splits.values() for r in recs}
     named = [f"{dataset.image_path(records[i])} ({why})" for i, why in bad.items()]
     if len(bad) == len(records) and all(w == "file not found" for w in bad.values()):
         named[0] = f"none of the images exists (is the dataset root right?): {named[0]}"
+    more = f"; ... and {len(named) - shown} more" if len(named) > shown else ""
+    sized = sum(why.startswith("the image is ") for why in bad.values())
+    fix = (
+        f" {sized} of them do(es) not fit its ground-truth mask or stored segmentation: give the "
+        "image its own mask, or recompute the segmentation (`python -m occam_l2r segment`; for "
+        "data.segmentation: gt delete the gt store folder, it is rebuilt)."
+        if sized
+        else ""
+    )
     return (
-        f"{len(bad)} image(s) cannot be read: {'; '.join(named[:5])}"
-        f"{'; ...' if len(named) > 5 else ''}. Set data.on_unreadable: skip to leave unreadable "
-        "images out (counted and listed per split), or list them all with "
-        "`python -m occam_l2r check --config <your config>`."
+        f"{len(bad)} image(s) cannot be used: {'; '.join(named[:shown])}{more}.{fix} Re-extract "
+        "or remove damaged files, or set data.on_unreadable: skip to leave unusable images out "
+        "(counted and listed per split); `python -m occam_l2r check --config <your config>` "
+        "lists them all."
     )
