@@ -1,16 +1,21 @@
-"""Image reading: 16-bit PNGs scaled to 8 bits, EXIF orientation honoured, unreadable files named."""
+"""Image reading: 16-bit PNGs reduced to 8 bits by their own depth (real pictures from
+scikit-image written as 16-bit PNGs: 8-bit values kept, full range scaled, ambiguous refused),
+EXIF orientation honoured, unreadable files named."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
+import skimage.data
+from PIL import Image, ImageOps
 
 from occam_l2r.data.image_checks import check_images
 from occam_l2r.data.records import (
     ImageReadError,
+    turned,
     read_image,
     to_uint8_rgb,
     unreadable_reason,
@@ -47,6 +52,59 @@ def test_16bit_png_full_range_scaled_by_257(tmp_path: Path) -> None:
     mid = np.full((8, 8), 30000, np.uint16)
     Image.fromarray(mid).save(path)
     assert read_image(path).max() == 117  # round(30000 / 257)
+
+
+def _save_16bit(path: Path, values: np.ndarray) -> None:
+    """A 16-bit PNG of ``values``: grayscale through PIL (mode ``I;16``), colour through OpenCV
+    (PIL writes no 16-bit colour PNG)."""
+    values = values.astype(np.uint16)
+    if values.ndim == 2:
+        Image.fromarray(values).save(path)
+    else:
+        assert cv2.imwrite(str(path), values[..., ::-1])  # RGB -> OpenCV's BGR
+
+
+@pytest.mark.parametrize("picture", ["camera", "astronaut"])
+def test_16bit_png_reads_as_its_8bit_original(tmp_path: Path, picture: str) -> None:
+    """A real picture (gray camera, RGB astronaut) written as a 16-bit PNG holding its 8-bit
+    values, and as a true 16-bit PNG (``v * 257``), reads exactly as the 8-bit original."""
+    pixels = getattr(skimage.data, picture)()
+    original = tmp_path / "original.png"
+    Image.fromarray(pixels).save(original)
+    want = read_image(original)
+    eight = tmp_path / "eight_bit_values.png"
+    _save_16bit(eight, pixels)
+    full = tmp_path / "full_range.png"
+    _save_16bit(full, pixels.astype(np.uint16) * 257)
+    with Image.open(eight) as im:  # PIL alone reads the colour one black (it keeps the high byte)
+        assert im.mode == ("I;16" if pixels.ndim == 2 else "RGB")
+    for path in (eight, full):
+        image = read_image(path)
+        assert image.dtype == np.uint8 and np.array_equal(image, want), path.name
+        assert unreadable_reason(path) is None
+
+
+@pytest.mark.parametrize("picture", ["camera", "astronaut"])
+def test_16bit_png_of_ambiguous_depth_is_refused(tmp_path: Path, picture: str) -> None:
+    """12-bit data stored unscaled in 16 bits (values up to 4095) would read black: refused with
+    a message naming the file, and listed as unusable by the checks."""
+    path = tmp_path / "twelve_bit.png"
+    _save_16bit(path, getattr(skimage.data, picture)().astype(np.uint16) * 16)
+    with pytest.raises(ImageReadError, match="Rescale") as exc:
+        read_image(path)
+    assert str(path) in str(exc.value) and "4080 of 65535" in str(exc.value)
+    assert "16-bit image" in unreadable_reason(path)
+    assert list(check_images({"a": path})) == ["a"]
+
+
+def test_16bit_colour_png_is_turned_like_any_image() -> None:
+    """The 16-bit colour path turns its pixels as PIL's ``exif_transpose`` does, per tag."""
+    pixels = _two_colour()
+    for orientation in range(1, 9):
+        im = Image.fromarray(pixels)
+        im.getexif()[0x0112] = orientation
+        want = np.asarray(ImageOps.exif_transpose(im))
+        assert np.array_equal(turned(pixels, orientation), want), orientation
 
 
 def test_32bit_integer_mode_is_treated_as_16_bit() -> None:

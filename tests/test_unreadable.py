@@ -1,8 +1,9 @@
 """Unreadable images through the CLI: ``data.on_unreadable: error | skip`` and the ``check`` verb.
 
 The tiny embedded benchmark is copied and damaged: a truncated PNG (train), a zero-byte file
-(val), a text file named .png (test_id) and a deleted file (test_shift); a 16-bit PNG (train) and
-a JPEG with an EXIF orientation tag (test_random) must read as ordinary images.
+(val), a text file named .png (test_id), a deleted file (test_shift) and a 3x3 image whose
+ground-truth mask is 80x64 (test_random: readable, but unusable for FG_C); a 16-bit PNG (train)
+and a JPEG with an EXIF orientation tag (test_random) must read as ordinary images.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ def _first(root: Path, split: str, k: int = 0) -> str:
 
 
 def damage(root: Path) -> dict[str, str]:
-    """Damage four files (split -> image id) and store two readable odd formats."""
+    """Damage five files (split -> image id) and store two readable odd formats."""
     ids = {s: _first(root, s) for s in ("train", "val", "test_id", "test_shift")}
+    ids["test_random"] = _first(root, "test_random", 1)
+    Image.fromarray(np.full((3, 3, 3), 128, np.uint8)).save(root / ids["test_random"])
     truncated = root / ids["train"]
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
     (root / ids["val"]).write_bytes(b"")
@@ -76,8 +79,9 @@ def test_check_verb_lists_the_unreadable_files(
     assert {(r["split"], r["image_id"]) for r in rows} == set(ids.items())
     reasons = {r["split"]: r["reason"] for r in rows}
     assert reasons["val"] == "empty file (0 bytes)" and reasons["test_shift"] == "file not found"
+    assert reasons["test_random"] == "the image is 3x3 but its ground-truth mask is 80x64"
     printed = capsys.readouterr().out
-    assert "| train | 24 | 1 |" in printed and "| test_random | 8 | 0 |" in printed
+    assert "| train | 24 | 1 |" in printed and "| test_random | 8 | 1 |" in printed
     assert all(str(root / i) in printed for i in ids.values())
     # the 16-bit PNG and the rotated JPEG read like any image
     ds = SyntheticSpurious(root=str(root), **TINY)
@@ -99,39 +103,40 @@ def test_fit_skips_unreadable_images(root: Path, tmp_path: Path, caplog) -> None
         main(["fit", *tiny_fit_args(root, out), "--data.init_args.on_unreadable", "skip"])
     run = out / "tiny" / "FG_C" / "version_0"
     metrics = json.loads((run / "test_metrics.json").read_text())
-    assert metrics["test_id/num_unreadable"] == 1 and metrics["test_shift/num_unreadable"] == 1
-    assert metrics["test_random/num_unreadable"] == 0
-    assert metrics["test_id/num_samples"] == 7 and metrics["test_random/num_samples"] == 8
+    for split in ("test_id", "test_shift", "test_random"):
+        assert metrics[f"{split}/num_unreadable"] == 1 and metrics[f"{split}/num_samples"] == 7
     rows = list(csv.DictReader((run / "unreadable_images.csv").open()))
     assert {(r["split"], r["image_id"]) for r in rows} == set(ids.items())
+    assert {r["split"]: r["reason"] for r in rows}["test_random"].startswith("the image is 3x3")
     reports = [r.getMessage() for r in caplog.records if "on_unreadable=skip" in r.getMessage()]
     assert len(reports) == 1 and all(i in reports[0] for i in ids.values())
-    assert "left out 4 unreadable image(s)" in reports[0]
+    assert "left out 5 unreadable image(s)" in reports[0]
 
 
 def test_error_names_the_file_and_the_option(
     root: Path, tmp_path: Path, tiny_synthetic_root: Path, monkeypatch, capsys
 ) -> None:
     ids = damage(root)
-    # missing and empty files stop the run before anything is trained
+    # every image is decoded before anything is trained: all five are named in one message
     with pytest.raises(ImageReadError, match="on_unreadable: skip") as exc:
         main(["fit", *tiny_fit_args(root, tmp_path / "a")])
-    assert str(root / ids["val"]) in str(exc.value) and str(root / ids["test_shift"]) in str(
-        exc.value
-    )
+    assert all(str(root / i) in str(exc.value) for i in ids.values())
+    assert "ground-truth mask" in str(exc.value) and "gt store folder" in str(exc.value)
     assert not list((tmp_path / "a").rglob("*.ckpt"))
     # on the command line: one message naming the files, exit status 3
     monkeypatch.setattr(sys, "argv", ["occam_l2r", "fit", *tiny_fit_args(root, tmp_path / "c")])
     with pytest.raises(SystemExit) as stop:
         main()
     err = capsys.readouterr().err
-    assert stop.value.code == 3 and str(root / ids["test_shift"]) in err
+    assert stop.value.code == 3 and all(str(root / i) in err for i in ids.values())
     assert "on_unreadable: skip" in err and "Traceback" not in err
-    # a truncated file is found when it is read: the message names it and the option
+    # FULL reads no store, yet a truncated *test* image stops it before training, not after
     clean = tmp_path / "clean"
     clean_copy(tiny_synthetic_root, clean)
-    victim = clean / _first(clean, "val")
+    victim = clean / _first(clean, "test_shift")
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    full = ["--data.init_args.view", "FULL", "--data.init_args.segmentation", "null"]
     with pytest.raises(ImageReadError, match="on_unreadable: skip") as exc:
-        main(["fit", *tiny_fit_args(clean, tmp_path / "b")])
-    assert str(victim) in str(exc.value)
+        main(["fit", *tiny_fit_args(clean, tmp_path / "b"), *full])
+    assert str(victim) in str(exc.value) and "truncated" in str(exc.value)
+    assert not list((tmp_path / "b").rglob("*.ckpt"))

@@ -157,7 +157,7 @@ def upright(im: Image.Image) -> Image.Image:
     return im
 
 
-def _turned(pixels: np.ndarray, turn: int) -> np.ndarray:
+def turned(pixels: np.ndarray, turn: int) -> np.ndarray:
     """``pixels`` turned as EXIF orientation ``turn`` says (PIL's transposes)."""
     method = {
         2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -192,7 +192,7 @@ def read_image(path: str | Path) -> np.ndarray:
             if not wide_colour:
                 return to_uint8_rgb(upright(im))
             turn = orientation(im)
-        return _turned(wide_to_uint8(_wide_colour_pixels(path)), turn)
+        return turned(wide_to_uint8(_wide_colour_pixels(path)), turn)
     except WideImageError as err:
         raise ImageReadError(f"cannot use image {path}: {err}.") from err
     except (
