@@ -269,8 +269,8 @@ class ViewDataModule(BaseDataModule):
             )
         self.splits = self.split_records()
         if self._bad is None:  # a process without prepare_data (DDP ranks): cached, no build
-            self._bad = self.unusable_images(self.splits, build=False)
-            self._refuse_unusable()
+            skip = self.hparams.on_unreadable == "skip"  # error: prepare_data checked them
+            self._bad = self.unusable_images(self.splits, build=False) if skip else {}
         bad = self._bad
         self.unreadable = {
             s: [(r, bad[r.image_id]) for r in recs if r.image_id in bad]
