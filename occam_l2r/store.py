@@ -422,10 +422,11 @@ class StoreWriter:
         if not segmentations:
             return
         rows = []
+        files = fingerprints or {}
         for seg in segmentations:
             seg.segmenter, seg.config_hash = self.segmenter, self.hash
             row = seg.to_row()
-            row["file_size"], row["file_hash"] = (fingerprints or {}).get(seg.image_id, (None, None))
+            row["file_size"], row["file_hash"] = files.get(seg.image_id, (None, None))
             rows.append(row)
         self._run_lock.acquire()
         name = f"part-rank{self.rank:03d}-{self.run}-{self._seq:06d}.parquet"
