@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from occam_l2r.data.loaders import eval_loader, world_of
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.errors import UserError
-from occam_l2r.gt_store import build_gt_store
+from occam_l2r.gt_store import build_gt_store, dataset_source
 from occam_l2r.store import SegmentationStore
 from occam_l2r.store_location import GT_STORE, open_store, resolve_store
 
@@ -130,8 +130,11 @@ class BaseDataModule(L.LightningDataModule):
         return resolve_store(spec, self.require_dataset().root, self.gt_store_dir)
 
     def open_store(self, spec: str) -> SegmentationStore:
-        """The store ``spec`` opened; a missing one raises an error naming it and the fix."""
-        return open_store(spec, self.require_dataset().root, self.gt_store_dir)
+        """The store ``spec`` opened and checked against the dataset's own image files (each
+        image id's file as the dataset resolves it: list files, extra roots); a missing or
+        foreign store raises an error naming it and the fix."""
+        dataset = self.require_dataset()
+        return open_store(spec, dataset.root, self.gt_store_dir, source=dataset_source(dataset))
 
     def build_gt_store(self, records: Iterable[Record]) -> Path:
         """Write (or complete) the ``gt`` store with ``records`` (main process, in
