@@ -14,6 +14,7 @@ hand-written ``results.jsonl`` of a fitted threshold fusion, 16×16 images, no s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -29,6 +30,7 @@ from PIL import Image
 from occam_l2r.cli import main
 from occam_l2r.errors import EXIT_USER_ERROR
 from occam_l2r.tasks.checkpoints import CheckpointFileError, load_checkpoint
+from tests.conftest import TINY_FG, tiny_fit_args
 from tests.test_classify import _checkpoint
 
 PACKAGE = Path(__file__).parents[1] / "occam_l2r"
@@ -178,6 +180,49 @@ def test_preview_pictures_are_unique(models: dict, tmp_path: Path) -> None:
     for item, picture in zip(out["result"].items, pictures, strict=True):
         assert item.image_id in html  # the caption names the image
         assert picture.name.endswith(".png")
+
+
+def _lightning_exit_3(argv: list[str], monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture) -> str:  # fmt: skip
+    """Run ``python -m occam_l2r ARGV`` in-process (a Lightning verb); its one error line."""
+    monkeypatch.delenv("OCCAM_L2R_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["occam_l2r", *argv])
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in getattr(logger, "handlers", []):  # Lightning's, left on a closed capture
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", 0):
+                monkeypatch.setattr(handler, "stream", sys.stderr)
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == EXIT_USER_ERROR
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err[-3000:]
+    (line,) = [x for x in err.splitlines() if x.startswith(f"occam_l2r {argv[0]}: error:")]
+    return line
+
+
+def test_malicious_checkpoint_given_to_predict_and_fit_resume(
+    tiny_synthetic_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """The same loader serves the Lightning verbs: ``predict --ckpt_path`` (the CLI reads its
+    hyperparameters) and ``fit --resume`` (the trainer restores it) refuse the payload."""
+    marker = tmp_path / "payload_ran"
+    args = tiny_fit_args(tiny_synthetic_root, tmp_path / "runs")
+    evil = _malicious(tmp_path / "evil.ckpt", marker)
+    line = _lightning_exit_3(["predict", *args, "--ckpt_path", str(evil)], monkeypatch, capsys)
+    assert str(evil) in line and "refused" in line and "weights_only=False" not in line
+
+    run = tmp_path / "runs" / "tiny" / "FG_C" / "version_0"
+    last = _malicious(run / "checkpoints" / "last.ckpt", marker)
+    config = yaml.safe_load(TINY_FG.read_text())
+    config["data"]["init_args"]["dataset"]["init_args"]["root"] = str(tiny_synthetic_root)
+    config["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp_path / "runs")
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    line = _lightning_exit_3(["fit", "--resume", str(run)], monkeypatch, capsys)
+    assert str(last) in line and "refused" in line
+    assert not marker.exists(), "the checkpoint's payload ran"
 
 
 def test_no_weights_only_false_in_the_package() -> None:
