@@ -100,7 +100,7 @@ def test_missing_segmentation_store_is_one_message(tmp_path: Path, tiny_syntheti
             "--data.init_args.dataset.init_args.root", tiny_synthetic_root,
             "--trainer.logger.init_args.save_dir", tmp_path / "runs"]  # fmt: skip
     proc = run_cli(args, tmp_path)
-    assert_one_message(proc, "fit", f"no segmentation store at {store}", "occam_l2r segment")
+    assert_one_message(proc, "fit", f"no segmentation store at '{store}'", "occam_l2r segment")
 
 
 @pytest.fixture
