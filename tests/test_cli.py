@@ -11,6 +11,7 @@ import pytest
 
 from occam_l2r.cli import main
 from occam_l2r.logits import LogitsFile
+from tests._metrics_ref import assert_logged_match
 from tests.conftest import tiny_fit_args
 
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
@@ -50,10 +51,14 @@ def test_fit_test_predict(root, tmp_path):
         )
         assert len(set(lf.ids)) == n and lf.config["model"]["model_name"] == "convnextv2_atto"
 
-    # the accuracy in the logits file agrees with the test metric
-    lf = LogitsFile.load(run / "logits" / "test_shift.npz")
-    acc = float((lf.logits.argmax(1) == lf.labels).mean())
-    assert acc == pytest.approx(metrics["test_shift/acc"]) or (run / "checkpoints").glob("epoch*")
+    # every logged test metric (acc, macro_acc, group_acc/<group>, worst_group_acc,
+    # fallback_rate, num_samples) is recomputed with numpy from the logits of the checkpoint
+    # that was tested (the best one, written as epoch=*.ckpt)
+    (best,) = (run / "checkpoints").glob("epoch=*.ckpt")
+    main(["predict", *tiny_fit_args(root, out), "--ckpt_path", str(best)])
+    assert any("/group_acc/" in key for key in metrics)  # the benchmark's groups are logged
+    for split in ("test_id", "test_shift", "test_random"):
+        assert_logged_match(metrics, run / "logits" / f"{split}.npz", split)
 
 
 def test_print_config(capsys):
