@@ -12,7 +12,9 @@ claims the next free ``version_<k>`` atomically; ``checkpoints/last.ckpt`` holds
 state (every epoch end, and every N steps with ``--latest.every_n_train_steps N``), written
 atomically; ``fit --resume RUN`` continues a run in its own folder from that state, best-checkpoint
 tracking included (``--ckpt_path last`` does the same for a run whose folder is pinned); a folder
-holding checkpoints is never reused by a new fit; ``--trainer.logger false`` works.
+holding checkpoints is never reused by a new fit; ``--trainer.logger false`` works. A SIGTERM
+(a scheduler's notice before the kill) stops ``fit`` after the running batch with ``last.ckpt``
+saved, one message and exit status 143.
 
 From Python (another verb, a notebook): parse the config once into a typed object,
 ``config = parse_config(["base.yaml", "view.yaml"], ["--trainer.max_epochs", "4"])``, set its
@@ -36,9 +38,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
+from occam_l2r.commands import OneMessageParser
 from occam_l2r.errors import UserError
 from occam_l2r.tasks.base import HEADLINE_KEY, format_summary, save_metrics
 from occam_l2r.tasks.checkpoints import (
+    EXIT_SIGTERM,
     AtomicCheckpointIO,
     CheckpointFileError,
     LatestCheckpoint,
@@ -46,6 +50,7 @@ from occam_l2r.tasks.checkpoints import (
     RunCheckpoint,
     check_checkpoint_file,
     same_dir,
+    sigterm_message,
 )
 from occam_l2r.tasks.run_folder import (
     RunConfigSaver,
@@ -91,6 +96,10 @@ class _DropAdverts(logging.Filter):
         return "Tip:" not in record.getMessage()
 
 
+class OneMessageLightningParser(OneMessageParser, LightningArgumentParser):
+    """Lightning's parser with the toolkit's parse errors: one message first, exit status 3."""
+
+
 class OccamCLI(LightningCLI):
     """LightningCLI with the toolkit's defaults (checkpoints/ folder, TensorBoard, seed 0).
 
@@ -119,6 +128,7 @@ class OccamCLI(LightningCLI):
             args=args,
             run=run,
             auto_configure_optimizers=False,
+            parser_class=OneMessageLightningParser,
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -229,6 +239,19 @@ class OccamCLI(LightningCLI):
                 callback.config = self._given
         if rank_zero_only.rank == 0 and self._resumed is None:
             check_new_run_folder(trainer, refuse=self.subcommand == "fit")
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run the verb; a SIGTERM (Lightning stops at the end of the running batch, after
+        ``fit`` saved its latest state) ends it with one message and exit status 143."""
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        try:
+            super()._run_subcommand(subcommand)
+        except SIGTERMException:
+            run_dir = self.trainer.log_dir or self.trainer.default_root_dir
+            if self.trainer.global_rank == 0:
+                print(sigterm_message(self.trainer, run_dir), file=sys.stderr, flush=True)
+            raise SystemExit(EXIT_SIGTERM) from None
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit", True):

@@ -14,7 +14,11 @@ without a logger) holding ``config.yaml``, the TensorBoard events, ``test_metric
   over the target, so a killed job never leaves a truncated checkpoint, and reads through
   :func:`load_checkpoint`;
 - :class:`LatestCheckpoint` refreshes ``checkpoints/last.ckpt`` at every epoch end (after the
-  best-checkpoint callback, so it carries the best tracking) and, optionally, every N steps;
+  best-checkpoint callback, so it carries the best tracking), optionally every N steps, and
+  when a SIGTERM (a scheduler's notice before the kill) stops training: Lightning's signal
+  handler raises :class:`~lightning.pytorch.utilities.exceptions.SIGTERMException` at the end of
+  the running batch, the callback saves the state there, and :func:`sigterm_message` is what the
+  CLI prints before exiting with :data:`EXIT_SIGTERM`;
 - :class:`RunCheckpoint` is the best-checkpoint callback (a ``ModelCheckpoint``) whose tracking
   survives a resume even when the run folder is reached by another path;
 - :func:`check_checkpoint_file` and :func:`latest_checkpoint` for ``fit --resume``.
@@ -41,6 +45,8 @@ from occam_l2r.weights import weights_only_failure
 
 #: name of the file that holds a run's latest state
 LATEST_NAME = "last.ckpt"
+#: exit status of a verb stopped by SIGTERM (128 + 15, as a shell reports a process it ended)
+EXIT_SIGTERM = 143
 _ZIP_MAGIC = b"PK\x03\x04"
 #: what to do about a checkpoint that cannot be read, by default (``fit --resume``, ``test``...)
 RESUME_HINT = (
@@ -299,6 +305,8 @@ class LatestCheckpoint(RunCheckpoint):
             enable_version_counter=False,
         )
         self.every_n_steps = int(every_n_train_steps)
+        #: the file saved when a SIGTERM stopped training (``None``: nothing saved then)
+        self.saved_on_sigterm: str | None = None
 
     @property
     def state_key(self) -> str:
@@ -320,6 +328,55 @@ class LatestCheckpoint(RunCheckpoint):
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
         self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        """After a SIGTERM stopped training between two batches, save the latest state.
+
+        Lightning raises its ``SIGTERMException`` once the running batch has finished (or at an
+        epoch end), so the state is consistent; a SIGTERM during validation stops it in the
+        middle, where nothing is saved (``last.ckpt`` stays the previous epoch end's). Any other
+        exception saves nothing: its state may be broken.
+        """
+        from lightning.pytorch.trainer.states import RunningStage
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(exception, SIGTERMException) or not trainer.received_sigterm:
+            return
+        if trainer.state.stage != RunningStage.TRAINING:
+            return
+        if self._should_skip_saving_checkpoint(trainer):  # saved at this step already
+            self.saved_on_sigterm = self.last_model_path or None
+            return
+        self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
+        self.saved_on_sigterm = self.last_model_path or None
+
+
+def sigterm_message(trainer: L.Trainer, run_dir: str | os.PathLike | None) -> str:
+    """What ``fit`` (or another verb) prints when a SIGTERM stopped it: what was saved, how to
+    resume."""
+    verb = trainer.state.fn.value if trainer.state.fn is not None else "the run"
+    latest = next((c for c in trainer.callbacks if isinstance(c, LatestCheckpoint)), None)
+    step = f"epoch {trainer.current_epoch}, global step {trainer.global_step}"
+    if verb != "fit":
+        return f"{verb} stopped by SIGTERM ({step}); nothing of it was saved: run it again."
+    folder = checkpoint_dir(trainer, run_dir or trainer.default_root_dir)
+    last = folder / LATEST_NAME
+    if latest is not None and latest.saved_on_sigterm:
+        saved = f"the latest state was saved to {latest.saved_on_sigterm} ({step})"
+    elif last.is_file():
+        saved = f"nothing was saved at the signal (it came during validation); {last} holds the "
+        saved += "state of the last epoch end"
+    else:
+        return (
+            f"fit stopped by SIGTERM ({step}) before its first checkpoint: nothing to resume "
+            "from; start the run again."
+        )
+    resume = f"python -m occam_l2r fit --resume {run_dir}" if run_dir else (
+        "python -m occam_l2r fit --resume RUN"
+    )
+    return f"fit stopped by SIGTERM: {saved}. Continue it with `{resume}`."
 
 
 def checkpoint_dir(trainer: L.Trainer, run_dir: str | os.PathLike) -> Path:
