@@ -6,7 +6,9 @@
 - :class:`TopKConfig`: the optional top-k candidate rows (L2R² appendix C.1, Tables 7 and 8).
 - :class:`AcrossDatasets`: the optional Table 1 across datasets (other sweeps' outputs).
 
-:func:`with_metrics` fills the metrics left to the dataset's headline metric.
+:func:`with_metrics` fills the metrics left to the dataset's headline metric. A configuration
+that cannot run (a pair naming a view without runs, an unknown method, ...) raises
+:class:`SweepConfigError`: one message naming the key, exit status 3 on the command line.
 """
 
 from __future__ import annotations
@@ -15,12 +17,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from occam_l2r.errors import UserError
 from occam_l2r.fusion.fallback import FallbackMode
 from occam_l2r.fusion.fusers import HeadConfig, method_names
 from occam_l2r.fusion.methods import METRICS
 from occam_l2r.fusion.pairs import default_pairs
 
 Metric = Literal["acc", "macro_acc"]
+
+
+class SweepConfigError(UserError, ValueError):
+    """A ``fuse`` configuration that cannot run; the message names the key and the fix."""
+
 
 #: Table 1 rows per pair when ``summary_methods`` is not given (``best`` is ⊕*).
 DEFAULT_SUMMARY_METHODS = ("best", "max_conf", "weighted_logits", "threshold")
@@ -83,7 +91,8 @@ class SweepConfig:
 
     On construction the optional fields get their defaults (``pairs``, ``methods``,
     ``test_splits``, ``summary_methods``, ``heads``, ... are never ``None`` afterwards) and the
-    configuration is checked; a ``ValueError`` names the offending key. The class has no public
+    configuration is checked; a :class:`SweepConfigError` (a ``ValueError``) names the offending
+    key. The class has no public
     methods (the command line parses it as a whole: ``jsonargparse.CLI(SweepConfig)``); helpers
     such as :func:`eval_splits` are module functions.
 
@@ -156,29 +165,35 @@ class SweepConfig:
 
     def _validate(self) -> None:
         if not self.runs:
-            raise ValueError("`runs` is empty: give run dirs per view, e.g. {FULL: [dir_seed0]}")
+            raise SweepConfigError(
+                "`runs` is empty: give run dirs per view, e.g. {FULL: [dir_seed0]}"
+            )
         known = method_names()
         unknown = [m for m in self.methods or [] if m not in known]
         if unknown:
-            raise ValueError(f"unknown fusion methods {unknown}; choose from {known}")
+            raise SweepConfigError(f"unknown fusion methods {unknown}; choose from {known}")
         ensembles = self.ensembles or []
         for view in [v for p in self.pairs or [] for v in p] + ensembles + [self.baseline]:
             if view not in self.runs:
-                raise ValueError(
+                raise SweepConfigError(
                     f"view {view!r} is used in pairs/ensembles/baseline but has no runs; "
-                    f"`runs` lists {list(self.runs)}"
+                    f"`runs` lists {list(self.runs)}: fix the name, or add its run dirs under "
+                    f"`runs: {{{view}: [...]}}`"
                 )
         for view in ensembles:
             if len(self.runs[view]) < 2:
-                raise ValueError(
+                raise SweepConfigError(
                     f"ensemble {view}x2 needs runs of at least 2 seeds, {view} has "
                     f"{len(self.runs[view])}; add seeds or remove it from `ensembles`"
                 )
         for view in self.metadata.views if self.metadata is not None else []:
             if view not in self.runs:
-                raise ValueError(f"metadata view {view!r} has no runs in `runs`")
+                raise SweepConfigError(
+                    f"metadata view {view!r} has no runs; `runs` lists {list(self.runs)}: fix "
+                    "the name in `metadata.views` or add its run dirs to `runs`"
+                )
         if self.threshold_t is not None and not 0.0 <= self.threshold_t <= 1.0:
-            raise ValueError(
+            raise SweepConfigError(
                 f"threshold_t must lie in [0, 1] (a confidence), got {self.threshold_t}"
             )
         self._validate_topk()
@@ -189,14 +204,14 @@ class SweepConfig:
         k = self.topk
         for role, view in (("fg", k.fg), ("bg", k.bg), ("full", k.full)):
             if view is not None and view not in self.runs:
-                raise ValueError(f"topk.{role} view {view!r} has no runs; `runs` lists "
+                raise SweepConfigError(f"topk.{role} view {view!r} has no runs; `runs` lists "
                                  f"{list(self.runs)}")  # fmt: skip
         if not k.ks or min(k.ks) < 1:
-            raise ValueError(f"topk.ks must list candidate counts >= 1, got {k.ks}")
+            raise SweepConfigError(f"topk.ks must list candidate counts >= 1, got {k.ks}")
         used = {v for p in self.pairs or [] for v in p} | set(self.ensembles or [])
         clash = sorted(used & set(candidate_views(self)))
         if clash:
-            raise ValueError(
+            raise SweepConfigError(
                 f"views {clash} hold top-k candidate rows (topk.fg/bg); they cannot be fused "
                 "pairwise or as ensembles: remove them from `pairs`/`ensembles`"
             )
