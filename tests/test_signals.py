@@ -100,3 +100,45 @@ def test_sigterm_during_fit_saves_a_resumable_state(synthetic_copy: Path, tmp_pa
     assert (run / "test_metrics.json").is_file()
     assert sorted(p.name for p in (out / NAME).iterdir()) == ["version_0"]
     assert _ckpt(last)["global_step"] == 9
+
+
+@pytest.mark.slow
+def test_sigterm_during_segment_then_rerun_stores_every_image_once(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+    from _segment_tiny import SYNTH, check_store, detect_config, shared, write_config
+
+    from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+
+    paths = shared(tmp_path_factory)
+    dataset = SyntheticSpurious(root=str(paths["synthetic"]), **SYNTH)
+    ids = [r.image_id for r in dataset.all_records()]
+    store = tmp_path / "store"
+    config = write_config(tmp_path / "seg.yaml", detect_config(paths, store, batch_size=2))
+    log = tmp_path / "segment.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "occam_l2r", "segment", "--config",
+                                 str(config)], env=_env(), stdout=f, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not list(store.glob("part-*.parquet")) and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert proc.returncode == EXIT_SIGTERM, text[-3000:]  # stopped, not run to the end
+    assert "segment stopped by SIGTERM" in text and "Traceback" not in text
+    assert not (store / "summary.json").exists()
+    assert not list(store.glob("part-*.parquet")), "the stopped run merged its batches"
+    shards = [p for p in store.glob("shard-*.parquet")]
+    stored = sum(pq.read_metadata(p).num_rows for p in shards)
+    assert 0 < stored < len(ids)
+
+    summary = main(["segment", "--config", str(config)])
+    assert summary["skipped"] == stored and summary["computed"] == len(ids) - stored
+    assert summary["stored"] == len(ids) and summary["duplicates_dropped"] == 0
+    check_store(store, dataset, ids)  # every image once

@@ -20,6 +20,8 @@ shard; ``trainer.precision: bf16-mixed`` (or ``16-mixed``) runs the models under
 resumes: images already in the store are skipped. It also repairs the store: a data file that
 cannot be read is moved aside (``<file>.damaged``) and the images it held are computed again;
 a store computed on other image files (another dataset, or this one generated again) is refused. ``--print_config`` prints the full config.
+A SIGTERM (a scheduler's notice before the kill) stops the run after the batch being written,
+its rows stored, with one message and exit status 143; the rerun segments the rest.
 
 Weights are checked before any model is loaded or any process spawned, so a missing checkpoint
 fails within seconds with a message naming it and where to put it. At the end rank 0 writes
@@ -43,11 +45,13 @@ from jsonargparse import Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from occam_l2r.commands.lightning import quiet_library_warnings
 from occam_l2r.data.records import RecordDataset
 from occam_l2r.data.segment_datamodule import SegmentDataModule
 from occam_l2r.store import SegmentationStore, atomic_write_text, store_lock
+from occam_l2r.tasks.checkpoints import EXIT_SIGTERM
 from occam_l2r.tasks.segment import ImagesPerSecondBar, SegmentTask, StoreWriterCallback
 
 PROG = "python -m occam_l2r segment"
@@ -120,7 +124,17 @@ class SegmentCLI(LightningCLI):
         # manifest, or refuse a store of another config or other files, and move damaged data
         # files aside (read whole), before any spawn
         task.writer(rank=0, verify=True)
-        self.trainer.predict(task, datamodule=data, return_predictions=False)
+        try:
+            self.trainer.predict(task, datamodule=data, return_predictions=False)
+        except SIGTERMException:  # the store writer stopped after a batch, its rows merged
+            if self.trainer.global_rank == 0:
+                print(
+                    f"segment stopped by SIGTERM: the images done so far are stored in {store}; "
+                    "run the same command again to segment the rest.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            raise SystemExit(EXIT_SIGTERM) from None
         counts = self.store_writer.finish(self.trainer, task)
         if counts is None:
             return None

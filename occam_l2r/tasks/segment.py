@@ -8,7 +8,9 @@
   it is done (``StoreWriter(rank=trainer.global_rank)``); after the loop,
   :meth:`StoreWriterCallback.finish` merges the process's parts into its rank's shard (under the
   store lock, dropping images another run stored first) and, once every rank is done, returns the
-  run's counts on rank 0 (the ``segment`` verb turns them into ``summary.json``).
+  run's counts on rank 0 (the ``segment`` verb turns them into ``summary.json``). A SIGTERM
+  stops the run after the batch being written: its rows are merged into the shard and
+  Lightning's ``SIGTERMException`` ends the loop (a rerun computes only the rest).
 - :class:`ImagesPerSecondBar` adds images/s to Lightning's progress bar.
 
 The DataModule is :class:`occam_l2r.data.segment_datamodule.SegmentDataModule`.
@@ -168,6 +170,11 @@ class StoreWriterCallback(BasePredictionWriter):
             log.warning("could not segment %s: %s", image_id, error)
             writer.add_failure(image_id, error)
         self.computed += prediction["computed"]
+        if trainer.received_sigterm:  # Lightning's handler noted it; the predict loop would not
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            writer.close()  # this batch and the earlier ones merged into the shard
+            raise SIGTERMException
 
     def finish(self, trainer: L.Trainer, task: SegmentTask) -> dict[str, Any] | None:
         """After ``trainer.predict``, on every rank: merge this rank's parts into its shard and
