@@ -101,6 +101,8 @@ def test_missing_segmentation_store_is_one_message(tmp_path: Path, tiny_syntheti
             "--trainer.logger.init_args.save_dir", tmp_path / "runs"]  # fmt: skip
     proc = run_cli(args, tmp_path)
     assert_one_message(proc, "fit", f"no segmentation store at '{store}'", "occam_l2r segment")
+    # the failed start gave its claimed folder back: no empty version_<k> is left
+    assert not list((tmp_path / "runs").rglob("version_*"))
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ and ``test`` writes ``<run dir>/test_metrics.json``. ``predict`` streams logits 
 the task's :class:`~occam_l2r.tasks.logits_writer.LogitsWriter` (no predictions kept in memory).
 
 Run folders (docs/runs.md; the pieces live in :mod:`occam_l2r.tasks.checkpoints`): a new run
-claims the next free ``version_<k>`` atomically; ``checkpoints/last.ckpt`` holds the latest
+claims the next free ``version_<k>`` atomically (a start that fails before its first step gives
+it back); ``checkpoints/last.ckpt`` holds the latest
 state (every epoch end, and every N steps with ``--latest.every_n_train_steps N``), written
 atomically; ``fit --resume RUN`` continues a run in its own folder from that state, best-checkpoint
 tracking included (``--ckpt_path last`` does the same for a run whose folder is pinned); a folder
@@ -57,6 +58,7 @@ from occam_l2r.tasks.run_folder import (
     check_new_run_folder,
     configured_run_dir,
     place_resumed_run,
+    release_failed_claim,
     which_run_message,
     with_run_config,
 )
@@ -117,6 +119,7 @@ class OccamCLI(LightningCLI):
         self._given: Namespace | None = None  # the fit config before a resume placed it
         self._resumed: Path | None = None  # the run folder that this fit resumes
         self._own_state = False  # the resumed checkpoint lies in the run's checkpoint folder
+        self._claimed: Path | None = None  # the version folder this run claimed
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -238,15 +241,21 @@ class OccamCLI(LightningCLI):
             if isinstance(callback, RunConfigSaver) and self._given is not None:
                 callback.config = self._given
         if rank_zero_only.rank == 0 and self._resumed is None:
-            check_new_run_folder(trainer, refuse=self.subcommand == "fit")
+            self._claimed = check_new_run_folder(trainer, refuse=self.subcommand == "fit")
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run the verb; a SIGTERM (Lightning stops at the end of the running batch, after
-        ``fit`` saved its latest state) ends it with one message and exit status 143."""
+        ``fit`` saved its latest state) ends it with one message and exit status 143. A start
+        that fails before its first step (and checkpoint) gives its claimed folder back."""
         from lightning.pytorch.utilities.exceptions import SIGTERMException
 
         try:
-            super()._run_subcommand(subcommand)
+            try:
+                super()._run_subcommand(subcommand)
+            except BaseException:
+                if self._claimed is not None:
+                    release_failed_claim(self.trainer, self._claimed)
+                raise
         except SIGTERMException:
             run_dir = self.trainer.log_dir or self.trainer.default_root_dir
             if self.trainer.global_rank == 0:

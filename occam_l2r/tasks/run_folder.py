@@ -6,6 +6,8 @@ A ``fit`` run lives in ``<save_dir>/<name>/<version>/`` (TensorBoard or CSV logg
 - :func:`claim_version` creates the next free ``version_<k>`` folder with ``os.mkdir``, so two
   runs started at once never share a folder;
 - :func:`check_new_run_folder` refuses a new ``fit`` in a pinned folder that holds checkpoints;
+- :func:`release_failed_claim` gives a claimed folder back when its start failed (no step, no
+  checkpoint): a failed start leaves no empty ``version_<k>`` behind;
 - :func:`with_run_config` and :func:`place_resumed_run` turn ``fit --resume RUN`` into the run's
   config, its logger pointed at RUN and ``ckpt_path`` = RUN's latest checkpoint;
 - :class:`RunConfigSaver` saves ``config.yaml`` without refusing a resumed run or the stale
@@ -35,6 +37,10 @@ from occam_l2r.tasks.checkpoints import (
 )
 
 _VERSIONED = (TensorBoardLogger, CSVLogger)
+
+#: what a start writes into its folder before the first step (removed with a failed start's
+#: claim); a folder holding anything else is left as it is
+_START_FILES = ("events.out.tfevents.*", "hparams.yaml", "config*.yaml", "metrics.csv")
 
 
 def claim_version(root: str | os.PathLike) -> int:
@@ -116,7 +122,7 @@ class RunConfigSaver(SaveConfigCallback):
             self.written = None
 
 
-def check_new_run_folder(trainer: L.Trainer, refuse: bool = True) -> None:
+def check_new_run_folder(trainer: L.Trainer, refuse: bool = True) -> Path | None:
     """Give an auto-versioned logger its claimed folder; refuse a pinned folder holding a run.
 
     Call on rank 0 only, before the trainer runs (the logger has created nothing yet). The
@@ -127,6 +133,9 @@ def check_new_run_folder(trainer: L.Trainer, refuse: bool = True) -> None:
         trainer: the instantiated trainer.
         refuse: refuse a pinned folder that holds checkpoints (``fit``; evaluations may share).
 
+    Returns:
+        The ``version_<k>`` folder claimed for the logger, ``None`` for a pinned folder.
+
     Raises:
         RunFolderError: the folder (a set logger version, or ``default_root_dir`` without a
             logger) holds checkpoints.
@@ -135,9 +144,9 @@ def check_new_run_folder(trainer: L.Trainer, refuse: bool = True) -> None:
     if len(loggers) == 1 and isinstance(loggers[0], _VERSIONED) and loggers[0]._version is None:
         root = os.path.expanduser(os.path.expandvars(loggers[0].root_dir))
         loggers[0]._version = claim_version(root)
-        return
+        return Path(root) / f"version_{loggers[0]._version}"
     if not refuse or (loggers and not isinstance(loggers[0], _VERSIONED)):
-        return
+        return None
     run = run_dir(trainer)
     ckpt_dir = checkpoint_dir(trainer, run)
     if checkpoints_in(ckpt_dir):
@@ -147,6 +156,38 @@ def check_new_run_folder(trainer: L.Trainer, refuse: bool = True) -> None:
             "trainer.logger.init_args.version unset for the next free version, or change "
             "--trainer.default_root_dir)"
         )
+    return None
+
+
+def release_failed_claim(trainer: L.Trainer, folder: Path) -> bool:
+    """Remove the claimed run ``folder`` of a start that failed before it trained.
+
+    Call on rank 0 after the verb failed (the logger is finalized). The folder goes only when the
+    trainer took no optimizer step, no checkpoint was written and it holds nothing but what a
+    start writes (:data:`_START_FILES`, an empty ``checkpoints/``); anything else keeps it.
+
+    Returns:
+        Whether the folder was removed.
+    """
+    if trainer.global_step > 0 or not folder.is_dir():
+        return False
+    ckpt_dir = checkpoint_dir(trainer, folder)
+    if checkpoints_in(ckpt_dir):
+        return False
+    entries = list(folder.iterdir())
+    empty_dirs = [e for e in entries if e.is_dir() and not any(e.iterdir())]
+    files = [e for e in entries if e not in empty_dirs]
+    if any(not f.is_file() or not any(f.match(p) for p in _START_FILES) for f in files):
+        return False
+    for f in files:
+        f.unlink(missing_ok=True)
+    for d in empty_dirs:
+        d.rmdir()
+    try:
+        folder.rmdir()
+    except OSError:  # something appeared meanwhile: keep it
+        return False
+    return True
 
 
 def run_dir(trainer: L.Trainer) -> Path:
