@@ -19,9 +19,11 @@ holds a whole split in memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,18 +84,17 @@ class LogitsFile:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = _meta(self.split, self.view, self.run, self.class_names, self.config)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-        np.savez(
-            tmp,
-            ids=self.ids,
-            labels=self.labels,
-            groups=self.groups,
-            logits=self.logits,
-            candidates=self.candidates,
-            fallback=self.fallback,
-            meta=np.array(json.dumps(meta, default=str)),
-        )
-        os.replace(tmp, path)
+        with _replacing(path) as tmp:
+            np.savez(
+                tmp,
+                ids=self.ids,
+                labels=self.labels,
+                groups=self.groups,
+                logits=self.logits,
+                candidates=self.candidates,
+                fallback=self.fallback,
+                meta=np.array(json.dumps(meta, default=str)),
+            )
         return path
 
     @classmethod
@@ -234,12 +235,26 @@ class LogitsPart:
     def save(self, path: Path) -> Path:
         """Write atomically; ``widths`` records the string widths for the merge's headers."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
         widths = np.array([_width(self.ids), _width(self.groups)], np.int64)
         arrays = {name: getattr(self, name) for name in ("index", *ROW_ARRAYS)}
-        np.savez(tmp, widths=widths, **arrays)
-        os.replace(tmp, path)
+        with _replacing(path) as tmp:
+            np.savez(tmp, widths=widths, **arrays)
         return path
+
+
+@contextlib.contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` (``.NAME.tmp-<pid>.npz``) renamed over ``path`` when the
+    block succeeds; removed when it fails (a full disk, an interrupt), ``path`` left as it was.
+    (The stored formats' writer, without importing :mod:`occam_l2r.store_files`: this module
+    imports nothing of the toolkit.)"""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _width(strings: np.ndarray) -> int:
@@ -293,30 +308,29 @@ def merge_parts(
     }
     bounds = [(int(unique[i]), int(unique[min(i + window, n) - 1])) for i in range(0, n, window)]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name in ROW_ARRAYS:
-            shape = (n, c) if name == "logits" else (n,)
-            header = {"descr": np.lib.format.dtype_to_descr(dtypes[name]), "fortran_order": False,
-                      "shape": shape}  # fmt: skip
-            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array_header_2_0(f, header)
-                for lo, hi in bounds:
-                    index, rows = [], []
-                    for p, a, b in spans:
-                        if b < lo or a > hi:
-                            continue
-                        with np.load(p, allow_pickle=False) as z:
-                            idx = z["index"]
-                            sel = (idx >= lo) & (idx <= hi)
-                            index.append(idx[sel])
-                            rows.append(z[name][sel])
-                    idx = np.concatenate(index)
-                    first = np.unique(idx, return_index=True)[1]
-                    chunk = np.concatenate(rows)[first].astype(dtypes[name])
-                    f.write(np.ascontiguousarray(chunk).tobytes())
-        meta = json.dumps(_meta(split, view, run, class_names, config), default=str)
-        with zf.open("meta.npy", "w") as f:
-            np.lib.format.write_array(f, np.array(meta), allow_pickle=False)
-    os.replace(tmp, path)
+    with _replacing(path) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name in ROW_ARRAYS:
+                shape = (n, c) if name == "logits" else (n,)
+                header = {"descr": np.lib.format.dtype_to_descr(dtypes[name]), "fortran_order": False,
+                          "shape": shape}  # fmt: skip
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array_header_2_0(f, header)
+                    for lo, hi in bounds:
+                        index, rows = [], []
+                        for p, a, b in spans:
+                            if b < lo or a > hi:
+                                continue
+                            with np.load(p, allow_pickle=False) as z:
+                                idx = z["index"]
+                                sel = (idx >= lo) & (idx <= hi)
+                                index.append(idx[sel])
+                                rows.append(z[name][sel])
+                        idx = np.concatenate(index)
+                        first = np.unique(idx, return_index=True)[1]
+                        chunk = np.concatenate(rows)[first].astype(dtypes[name])
+                        f.write(np.ascontiguousarray(chunk).tobytes())
+            meta = json.dumps(_meta(split, view, run, class_names, config), default=str)
+            with zf.open("meta.npy", "w") as f:
+                np.lib.format.write_array(f, np.array(meta), allow_pickle=False)
     return path

@@ -64,26 +64,28 @@ def _tmp_name(path: Path) -> Path:
 
 def atomic_write_table(table: pa.Table, path: Path) -> None:
     """Write a parquet file through a temporary file and a rename."""
-    tmp = _tmp_name(path)
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    tmp = _tmp_name(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path`` (for
-    formats written by a library: CSV, Parquet, ...). Returns ``path``."""
+    formats written by a library: CSV, Parquet, ...). Returns ``path``.
+
+    A write that fails (a full disk, a file-size limit, an interrupt) removes its temporary
+    file and leaves ``path`` as it was."""
     path = Path(path)
     tmp = _tmp_name(path)
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

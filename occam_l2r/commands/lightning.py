@@ -26,6 +26,7 @@ fields (``config.seed_everything = 1``), then ``cli = run("fit", config)`` and
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from occam_l2r.commands import OneMessageParser
@@ -50,6 +52,7 @@ from occam_l2r.tasks.checkpoints import (
     ResumeError,
     RunCheckpoint,
     check_checkpoint_file,
+    hold_run_folder,
     same_dir,
     sigterm_message,
 )
@@ -59,6 +62,7 @@ from occam_l2r.tasks.run_folder import (
     configured_run_dir,
     place_resumed_run,
     release_failed_claim,
+    run_dir,
     which_run_message,
     with_run_config,
 )
@@ -120,6 +124,7 @@ class OccamCLI(LightningCLI):
         self._resumed: Path | None = None  # the run folder that this fit resumes
         self._own_state = False  # the resumed checkpoint lies in the run's checkpoint folder
         self._claimed: Path | None = None  # the version folder this run claimed
+        self._held: int | None = None  # the descriptor holding the run folder of this fit
         super().__init__(
             L.LightningModule,
             L.LightningDataModule,
@@ -242,13 +247,16 @@ class OccamCLI(LightningCLI):
                 callback.config = self._given
         if rank_zero_only.rank == 0 and self._resumed is None:
             self._claimed = check_new_run_folder(trainer, refuse=self.subcommand == "fit")
+        if rank_zero_only.rank == 0 and self.subcommand == "fit":
+            # one fit per folder at a time (a pinned version started twice, a resumed run that
+            # still trains); released when the verb ends
+            self._held = hold_run_folder(self._resumed or run_dir(trainer))
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run the verb; a SIGTERM (Lightning stops at the end of the running batch, after
         ``fit`` saved its latest state) ends it with one message and exit status 143. A start
-        that fails before its first step (and checkpoint) gives its claimed folder back."""
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
+        that fails before its first step (and checkpoint) gives its claimed folder back. The run
+        folder held by ``fit`` is let go at the end, however it ends."""
         try:
             try:
                 super()._run_subcommand(subcommand)
@@ -257,10 +265,14 @@ class OccamCLI(LightningCLI):
                     release_failed_claim(self.trainer, self._claimed)
                 raise
         except SIGTERMException:
-            run_dir = self.trainer.log_dir or self.trainer.default_root_dir
+            folder = self.trainer.log_dir or self.trainer.default_root_dir
             if self.trainer.global_rank == 0:
-                print(sigterm_message(self.trainer, run_dir), file=sys.stderr, flush=True)
+                print(sigterm_message(self.trainer, folder), file=sys.stderr, flush=True)
             raise SystemExit(EXIT_SIGTERM) from None
+        finally:
+            if self._held is not None:
+                os.close(self._held)  # the flock goes with it
+                self._held = None
 
     def after_fit(self) -> None:
         if not self.config[self.subcommand].get("test_after_fit", True):
