@@ -106,3 +106,14 @@ def test_parse_error_message_wrong_type() -> None:
     line = parse_error_message(message, "fit")
     assert line.startswith("trainer.max_epochs: invalid value 'abc' (expected int or NoneType)")
     assert "\n" not in line
+    nested = (
+        'Parser key "data":\n  Does not validate against any of the Union subtypes\n  Errors:\n'
+        "    - Problem with given class_path 'occam_l2r.data.datamodule.ViewDataModule':\n"
+        '        Parser key "batch_size":\n'
+        "          Not of type PositiveInt: -4 does not conform to restriction v>0\n"
+        "    - Expected a <class 'NoneType'>\n"
+        "  Given value: NestedArg(key='batch_size', val='-4')"
+    )
+    assert parse_error_message(nested, "fit").startswith(
+        "data -> batch_size: Not of type PositiveInt: -4 does not conform to restriction v>0;"
+    )

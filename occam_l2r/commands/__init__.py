@@ -69,6 +69,9 @@ def parse_error_message(message: str, verb: str) -> str:
             f"unknown key {unknown.group(1)!r}{where}{owner}: fix its spelling in the config or "
             f"on the command line; {help_hint}"
         )
+    deepest = list(re.finditer(r'Parser key "[^"]+":\n\s*(.*)', message))
+    if deepest and not deepest[-1].group(1).startswith("Does not validate"):
+        return f"{' -> '.join(keys)}: {deepest[-1].group(1).strip()}; {help_hint}"
     given = re.search(r"Given value: (.*)", message)
     expected = re.findall(r"Expected a <class '([^']+)'>|Expected a ([^\s<][^\n]*)", message)
     if keys and given:
