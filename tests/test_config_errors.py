@@ -117,3 +117,13 @@ def test_parse_error_message_wrong_type() -> None:
     assert parse_error_message(nested, "fit").startswith(
         "data -> batch_size: Not of type PositiveInt: -4 does not conform to restriction v>0;"
     )
+
+
+def test_segment_config_typo_is_one_message_first(tmp_path: Path, monkeypatch, capsys) -> None:
+    conf = tmp_path / "typo.yaml"
+    conf.write_text(yaml.safe_dump({"model": {"stor": "x"}}))
+    segment = Path(__file__).parents[1] / "configs" / "segment" / "waterbirds_sam_auto.yaml"
+    args = ["segment", "--config", segment, "--config", conf]
+    proc = cli_in_process(args, tmp_path, monkeypatch, capsys)
+    line = assert_one_message(proc, "segment", "'stor'", "segment --help")
+    assert _first_line(proc) == line and "usage:" not in proc.stderr

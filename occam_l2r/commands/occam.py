@@ -27,7 +27,7 @@ from typing import Any
 
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
-from occam_l2r.commands.lightning import quiet_library_warnings
+from occam_l2r.commands.lightning import OneMessageLightningParser, quiet_library_warnings
 from occam_l2r.data.occam_datamodule import OccamDataModule
 from occam_l2r.tasks.occam import OccamTask
 
@@ -56,6 +56,7 @@ class OccamVerbCLI(LightningCLI):
             run=False,
             auto_configure_optimizers=False,
             load_from_checkpoint_support=False,
+            parser_class=OneMessageLightningParser,
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

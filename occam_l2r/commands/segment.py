@@ -47,7 +47,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from occam_l2r.commands.lightning import quiet_library_warnings
+from occam_l2r.commands.lightning import OneMessageLightningParser, quiet_library_warnings
 from occam_l2r.data.records import RecordDataset
 from occam_l2r.data.segment_datamodule import SegmentDataModule
 from occam_l2r.store import SegmentationStore, atomic_write_text, store_lock
@@ -92,6 +92,7 @@ class SegmentCLI(LightningCLI):
             run=False,
             auto_configure_optimizers=False,
             load_from_checkpoint_support=False,
+            parser_class=OneMessageLightningParser,
         )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
