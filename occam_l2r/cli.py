@@ -7,6 +7,9 @@ verbs are ``LightningCLI`` subclasses, the others typed functions parsed by json
 Known errors (:data:`KNOWN_ERRORS`: a missing dataset folder, missing weights, a missing or
 corrupt logits file, NaN logits, ...) are printed as one message naming the file and the fix,
 and ``python -m occam_l2r`` exits with status 3 (:data:`occam_l2r.errors.EXIT_USER_ERROR`).
+A config or option the verb's parser refuses (a misspelt key, a value of the wrong type) is
+reported the same way, first on stderr, by the verbs' parsers
+(:class:`occam_l2r.commands.OneMessageParser`), in-process too.
 ``--debug`` anywhere on the command line (removed before parsing) or ``OCCAM_L2R_DEBUG=1`` shows
 the full traceback instead. Called from Python with an ``argv`` list, :func:`main` lets every
 exception propagate (tests and other code see the real exception).

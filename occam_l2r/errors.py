@@ -23,7 +23,7 @@ import os
 DEBUG_ENV = "OCCAM_L2R_DEBUG"
 #: command-line flag that shows full tracebacks (removed from argv before parsing)
 DEBUG_FLAG = "--debug"
-#: exit status of ``python -m occam_l2r`` after a known error (argument errors exit with 2)
+#: exit status of ``python -m occam_l2r`` after a known error or a refused config/option
 EXIT_USER_ERROR = 3
 
 _TRACEBACK_MARK = "Original Traceback (most recent call last):"
