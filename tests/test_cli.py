@@ -22,6 +22,7 @@ def root(synthetic_copy):
     return synthetic_copy
 
 
+@pytest.mark.slow
 def test_fit_test_predict(root, tmp_path):
     out = tmp_path / "runs"
     main(["fit", *tiny_fit_args(root, out)])
@@ -125,6 +126,7 @@ def test_local_checkpoint_path(tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_per_candidate_predict_feeds_topk_fusion(root, tmp_path):
     """Top-k candidate views (L2R² appendix C.1): one view per (image, prompted class) -> predict
     writes one logits row per candidate -> eq. 5 fusion reads them."""
