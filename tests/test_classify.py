@@ -131,6 +131,17 @@ def test_classify_equals_predict_and_fuse(setup: dict) -> None:
         assert int(rows.loc[name, "pred"]) == expected[image_id], name
         assert rows.loc[name, "box_x1"] != ""  # the store's box
     assert out["errors"] == 1 and out["second_model_share"] == 1.0
+    # each view's logits, not only the fused argmax: classify's equal predict's on every copy
+    result = out["result"]
+    index = {item.image_id: i for i, item in enumerate(result.items)}
+    for view in ("FG_C", "FULL"):
+        ref_split = load_run_split(tmp / view, SPLIT)
+        ref_rows = dict(zip(ref_split.ids.tolist(), ref_split.logits, strict=True))
+        got = np.stack([result.logits[view][index[name]] for name in setup["copies"]])
+        want = np.stack([ref_rows[image_id] for image_id in setup["copies"].values()])
+        assert want.std(0).min() > 1e-3  # the random models' logits differ between images
+        # float32 through two batchings of the same model: agreement to ~1e-6, not bitwise
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=view)
     html = (tmp / "out" / "preview.html").read_text()
     assert html.count("<figure>") == len(setup["copies"]) + 3 and "extra_corrupt.jpg" in html
 
