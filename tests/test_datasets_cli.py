@@ -5,7 +5,9 @@ true``, 32 px, view FULL) and then ``test``; for the evaluation-only ones (Count
 ImageNet-D) ``test``; for the readers this work left unchanged (FIT_ONLY), ``fit`` alone, whose
 test after fitting writes the same test metrics. Checked on what the CLI built: the size of every split (the held-out val
 included), the class count, the groups, that no image is in two splits (ImageNet's ``test_clean``
-is by definition a subset of ``test``), and that ``test`` scored every image of every test split.
+is by definition a subset of ``test``), that ``test`` scored every image of every test split, and
+(where the ``test`` verb ran) that its logged metrics equal the ones recomputed with numpy from
+``predict``'s logits of the same model (tests/_metrics_ref.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import yaml
 
 from occam_l2r.cli import main
 from occam_l2r.errors import EXIT_USER_ERROR
+from tests._metrics_ref import assert_logged_match
 from tests.conftest import load_fake
 
 HERE = Path(__file__).parent
@@ -153,6 +156,11 @@ def test_fit_and_test_through_the_cli(tmp_path: Path, name: str) -> None:
         assert 0.0 <= metrics[f"{split}/acc"] <= 1.0
         if num_groups:
             assert 0.0 <= metrics[f"{split}/worst_group_acc"] <= 1.0
+    if verb_test:  # `test` scored the seeded initial model: `predict` gives its logits
+        logits = tmp_path / "logits"
+        main(["predict", "--config", str(conf), "--model.init_args.logits_dir", str(logits)])
+        for split in dm.test_split_names:  # acc, macro_acc, group_acc/<group>, worst_group_acc
+            assert_logged_match(metrics, logits / f"{split}.npz", split)
 
 
 def test_imagenet_config_composes_on_the_template(capsys: pytest.CaptureFixture[str]) -> None:
