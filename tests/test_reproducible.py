@@ -22,7 +22,7 @@ def _batches(root, seed: int, workers: int) -> list[torch.Tensor]:
     return [torch.cat([b["image"].flatten(1), b["index"][:, None]], 1) for b in loader]
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_seed_everything_reaches_the_augmentations(tiny_synthetic_root, workers):
     a = _batches(tiny_synthetic_root, 0, workers)
     b = _batches(tiny_synthetic_root, 0, workers)

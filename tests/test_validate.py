@@ -40,8 +40,12 @@ def test_validate_metrics_equal_predicts_logits(
     assert_logged_match(logged, logits, "val")
     ref = reference_metrics(LogitsFile.load(logits), "val")
     assert logged["val/headline"] == logged["val/acc"]  # the benchmark's headline metric: acc
-    row = "| val | " + " | ".join(
-        f"{100 * ref[f'val/{c}']:.2f}"
-        for c in ("acc", "macro_acc", "worst_group_acc", "fallback_rate")
-    ) + " |"
+    row = (
+        "| val | "
+        + " | ".join(
+            f"{100 * ref[f'val/{c}']:.2f}"
+            for c in ("acc", "macro_acc", "worst_group_acc", "fallback_rate")
+        )
+        + " |"
+    )
     assert row in printed, printed
