@@ -25,6 +25,7 @@ from occam_l2r.errors import (
     EXIT_USER_ERROR,
     UserError,
     debug_enabled,
+    disk_full_error,
     format_user_error,
     known_cause,
     pop_debug_flag,
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> Any:
     try:
         return _dispatch(args)
     except Exception as err:
-        known = known_cause(err, KNOWN_ERRORS)
+        known = known_cause(err, KNOWN_ERRORS) or disk_full_error(err)
         if known is None:
             raise
         verb = args[0] if args else None

@@ -17,6 +17,7 @@ This module imports nothing of the toolkit, so any layer may import it.
 
 from __future__ import annotations
 
+import errno
 import os
 
 #: environment variable that shows full tracebacks (``1``, ``true`` or ``yes``)
@@ -31,6 +32,39 @@ _TRACEBACK_MARK = "Original Traceback (most recent call last):"
 
 class UserError(Exception):
     """A known error whose message names the file (or setting) at fault and how to fix it."""
+
+
+class DiskFullError(UserError, OSError):
+    """A write failed because the disk (or the quota, or the file-size limit) is full."""
+
+
+#: the errors of a write that more space fixes: no space left, file too large, quota exceeded
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def disk_full_error(err: BaseException) -> DiskFullError | None:
+    """A :class:`DiskFullError` for ``err`` (or an error it was raised from) when it is a write
+    that ran out of space, ``None`` otherwise. Every writer of the toolkit writes to a temporary
+    file and renames it (:mod:`occam_l2r.store_files`, :mod:`occam_l2r.logits`, checkpoints), so
+    the partial file is gone and a rerun resumes where the run stopped."""
+    seen: set[int] = set()
+    found: list[OSError] = []
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.errno in DISK_FULL_ERRNOS:
+            found.append(current)
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    if found:  # the error that names the file (a buffered file's close fails again, unnamed)
+        full = next((e for e in found if e.filename), found[0])
+        where = f" writing {full.filename}" if full.filename else ""
+        return DiskFullError(
+            f"the disk is full{where} ({os.strerror(full.errno)}). Free space (or raise the "
+            "quota / file-size limit) or point the output at another disk, then run the command "
+            "again (`fit --resume RUN` for a training run): every file is written to a "
+            "temporary file first, so nothing written before is damaged"
+        )
+    return None
 
 
 def debug_enabled(environ: dict[str, str] | None = None) -> bool:

@@ -281,3 +281,24 @@ def test_sam_loads_with_weights_only(tmp_path: Path, monkeypatch: pytest.MonkeyP
     other = dataclasses.replace(TINY_SAM, encoder_depth=3, encoder_global_attn_indexes=[2])
     with pytest.raises(WeightsFileError, match=r"sam_tiny\.pth does not fit model_type 'custom'"):
         sam_module.load_sam(str(ckpt), "custom", other)
+
+
+def test_a_full_disk_is_one_message(tmp_path: Path, fuse_config: tuple[Path, Path]) -> None:
+    """A write that runs out of space (here a file-size limit: EFBIG, as ENOSPC on a full disk)
+    is one message naming the file and the fix, not an OSError traceback."""
+    import resource
+
+    conf, _ = fuse_config
+
+    def limit() -> None:  # in the child only: 256 bytes per file written
+        resource.setrlimit(
+            resource.RLIMIT_FSIZE, (256, resource.getrlimit(resource.RLIMIT_FSIZE)[1])
+        )
+
+    env = {k: v for k, v in os.environ.items() if k != "OCCAM_L2R_DEBUG"}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "occam_l2r", "fuse", "--config", str(conf)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+                          preexec_fn=limit)  # fmt: skip
+    line = assert_one_message(proc, "fuse", "the disk is full writing", "run the command again")
+    assert str(tmp_path / "fusion") in line

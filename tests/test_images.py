@@ -15,9 +15,9 @@ from PIL import Image, ImageOps
 from occam_l2r.data.image_checks import check_images
 from occam_l2r.data.records import (
     ImageReadError,
-    turned,
     read_image,
     to_uint8_rgb,
+    turned,
     unreadable_reason,
 )
 

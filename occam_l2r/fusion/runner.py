@@ -158,8 +158,12 @@ class Runner:
         with self.results.open("a") as fh:
             for group in todo.values():
                 for rec in self._run_group(group):
-                    fh.write(json.dumps(rec) + "\n")
-                    fh.flush()
+                    try:
+                        fh.write(json.dumps(rec) + "\n")
+                        fh.flush()
+                    except OSError as err:  # a full disk: name the file (a torn last line is
+                        # ended by the next run's _terminate_last_line, the cell recomputed)
+                        raise OSError(err.errno, err.strerror, str(self.results)) from err
                     records[rec["cell"]] = rec
                     computed += 1
         self.ctx.logits.clear()
