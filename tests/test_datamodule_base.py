@@ -26,4 +26,3 @@ def test_a_task_with_the_wrong_datamodule_names_the_one_it_needs():
     assert "ClipTrainTask needs a CaptionDataModule" in message
     assert "occam_l2r.data.caption_datamodule.CaptionDataModule" in message
     assert "not LogitsDataModule" in message
-
