@@ -76,6 +76,7 @@ def assert_traceback(proc: subprocess.CompletedProcess, error: str) -> None:
 # --- the command line ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_missing_dataset_root_is_one_message(tmp_path: Path) -> None:
     cfg = yaml.safe_load(TINY_FIT.read_text())
     root = tmp_path / "no_waterbirds"

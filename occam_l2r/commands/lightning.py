@@ -247,9 +247,9 @@ class OccamCLI(LightningCLI):
                 callback.config = self._given
         if rank_zero_only.rank == 0 and self._resumed is None:
             self._claimed = check_new_run_folder(trainer, refuse=self.subcommand == "fit")
-        if rank_zero_only.rank == 0 and self.subcommand == "fit":
+        if rank_zero_only.rank == 0 and self.subcommand == "fit" and not trainer.fast_dev_run:
             # one fit per folder at a time (a pinned version started twice, a resumed run that
-            # still trains); released when the verb ends
+            # still trains); released when the verb ends (fast_dev_run writes no run folder)
             self._held = hold_run_folder(self._resumed or run_dir(trainer))
 
     def _run_subcommand(self, subcommand: str) -> None:
