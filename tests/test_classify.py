@@ -257,3 +257,21 @@ def test_bare_switches_mean_true() -> None:
     assert with_switch_values(["--cascade", "false", "--preview"]) == [
         "--cascade", "false", "--preview", "true"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "pair, message",
+    [("FG_C-FULL", "names no fused pair"), ("FG_C+FUL", "unknown view 'FUL'")],
+)
+def test_the_pair_is_parsed_once_into_a_typed_pair(pair: str, message: str) -> None:
+    """``pair`` is read once into a :class:`~occam_l2r.fusion.pairs.Pair` when the config is
+    built: a malformed pair or an unknown view is one message (exit 3 through the CLI)."""
+    from occam_l2r.classify.config import ClassifyConfig
+    from occam_l2r.errors import UserError
+    from occam_l2r.fusion.pairs import Pair
+
+    views = {"FG_C": "a.ckpt", "FULL": "b.ckpt"}
+    ok = ClassifyConfig(images="x", output_dir="o", checkpoints=views, fusion_dir="f")
+    assert ok.fused_pair == Pair("FG_C", "FULL")
+    with pytest.raises(UserError, match=message):
+        ClassifyConfig(images="x", output_dir="o", checkpoints=views, fusion_dir="f", pair=pair)

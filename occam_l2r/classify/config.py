@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from occam_l2r.errors import UserError
+from occam_l2r.fusion.pairs import Pair
 from occam_l2r.views import CropBox, FgAspect, Foreground, View, check_views
 
 
@@ -83,3 +85,13 @@ class ClassifyConfig:
     def __post_init__(self) -> None:
         check_views(self.checkpoints, "checkpoints")  # registered views (UnknownViewError)
         check_views([self.fallback_view], "fallback_view")
+        try:
+            pair = Pair.parse(self.pair)
+        except ValueError as err:
+            raise UserError(f"pair: {err} (e.g. pair: FG_C+FULL)") from None
+        check_views([pair.first, pair.second], "pair")
+
+    @property
+    def fused_pair(self) -> Pair:
+        """:attr:`pair` as the typed value (its text is what ``fuse``'s tables call it)."""
+        return Pair.parse(self.pair)

@@ -24,7 +24,7 @@ from occam_l2r.store_files import atomic_write_text
 
 def load(config: ClassifyConfig) -> tuple[SavedFusion, dict[str, ViewModel]]:
     """The fitted fusion and the models of the views it needs."""
-    fusion = load_fusion(config.fusion_dir, config.pair, config.method, config.seed)
+    fusion = load_fusion(config.fusion_dir, config.fused_pair, config.method, config.seed)
     views = needed_views(config, fusion)
     models = {
         v: ViewModel(v, config.checkpoints[v], config.image_size, config.device) for v in views

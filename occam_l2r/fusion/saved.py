@@ -43,12 +43,15 @@ class SavedFusion:
     record: dict[str, Any]
 
 
-def load_fusion(fusion_dir: str | Path, pair: str, method: str, seed: int = 0) -> SavedFusion:
+def load_fusion(
+    fusion_dir: str | Path, pair: Pair | str, method: str, seed: int = 0
+) -> SavedFusion:
     """The fitted fusion of ``pair`` (``FG_C+FULL``), ``method`` and ``seed`` of a ``fuse`` run.
 
     Args:
         fusion_dir: the ``output_dir`` of a finished ``fuse`` run.
-        pair: the fused pair as the tables name it, input 1 first (``FG_C+BG_S``).
+        pair: the fused pair, input 1 first: a :class:`~occam_l2r.fusion.pairs.Pair`, or its
+            name as the tables write it (``FG_C+BG_S``), parsed once here.
         method: a fusion method of the sweep.
         seed: the seed index of the cell.
 
@@ -56,6 +59,11 @@ def load_fusion(fusion_dir: str | Path, pair: str, method: str, seed: int = 0) -
         SavedFusionError: no ``results.jsonl``, or no pair record with that name, method and
             seed (the message lists the ones there are).
     """
+    if not isinstance(pair, Pair):
+        try:
+            pair = Pair.parse(pair)
+        except ValueError as err:
+            raise SavedFusionError(f"fusion pair {pair!r}: {err}") from None
     path = Path(fusion_dir) / "results.jsonl"
     if not path.is_file():
         raise SavedFusionError(
@@ -64,16 +72,15 @@ def load_fusion(fusion_dir: str | Path, pair: str, method: str, seed: int = 0) -
         )
     records = [r for r in load_done(path).values() if r.get("kind") == "pair"]
     for rec in records:
-        if (rec["name"], rec["method"], int(rec["seed"])) == (pair, method, int(seed)):
-            found = Pair.parse(rec["name"])
+        if (rec["name"], rec["method"], int(rec["seed"])) == (pair.name, method, int(seed)):
             return SavedFusion(
-                views=(found.first, found.second), method=rec["method"], seed=int(rec["seed"]),
+                views=(pair.first, pair.second), method=rec["method"], seed=int(rec["seed"]),
                 params=dict(rec.get("params") or {}), runs=(rec["runs"][0], rec["runs"][1]),
                 record=rec,
             )  # fmt: skip
     have = sorted({f"{r['name']} {r['method']} seed{r['seed']}" for r in records})
     raise SavedFusionError(
-        f"{path} has no fused pair {pair!r} with method {method!r} and seed {seed}; it has: "
+        f"{path} has no fused pair {pair.name!r} with method {method!r} and seed {seed}; it has: "
         f"{have[:12]}{' ...' if len(have) > 12 else ''}. Fix `fusion.pair`/`method`/`seed`, or "
         "add the pair and method to the fuse config and rerun fuse."
     )
