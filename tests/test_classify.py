@@ -272,6 +272,6 @@ def test_the_pair_is_parsed_once_into_a_typed_pair(pair: str, message: str) -> N
 
     views = {"FG_C": "a.ckpt", "FULL": "b.ckpt"}
     ok = ClassifyConfig(images="x", output_dir="o", checkpoints=views, fusion_dir="f")
-    assert ok.fused_pair == Pair("FG_C", "FULL")
+    assert Pair.parse(ok.pair) == Pair("FG_C", "FULL")
     with pytest.raises(UserError, match=message):
         ClassifyConfig(images="x", output_dir="o", checkpoints=views, fusion_dir="f", pair=pair)

@@ -27,6 +27,7 @@ from occam_l2r.cli import main
 from occam_l2r.commands.classify import IMAGE_FILES, segment_run_config
 from occam_l2r.data.datasets import ImageFiles
 from occam_l2r.data.datasets._layout import DatasetLayoutError
+from occam_l2r.errors import UserError
 from occam_l2r.segment.prompts import ClassNamePrompt, MetaPrompt
 from occam_l2r.store import SegmentationStore
 from tests import test_classify
@@ -102,6 +103,19 @@ def test_classify_segments_the_images_like_the_segment_verb(
     assert summary["computed"] == 0 and summary["skipped"] == len(readable)
     assert summary["failures"] == 1 and summary["failed_ids"] == [CORRUPT]
     pd.testing.assert_frame_equal(again["table"], out["table"])
+
+    # the store describes these images: other images under the same names (each turned upside
+    # down: same ids, same sizes, other content) are refused with one message naming the store
+    other = tmp_path / "other_images"
+    other.mkdir()
+    for image_id in ids:
+        if image_id == CORRUPT:
+            continue
+        with Image.open(folder / image_id) as im:
+            im.transpose(Image.Transpose.ROTATE_180).save(other / image_id)
+    with pytest.raises(UserError, match="ref_store"):
+        _classify(base, tmp_path / "other.yaml", output_dir=str(tmp_path / "other"),
+                  images=str(other), segmentation=str(tmp_path / "ref_store"))  # fmt: skip
 
 
 def test_image_files_folder_list_file_and_errors(tmp_path: Path) -> None:

@@ -90,8 +90,3 @@ class ClassifyConfig:
         except ValueError as err:
             raise UserError(f"pair: {err} (e.g. pair: FG_C+FULL)") from None
         check_views([pair.first, pair.second], "pair")
-
-    @property
-    def fused_pair(self) -> Pair:
-        """:attr:`pair` as the typed value (its text is what ``fuse``'s tables call it)."""
-        return Pair.parse(self.pair)

@@ -32,7 +32,8 @@ from occam_l2r.fusion.methods import FusionOutput
 from occam_l2r.fusion.pairs import Pair
 from occam_l2r.fusion.saved import SavedFusion
 from occam_l2r.segmentation import Segmentation
-from occam_l2r.store import SegmentationStore
+from occam_l2r.store import ImageSource
+from occam_l2r.store_location import open_store
 from occam_l2r.views import Decomposition, apply_view, select_foreground
 
 
@@ -192,7 +193,12 @@ def classify_images(
         models: view -> its model (:func:`needed_views`).
         images: the images (:func:`occam_l2r.classify.inputs.list_images`).
     """
-    store = SegmentationStore(config.segmentation) if config.segmentation else None
+    store = None
+    if config.segmentation:  # checked against these images' files (a store of other images:
+        # one message naming both); a path or a bare name, the one rule of resolve_store
+        files = dict(images)
+        source = ImageSource(Path(config.images), files.get)
+        store = open_store(config.segmentation, source=source)
     v1, v2 = fusion.views
     rendered = [  # the fallback view is made only for the images that fall back
         render(i, p, store.get(i) if store is not None else None, [v1, v2], config)

@@ -18,13 +18,14 @@ from occam_l2r.classify.inputs import list_images
 from occam_l2r.classify.models import ViewModel
 from occam_l2r.classify.preview import write_preview
 from occam_l2r.classify.table import prediction_rows, write_table
+from occam_l2r.fusion.pairs import Pair
 from occam_l2r.fusion.saved import SavedFusion, load_fusion
 from occam_l2r.store_files import atomic_write_text
 
 
 def load(config: ClassifyConfig) -> tuple[SavedFusion, dict[str, ViewModel]]:
     """The fitted fusion and the models of the views it needs."""
-    fusion = load_fusion(config.fusion_dir, config.fused_pair, config.method, config.seed)
+    fusion = load_fusion(config.fusion_dir, Pair.parse(config.pair), config.method, config.seed)
     views = needed_views(config, fusion)
     models = {
         v: ViewModel(v, config.checkpoints[v], config.image_size, config.device) for v in views
