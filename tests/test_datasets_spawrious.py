@@ -121,8 +121,13 @@ def test_short_folders_warn_with_counts(root: Path, tmp_path: Path, monkeypatch,
     from occam_l2r.cli import main
 
     config = _spawrious_config(tmp_path, root, images_per_class=25)
+    # FULL: Spawrious has no ground-truth masks, and `check` of a view that reads the gt store
+    # builds it, as `fit` would (test_gt_segmentation_without_masks_stops_early)
+    full = ["--data.init_args.view", "FULL", "--data.init_args.segmentation", "null"]
     with caplog.at_level("WARNING", logger="occam_l2r"):
-        result = main(["check", "--config", str(config), "--output", str(tmp_path / "u.csv")])
+        result = main(
+            ["check", "--config", str(config), *full, "--output", str(tmp_path / "u.csv")]
+        )
     assert result["unreadable"] == []
     warnings = [r.getMessage() for r in caplog.records if "images_per_class=25" in r.getMessage()]
     assert len(warnings) == 1  # one warning with every folder's counts
