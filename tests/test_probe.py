@@ -4,6 +4,7 @@ two fits pointed at one run folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -29,15 +30,19 @@ REPO = Path(__file__).parents[1]
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
 
 
-@pytest.fixture
+#: the file-size limit of the full-disk probe
+LIMIT = 16 * 1024
+
+
+@contextlib.contextmanager
 def file_size_limit() -> Iterator[int]:
     """A 16 KiB limit on the size of files this process writes (what a full disk does to a
-    write: Python ignores SIGXFSZ, so the write fails with EFBIG)."""
-    limit = 16 * 1024
+    write: Python ignores SIGXFSZ, so the write fails with EFBIG). Held only around the writes
+    probed: pytest's own output (a log file past 16 KiB) must not fall under it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, hard))
     try:
-        yield limit
+        yield LIMIT
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
 
@@ -46,24 +51,22 @@ def _files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_a_full_disk_leaves_the_old_file_and_no_temporary_one(
-    tmp_path: Path, file_size_limit: int
-) -> None:
+def test_a_full_disk_leaves_the_old_file_and_no_temporary_one(tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.json"
     atomic_write_text("{}", manifest)
-    with pytest.raises(OSError):
-        atomic_write_text("x" * (4 * file_size_limit), manifest)
+    with pytest.raises(OSError), file_size_limit():
+        atomic_write_text("x" * (4 * LIMIT), manifest)
     assert manifest.read_text() == "{}" and _files(tmp_path) == ["manifest.json"]
 
-    big = pa.table({"x": np.random.default_rng(0).random(20 * file_size_limit)})
-    with pytest.raises(OSError):
+    big = pa.table({"x": np.random.default_rng(0).random(20 * LIMIT)})
+    with pytest.raises(OSError), file_size_limit():
         atomic_write_table(big, tmp_path / "part-rank000-1_2-000000.parquet")
     assert _files(tmp_path) == ["manifest.json"]
 
-    n = 4 * file_size_limit
+    n = 4 * LIMIT
     logits = LogitsFile(ids=np.array([f"i{k}" for k in range(n)]), labels=np.zeros(n, np.int64),
                         logits=np.random.default_rng(0).random((n, 4), np.float32))  # fmt: skip
-    with pytest.raises(OSError):
+    with pytest.raises(OSError), file_size_limit():
         logits.save(tmp_path / "test.npz")
     assert _files(tmp_path) == ["manifest.json"]
 
