@@ -302,3 +302,15 @@ def test_table1_reads_finished_sweeps() -> None:
     _, config = parse_file("hard_imagenet/table1.yaml")
     outputs = {parse_file(r)[1]["output_dir"] for r in configs_of("fuse")}
     assert set(config["across_datasets"]["others"].values()) <= outputs
+
+
+def test_no_config_demands_a_gpu() -> None:
+    """``accelerator: auto`` everywhere: on a machine without a GPU a config reaches the
+    toolkit's own messages (dataset not found, weights missing) instead of Lightning's
+    ``No supported gpu backend found``."""
+    demanding = []
+    for path in sorted(CONFIGS.rglob("*.yaml")):
+        trainer = (yaml.safe_load(path.read_text()) or {}).get("trainer") or {}
+        if isinstance(trainer, dict) and str(trainer.get("accelerator", "auto")) in ("gpu", "cuda"):
+            demanding.append(str(path.relative_to(CONFIGS)))
+    assert demanding == []
