@@ -9,7 +9,7 @@ A dataset's ground-truth instance masks become store rows here, and only here:
   an item carrying its error), the code path of the ``segment`` verb too
   (:func:`occam_l2r.segment.gt.read_item` adds the segmenter's preprocessing to it);
 - :func:`dataset_source` names the dataset's image files for the store's identity check
-  (:class:`~occam_l2r.store.ImageSource`); :func:`image_item` records each file's fingerprint;
+  (:class:`~occam_l2r.store_identity.ImageSource`); :func:`image_item` records each file's fingerprint;
 - :func:`retire_old_gt_store` moves a ``gt`` store of an older format aside, so it is rebuilt;
 - :func:`build_gt_store` writes (or completes) the store without Lightning. The DataModules
   (``data.segmentation: gt``, ``data.mask_sources: [gt]``) and ``discover`` call it; the
@@ -19,7 +19,7 @@ A dataset's ground-truth instance masks become store rows here, and only here:
 
 Resumable: images already stored are skipped; a store of an older format is moved aside and
 rebuilt, a damaged data file is moved aside and its images converted again, and a store made
-from other image files is refused (:class:`~occam_l2r.store.StoreIdentityError`). Images that
+from other image files is refused (:class:`~occam_l2r.store_identity.StoreIdentityError`). Images that
 cannot be read or whose masks are unusable are listed in the store's failures, and an
 unreadable image stops the build with a message naming the files and the fix. Where the store lives: :mod:`occam_l2r.store_location`.
 
@@ -40,13 +40,9 @@ from PIL import Image
 
 from occam_l2r.data.records import ImageReadError, Record, RecordDataset, size_mismatch
 from occam_l2r.segmentation import Segmentation
-from occam_l2r.store import (
-    STORE_FORMAT_VERSION,
-    ImageSource,
-    StoreWriter,
-    read_manifest,
-)
+from occam_l2r.store import STORE_FORMAT_VERSION, StoreWriter, read_manifest
 from occam_l2r.store_files import file_fingerprint
+from occam_l2r.store_identity import ImageSource
 from occam_l2r.store_location import GT_STORE, resolve_store
 
 __all__ = [

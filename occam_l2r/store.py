@@ -20,14 +20,10 @@ blake2b-128 digest when the row was written, :func:`~occam_l2r.store_files.file_
 null in rows of format 1 and rows written without a file); a row reads back as a
 :class:`~occam_l2r.segmentation.Segmentation`.
 
-**Identity (format 2).** A store knows the exact files it was computed on. Opened for a dataset
+**Identity (format 2).** A store knows the exact files it was computed on: opened for a dataset
 (:meth:`SegmentationStore.check_images`, which :func:`occam_l2r.store_location.open_store` and
-every writer given an :class:`ImageSource` call), it compares a few rows of every data file
-(:data:`SAMPLES_PER_FILE`, spread over the file) with the files under the dataset root: a stat
-and one read each, O(data files), never O(images) and no decoding. A store of another dataset,
-or of the same one generated again (same ids and sizes, other pixels), fails with one
-:class:`StoreIdentityError`; a copy of the same files (``cp -r``, ``rsync``) passes. Rows of
-format 1 carry no fingerprint: read with a one-line warning that identity cannot be checked.
+every writer given an :class:`~occam_l2r.store_identity.ImageSource` call), a few rows of every
+data file are compared with the dataset's files (:mod:`occam_l2r.store_identity`).
 
 **Damage.** A data file that cannot be read (truncated, not parquet) is one
 :class:`StoreDamagedError` naming it for a reader; a writer (``segment``, the ``gt`` build)
@@ -50,8 +46,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +64,6 @@ from occam_l2r.store_files import (
     atomic_write_text,
     data_files,
     failure_files,
-    file_fingerprint,
     ids_of,
     move_aside,
     new_run_id,
@@ -79,17 +73,22 @@ from occam_l2r.store_files import (
     store_lock,
     stored_ids,
 )
+from occam_l2r.store_identity import (
+    SEGMENT_COMMAND,
+    ImageSource,
+    Sample,
+    check_images,
+    sample_rows,
+)
 
 __all__ = [
     "READABLE_FORMATS",
     "SCHEMA",
     "STORE_FORMAT_VERSION",
-    "ImageSource",
     "Segmentation",
     "SegmentationStore",
     "StoreDamagedError",
     "StoreFormatError",
-    "StoreIdentityError",
     "StoreNotFoundError",
     "StoreWriter",
     "atomic_write_text",
@@ -110,11 +109,6 @@ class StoreFormatError(UserError, ValueError):
     """A store written by an incompatible version of the toolkit (or an unreadable manifest)."""
 
 
-class StoreIdentityError(UserError, ValueError):
-    """A store computed on other image files than the dataset's (another dataset, or the same
-    ids generated again with other content)."""
-
-
 class StoreDamagedError(UserError, ValueError):
     """A data file of a store cannot be read (truncated, not parquet)."""
 
@@ -125,10 +119,6 @@ log = logging.getLogger(__name__)
 STORE_FORMAT_VERSION = 2
 #: the formats this version reads (1: no fingerprints, read with a warning)
 READABLE_FORMATS = (1, 2)
-#: rows of every data file whose image is compared with the dataset's file on open
-SAMPLES_PER_FILE = 4
-#: the command that repairs or completes a store (named in messages)
-SEGMENT_COMMAND = "python -m occam_l2r segment --config <the store's segment config>"
 
 SCHEMA = pa.schema(
     [
@@ -221,91 +211,6 @@ def _read_data_file(store: Path, file: Path, columns: list[str] | None = None) -
         raise StoreDamagedError(damaged_message(store, file, err)) from err
 
 
-#: one sampled row: image id, recorded file size, recorded file hash
-Sample = tuple[str, int, str]
-
-
-def _samples(table: pa.Table) -> tuple[list[Sample], int]:
-    """Up to :data:`SAMPLES_PER_FILE` fingerprinted rows of one data file, spread over it, and
-    the number of its rows without a fingerprint."""
-    if "file_hash" not in table.column_names:
-        return [], table.num_rows
-    hashes = table.column("file_hash")
-    rows = [i for i, ok in enumerate(hashes.is_valid().to_pylist()) if ok]
-    if not rows:
-        return [], table.num_rows
-    k = min(SAMPLES_PER_FILE, len(rows))
-    picks = sorted({rows[round(j * (len(rows) - 1) / max(k - 1, 1))] for j in range(k)})
-    ids, sizes = table.column("image_id"), table.column("file_size")
-    out = [(ids[i].as_py(), sizes[i].as_py(), hashes[i].as_py()) for i in picks]
-    return out, table.num_rows - len(rows)
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    """The image files a store is meant to describe: the dataset root (named in messages) and
-    the file of an image id (``None``: not a file of this dataset).
-
-    Args:
-        root: the dataset root.
-        file: image id -> its file; default ``root / image_id``.
-    """
-
-    root: Path
-    file: Callable[[str], Path | None] | None = None
-
-    def path(self, image_id: str) -> Path | None:
-        return self.file(image_id) if self.file is not None else Path(self.root) / image_id
-
-
-def check_images(
-    store: Path, samples: Sequence[Sample], unmarked: int, rows: int, source: ImageSource
-) -> None:
-    """Compare sampled rows of ``store`` with the files of ``source`` (a stat, and a read when
-    the size matches); raise :class:`StoreIdentityError` when any differs. A sampled file that
-    does not exist is not compared (the unreadable-image checks report it). Logs one warning
-    when rows carry no fingerprint (format 1) or nothing could be compared."""
-    checked, differ = 0, []
-    for image_id, size, digest in samples:
-        path = source.path(image_id)
-        try:
-            if path is None or not path.is_file():
-                continue
-            if path.stat().st_size == size and file_fingerprint(path) == (size, digest):
-                checked += 1
-                continue
-        except OSError:
-            continue
-        checked += 1
-        differ.append(image_id)
-    if differ:
-        gt = store.name == "gt"
-        fix = (
-            f"Move {store} aside (the gt store is rebuilt on first use)"
-            if gt
-            else "Point the config at the store made for this dataset, or compute one into a "
-            f"new folder: `{SEGMENT_COMMAND} --model.store <new folder>`"
-        )
-        raise StoreIdentityError(
-            f"segmentation store {store} was not computed on the images under {source.root}: "
-            f"{len(differ)} of {checked} images checked differ from the files it was made from "
-            f"(first: {differ[0]}). It belongs to another dataset, or to another generation of "
-            f"this one (e.g. another seed). {fix}."
-        )
-    if unmarked:
-        log.warning(
-            "segmentation store %s: %d of %d rows carry no image fingerprint (written before "
-            "store format 2), so that they describe the images under %s cannot be checked; "
-            "recompute the store into a new folder to get the check",
-            store, unmarked, rows, source.root,
-        )  # fmt: skip
-    elif samples and not checked:
-        log.warning(
-            "segmentation store %s: none of the images it samples exists under %s, so its "
-            "identity was not checked", store, source.root,
-        )  # fmt: skip
-
-
 class StoreWriter:
     """Writes one process's rows into a store folder; resumable, crash-safe, concurrency-safe.
 
@@ -394,7 +299,7 @@ class StoreWriter:
                 continue
             except FileNotFoundError:
                 continue
-            got, n = _samples(table)
+            got, n = sample_rows(table)
             samples += got
             unmarked += n
             rows += table.num_rows
@@ -526,7 +431,7 @@ class SegmentationStore:
         self._unmarked = 0
         self._rows_read = sum(t.num_rows for t in tables)
         for t in tables:
-            got, n = _samples(t)
+            got, n = sample_rows(t)
             self._samples += got
             self._unmarked += n
         table = pa.concat_tables(tables) if tables else _rows_to_table([])

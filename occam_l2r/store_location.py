@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from occam_l2r.errors import UserError
-from occam_l2r.store import ImageSource, SegmentationStore, StoreNotFoundError
+from occam_l2r.store import SegmentationStore, StoreNotFoundError
+from occam_l2r.store_identity import ImageSource
 
 __all__ = [
     "GT_STORE",

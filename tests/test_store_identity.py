@@ -29,12 +29,8 @@ from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from occam_l2r.errors import EXIT_USER_ERROR
 from occam_l2r.gt_store import build_gt_store
-from occam_l2r.store import (
-    SegmentationStore,
-    StoreDamagedError,
-    StoreIdentityError,
-    StoreWriter,
-)
+from occam_l2r.store import SegmentationStore, StoreDamagedError, StoreWriter
+from occam_l2r.store_identity import StoreIdentityError
 from occam_l2r.store_location import open_store
 from tests.conftest import TINY, clean_copy, tiny_fit_args
 

@@ -32,7 +32,7 @@ from occam_l2r.fusion.methods import FusionOutput
 from occam_l2r.fusion.pairs import Pair
 from occam_l2r.fusion.saved import SavedFusion
 from occam_l2r.segmentation import Segmentation
-from occam_l2r.store import ImageSource
+from occam_l2r.store_identity import ImageSource
 from occam_l2r.store_location import open_store
 from occam_l2r.views import Decomposition, apply_view, select_foreground
 

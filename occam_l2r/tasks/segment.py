@@ -33,7 +33,8 @@ from occam_l2r.data.records import RecordDataset
 from occam_l2r.gt_store import GT_SEGMENTER, dataset_source, fingerprints_of, retire_old_gt_store
 from occam_l2r.segment.gt import segment_batch
 from occam_l2r.segment.segmenters import Segmenter
-from occam_l2r.store import ImageSource, StoreWriter, config_hash
+from occam_l2r.store import StoreWriter, config_hash
+from occam_l2r.store_identity import ImageSource
 from occam_l2r.store_location import GT_STORE, resolve_store, stores_root
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class SegmentTask(L.LightningModule):
     def writer(self, rank: int, verify: bool = False) -> StoreWriter:
         """A writer of rank ``rank`` into the store; creates the manifest, or refuses a store
         written with another segmenter config (``ValueError``) or from other image files
-        (:class:`~occam_l2r.store.StoreIdentityError`); moves damaged data files aside
+        (:class:`~occam_l2r.store_identity.StoreIdentityError`); moves damaged data files aside
         (``verify``: reads them whole to find damage)."""
         if self.store_path is None:
             raise RuntimeError("SegmentTask.bind(dataset) must run before the store is opened")
