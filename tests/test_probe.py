@@ -24,7 +24,7 @@ from occam_l2r.data.datasets.image_files import list_image_files
 from occam_l2r.logits import LOGITS_FORMAT_VERSION, LogitsFile, LogitsFileError
 from occam_l2r.store import STORE_FORMAT_VERSION, SegmentationStore, StoreFormatError
 from occam_l2r.store_files import atomic_write_table, atomic_write_text
-from occam_l2r.tasks.checkpoints import RunFolderError, hold_run_folder
+from occam_l2r.tasks.run_folder import RunFolderError, hold_run_folder
 
 REPO = Path(__file__).parents[1]
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
@@ -114,7 +114,7 @@ def test_two_fits_pointed_at_one_run_folder(synthetic_copy: Path, tmp_path: Path
     checkpoint, when "holds checkpoints" cannot tell) is refused before it writes anything."""
     run = tmp_path / "runs" / "tiny" / "FG_C" / "seed0"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from occam_l2r.tasks.checkpoints import "
+        [sys.executable, "-c", "import sys, time; from occam_l2r.tasks.run_folder import "
          "hold_run_folder; hold_run_folder(sys.argv[1]); print('held', flush=True); "
          "time.sleep(300)", str(run)],
         stdout=subprocess.PIPE, text=True, cwd=REPO,

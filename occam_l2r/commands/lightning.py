@@ -52,7 +52,6 @@ from occam_l2r.tasks.checkpoints import (
     ResumeError,
     RunCheckpoint,
     check_checkpoint_file,
-    hold_run_folder,
     same_dir,
     sigterm_message,
 )
@@ -60,6 +59,7 @@ from occam_l2r.tasks.run_folder import (
     RunConfigSaver,
     check_new_run_folder,
     configured_run_dir,
+    hold_run_folder,
     place_resumed_run,
     release_failed_claim,
     run_dir,

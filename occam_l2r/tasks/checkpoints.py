@@ -22,15 +22,10 @@ without a logger) holding ``config.yaml``, the TensorBoard events, ``test_metric
 - :class:`RunCheckpoint` is the best-checkpoint callback (a ``ModelCheckpoint``) whose tracking
   survives a resume even when the run folder is reached by another path;
 - :func:`check_checkpoint_file` and :func:`latest_checkpoint` for ``fit --resume``;
-- :func:`hold_run_folder`: a ``fit`` holds its run folder (an ``flock`` on the folder itself,
-  released when the process ends, however it ends), so a second fit pointed at the same folder
-  (the same pinned version, or ``--resume`` of a run that is still training) is refused.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
 import pickle
 import zipfile
@@ -101,40 +96,6 @@ class CheckpointFileError(UserError, RuntimeError):
 
 class ResumeError(UserError, FileNotFoundError):
     """``--resume`` names no run folder, or a folder without any checkpoint to resume from."""
-
-
-class RunFolderError(UserError, FileExistsError):
-    """A new ``fit`` would write into the folder of an earlier run."""
-
-
-def hold_run_folder(folder: str | os.PathLike) -> int | None:
-    """Hold ``folder`` for this ``fit`` until the process ends; refuse it when another holds it.
-
-    An exclusive, non-blocking ``flock`` on the folder itself (created if missing): no file is
-    written, and the kernel releases it when the process ends (SIGKILL included), so a killed
-    run never blocks its resume. Returns the descriptor to keep open (``None`` where the
-    filesystem has no ``flock``: nothing is held, as before).
-
-    Raises:
-        RunFolderError: another process holds ``folder``.
-    """
-    path = Path(folder)
-    path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        os.close(fd)
-        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            raise RunFolderError(
-                f"another fit is writing into {path} right now (it holds the folder): two runs "
-                "in one folder would overwrite each other's checkpoints. Wait for it to end (then "
-                f"`python -m occam_l2r fit --resume {path}` continues it), or start this run "
-                "elsewhere (leave trainer.logger.init_args.version unset for the next free "
-                "version)."
-            ) from None
-        return None  # no flock here (some network filesystems)
-    return fd
 
 
 def check_checkpoint_file(path: str | os.PathLike, hint: str | None = None) -> None:

@@ -6,6 +6,9 @@ A ``fit`` run lives in ``<save_dir>/<name>/<version>/`` (TensorBoard or CSV logg
 - :func:`claim_version` creates the next free ``version_<k>`` folder with ``os.mkdir``, so two
   runs started at once never share a folder;
 - :func:`check_new_run_folder` refuses a new ``fit`` in a pinned folder that holds checkpoints;
+- :func:`hold_run_folder`: a ``fit`` holds its run folder (an ``flock`` on the folder itself,
+  released when the process ends, however it ends), so a second fit pointed at the same folder
+  (the same pinned version, or ``--resume`` of a run that is still training) is refused.
 - :func:`release_failed_claim` gives a claimed folder back when its start failed (no step, no
   checkpoint): a failed start leaves no empty ``version_<k>`` behind;
 - :func:`with_run_config` and :func:`place_resumed_run` turn ``fit --resume RUN`` into the run's
@@ -16,6 +19,8 @@ A ``fit`` run lives in ``<save_dir>/<name>/<version>/`` (TensorBoard or CSV logg
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from pathlib import Path
 from typing import Any
@@ -26,15 +31,50 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from occam_l2r.errors import UserError
 from occam_l2r.tasks.checkpoints import (
     ResumeError,
-    RunFolderError,
     check_checkpoint_file,
     checkpoint_dir,
     checkpoints_in,
     latest_checkpoint,
     same_dir,
 )
+
+
+class RunFolderError(UserError, FileExistsError):
+    """A new ``fit`` would write into the folder of an earlier run."""
+
+
+def hold_run_folder(folder: str | os.PathLike) -> int | None:
+    """Hold ``folder`` for this ``fit`` until the process ends; refuse it when another holds it.
+
+    An exclusive, non-blocking ``flock`` on the folder itself (created if missing): no file is
+    written, and the kernel releases it when the process ends (SIGKILL included), so a killed
+    run never blocks its resume. Returns the descriptor to keep open (``None`` where the
+    filesystem has no ``flock``: nothing is held, as before).
+
+    Raises:
+        RunFolderError: another process holds ``folder``.
+    """
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise RunFolderError(
+                f"another fit is writing into {path} right now (it holds the folder): two runs "
+                "in one folder would overwrite each other's checkpoints. Wait for it to end (then "
+                f"`python -m occam_l2r fit --resume {path}` continues it), or start this run "
+                "elsewhere (leave trainer.logger.init_args.version unset for the next free "
+                "version)."
+            ) from None
+        return None  # no flock here (some network filesystems)
+    return fd
+
 
 _VERSIONED = (TensorBoardLogger, CSVLogger)
 
