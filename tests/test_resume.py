@@ -18,12 +18,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from occam_l2r.cli import main
-from occam_l2r.tasks.checkpoints import (
-    AtomicCheckpointIO,
-    CheckpointFileError,
-    ResumeError,
-    RunFolderError,
-)
+from occam_l2r.tasks.checkpoints import AtomicCheckpointIO, CheckpointFileError, ResumeError
+from occam_l2r.tasks.run_folder import RunFolderError
 
 REPO = Path(__file__).parents[1]
 CONF = Path(__file__).parent / "conf" / "tiny_fg.yaml"
