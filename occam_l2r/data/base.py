@@ -10,7 +10,9 @@ with ``getattr``:
 - ``headline_metric`` — the metric that selects checkpoints (the dataset's by default);
 - ``view`` — the view the samples show (``""`` when that is not a view of images);
 - ``unreadable_counts`` — split -> images left out as unreadable (empty unless a subclass
-  skips images).
+  skips images);
+- :meth:`~BaseDataModule.use_model_preprocessing` — what a task tells the DataModule of its
+  model's preprocessing (resize interpolation, crop fraction).
 
 A task that reads more than these (the captions' ``object_words``, the logits' ``num_inputs``,
 the ``views`` of one image) names the DataModule it needs with :meth:`BaseDataModule.of`
@@ -112,6 +114,13 @@ class BaseDataModule(L.LightningDataModule):
     def predict_split_names(self) -> list[str]:
         """The names of the predict loaders, in order (one loader each)."""
         raise NotImplementedError
+
+    def use_model_preprocessing(
+        self, interpolation: str | None = None, crop_pct: float | None = None
+    ) -> None:
+        """Told by the task in its ``setup``: the model's own resize interpolation and
+        centre-crop fraction (a DataModule of images resizes with them where its config names
+        none; the others ignore them)."""
 
     def prepare_data(self) -> None:
         """Create the data on disk when the dataset can (the synthetic benchmark)."""

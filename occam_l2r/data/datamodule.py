@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
+import albumentations as A
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
@@ -36,8 +37,11 @@ from occam_l2r.data.records import (
 from occam_l2r.data.splits import split_records, splits_without_gt_masks
 from occam_l2r.data.view_dataset import (
     UNREADABLE_FILE,
+    EvalResize,
+    Interpolation,
     ViewDataset,
     eval_transform,
+    resolve_interpolation,
     train_transform,
     unreadable_message,
     unreadable_rows,
@@ -82,6 +86,16 @@ class ViewDataModule(BaseDataModule):
             split (``skip``: the files are listed in ``<run dir>/unreadable_images.csv`` and
             counted as ``<split>/num_unreadable``).
         image_size: side of the square network input.
+        interpolation: the resize interpolation of training and evaluation alike; ``None``: the
+            model's own (timm's ``pretrained_cfg["interpolation"]``, bicubic for ConvNeXtV2;
+            open_clip's preprocessing), which the task announces in its ``setup``
+            (:meth:`use_model_preprocessing`), else ``bilinear``.
+        eval_resize: how evaluation brings a view to the square input: ``squash`` (the whole
+            view resized to ``image_size``², the L2R² tables' setting; FG views are square
+            already) or ``center_crop`` (timm's evaluation transform: the shorter side resized
+            to ``floor(image_size / crop_pct)``, the central square kept).
+        crop_pct: the crop fraction of ``center_crop``; ``None``: the model's (timm's
+            ``pretrained_cfg["crop_pct"]``; 1.0 for open_clip models), else 0.875.
         batch_size: per-device batch size.
         num_workers: dataloader workers (and the processes checking the images beforehand).
         seed: seed of the val hold-out for datasets without a val split.
@@ -106,6 +120,9 @@ class ViewDataModule(BaseDataModule):
         on_missing: Literal["error", "full"] = "error",
         on_unreadable: Literal["error", "skip"] = "error",
         image_size: PositiveInt = 224,
+        interpolation: Interpolation | None = None,
+        eval_resize: EvalResize = "squash",
+        crop_pct: float | None = None,
         batch_size: PositiveInt = 128,
         num_workers: NonNegativeInt = 4,
         seed: int = 0,
@@ -123,6 +140,8 @@ class ViewDataModule(BaseDataModule):
         self.save_hyperparameters(ignore=["dataset"])
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"val_fraction={val_fraction} must be in (0, 1)")
+        if crop_pct is not None and not 0.0 < crop_pct <= 1.0:
+            raise ValueError(f"data.crop_pct={crop_pct} must be in (0, 1]")
         if min(image_size, batch_size) < 1 or num_workers < 0:
             raise ValueError(
                 f"image_size={image_size} and batch_size={batch_size} must be positive, "
@@ -147,6 +166,9 @@ class ViewDataModule(BaseDataModule):
         #: split -> number of images left out (logged as ``<split>/num_unreadable``)
         self.unreadable_counts: dict[str, int] = {}
         self._bad: dict[str, str] | None = None
+        #: the model's own resize interpolation and crop fraction (:meth:`use_model_preprocessing`)
+        self.model_interpolation: str | None = None
+        self.model_crop_pct: float | None = None
 
     # ------------------------------------------------------------------ what tasks read
     @property
@@ -176,6 +198,38 @@ class ViewDataModule(BaseDataModule):
     def store_path(self) -> Path | None:
         """The folder of ``segmentation`` (``None`` without one)."""
         return None if self.segmentation is None else self.store_folder(self.segmentation)
+
+    # ------------------------------------------------------------------ preprocessing
+    def use_model_preprocessing(
+        self, interpolation: str | None = None, crop_pct: float | None = None
+    ) -> None:
+        """The model's own resize interpolation and centre-crop fraction, used where
+        ``interpolation`` / ``crop_pct`` are ``None`` (the task calls it in its ``setup``,
+        before any loader is made)."""
+        self.model_interpolation = interpolation
+        self.model_crop_pct = crop_pct
+
+    @property
+    def interpolation(self) -> Interpolation:
+        """The interpolation of every resize, training and evaluation alike."""
+        return resolve_interpolation(self.hparams.interpolation, self.model_interpolation)
+
+    @property
+    def crop_pct(self) -> float | None:
+        """The crop fraction of ``eval_resize: center_crop`` (``None``: timm's default)."""
+        given = self.hparams.get("crop_pct")
+        return given if given is not None else self.model_crop_pct
+
+    def transform(self, train: bool) -> A.Compose:
+        """The augmentation of training or the deterministic transform of evaluation, both
+        with :attr:`interpolation`."""
+        hp = self.hparams
+        if train:
+            return train_transform(
+                hp.image_size, tuple(hp.train_scale), hp.hflip, self.interpolation
+            )
+        resize = hp.get("eval_resize", "squash")
+        return eval_transform(hp.image_size, self.interpolation, resize, self.crop_pct)
 
     # ------------------------------------------------------------------ lifecycle
     def prepare_data(self) -> None:
@@ -329,11 +383,7 @@ class ViewDataModule(BaseDataModule):
 
     def _dataset(self, split: str, train: bool) -> ViewDataset:
         hp = self.hparams
-        transform = (
-            train_transform(hp.image_size, tuple(hp.train_scale), hp.hflip)
-            if train
-            else eval_transform(hp.image_size)
-        )
+        transform = self.transform(train)
         groups = {g: i for i, g in enumerate(self.dataset.group_names)}
         return ViewDataset(
             self.dataset,

@@ -18,6 +18,11 @@ candidate the detector found nothing for still yields its item: the FULL image w
 candidates that have a detection (re-segment to get the others). An image with no candidate
 (meta-prompted store, or absent from the store) yields one item with ``candidate`` -1.
 
+The transforms resize the views with one interpolation for training and evaluation
+(:func:`resolve_interpolation`: the config's, else the model's own, else bilinear); evaluation
+squashes a view to the square input, or applies timm's shorter-side resize + centre crop
+(:func:`eval_transform`, :func:`center_crop_geometry`).
+
 An image that cannot be read raises an error naming the file and ``data.on_unreadable``; the
 DataModule checks every image beforehand and its ``skip`` policy removes the unusable ones and
 lists them with :func:`write_unreadable_csv` (:func:`unreadable_message` is the error of its
@@ -28,8 +33,10 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import albumentations as A
 import cv2
@@ -44,13 +51,83 @@ from occam_l2r.views import CropBox, FgAspect, Foreground, View, apply_view
 log = logging.getLogger(__name__)
 
 
+#: the resize interpolations of the views; training and evaluation use the same one
+Interpolation = Literal["bilinear", "bicubic", "area", "nearest"]
+#: OpenCV's flag of each interpolation (the resizes are OpenCV's, through albumentations)
+CV2_INTERPOLATION: dict[str, int] = {
+    "bilinear": cv2.INTER_LINEAR,
+    "bicubic": cv2.INTER_CUBIC,
+    "area": cv2.INTER_AREA,
+    "nearest": cv2.INTER_NEAREST,
+}
+#: how evaluation brings a view to the square input: ``squash`` resizes the whole view to
+#: S x S (no pixel lost, a non-square image distorted); ``center_crop`` is timm's evaluation
+#: transform (the shorter side resized to floor(S / crop_pct), the central S x S kept)
+EvalResize = Literal["squash", "center_crop"]
+#: the interpolation when neither the config nor the model names one
+DEFAULT_INTERPOLATION: Interpolation = "bilinear"
+#: timm's ``DEFAULT_CROP_PCT``, the crop fraction when neither the config nor the model gives one
+DEFAULT_CROP_PCT = 0.875
+
+
+def resolve_interpolation(name: str | None, model_default: str | None = None) -> Interpolation:
+    """The interpolation of the view resizes: ``name`` (the config's), else the model's own
+    (timm's ``pretrained_cfg["interpolation"]``, open_clip's preprocessing) when it is one of
+    :data:`Interpolation`, else ``bilinear``."""
+    if name is not None and name not in CV2_INTERPOLATION:
+        raise ValueError(f"interpolation {name!r} is not one of {list(CV2_INTERPOLATION)}")
+    for candidate in (name, model_default):
+        if candidate in CV2_INTERPOLATION:
+            return candidate  # type: ignore[return-value]
+    return DEFAULT_INTERPOLATION
+
+
+def center_crop_geometry(
+    height: int, width: int, size: int, crop_pct: float
+) -> tuple[int, int, int, int]:
+    """``(resized height, resized width, top, left)`` of timm's centre-crop evaluation transform
+    (``timm.data.transforms_imagenet_eval``, crop mode ``center``) on a ``height x width``
+    image: torchvision's ``Resize(floor(size / crop_pct))`` of the shorter side (the longer one
+    truncated), then ``CenterCrop(size)`` (offsets rounded)."""
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"crop_pct={crop_pct} must be in (0, 1]")
+    scale = math.floor(size / crop_pct)
+    short, long = sorted((height, width))
+    new_short, new_long = scale, int(scale * long / short)
+    new_h, new_w = (new_short, new_long) if height <= width else (new_long, new_short)
+    return new_h, new_w, int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+
+
+class ShorterSideCenterCrop(A.ImageOnlyTransform):
+    """timm's evaluation geometry (:func:`center_crop_geometry`) with OpenCV's resize."""
+
+    def __init__(self, size: int, crop_pct: float, interpolation: int, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        center_crop_geometry(size, size, size, crop_pct)  # checks crop_pct
+        self.size, self.crop_pct, self.interpolation = int(size), float(crop_pct), interpolation
+
+    def apply(self, img: np.ndarray, **params: object) -> np.ndarray:
+        h, w, top, left = center_crop_geometry(*img.shape[:2], self.size, self.crop_pct)
+        img = cv2.resize(img, (w, h), interpolation=self.interpolation)
+        return img[top : top + self.size, left : left + self.size]
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("size", "crop_pct", "interpolation")
+
+
 def train_transform(
-    image_size: int, scale: tuple[float, float] = (0.6, 1.0), hflip: bool = True
+    image_size: int,
+    scale: tuple[float, float] = (0.6, 1.0),
+    hflip: bool = True,
+    interpolation: Interpolation = DEFAULT_INTERPOLATION,
 ) -> A.Compose:
-    """Training augmentation: random resized crop, optional horizontal flip."""
+    """Training augmentation: random resized crop (with ``interpolation``), optional
+    horizontal flip."""
     ops: list[A.BasicTransform] = [
         A.RandomResizedCrop(
-            size=(image_size, image_size), scale=scale, interpolation=cv2.INTER_LINEAR
+            size=(image_size, image_size),
+            scale=scale,
+            interpolation=CV2_INTERPOLATION[interpolation],
         )
     ]
     if hflip:
@@ -58,9 +135,22 @@ def train_transform(
     return A.Compose(ops)
 
 
-def eval_transform(image_size: int) -> A.Compose:
-    """Deterministic evaluation transform: resize to a square (views are already square)."""
-    return A.Compose([A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA)])
+def eval_transform(
+    image_size: int,
+    interpolation: Interpolation = DEFAULT_INTERPOLATION,
+    resize: EvalResize = "squash",
+    crop_pct: float | None = None,
+) -> A.Compose:
+    """Deterministic evaluation transform with the training's ``interpolation``: the view
+    resized to a square (``squash``; FG views are square already), or timm's shorter side +
+    centre crop (``center_crop``, ``crop_pct`` default :data:`DEFAULT_CROP_PCT`)."""
+    flag = CV2_INTERPOLATION[interpolation]
+    if resize == "center_crop":
+        pct = DEFAULT_CROP_PCT if crop_pct is None else crop_pct
+        return A.Compose([ShorterSideCenterCrop(image_size, pct, flag)])
+    if resize != "squash":
+        raise ValueError(f"resize {resize!r} is not one of ['squash', 'center_crop']")
+    return A.Compose([A.Resize(image_size, image_size, interpolation=flag)])
 
 
 class ViewDataset(Dataset):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from occam_l2r.models.backbones import create_classifier, normalization
+from occam_l2r.models.backbones import create_classifier, data_config, normalization
 from occam_l2r.tasks.base import BaseTask
 from occam_l2r.tasks.optim import adamw, warmup_cosine
 
@@ -62,6 +62,12 @@ class ClassifierTask(BaseTask):
         self.register_buffer("mean", mean * 255.0, persistent=False)
         self.register_buffer("std", std * 255.0, persistent=False)
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        # the views are resized with the model's own interpolation (timm's pretrained_cfg)
+        cfg = data_config(self.model)
+        self.datamodule.use_model_preprocessing(cfg.get("interpolation"), cfg.get("crop_pct"))
 
     # ------------------------------------------------------------------ forward
     def on_after_batch_transfer(

@@ -119,6 +119,9 @@ class ZeroShotTask(ZeroShotOutputsTask):
         self.fusions = self._fusions()
         classes = self.setup_label_space(dm)
         super().setup(stage)
+        # the views are resized with the model's own interpolation; open_clip's centre crop
+        # keeps the whole shorter side (crop fraction 1)
+        dm.use_model_preprocessing(self.clip.interpolation, 1.0)
         self.add_output_metrics(stage)
         if self.zeroshot is None:
             self.zeroshot = ZeroShotClassifier(
