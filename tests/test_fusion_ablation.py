@@ -13,7 +13,7 @@ import yaml
 from occam_l2r.cli import main
 from occam_l2r.commands import fuse as fuse_command
 from occam_l2r.fusion.config import MetadataConfig, SweepConfig
-from occam_l2r.fusion.fusers import method_labels
+from occam_l2r.fusion.fusers import method_labels, method_names
 from occam_l2r.fusion.plan import Cell, plan
 from occam_l2r.fusion.runner import run_sweep
 from occam_l2r.fusion.synthetic import write_synthetic_runs
@@ -135,7 +135,8 @@ def test_fuse_end_to_end_and_resume(runs, tmp_path, capsys):
 
 def test_fuse_every_method_and_ensemble(runs, tmp_path, capsys):
     out = tmp_path / "out"
-    cfg = write_config(tmp_path / "fuse.yaml", runs, out, methods=None, ensembles=["FULL", "FG_C"])
+    cfg = write_config(tmp_path / "fuse.yaml", runs, out, methods=method_names(),
+                       ensembles=["FULL", "FG_C"])  # fmt: skip
     main(["fuse", "--config", str(cfg)])
     assert f"{6 + 6 * len(method_labels())} cells computed" in capsys.readouterr().out
     table = (out / "fusion_table.md").read_text()

@@ -15,7 +15,7 @@ import yaml
 from occam_l2r.cli import main
 from occam_l2r.fusion import methods as M
 from occam_l2r.fusion.compute import FallbackError
-from occam_l2r.fusion.fusers import method_labels
+from occam_l2r.fusion.fusers import paper_method_names
 from occam_l2r.fusion.metadata import MetadataPrior
 from occam_l2r.logits import LogitsFile
 
@@ -82,13 +82,13 @@ def test_no_detection_gets_full_prediction_in_every_fused_row(tmp_path):
     common = {
         "runs": runs, "pairs": [["FG_C", "BG_S"], ["FG_C", "FULL"]], "ensembles": ["FG_C"],
         "test_splits": ["test"], "heads": {"max_epochs": 1, "batch_size": 32},
-        "sample_reports": list(method_labels()), "report_train": True,
+        "sample_reports": paper_method_names(), "report_train": True,
         "metadata": {"table": str(meta), "fields": ["habitat"], "views": ["FG_C"]},
     }  # fmt: skip
     out, _ = fuse(tmp_path, "full", **common)
     reports = sorted((out / "samples").rglob("*_test.csv"))
     # every method of 2 pairs x 2 seeds and 1 ensemble
-    assert len(reports) == len(method_labels()) * 5
+    assert len(reports) == len(paper_method_names()) * 5  # `methods:` defaults to the paper's
     for path in reports:
         rep = pd.read_csv(path)
         flagged = rep[rep.fallback]

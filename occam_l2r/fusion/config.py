@@ -19,7 +19,7 @@ from typing import Literal
 
 from occam_l2r.errors import UserError
 from occam_l2r.fusion.fallback import FallbackMode
-from occam_l2r.fusion.fusers import HeadConfig, method_names
+from occam_l2r.fusion.fusers import HeadConfig, method_names, paper_method_names
 from occam_l2r.fusion.methods import METRICS
 from occam_l2r.fusion.pairs import default_pairs
 
@@ -104,7 +104,9 @@ class SweepConfig:
             then with every BG view).
         ensembles: views fused with themselves across seeds (``FULL`` -> FULL × 2).
         baseline: the view that Table 1 reports deltas against.
-        methods: fusion methods (default: all registered ones, :func:`~occam_l2r.fusion.fusers.method_names`).
+        methods: fusion methods; ⊕* selects among them. Default: the paper's methods, the rows
+            of L2R²'s tables (:func:`~occam_l2r.fusion.fusers.paper_method_names`); a method
+            outside the paper (``max_conf_cts``) runs, and joins ⊕*, only when named here.
         train_split: split the learnt heads are trained on (and metadata priors counted on).
         val_split: split temperatures, thresholds and α are fitted on; ⊕* selects on it.
         test_splits: evaluation splits (Table 1 has one column per split).
@@ -153,7 +155,7 @@ class SweepConfig:
         pairs = self.pairs if self.pairs is not None else self._default_pairs()
         self.pairs = [(str(a), str(b)) for a, b in pairs]
         self.ensembles = list(self.ensembles if self.ensembles is not None else [])
-        self.methods = list(self.methods if self.methods is not None else method_names())
+        self.methods = list(self.methods if self.methods is not None else paper_method_names())
         self.test_splits = list(self.test_splits if self.test_splits is not None else ["test"])
         self.summary_methods = list(self.summary_methods or DEFAULT_SUMMARY_METHODS)
         self.heads = self.heads or HeadConfig()

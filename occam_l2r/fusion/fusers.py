@@ -2,16 +2,18 @@
 
 A :class:`FusionMethod` subclass carries everything the toolkit asks of a method: its ``name``
 (the key of configs and ``results.jsonl``), its ``label`` (its row in Table 9 and the summary),
-its ``symbol`` (its operator in Table 1, ``⊕max``), whether it is ``learnt`` (trains a head), the
-split it fits on (``fit_split``), :meth:`~FusionMethod.fit`, :meth:`~FusionMethod.apply`, and its
+its ``symbol`` (its operator in Table 1, ``⊕max``), whether it is ``learnt`` (trains a head),
+whether it is one of the ``paper``'s methods (a row of L2R² Tables 9-14), the split it fits on
+(``fit_split``), :meth:`~FusionMethod.fit`, :meth:`~FusionMethod.apply`, and its
 fitted parameters as JSON values (:meth:`~FusionMethod.params`) with the way back
 (:meth:`~FusionMethod.from_params`, :meth:`~FusionMethod.restorable`).
 
 :func:`register` adds a class to :data:`REGISTRY`, whose order is the tables' row order. The
 sweep (:mod:`occam_l2r.fusion.plan`, :mod:`occam_l2r.fusion.compute`), the tables, the config
 check, the report's predictions and ``classify`` all ask the registry (:func:`method_names`,
-:func:`method_labels`, :func:`method_class`, :func:`build_method`); adding a method is one
-registered class (docs/extending.md).
+:func:`paper_method_names`, :func:`method_labels`, :func:`method_class`, :func:`build_method`);
+adding a method is one registered class (docs/extending.md). ``fuse`` runs the paper's methods
+unless ``methods:`` names others, so ⊕* selects among the paper's rows by default.
 """
 
 from __future__ import annotations
@@ -137,6 +139,9 @@ class FusionMethod(abc.ABC):
             ``t``, ``α``) or ``None`` (nothing to fit).
         needs_labels: whether :meth:`apply` reads the labels (the oracle): it cannot classify
             new images.
+        paper: whether the method is a row of L2R²'s tables (Tables 1, 3, 9-14): ``fuse``'s
+            default ``methods`` and so the default ⊕* pool (:func:`paper_method_names`); any
+            other method runs (and joins ⊕*) only when ``methods:`` names it.
     """
 
     name: ClassVar[str] = ""
@@ -145,6 +150,7 @@ class FusionMethod(abc.ABC):
     learnt: ClassVar[bool] = False
     fit_split: ClassVar[str | None] = None
     needs_labels: ClassVar[bool] = False
+    paper: ClassVar[bool] = False
 
     def __init__(self, settings: FitSettings | None = None) -> None:
         self.settings = settings or FitSettings()
@@ -222,6 +228,12 @@ def method_names() -> list[str]:
     return list(REGISTRY)
 
 
+def paper_method_names() -> list[str]:
+    """The registered methods that are rows of L2R²'s tables (``paper``), in table order: the
+    default ``methods`` of ``fuse`` and so the default ⊕* pool."""
+    return [name for name, cls in REGISTRY.items() if cls.paper]
+
+
 def method_labels() -> dict[str, str]:
     """Method name -> row label (Table 9), in table order."""
     return {name: cls.label for name, cls in REGISTRY.items()}
@@ -247,6 +259,7 @@ def build_method(name: str, settings: FitSettings | None = None) -> FusionMethod
 class MaxConf(FusionMethod):
     """⊕max: the more confident input."""
 
+    paper = True
     name, label, symbol = "max_conf", "Max conf", "⊕max"
 
     def apply(self, data: LogitsPair) -> FusionOutput:
@@ -257,6 +270,7 @@ class MaxConf(FusionMethod):
 class MaxConfTS(FusionMethod):
     """⊕max on temperature-scaled confidences (temperatures fitted on val)."""
 
+    paper = True
     name, label, symbol, fit_split = "max_conf_ts", "Max scaled conf", "⊕maxTS", "val"
 
     def fit(self, train, val, calib):
@@ -271,6 +285,7 @@ class MaxConfTS(FusionMethod):
 class MaxConfCTS(FusionMethod):
     """⊕max on class-wise temperature-scaled confidences."""
 
+    paper = False  # eq. 3 of B.3, but no row of the paper's tables: run it by naming it
     name, label, symbol = "max_conf_cts", "Max class-wise scaled conf", "⊕maxCTS"
     fit_split = "val"
 
@@ -287,6 +302,7 @@ class Threshold(FusionMethod):
     """⊕R; ``t`` is fitted on val, or set by hand (§3.3: "manually set to limit the influence
     of Φ2", :attr:`FitSettings.threshold_t`)."""
 
+    paper = True
     name, label, symbol, fit_split = "threshold", "Threshold conf", "⊕R", "val"
 
     @classmethod
@@ -310,6 +326,7 @@ class Threshold(FusionMethod):
 class TSAverage(FusionMethod):
     """The average of both temperature-scaled softmaxes."""
 
+    paper = True
     name, label, symbol, fit_split = "ts_average", "TempScaled AvgPred", "⊕avg", "val"
 
     def fit(self, train, val, calib):
@@ -324,6 +341,7 @@ class TSAverage(FusionMethod):
 class TSWeightedAverage(FusionMethod):
     """``α σ(z1/T1) + (1 - α) σ(z2/T2)``, ``α`` fitted on val."""
 
+    paper = True
     name, label, symbol = "ts_weighted_average", "TempScaled WeightedAvg", "⊕wavg"
     fit_split = "val"
 
@@ -382,6 +400,7 @@ class ConcatFCMethod(LearntHead):
     """⊕FC: a shallow network on the concatenated logits. Its weights are not saved, so it is
     not rebuilt from its parameters (the report needs its per-sample reports)."""
 
+    paper = True
     name, label, symbol = "concat_fc", "Concatenate + FC layers", "⊕FC"
 
     @classmethod
@@ -393,6 +412,7 @@ class ConcatFCMethod(LearntHead):
 class WeightedLogitsMethod(LearntHead):
     """⊕WL: ``w1 * z1 + w2 * z2`` with per-class weights, saved as ``w1``/``w2``."""
 
+    paper = True
     name, label, symbol = "weighted_logits", "WeightedLogitsComb", "⊕WL"
 
     def fit(self, train, val, calib):
@@ -422,6 +442,7 @@ class WeightedLogitsMethod(LearntHead):
 class Oracle(FusionMethod):
     """Correct when either input is: an upper bound that reads the labels."""
 
+    paper = True
     name, label, symbol, needs_labels = "oracle", "Oracle", "⊕oracle", True
 
     def apply(self, data):
