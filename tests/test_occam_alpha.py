@@ -1,5 +1,6 @@
 """The α-channel encoder: zero alpha weights give exactly the RGB model's embeddings; AlphaCLIP
-checkpoints (AlphaCLIP's own key names) load onto it; what cannot load says why."""
+checkpoints (AlphaCLIP's own key names) load onto it, into its own copy of the tower (the
+zero-shot model's RGB embeddings stay bit-identical); what cannot load says why."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from occam_l2r.models.alpha_clip import (
     load_alpha_clip_weights,
 )
 from occam_l2r.models.zeroshot import ZeroShotClassifier, load_clip
+from occam_l2r.occam.model import Occam
 from occam_l2r.weights import WeightsFileError, WeightsNotFoundError
 from tests._clip_tiny import TINY_CONVNEXT, save_tiny_clip, tiny_open_clip
 
@@ -63,7 +65,7 @@ def test_trained_alpha_weights_read_the_mask_and_leave_the_rgb_tower_alone(clip)
     x2 = x.clone()
     x2[:, :3] = x[[1, 0, 2], :3]
     assert not torch.allclose(enc(x2)[1], rgb_only[0])
-    # ... and the hook is gone afterwards: the shared RGB tower is the plain model again
+    # ... and the zero-shot model's own RGB tower is untouched (the encoder holds a copy)
     assert torch.equal(clip.model.encode_image(rgb, normalize=True), rgb_only)
 
 
@@ -121,3 +123,33 @@ def test_checkpoints_that_do_not_fit_say_why(clip, tmp_path):
 def test_a_timm_image_tower_has_no_alpha_mode():
     with pytest.raises(ValueError, match="needs an open_clip ViT"):
         AlphaVisual(tiny_open_clip(TINY_CONVNEXT).visual)
+
+
+@torch.no_grad()
+def test_loading_alpha_weights_leaves_the_zero_shot_rgb_embeddings_bit_identical(clip, tmp_path):
+    """Issue 16, item 1: the α encoder is built on the zero-shot model's tower, as the task builds
+    it; an AlphaCLIP checkpoint whose RGB weights differ must load into the α encoder's own copy
+    (the authors' alpha_clip_wrapper.py builds a separate AlphaCLIP model), never into the tower
+    that classifies the whole image and the crop + resize rows."""
+    model = clip
+    donor = tiny_open_clip(seed=11).visual  # AlphaCLIP's fine-tuned RGB weights: another seed
+    alpha_w = 0.05 * torch.randn_like(model.model.visual.conv1.weight[:, :1])
+    path = tmp_path / "clip_tiny_alpha.pth"
+    torch.save(_as_alpha_clip_checkpoint(donor, alpha_w, "visual."), path)
+    x = _rgba()
+    zs = ZeroShotClassifier(model, ["zero", "one"])
+    before = zs.encode_images(x[:, :3]).clone()
+    before_state = {k: v.clone() for k, v in model.model.visual.state_dict().items()}
+    # through the plain Occam module, as OccamTask.setup builds it
+    enc = AlphaClipEncoder(
+        model.model.visual, model.image_size, model.mean, model.std, str(path)
+    ).eval()
+    occam = Occam(zs, ["max_prob"], alpha=enc)
+    assert torch.equal(zs.encode_images(x[:, :3]), before)  # bit-identical
+    for key, value in model.model.visual.state_dict().items():
+        assert torch.equal(value, before_state[key]), key
+    assert torch.equal(occam.encode("FULL", x[:, :3])[0], zs(x[:, :3]))
+    # the α encoder did load the checkpoint: its RGB tower is the donor's
+    for key, value in donor.state_dict().items():
+        assert torch.equal(enc.tower.visual.state_dict()[key], value), key
+    assert enc.tower.visual is not model.model.visual

@@ -6,9 +6,17 @@ AlphaCLIP (Sun et al., CVPR 2024; SunzeY/AlphaCLIP, ``alpha_clip/model.py``) add
 stride, one input channel, no bias) and sums the two outputs before the class token and the
 positional embedding are added. The alpha convolution starts at zero, so an untrained alpha
 encoder returns exactly the RGB model's embedding. :class:`AlphaVisual` wraps an open_clip
-``VisionTransformer`` that way without copying it: the alpha term is added to ``conv1``'s output
-by a forward hook that lives only during a call with an alpha channel, so the tower runs its own
-code path and keeps its own state-dict keys (``visual.*``, plus ``conv1_alpha.weight``).
+``VisionTransformer`` that way: the alpha term is added to ``conv1``'s output by a forward hook
+that lives only during a call with an alpha channel, so the tower runs its own code path and
+keeps its own state-dict keys (``visual.*``, plus ``conv1_alpha.weight``).
+
+**The α encoder owns its own tower.** AlphaCLIP fine-tunes every RGB weight of the tower too, so
+its checkpoint holds another ``visual.*``. :class:`AlphaClipEncoder` therefore deep-copies the
+zero-shot model's tower before wrapping it, and :func:`load_alpha_clip_weights` loads into that
+copy: the zero-shot CLIP that classifies the whole image and every crop + resize row keeps its own
+weights bit for bit (as the OCCAM authors' ``occam/submodules/alpha_clip_wrapper.py`` builds a
+separate AlphaCLIP model beside the CLIP one). Sharing the tower, as this module did before, made
+every RGB row run on AlphaCLIP's fine-tuned weights.
 
 Input convention (AlphaCLIP's README, and ``ALPHA_CLIP_MASK_PREPROCESS_CONFIG`` of
 AlexanderRubinstein/OCCAM ``occam/submodules/alpha_clip_wrapper.py``): the RGB image is normalised
@@ -30,6 +38,7 @@ keys, AlphaCLIP's ``lora_adapt``) are refused: merge them first.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +76,9 @@ class AlphaVisual(nn.Module):
     """An open_clip ViT image tower that also reads an alpha channel.
 
     Args:
-        visual: the open_clip ``VisionTransformer`` (``clip.model.visual``); shared, not copied.
+        visual: the open_clip ``VisionTransformer`` it wraps (and whose weights
+            :func:`load_alpha_clip_weights` replaces): give it a tower of its own
+            (:class:`AlphaClipEncoder` passes a copy).
 
     Raises:
         NoAlphaModeError: the tower has no ViT patch embedding (a timm tower such as
@@ -117,7 +128,8 @@ class AlphaClipEncoder(nn.Module):
     """RGBA images -> L2-normalised CLIP embeddings, for the ``alpha`` apply mode.
 
     Args:
-        visual: the open_clip ViT image tower of the zero-shot model.
+        visual: the open_clip ViT image tower of the zero-shot model; the encoder works on a
+            deep copy of it, so loading ``alpha_weights`` never changes the zero-shot model.
         image_size: the tower's input side; inputs of another size are resized (bilinear).
         mean: the RGB normalisation mean of the model.
         std: the RGB normalisation std of the model.
@@ -134,7 +146,7 @@ class AlphaClipEncoder(nn.Module):
         alpha_weights: str | None = None,
     ) -> None:
         super().__init__()
-        self.tower = AlphaVisual(visual)
+        self.tower = AlphaVisual(copy.deepcopy(visual))  # its own weights (module docstring)
         self.image_size = int(image_size)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
