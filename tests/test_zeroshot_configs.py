@@ -46,4 +46,4 @@ def test_presets_compose(dataset, model, capsys):
     data = config["data"]["init_args"]
     assert data["dataset"]["class_path"].endswith("." + DATASETS[dataset])
     assert data["view"] == ["FULL", "FG_C", "BG_S", "CENTERCROP"]
-    assert data["image_size"] == (256 if init["model_name"] == "siglip2" else 224)
+    assert data["image_size"] == 256  # L2R² §4.3: every VLM's input is 256 x 256

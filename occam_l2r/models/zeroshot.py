@@ -40,7 +40,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TEMPLATE = "a photo of a {c}."
+#: L2R²'s text prompt (§4.3, "an embedding of the text 'A photo of a n_c'"): capital A, no period
+DEFAULT_TEMPLATE = "A photo of a {c}"
 
 
 def fill_template(template: str, class_name: str) -> str:
