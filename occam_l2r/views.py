@@ -5,10 +5,12 @@ L2R² views (appendix B.2, Fig. 9): ``FULL`` (the image), ``FG_C`` (the foregrou
 ratio; ``fg_aspect="stretch"`` resizes the crop to a square instead, the "distorted" rows of
 Table 15), ``FG_M`` (background pixels masked, then the same crop), ``BG_S`` (foreground pixels
 masked, shape kept) and ``BG_B`` (the segmentation bounding box masked). OCCAM views (§3.2.1,
-§C): ``crop_resize_gray`` (pixels outside the mask set to gray, cropped to the mask's box and
-resized to the image size) and ``alpha`` (RGB plus the mask as a fourth channel, for AlphaCLIP).
-``CENTERCROP`` (the centred square, no segmentation) is the zero-shot CenterCrop baseline (L2R²
-Table 5; a list of views still needs ``data.segmentation`` when it holds a view other than FULL).
+§C): ``crop_resize_gray`` (the authors' geometry: a square of side max(h, w) around the mask's
+box, zero-padded past the border, image and mask resized to the image size, then blended with
+gray; see :func:`crop_resize`) and ``alpha`` (RGB plus the mask as a fourth channel, for
+AlphaCLIP). L2R² has no crop + resize view. ``CENTERCROP`` (the centred square, no
+segmentation) is the zero-shot CenterCrop baseline (L2R² Table 5; a list of views still needs
+``data.segmentation`` when it holds a view other than FULL).
 
 The crop box (``crop_box``): ``mask`` (default) is the tight box of the foreground mask, as the
 paper defines FG_C and BG_B; ``detector`` is the detector's box (FG_M then drops mask pixels
@@ -70,6 +72,10 @@ Foreground = Literal["top1", "union"]
 CropBox = Literal["mask", "detector"]
 #: FG_C / FG_M: ``pad`` the crop to a square (L2R²'s default) or ``stretch`` it to one (distorted)
 FgAspect = Literal["pad", "stretch"]
+#: OCCAM's crop + resize: the authors' ``square`` around the mask's box or the ``tight`` box
+CropGeometry = Literal["square", "tight"]
+#: OCCAM's crop + resize: pixels outside the mask ``gray`` or as in the image (``original``)
+CropBackground = Literal["gray", "original"]
 #: why a view fell back to FULL, in the order the rule checks them
 FALLBACK_REASONS = ("no_segmentation", "no_detection", "low_score", "empty_mask", "empty_box")
 GRAY = 128
@@ -266,22 +272,132 @@ def bg_box(image: np.ndarray, box: Box, fill: int = 0) -> np.ndarray:
     return out
 
 
-def crop_resize_gray(
-    image: np.ndarray, mask: np.ndarray, gray: int = GRAY, out_size: tuple[int, int] | None = None
-) -> np.ndarray:
-    """OCCAM's "crop + resize": pixels outside the mask set to ``gray``, crop to the mask's tight
-    box, resize (bilinear) to ``out_size`` = (H, W), the image's own size by default."""
-    h, w = image.shape[:2]
+def square_crop_box(mask: np.ndarray) -> tuple[int, int, int]:
+    """The square OCCAM's authors crop around a mask: ``(top, left, side)``.
+
+    ``side`` is the longer side of the mask's tight box (``max(h, w)``, inclusive pixel
+    counts); the square is centred on the box's centre ``((first + last) // 2`` per axis, in
+    integer pixels) and starts ``side // 2`` before it. It may reach past the image border
+    (negative ``top``/``left`` or past the last row/column); :func:`crop_resize` zero-pads
+    there (AlexanderRubinstein/OCCAM ``masking.py``: ``mask2chw`` and ``crop_resize_gray``).
+    """
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
-        raise ValueError("crop_resize_gray needs a non-empty mask")
-    out = image.copy()
-    out[~mask] = gray
-    crop = out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        raise ValueError("crop + resize needs a non-empty mask")
+    top, bottom, left, right = int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
+    side = max(bottom - top + 1, right - left + 1)
+    return (top + bottom) // 2 - side // 2, (left + right) // 2 - side // 2, side
+
+
+def _crop_zero_padded(a: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
+    """The ``side`` x ``side`` window of ``a`` at ``(top, left)``, zeros outside ``a``."""
+    out = np.zeros((side, side, *a.shape[2:]), dtype=a.dtype)
+    h, w = a.shape[:2]
+    y0, x0 = max(top, 0), max(left, 0)
+    y1, x1 = min(top + side, h), min(left + side, w)
+    if y1 > y0 and x1 > x0:
+        out[y0 - top : y1 - top, x0 - left : x1 - left] = a[y0:y1, x0:x1]
+    return out
+
+
+def _resize_float(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float ``(H, W)`` or ``(H, W, C)`` array to ``size`` = (H, W), each
+    channel in float32 (PIL ``F`` images: half-pixel centres, antialiased when shrinking, as
+    torchvision's ``Resize(..., BILINEAR)``)."""
+    oh, ow = size
+    if a.shape[:2] == (oh, ow):
+        return a.astype(np.float32)
+    planes = a[..., None] if a.ndim == 2 else a
+    out = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(planes[..., c], np.float32), mode="F").resize(
+                (ow, oh), Image.BILINEAR
+            )
+        )
+        for c in range(planes.shape[-1])
+    ]
+    stacked = np.stack(out, axis=-1)
+    return stacked[..., 0] if a.ndim == 2 else stacked
+
+
+def crop_resize(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    background: CropBackground = "gray",
+    geometry: CropGeometry = "square",
+    gray: int = GRAY,
+    out_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """OCCAM's "crop + resize" of a mask (§3.2.1, §E.1), ``background`` gray or original.
+
+    ``geometry="square"`` (default; the authors' ``crop_resize_gray``, AlexanderRubinstein/OCCAM
+    ``occam/robust_classification/masking.py``): the square of :func:`square_crop_box` is cut
+    from the image *and* from the mask, zero-padded past the image border; both are resized
+    with bilinear interpolation to ``out_size`` (the image's own ``(H, W)`` by default, so a
+    non-square image stretches the square), and only then blended, in float:
+    ``image * m + gray * (1 - m)`` with the resized (soft-edged) mask ``m``. Padding has
+    ``m = 0`` and so turns gray. ``background="original"`` blends with the all-ones mask of the
+    image instead (every pixel of the image kept, the padding past the border gray; the
+    authors' tables have no "crop + resize / original" row, the paper's §E.1 names it).
+
+    ``geometry="tight"`` (the toolkit's rule before; kept as the ``*_tight`` apply modes):
+    pixels outside the mask set to ``gray`` first, the mask's tight box cropped and stretched
+    (bilinear, uint8) to ``out_size``; ``original`` crops the same box with every pixel kept.
+
+    Args:
+        image: ``(H, W, 3)`` uint8.
+        mask: boolean ``(H, W)``, not empty.
+        background: ``gray`` or ``original``.
+        geometry: ``square`` or ``tight``.
+        gray: the gray (0-255; the authors' 0.5).
+        out_size: ``(H, W)`` of the output; default the image's.
+
+    Returns:
+        ``(out_H, out_W, 3)`` uint8.
+    """
+    h, w = image.shape[:2]
     oh, ow = out_size or (h, w)
-    if crop.shape[:2] == (oh, ow):
-        return crop
-    return np.asarray(Image.fromarray(crop).resize((ow, oh), Image.BILINEAR))
+    mask = np.asarray(mask, bool)
+    if geometry == "tight":
+        ys, xs = np.nonzero(mask)
+        if len(xs) == 0:
+            raise ValueError("crop + resize needs a non-empty mask")
+        out = image.copy()
+        if background == "gray":
+            out[~mask] = gray
+        crop = out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        if crop.shape[:2] == (oh, ow):
+            return crop
+        return np.asarray(Image.fromarray(crop).resize((ow, oh), Image.BILINEAR))
+    if geometry != "square":
+        raise ValueError(f"crop geometry {geometry!r}: choose square or tight")
+    top, left, side = square_crop_box(mask)
+    keep = mask if background == "gray" else np.ones(mask.shape, bool)
+    # the image resized in uint8 (one PIL call; within 0.5/255 of a float resize), the mask
+    # in float, so that its soft edge is kept for the blend
+    rgb = _crop_zero_padded(np.ascontiguousarray(image[..., :3]), top, left, side)
+    if rgb.shape[:2] != (oh, ow):
+        rgb = np.asarray(Image.fromarray(rgb).resize((ow, oh), Image.BILINEAR))
+    m = _resize_float(_crop_zero_padded(keep.astype(np.float32), top, left, side), (oh, ow))
+    m = np.clip(m, 0.0, 1.0)[..., None]
+    blended = rgb.astype(np.float32) * m + float(gray) * (1.0 - m)
+    return np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+
+
+def crop_resize_gray(
+    image: np.ndarray,
+    mask: np.ndarray,
+    gray: int = GRAY,
+    out_size: tuple[int, int] | None = None,
+    geometry: CropGeometry = "square",
+) -> np.ndarray:
+    """OCCAM's "crop + resize" with a gray background (:func:`crop_resize`): by default the
+    authors' square around the mask's box, zero-padded, resized bilinearly to ``out_size`` (the
+    image's size), then blended with ``gray``; ``geometry="tight"`` stretches the tight box."""
+    return crop_resize(
+        image, mask, background="gray", geometry=geometry, gray=gray, out_size=out_size
+    )
 
 
 def alpha_image(image: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -140,13 +140,19 @@ def test_apply_modes_gray_original_and_alpha():
     gray = crop_resize_gray(image, mask)
     original = crop_resize_original(image, mask)
     assert gray.shape == original.shape == image.shape
-    # the same crop of the same box: the filled box as the mask gives the same image, and the
-    # box's pixels outside the mask are gray in one and the image's own in the other
+    # the same square for both (it depends on the mask's box only): the filled box gives the
+    # same original; pixels outside the mask are gray in one and the image's own in the other
     box = np.pad(np.ones((8, 14), bool), ((4, 8), (6, 10)))
     assert np.array_equal(crop_resize_original(image, box), original)
-    assert np.array_equal(crop_resize_gray(image, box), original)
-    assert (gray[0, 0] == GRAY).all() and not (original[0, 0] == GRAY).all()  # the cut corner
-    assert np.array_equal(gray[-1, -1], original[-1, -1])  # a pixel of the mask
+    assert (gray[0, 0] == GRAY).all() and not (original[0, 0] == GRAY).all()  # above the mask
+    assert np.array_equal(gray[12, 20], original[12, 20])  # a pixel well inside the mask
+    # the tight-box rule, kept as the *_tight modes: there the filled box as the mask is the
+    # original crop
+    tight = crop_resize_original(image, mask, geometry="tight")
+    assert np.array_equal(crop_resize_gray(image, box, geometry="tight"), tight)
+    assert np.array_equal(
+        apply_mask("crop_resize_original_tight", image, mask, 16), fit_square(tight, 16)
+    )
     assert apply_mask("crop_resize_gray", image, mask, 16).shape == (16, 16, 3)
     assert np.array_equal(apply_mask("crop_resize_gray", image, mask, 16), fit_square(gray, 16))
     rgba = apply_mask("alpha", image, mask, 16)

@@ -93,7 +93,14 @@ def test_mask_covering_the_whole_image_is_no_fallback(crop_box):
     padded[1:5] = img
     assert np.array_equal(out["FG_C"].image, padded) and np.array_equal(out["FG_M"].image, padded)
     assert not out["BG_S"].image.any() and not out["BG_B"].image.any()
-    assert np.array_equal(out["crop_resize_gray"].image, img)
+    # OCCAM's crop + resize (the authors' geometry): the square of side 6 centred (in integer
+    # pixels, rounding down) on the 4 x 6 box starts at row -2, column -1: gray padding above
+    # and left, stretched back to 4 x 6; an odd-sided square image comes back as it is
+    crg = out["crop_resize_gray"].image
+    assert crg.shape == img.shape and (crg[0] == 128).all() and (crg[:, 0] == 128).all()
+    square = np.repeat(np.arange(25, dtype=np.uint8).reshape(5, 5, 1), 3, axis=2)
+    whole = Segmentation.from_masks("sq.png", [np.ones((5, 5), bool)])
+    assert np.array_equal(apply_view("crop_resize_gray", square, whole).image, square)
     assert (
         np.array_equal(out["alpha"].image[..., :3], img)
         and (out["alpha"].image[..., 3] == 255).all()

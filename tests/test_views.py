@@ -91,8 +91,13 @@ def test_crop_resize_gray_exact():
     img = _image()
     m = np.zeros((4, 6), bool)
     m[1, 2] = m[2, 3] = True  # tight box 2x2, the two other pixels become gray
-    out = crop_resize_gray(img, m, gray=128, out_size=(2, 2))
+    # the toolkit's earlier tight box (geometry="tight"): the two other pixels become gray
+    out = crop_resize_gray(img, m, gray=128, out_size=(2, 2), geometry="tight")
     assert out[..., 0].tolist() == [[13, 128], [128, 24]]
+    # the authors' square (default): side 2 centred on the box's centre (1, 2) rounding down,
+    # so rows 0-1, columns 1-2; only (1, 2) is in the mask
+    out = crop_resize_gray(img, m, gray=128, out_size=(2, 2))
+    assert out[..., 0].tolist() == [[128, 128], [128, 13]]
     assert apply_view("crop_resize_gray", img, _seg(m)).image.shape == img.shape
 
 

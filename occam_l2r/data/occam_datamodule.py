@@ -37,7 +37,13 @@ from torch.utils.data._utils.collate import default_collate
 from occam_l2r.data.base import BaseDataModule
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.errors import UserError
-from occam_l2r.occam.apply import APPLY_MODES, ApplyMode, applied_inputs, whole_input
+from occam_l2r.occam.apply import (
+    ALL_APPLY_MODES,
+    APPLY_MODES,
+    ApplyMode,
+    applied_inputs,
+    whole_input,
+)
 from occam_l2r.occam.ground_truth import ground_truth
 from occam_l2r.store import SegmentationStore
 from occam_l2r.store_location import GT_STORE
@@ -205,9 +211,9 @@ class OccamDataModule(BaseDataModule):
         self.save_hyperparameters(ignore=["dataset"])
         if not mask_sources:
             raise ValueError("data.mask_sources: give at least one segmentation store")
-        bad = [m for m in modes if m not in APPLY_MODES]
+        bad = [m for m in modes if m not in ALL_APPLY_MODES]
         if bad or not modes:
-            raise ValueError(f"data.apply_modes={modes}: choose from {APPLY_MODES}")
+            raise ValueError(f"data.apply_modes={modes}: choose from {ALL_APPLY_MODES}")
         self.dataset = dataset
         self.apply_modes = modes
         self.image_size = int(image_size)

@@ -2,10 +2,13 @@
 
 Three apply modes, the rows of OCCAM's Table 8 ("Apply Mask" and "BG" columns):
 
-- ``crop_resize_gray`` — "crop + resize", background gray: pixels outside the mask set to gray,
-  the mask's box cropped and resized (:func:`occam_l2r.views.crop_resize_gray`);
-- ``crop_resize_original`` — "crop + resize", background original: the same crop of the same box
-  with every pixel as in the image (§E.1 "Choosing background");
+- ``crop_resize_gray`` — "crop + resize", background gray, in the authors' geometry
+  (AlexanderRubinstein/OCCAM ``occam/robust_classification/masking.py``, ``crop_resize_gray``):
+  a square of side max(h, w) centred on the mask's box, zero-padded past the image border, image
+  and mask resized (bilinear) to the image size, then blended with gray 0.5
+  (:func:`occam_l2r.views.crop_resize`);
+- ``crop_resize_original`` — "crop + resize", background original: the same square with every
+  pixel as in the image (the padding past the border gray; §E.1 "Choosing background");
 - ``alpha`` — "α-channel", background original: the whole image plus the mask as a fourth
   channel (:func:`occam_l2r.views.alpha_image`) for an AlphaCLIP encoder
   (:mod:`occam_l2r.models.alpha_clip`).
@@ -13,10 +16,12 @@ Three apply modes, the rows of OCCAM's Table 8 ("Apply Mask" and "BG" columns):
 Every applied image becomes a square network input with :func:`fit_square` (shortest side
 resized to the model's input size, centre crop), as the authors' evaluation transform does
 (``Resize(224)`` + ``CenterCrop(224)`` after the mask is applied at the image's own size,
-AlexanderRubinstein/OCCAM ``occam/robust_classification/eval.py``). One difference, kept on
-purpose: the toolkit's crop is the mask's tight box resized to the image size (one crop rule for
-every OCCAM view of the toolkit), where the authors' ``crop_resize_gray``
-(``occam/robust_classification/masking.py``) crops a square around the box centre.
+AlexanderRubinstein/OCCAM ``occam/robust_classification/eval.py``).
+
+The toolkit's earlier crop, the mask's *tight* box stretched to the image size (gray set before
+the resize), stays available as the modes ``crop_resize_gray_tight`` and
+``crop_resize_original_tight`` (:data:`TIGHT_APPLY_MODES`; not run unless named in
+``data.apply_modes``).
 
 The whole-image baselines (Table 8's mask-free rows) go through the same square input:
 :func:`whole_image` (RGB, or RGB with an all-ones α-channel, the "whole image" foreground
@@ -36,17 +41,35 @@ import numpy as np
 import torch
 from PIL import Image
 
-from occam_l2r.segmentation import mask_to_box
-from occam_l2r.views import alpha_image, crop_resize_gray
+from occam_l2r.views import alpha_image, crop_resize
 
-ApplyMode = Literal["crop_resize_gray", "crop_resize_original", "alpha"]
-#: every apply mode, in the order of the tables
+ApplyMode = Literal[
+    "crop_resize_gray",
+    "crop_resize_original",
+    "alpha",
+    "crop_resize_gray_tight",
+    "crop_resize_original_tight",
+]
+#: the paper's apply modes, in the order of the tables (the default of ``data.apply_modes``)
 APPLY_MODES: tuple[str, ...] = ("crop_resize_gray", "crop_resize_original", "alpha")
+#: the toolkit's earlier tight-box crop + resize, on request only
+TIGHT_APPLY_MODES: tuple[str, ...] = ("crop_resize_gray_tight", "crop_resize_original_tight")
+#: every apply mode ``data.apply_modes`` accepts
+ALL_APPLY_MODES: tuple[str, ...] = APPLY_MODES + TIGHT_APPLY_MODES
 #: Table 8's "Apply Mask" and "BG" columns of each mode
 TABLE_COLUMNS: dict[str, tuple[str, str]] = {
     "crop_resize_gray": ("crop + resize", "gray"),
     "crop_resize_original": ("crop + resize", "original"),
     "alpha": ("α-channel", "original"),
+    "crop_resize_gray_tight": ("crop + resize (tight box)", "gray"),
+    "crop_resize_original_tight": ("crop + resize (tight box)", "original"),
+}
+#: the crop + resize modes: mode -> (background, geometry) of :func:`occam_l2r.views.crop_resize`
+CROP_MODES: dict[str, tuple[str, str]] = {
+    "crop_resize_gray": ("gray", "square"),
+    "crop_resize_original": ("original", "square"),
+    "crop_resize_gray_tight": ("gray", "tight"),
+    "crop_resize_original_tight": ("original", "tight"),
 }
 
 
@@ -55,19 +78,13 @@ def channels(mode: str) -> int:
     return 4 if mode == "alpha" else 3
 
 
-def crop_resize_original(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """ "crop + resize" with the original background: the mask's tight box cropped from the
-    image, every pixel kept, resized to the image size.
-
-    The same crop and resize as :func:`~occam_l2r.views.crop_resize_gray` (it is called with the
-    mask's filled box as the mask, so nothing inside the crop turns gray).
-    """
-    x0, y0, x1, y1 = (int(v) for v in mask_to_box(mask))
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError("crop_resize_original needs a non-empty mask")
-    box = np.zeros(mask.shape, bool)
-    box[y0:y1, x0:x1] = True
-    return crop_resize_gray(image, box)
+def crop_resize_original(
+    image: np.ndarray, mask: np.ndarray, geometry: str = "square"
+) -> np.ndarray:
+    """ "crop + resize" with the original background: the crop of
+    :func:`~occam_l2r.views.crop_resize_gray` (the authors' square by default, ``tight`` for the
+    mask's tight box) with every pixel of the image kept, resized to the image size."""
+    return crop_resize(image, mask, background="original", geometry=geometry)  # type: ignore[arg-type]
 
 
 def _resize(image: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
@@ -106,7 +123,7 @@ def apply_mask(mode: str, image: np.ndarray, mask: np.ndarray, size: int) -> np.
     """a(x, m) as a square network input.
 
     Args:
-        mode: ``crop_resize_gray``, ``crop_resize_original`` or ``alpha``.
+        mode: one of :data:`ALL_APPLY_MODES`.
         image: ``(H, W, 3)`` uint8.
         mask: boolean ``(H, W)``, not empty.
         size: side of the network input.
@@ -114,14 +131,13 @@ def apply_mask(mode: str, image: np.ndarray, mask: np.ndarray, size: int) -> np.
     Returns:
         ``(size, size, 3)`` uint8 (``(size, size, 4)`` for ``alpha``).
     """
-    if mode == "crop_resize_gray":
-        applied = crop_resize_gray(image, mask)
-    elif mode == "crop_resize_original":
-        applied = crop_resize_original(image, mask)
+    if mode in CROP_MODES:
+        background, geometry = CROP_MODES[mode]
+        applied = crop_resize(image, mask, background=background, geometry=geometry)  # type: ignore[arg-type]
     elif mode == "alpha":
         applied = alpha_image(image, mask)
     else:
-        raise ValueError(f"unknown apply mode {mode!r}; choose one of {APPLY_MODES}")
+        raise ValueError(f"unknown apply mode {mode!r}; choose one of {ALL_APPLY_MODES}")
     return fit_square(applied, size)
 
 
