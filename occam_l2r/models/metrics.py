@@ -14,13 +14,22 @@ class PresentClassAccuracy(Metric):
 
     FungiTastic's val/test splits miss some of the 215 training classes; torchmetrics' macro
     average would count a class that is predicted but absent as 0 %. Here such a class is ignored.
+
+    Args:
+        num_classes: the number of classes.
+        only_correct: average only over the classes with at least one correct prediction (a
+            class that gets nothing right is left out, not counted as 0 %): the OCCAM authors'
+            CounterAnimal metric (AlexanderRubinstein/OCCAM, ``eval.py``:
+            ``compute_mean_per_class_acc_from_detailed_res`` keeps a class only once it has a
+            correct prediction); the ``mean_class_acc`` of the ``occam`` verb.
     """
 
     full_state_update = False
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, only_correct: bool = False) -> None:
         super().__init__()
         self.num_classes = num_classes
+        self.only_correct = only_correct
         self.add_state("correct", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
@@ -32,7 +41,7 @@ class PresentClassAccuracy(Metric):
         self.total += torch.bincount(target, minlength=self.num_classes)
 
     def compute(self) -> torch.Tensor:
-        present = self.total > 0
+        present = (self.correct > 0) if self.only_correct else (self.total > 0)
         if not present.any():
             return torch.tensor(float("nan"))
         return (self.correct[present].float() / self.total[present].float()).mean()

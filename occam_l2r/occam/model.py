@@ -29,6 +29,15 @@ the whole image's logits of that mode (plain RGB for the crop modes, a full α-c
 ``alpha``) and is flagged (``fallback``). The ensemble is computed only for scores registered with
 ``uses_ensemble`` (``ens_entropy``): the classifier plus ``ensemble`` on the crop modes' inputs,
 the classifier alone for ``alpha`` (only the α-channel encoder reads the α channel).
+
+**Label spaces.** The classifier's logits are the dataset's classes: with a max-mapped label
+space (:mod:`occam_l2r.models.prompts`: ``cub200``, ``stanford_cars196``, ``imagenet1k_max``) the
+classifier scores the fine-grained names and each class takes its members' highest logit, so
+``max_prob`` and ``oracle`` are the softmax over the dataset's classes of those mapped logits, as
+in the authors' code (``ModelClassesWrapper`` before ``compute_foreground_score``); with
+``imagenet1k_synonyms`` (CounterAnimal) they are over the 1000 ImageNet classes and the labels
+are ImageNet indices. ``ens_entropy`` reads the ensemble's logits over the fine-grained names
+(the authors leave their ``ClipEnsemble`` unmapped).
 """
 
 from __future__ import annotations
@@ -163,6 +172,21 @@ def _masks(masks: Segmentation | Sequence[np.ndarray], size: tuple[int, int]) ->
     return out
 
 
+def _member_and_class_logits(
+    classifier: nn.Module, images: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits over the names the classifier scores and over the classes: the same tensor,
+    except for a max-mapped label space (:class:`~occam_l2r.models.prompts.MaxMappedClassifier`),
+    whose members' logits the ensemble entropy reads, as the OCCAM authors' unwrapped
+    ``ClipEnsemble`` does."""
+    member_logits = getattr(classifier, "member_logits", None)
+    if member_logits is None:
+        z = classifier(images)
+        return z, z
+    fine = member_logits(images)
+    return fine, classifier.map(fine)
+
+
 class Occam(nn.Module):
     """OCCAM: every mask applied and scored, each image's best mask classified zero-shot.
 
@@ -226,11 +250,13 @@ class Occam(nn.Module):
                 if self.alpha is None:
                     raise ValueError("the alpha mode needs an α-channel encoder: Occam(alpha=...)")
                 z = self.classifier.logits(self.alpha(chunk))
+            elif members_wanted:
+                fine, z = _member_and_class_logits(self.classifier, chunk)
+                rest = [_member_and_class_logits(c, chunk)[0] for c in self.ensemble]
+                members.append(torch.stack([fine, *rest], dim=1))
             else:
                 z = self.classifier(chunk)
             logits.append(z)
-            if members_wanted:
-                members.append(torch.stack([z, *(c(chunk) for c in self.ensemble)], dim=1))
         return torch.cat(logits), torch.cat(members) if members else None
 
     def choose_masks(

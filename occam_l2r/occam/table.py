@@ -6,7 +6,9 @@ Markdown (``occam_table.md``: the chosen metric in %, as the paper prints it), C
 the same records), written atomically (:func:`occam_l2r.store_files.atomic_write_text`).
 Besides the accuracies, ``no_masks`` counts the images classified on the whole image for want of
 masks, and ``object_iou`` is the mean IoU of the chosen mask with the ground-truth object (where
-the dataset has one): how well a score finds the object. Rows, as in Table 8:
+the dataset has one): how well a score finds the object. ``mean_class_acc`` is the OCCAM
+authors' CounterAnimal metric (the mean per-class accuracy over the classes with at least one
+correct prediction; a column appended after ``object_iou``). Rows, as in Table 8:
 
 ==============  ===========  =============  ========  ===========================================
 Masks source    FG det       Apply Mask     BG        what it is
@@ -34,6 +36,7 @@ from occam_l2r.store_files import atomic_write_text
 #: the metrics of every row and split (fractions, except the counts)
 METRICS: tuple[str, ...] = (
     "acc", "macro_acc", "worst_group_acc", "num_samples", "no_masks", "object_iou",
+    "mean_class_acc",
 )  # fmt: skip
 CSV_COLUMNS: tuple[str, ...] = ("source", "fg_det", "apply_mask", "bg", "split", *METRICS)
 #: FG det of the AlphaCLIP whole-image baseline (OCCAM §E.1)

@@ -30,7 +30,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from occam_l2r.models.alpha_clip import HINT, AlphaClipEncoder
-from occam_l2r.models.prompts import LabelSpace, resolve_templates
+from occam_l2r.models.metrics import PresentClassAccuracy
+from occam_l2r.models.prompts import LabelSpace, label_space_classifier, resolve_templates
 from occam_l2r.models.zeroshot import DEFAULT_TEMPLATE, ZeroShotClassifier, load_clip
 from occam_l2r.occam.model import Occam, OccamBatch, Output, SourceMasks
 from occam_l2r.occam.scores import MissingGroundTruthError, check_scores
@@ -46,6 +47,8 @@ from occam_l2r.tasks.zeroshot_base import ZeroShotOutputsTask
 from occam_l2r.weights import WeightsNotFoundError
 
 DEFAULT_CACHE = "~/.cache/occam_l2r/prototypes"
+#: the metrics the Markdown table can show
+TABLE_METRICS = ("acc", "macro_acc", "worst_group_acc", "mean_class_acc")
 
 
 @dataclass
@@ -68,7 +71,12 @@ class OccamTask(ZeroShotOutputsTask):
         num_classes: the dataset's classes (linked from the DataModule).
         templates: a template with ``{c}``, a list, a named set or a file (as the zero-shot task).
         class_names_file: prompt names instead of the dataset's official ones.
-        label_space: ``dataset`` or ``imagenet1k``.
+        label_space: a label space of :data:`occam_l2r.models.prompts.LABEL_SPACES`: ``dataset``
+            (the dataset's classes), ``imagenet1k`` / ``imagenet1k_synonyms`` (the 1000
+            ImageNet classes; CounterAnimal), or the OCCAM authors' max-mapped fine-grained
+            spaces ``cub200`` (Waterbirds), ``stanford_cars196`` (UrbanCars),
+            ``imagenet1k_max`` (ImageNet-9). Whatever the space, the logits, ``max_prob`` and
+            ``oracle`` are over the output classes (docs/occam.md).
         scores: the foreground scores: ``max_prob``, ``oracle``, ``ens_entropy``, ``bbox_iou`` or
             any other registered in :data:`occam_l2r.occam.scores.FOREGROUND_SCORES`.
         alpha_weights: an AlphaCLIP visual checkpoint for the ``alpha`` mode (needs a ViT);
@@ -78,7 +86,8 @@ class OccamTask(ZeroShotOutputsTask):
         mask_batch_size: masks encoded per forward pass.
         table_dir: where ``test`` writes ``occam_table.{md,csv,json}``; default the run folder.
         table_metric: the metric of the Markdown table (``acc``, ``macro_acc``,
-            ``worst_group_acc``).
+            ``worst_group_acc``, ``mean_class_acc``: the mean per-class accuracy over the
+            classes with at least one correct prediction, the authors' CounterAnimal metric).
         prototype_cache: folder of the cached class prototypes (``null``: no disk cache).
         logits_dir: where ``predict`` writes; default ``<run dir>/logits``.
     """
@@ -114,8 +123,8 @@ class OccamTask(ZeroShotOutputsTask):
         super().__init__(num_classes, predictions_dir=logits_dir)
         self.save_hyperparameters(ignore=["logits_dir"])
         self.score_names = check_scores(scores if scores is not None else ["max_prob", "oracle"])
-        if table_metric not in ("acc", "macro_acc", "worst_group_acc"):
-            raise ValueError(f"table_metric={table_metric!r}: acc, macro_acc or worst_group_acc")
+        if table_metric not in TABLE_METRICS:
+            raise ValueError(f"table_metric={table_metric!r}: one of {', '.join(TABLE_METRICS)}")
         self.templates = resolve_templates(templates)
         self.clip = load_clip(model_name, pretrained, model_config)  # missing weights: fail now
         if alpha_weights and not Path(alpha_weights).expanduser().is_file():
@@ -162,9 +171,15 @@ class OccamTask(ZeroShotOutputsTask):
             self.object_iou[key] = MeanMetric(nan_strategy="ignore").to(self.device)
         if self.occam is None:
             cache = self.hparams.prototype_cache
-            zeroshot = ZeroShotClassifier(self.clip, classes.names, self.templates, cache)
+            # a max-mapped label space scores its members, the classifier outputs the classes
+            zeroshot = label_space_classifier(
+                ZeroShotClassifier(self.clip, classes.names, self.templates, cache), classes
+            )
             ensemble = [
-                ZeroShotClassifier(c, classes.names, self.templates, cache) for c in self.members
+                label_space_classifier(
+                    ZeroShotClassifier(c, classes.names, self.templates, cache), classes
+                )
+                for c in self.members
             ]
             alpha = None
             if "alpha" in self.modes:
@@ -184,6 +199,13 @@ class OccamTask(ZeroShotOutputsTask):
     def _prepare(self) -> None:
         assert self.occam is not None
         self.occam.prepare()
+
+    def extra_metrics(self) -> dict[str, Any]:
+        """``mean_class_acc``: the OCCAM authors' mean per-class accuracy (CounterAnimal)."""
+        return {"mean_class_acc": PresentClassAccuracy(self.num_classes, only_correct=True)}
+
+    def update_extra(self, metrics: Any, logits: torch.Tensor, target: torch.Tensor) -> None:
+        metrics["mean_class_acc"].update(logits, target)
 
     # ------------------------------------------------------------------ outputs
     def occam_batch(self, batch: dict[str, Any]) -> OccamBatch:

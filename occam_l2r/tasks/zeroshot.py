@@ -31,7 +31,7 @@ from occam_l2r.data.datamodule import ViewDataModule
 from occam_l2r.errors import UserError
 from occam_l2r.fusion.methods import max_conf
 from occam_l2r.fusion.pairs import Pair, default_pairs
-from occam_l2r.models.prompts import LabelSpace, resolve_templates
+from occam_l2r.models.prompts import LabelSpace, label_space_classifier, resolve_templates
 from occam_l2r.models.zeroshot import DEFAULT_TEMPLATE, ZeroShotClassifier, load_clip
 from occam_l2r.tasks.base import _real_rows
 from occam_l2r.tasks.zeroshot_base import ZeroShotOutputsTask
@@ -124,8 +124,11 @@ class ZeroShotTask(ZeroShotOutputsTask):
         dm.use_model_preprocessing(self.clip.interpolation, 1.0)
         self.add_output_metrics(stage)
         if self.zeroshot is None:
-            self.zeroshot = ZeroShotClassifier(
-                self.clip, classes.names, self.templates, self.hparams.prototype_cache
+            self.zeroshot = label_space_classifier(  # max-mapped spaces: K class logits
+                ZeroShotClassifier(
+                    self.clip, classes.names, self.templates, self.hparams.prototype_cache
+                ),
+                classes,
             )
 
     def _fusions(self) -> list[tuple[str, str]]:

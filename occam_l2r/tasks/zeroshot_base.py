@@ -73,12 +73,12 @@ class ZeroShotOutputsTask(BaseTask):
             self.hparams.class_names_file,
             dataset.imagenet_class_indices if dataset is not None else None,
             type(dataset).__name__ if dataset is not None else "the dataset",
+            dataset=dataset,
         )
-        # the columns of the logits files: the dataset's classes, or ImageNet's (imagenet1k)
-        self.output_class_names = (
-            list(dm.class_names) if classes.label_map is None else classes.names
-        )
-        self.num_classes = len(classes.names)
+        # the columns of the logits files: the dataset's classes, or ImageNet's (imagenet1k);
+        # a max-mapped space (cub200, ...) scores its members but outputs the dataset's classes
+        self.output_class_names = list(classes.outputs or dm.class_names)
+        self.num_classes = classes.num_outputs
         if classes.label_map is not None:
             self.label_map = torch.tensor(classes.label_map, dtype=torch.long)
         return classes
