@@ -151,7 +151,7 @@ def topk_runs(root: Path) -> dict[str, list[str]]:
 
 def test_topk_rows_choose_k_on_val_and_plot_nonempty_candidates(tmp_path):
     runs = topk_runs(tmp_path / "runs")
-    with pytest.warns(UserWarning, match="lack 1 .* rows"):
+    with pytest.warns(UserWarning, match=r"took FULL's logit \(val k=3: 2\)"):
         out, _ = fuse(tmp_path, "topk", runs=runs, methods=["max_conf"], test_splits=["test"],
                       topk={"fg": "FG_C_topk", "bg": "BG_S_topk", "ks": [1, 2, 3, 5]},
                       report_train=True)  # fmt: skip
@@ -160,11 +160,15 @@ def test_topk_rows_choose_k_on_val_and_plot_nonempty_candidates(tmp_path):
     for r in recs:
         assert r["params"]["k"] == 2  # k = 1 is FULL's (wrong) top-1; k = 3 ties: the smaller k
         assert set(r["params"]["val_by_k"]) == {"1", "2", "3"}  # 5 > the 3 exported candidates
+        # sample 1's dropped third candidate (FG and BG): counted where k = 3 was tried
+        assert r["params"]["missing_rows_val_by_k"] == {"1": 0, "2": 0, "3": 2}
+        assert r["params"]["missing_rows_by_split"] == {"val": 0, "test": 0}  # at k = 2
         # sample 0 had no detection: FULL's (wrong) prediction; the other 7 are right
         assert r["metrics"]["test"]["acc"] == pytest.approx(7 / 8)
         assert r["metrics"]["test"]["fallback_rate"] == pytest.approx(1 / 8)
     table = (out / "fusion_table.md").read_text()
     assert "**Top-k candidates: FULL, FG_C_topk, BG_S_topk**" in table
+    assert "top-k candidates: FULL seed 0's top-k for every seed" in table.splitlines()[0]
     # no train column for the top-k rows (Table 7 has none); val as test: 7 of 8
     assert "| FULL ⊕ FG_C_topk ⊕ BG_S_topk (k=2) | – | – | – | 87.50 ± 0.00 |" in table
     summary = pd.read_csv(out / "summary.csv", dtype=str)

@@ -36,7 +36,7 @@ from occam_l2r.fusion.inputs import LogitsCache, LogitsPair, align_pair
 from occam_l2r.fusion.metadata import MetadataPrior, align_metadata, metadata_fusion
 from occam_l2r.fusion.methods import score
 from occam_l2r.fusion.plan import Cell
-from occam_l2r.fusion.topk import choose_k, exported_k, topk_fusion
+from occam_l2r.fusion.topk import choose_k, exported_k, missing_message, topk_fusion
 from occam_l2r.logits import LogitsFile
 
 Outcome = tuple[Cell, dict[str, Any], dict[str, Any], float]
@@ -170,17 +170,15 @@ def run_topk(ctx: SweepContext, cells: list[Cell]) -> list[Outcome]:
             f"candidates exported per sample in {c0.runs[1]} (or the class count); lower `ks`"
         )
     results: dict[tuple[str, int], Any] = {}
-    caught: list[str] = []
 
     def fused(split: str, k: int):
         if (split, k) not in results:
             full, fg, *bg = files[split]
-            with warnings.catch_warnings(record=True) as seen:
-                warnings.simplefilter("always")
+            with warnings.catch_warnings():  # counted per split below (missing_message)
+                warnings.simplefilter("ignore")
                 results[split, k] = topk_fusion(
                     full, fg, bg[0] if bg else None, k, cfg.fallback == "full"
                 )
-            caught.extend(str(w.message) for w in seen)
         return results[split, k]
 
     variants = [c.method for c in cells]
@@ -199,11 +197,15 @@ def run_topk(ctx: SweepContext, cells: list[Cell]) -> list[Outcome]:
             res = fused(split, k)
             metrics[split] = split_metrics(res.preds[cell.method], res.labels, res.fallback)
         params = {"k": k, "val_by_k": {str(kk): v for kk, v in by_k[cell.method].items()},
-                  "missing_rows": fused(cfg.val_split, k).missing}  # fmt: skip
+                  "missing_rows": fused(cfg.val_split, k).missing,
+                  "missing_rows_by_split": {split: fused(split, k).missing for split in files},
+                  "missing_rows_val_by_k": {str(kk): fused(cfg.val_split, kk).missing
+                                            for kk in ks},
+                  "full_run": c0.runs[0]}  # fmt: skip
         out.append((cell, metrics, params, (time.perf_counter() - t0) / len(cells)))
-    if caught:
-        warnings.warn(f"top-k {c0.name} seed{c0.seed}: {caught[0]} ({len(caught)} such notices)",
-                      stacklevel=2)  # fmt: skip
+    missing = {f"{split} k={k}": r.missing for (split, k), r in results.items() if r.missing}
+    if missing:
+        warnings.warn(missing_message(f"{c0.name} seed{c0.seed}", missing), stacklevel=2)
     return out
 
 

@@ -3,7 +3,8 @@
 - :class:`SweepConfig`: runs, pairs, methods, splits, selection metric, fallback, tables;
   validated and completed with its defaults on construction.
 - :class:`MetadataConfig`: the optional metadata prior rows (L2R² Table 4).
-- :class:`TopKConfig`: the optional top-k candidate rows (L2R² appendix C.1, Tables 7 and 8).
+- :class:`TopKConfig`: the optional top-k candidate rows (L2R² appendix C.1, Tables 7 and 8);
+  :func:`topk_runs` gives each seed's runs (the FULL run that prompted its candidates first).
 - :class:`AcrossDatasets`: the optional Table 1 across datasets (other sweeps' outputs).
 
 :func:`with_metrics` fills the metrics left to the dataset's headline metric. A configuration
@@ -64,12 +65,20 @@ class TopKConfig:
         full: the FULL view whose top-k predictions are the candidates.
         ks: the numbers of candidates tried; ``k`` is chosen on val for each row and seed (the
             caption of Figure 11). Values above the exported candidates are skipped.
+        candidates_from: which FULL run's top-k are the candidates (and ``z_Full``) of each
+            seed; it must be the run whose logits prompted the candidate store that the FG/BG
+            runs were predicted on. An index into ``runs[full]`` (default 0: the paper's "the
+            FULL model", one store prompted from FULL seed 0, as
+            ``configs/segment/hard_imagenet_topk_*.yaml`` do; every seed's FG/BG runs are
+            fused with that one FULL run), or ``each``: seed ``s`` uses FULL seed ``s`` (one
+            candidate store per FULL seed, each seed's FG/BG runs predicted on its own store).
     """
 
     fg: str
     bg: str | None = None
     full: str = "FULL"
     ks: list[int] = field(default_factory=lambda: [1, 2, 3, 5])
+    candidates_from: int | Literal["each"] = 0
 
 
 @dataclass
@@ -210,6 +219,13 @@ class SweepConfig:
                                  f"{list(self.runs)}")  # fmt: skip
         if not k.ks or min(k.ks) < 1:
             raise SweepConfigError(f"topk.ks must list candidate counts >= 1, got {k.ks}")
+        n_full = len(self.runs[k.full])
+        if k.candidates_from != "each" and not 0 <= k.candidates_from < n_full:
+            raise SweepConfigError(
+                f"topk.candidates_from is {k.candidates_from}, but {k.full} has {n_full} runs: "
+                f"give the index (0..{n_full - 1}) of the FULL run whose logits prompted the "
+                "candidate store, or `each` (one store per FULL seed)"
+            )
         used = {v for p in self.pairs or [] for v in p} | set(self.ensembles or [])
         clash = sorted(used & set(candidate_views(self)))
         if clash:
@@ -224,6 +240,36 @@ def candidate_views(config: SweepConfig) -> list[str]:
     if config.topk is None:
         return []
     return [v for v in (config.topk.fg, config.topk.bg) if v]
+
+
+def topk_seeds(config: SweepConfig) -> int:
+    """The number of top-k seeds: the FG (and BG) runs, and with ``candidates_from: each`` the
+    FULL runs too (0 without ``topk``)."""
+    k = config.topk
+    if k is None:
+        return 0
+    views = [k.fg, *([k.bg] if k.bg else []), *([k.full] if k.candidates_from == "each" else [])]
+    return min(len(config.runs[v]) for v in views)
+
+
+def topk_runs(config: SweepConfig, seed: int) -> tuple[str, ...]:
+    """The runs of top-k seed ``seed``: the FULL run whose top-k are its candidates
+    (``topk.candidates_from``), then its FG (and BG) run."""
+    k = config.topk
+    assert k is not None
+    full = seed if k.candidates_from == "each" else k.candidates_from
+    return (config.runs[k.full][full], config.runs[k.fg][seed],
+            *([config.runs[k.bg][seed]] if k.bg else []))  # fmt: skip
+
+
+def topk_candidates_note(config: SweepConfig) -> str:
+    """Which FULL run gave the candidates, as the top-k rows of the tables state it."""
+    k = config.topk
+    if k is None:
+        return ""
+    if k.candidates_from == "each":
+        return f"candidates: each seed's own {k.full} top-k"
+    return f"candidates: {k.full} seed {k.candidates_from}'s top-k for every seed"
 
 
 def image_views(config: SweepConfig) -> list[str]:

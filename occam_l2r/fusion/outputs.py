@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from occam_l2r.fusion import crosstables, report, tables, topk
-from occam_l2r.fusion.config import SweepConfig, eval_splits, topk_splits
+from occam_l2r.fusion.config import SweepConfig, eval_splits, topk_candidates_note, topk_splits
 from occam_l2r.fusion.fusers import method_labels
 from occam_l2r.fusion.inputs import load_run_split, resolve_logits_path
 from occam_l2r.fusion.runner import SweepResult
@@ -58,7 +58,7 @@ def write_outputs(config: SweepConfig, result: SweepResult) -> dict[str, Path]:
     tables.write_table(
         t9, md9, out / "fusion_table",
         f"# Fusion ablation (mean ± std over seeds, %); Best selected on {config.val_split} "
-        f"{select}; {_fallback_note(config)}",
+        f"{select}; {_fallback_and_topk_note(config)}",
     )  # fmt: skip
     splits = config.test_splits or []
     t1, md1 = tables.summary_table(
@@ -67,7 +67,7 @@ def write_outputs(config: SweepConfig, result: SweepResult) -> dict[str, Path]:
     tables.write_table(
         t1, md1, out / "summary",
         f"# Summary: {summary} (%) as delta vs {config.baseline}, mean over seeds; "
-        f"{_fallback_note(config)}",
+        f"{_fallback_and_topk_note(config)}",
     )  # fmt: skip
     rows = tables.summary_rows(agg, config.baseline, best, config.summary_methods or [])
     long = tables.summary_long(agg, rows, splits, summary)
@@ -93,13 +93,30 @@ def _fallback_note(config: SweepConfig) -> str:
     return "no fallback at the output"
 
 
+def _fallback_and_topk_note(config: SweepConfig) -> str:
+    """The tables' title note: the fallback, and which FULL run gave the top-k candidates."""
+    topk_note = topk_candidates_note(config)
+    return _fallback_note(config) + (f"; top-k {topk_note}" if topk_note else "")
+
+
 def _topk_notes(result: SweepResult) -> dict[tuple[str, str], str]:
-    """(name, variant) -> ``k=2`` (or ``k=2,3`` when seeds chose differently)."""
+    """(name, variant) -> ``k=2`` (or ``k=2,3`` when seeds chose differently) and the
+    (sample, candidate) rows that FULL's logit stood in for (the title names the FULL run)."""
     ks: dict[tuple[str, str], set[int]] = {}
+    missing: dict[tuple[str, str], int] = {}
     for cell, rec in zip(result.cells, result.records, strict=True):
         if cell.kind == "topk" and "k" in rec["params"]:
-            ks.setdefault((cell.name, cell.method), set()).add(int(rec["params"]["k"]))
-    return {key: "k=" + ",".join(map(str, sorted(v))) for key, v in ks.items()}
+            key = (cell.name, cell.method)
+            ks.setdefault(key, set()).add(int(rec["params"]["k"]))
+            by_split = rec["params"].get("missing_rows_by_split", {})
+            missing[key] = missing.get(key, 0) + sum(by_split.values())
+    notes = {}
+    for key, v in ks.items():
+        note = f"k={','.join(map(str, sorted(v)))}"
+        if missing.get(key):
+            note += f"; {missing[key]} missing candidate rows took FULL's logit"
+        notes[key] = note
+    return notes
 
 
 def write_datasets_table(config: SweepConfig, long: pd.DataFrame) -> Path:

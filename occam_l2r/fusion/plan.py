@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from occam_l2r.fusion.config import SweepConfig, image_views
+from occam_l2r.fusion.config import SweepConfig, image_views, topk_runs, topk_seeds
 from occam_l2r.fusion.fusers import FitSettings, HeadConfig, method_class
 from occam_l2r.fusion.pairs import Pair
 
@@ -154,10 +154,10 @@ def _topk_cells(config: SweepConfig) -> list[Cell]:
         return []
     views = (k.full, k.fg) + ((k.bg,) if k.bg else ())
     variants = [v for v in TOPK_VARIANTS if k.bg or "BG" not in v]
-    settings = {"ks": list(k.ks), "metric": config.select_metric, "fallback": config.fallback}
-    n = min(len(config.runs[v]) for v in views)
+    settings = {"ks": list(k.ks), "metric": config.select_metric, "fallback": config.fallback,
+                "candidates_from": k.candidates_from}  # fmt: skip
     return [
-        Cell("topk", views, variant, s, tuple(config.runs[v][s] for v in views), dict(settings))
-        for s in range(n)
+        Cell("topk", views, variant, s, topk_runs(config, s), dict(settings))
+        for s in range(topk_seeds(config))
         for variant in variants
     ]

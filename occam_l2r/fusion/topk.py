@@ -14,11 +14,14 @@ does not change the argmax. Ties go to the higher-ranked candidate.
 The FG/BG logits files hold one row per (sample, candidate): the same id repeated, with the
 prompted class in the ``candidates`` field of :class:`occam_l2r.logits.LogitsFile`. A candidate
 whose detection was empty has its row flagged ``fallback``: its FG and BG are the full image
-(the footnote of C.1), so the row is used as it is, and it counts as an empty candidate. Files
-written before every candidate had a row lack the rows of empty candidates: such a candidate
-takes FULL's logit of its class in place of the missing one (a warning counts them) and counts
-as empty too. A sample whose candidates are all empty had no detection at all: with
-``fallback_to_full`` it gets FULL's prediction (L2R² §3.1).
+(the footnote of C.1), so the row is used as it is, and it counts as an empty candidate. The
+candidates must be the top-k of the same FULL run that prompted the candidate store (``fuse``'s
+``topk.candidates_from``); a (sample, candidate) row absent from the FG/BG files (the store was
+prompted from another FULL run, fewer candidates were exported than ``k``, or an older export
+dropped empty candidates) takes FULL's logit of its class and counts as empty: never silently,
+:attr:`TopKResult.missing` counts them, a warning names them, and ``fuse`` reports them per
+split (:func:`missing_message`). A sample whose candidates are all empty had no detection at
+all: with ``fallback_to_full`` it gets FULL's prediction (L2R² §3.1).
 
 :func:`choose_k` picks ``k`` on validation (the caption of Figure 11);
 :func:`nonempty_candidates` counts Figure 11's non-empty candidates per image (plotted by
@@ -110,12 +113,33 @@ def gather_candidate_logits(
                 out[r, j], empty[r, j] = prompted.logits[row, c], bool(prompted.fallback[row])
     if missing:
         warnings.warn(
-            f"{name} logits lack {len(missing)} (sample, candidate) rows for top-{k} fusion "
-            f"(first: {missing[:3]}): an older export that dropped empty candidates, or fewer "
-            f"candidates exported than k. They count as empty candidates and take FULL's logit.",
+            f"{name} logits {prompted.run} lack {len(missing)} (sample, candidate) rows for "
+            f"top-{k} fusion with FULL {full.run} (first: {missing[:3]}): {_MISSING_CAUSES}. "
+            "They count as empty candidates and take FULL's logit.",
             stacklevel=2,
         )
     return out, empty, len(missing)
+
+
+_MISSING_CAUSES = (
+    "the candidate store was prompted from another FULL run than the one fused "
+    "(`topk.candidates_from`), fewer candidates were exported than k, or an older export "
+    "dropped empty candidates"
+)
+
+
+def missing_message(label: str, counts: dict[str, int]) -> str:
+    """The notice of (sample, candidate) rows that FULL's logit stood in for.
+
+    Args:
+        label: the cells (``FULL+FG_C_topk+BG_S_topk seed1``).
+        counts: where (``val k=3``, a split and a number of candidates) -> missing rows.
+    """
+    where = ", ".join(f"{key}: {n}" for key, n in counts.items() if n)
+    return (
+        f"top-k {label}: (sample, candidate) rows missing from the FG/BG logits files took "
+        f"FULL's logit ({where}): {_MISSING_CAUSES}"
+    )
 
 
 def topk_fusion(
