@@ -7,7 +7,19 @@ are not pip-installable; run them with their own code and save one instance-id P
 
 (the image id is the path relative to the dataset root, e.g. ``images/test/one/000123.png``).
 Each pixel holds the id of the mask it belongs to (OCCAM §3.2.1: every pixel is assigned to one of
-the K masks); ``background`` (default 0) marks pixels of no mask. 8-bit (``L``/``P``) and 16-bit
+the K masks). ``background`` is the id of pixels of no mask, or ``null`` when every id is a mask;
+its default depends on the source (:data:`BACKGROUND_BY_SOURCE`, the OCCAM authors' rule, who
+make every value of an id map a candidate mask: ``np.unique`` over the map in
+``occam/datasets/utils.py`` ``make_source_df``):
+
+- ``cropformer``: ``null`` — id 0 is the area no CropFormer mask covers
+  (``EntityNetV2.run`` paints the masks into zeros), a candidate like the others;
+- ``ft_dinosaur``: ``null`` — the slots' argmax map holds slots 0..K-1, slot 0 an object like
+  the others;
+- any other source: ``0`` (the format :func:`write_instance_png` writes).
+
+Set ``background: 0`` to drop id 0 anyway (e.g. a CropFormer store for OCCAM Table 1, where the
+authors' fork scores CropFormer's predicted masks only). 8-bit (``L``/``P``) and 16-bit
 (``I;16``) PNGs hold the id directly; an RGB PNG is read as ``R * 65536 + G * 256 + B``.
 :func:`write_instance_png` writes this format from boolean masks (e.g. to convert the authors'
 ``.pt`` id maps).
@@ -26,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -34,6 +46,16 @@ from PIL import Image
 from occam_l2r.errors import UserError
 from occam_l2r.segment.segmenters import Item, Segmenter
 from occam_l2r.segmentation import Segmentation
+
+#: the id of "no mask" of each source when ``background`` is not set: ``None`` = every id is a
+#: mask (see the module docstring); a source not listed gets :data:`DEFAULT_BACKGROUND`
+BACKGROUND_BY_SOURCE: dict[str, int | None] = {"cropformer": None, "ft_dinosaur": None}
+DEFAULT_BACKGROUND = 0
+
+
+def default_background(source: str) -> int | None:
+    """The ``background`` id of ``source`` when the config does not set it."""
+    return BACKGROUND_BY_SOURCE.get(source.lower(), DEFAULT_BACKGROUND)
 
 
 class MaskFolderNotFoundError(UserError, FileNotFoundError):
@@ -79,7 +101,9 @@ class ExternalMasks(Segmenter):
         source: the name of the mask source (recorded as the segmenter name; e.g.
             ``cropformer``, ``ft_dinosaur``).
         suffix: the mask files' extension, replacing the image's.
-        background: the id of pixels of no mask (``null``: every id is a mask).
+        background: the id of pixels of no mask, ``null``: every id is a mask; ``source``
+            (default): the source's own rule (:func:`default_background`: ``null`` for
+            ``cropformer`` and ``ft_dinosaur``, 0 otherwise).
         min_area: masks smaller than this many pixels are dropped.
     """
 
@@ -88,13 +112,13 @@ class ExternalMasks(Segmenter):
         folder: str,
         source: str = "external",
         suffix: str = ".png",
-        background: int | None = 0,
+        background: int | Literal["source"] | None = "source",
         min_area: int = 1,
     ) -> None:
         self.folder = Path(folder).expanduser()
         self.name = source
         self.suffix = suffix
-        self.background = background
+        self.background = default_background(source) if background == "source" else background
         self.min_area = min_area
 
     def config(self) -> dict[str, Any]:
