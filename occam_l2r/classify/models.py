@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from occam_l2r.data.view_dataset import eval_transform
+from occam_l2r.data.view_dataset import eval_transform, resolve_interpolation
 from occam_l2r.errors import UserError
+from occam_l2r.models.backbones import data_config
 from occam_l2r.tasks.checkpoints import load_checkpoint, module_from_checkpoint
 from occam_l2r.tasks.classifier import ClassifierTask
 from occam_l2r.views import View
@@ -87,7 +88,9 @@ class ViewModel:
         )
         self.task.eval().to(device)
         self.device = torch.device(device)
-        self.transform = eval_transform(image_size)
+        # the resize of training and `predict` with the default data.interpolation (the model's)
+        own = data_config(self.task.model).get("interpolation")
+        self.transform = eval_transform(image_size, resolve_interpolation(None, own))
 
     @property
     def num_classes(self) -> int:
