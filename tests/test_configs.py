@@ -72,6 +72,12 @@ RULES: tuple[Rule, ...] = (
         before=(TEMPLATE, "hard_imagenet/data.yaml", "templates/views/fg_c.yaml"),
     ),
     Rule("imagenet/convnextv2_tiny.yaml", "fit", before=(TEMPLATE, "imagenet/data.yaml")),
+    Rule(
+        "imagenet/full_timm_checkpoint.yaml",
+        "test",
+        before=(TEMPLATE, "imagenet/data.yaml", "imagenet/convnextv2_tiny.yaml",
+                "templates/views/full.yaml"),
+    ),  # fmt: skip
     Rule("spawrious/resnet50_*.yaml", "fit", before=(TEMPLATE, "spawrious/data.yaml")),
     Rule("segment/*.yaml", "segment"),
     Rule("movi/discover.yaml", "discover"),
