@@ -3,16 +3,30 @@
 Plain numpy + scikit-learn; the ``discover`` verb (:mod:`occam_l2r.commands.discover`) runs
 :func:`score_records` over a dataset and a segmentation store and writes the tables.
 
-Conventions (those of amazon-science/object-centric-learning-framework, the code of DINOSAUR /
-FT-DINOSAUR with which OCCAM's Table 1 was computed, ``ocl/metrics/masks.py``):
+The metrics are those of amazon-science/object-centric-learning-framework
+(``ocl/metrics/masks.py``, the code of DINOSAUR / FT-DINOSAUR). How a source's possibly
+overlapping masks become one prediction per pixel is a **convention** (:data:`Convention`), set per
+mask source:
 
-- **Predicted label map.** The store's masks of an image (COCO RLE at the image's size) become
-  one label per pixel: masks are painted in increasing score order, so where masks overlap the
-  highest-scoring one wins (ties: the later mask in the store). This is how CropFormer's entity
-  masks are turned into one map in the OCCAM authors' code (``EntityNetV2.run``: scores sorted
-  ascending, each mask painted over the previous ones). Pixels covered by no mask form a label
-  of their own (0). The map is resized to the ground truth's resolution with nearest-neighbour
-  sampling (PIL ``NEAREST``).
+- ``ocl`` (default; the SAM rows of Table 1, and any source): masks painted in increasing score
+  order, so where masks overlap the **highest-scoring one wins** (ties: the later mask in the
+  store); pixels covered by no mask form a label of their own (0), which is no predicted segment
+  for mBO.
+- ``occam_fork`` (the CropFormer row of Table 1): the convention of the OCCAM authors' fork,
+  AlexanderRubinstein/object-centric-learning-framework (``ocl/decoding.py``
+  ``EntitySegDecoder.forward``, then ``ocl/metrics/masks.py``): the masks in **ascending score
+  order** become channels 0, 1, ..., **truncated to the ground truth's channel count**
+  (``channels``: the one-hot ground truth with its background channel, 11 on MOVi-C and 24 on
+  MOVi-E in the fork's configs; default the image's objects + 1), and the metrics take the
+  **argmax** over channels: where masks overlap the *lowest*-scoring one wins, and pixels covered
+  by no mask go to channel 0 (the lowest-scoring kept mask), which is a predicted segment like the
+  others. (The id maps of CropFormer the authors feed OCCAM's classification, ``EntityNetV2.run``,
+  paint the other way, highest score on top; Table 1 does not use them.)
+
+Shared by both:
+
+- **Resolution.** The predicted label map is resized to the ground truth's resolution with
+  nearest-neighbour sampling (PIL ``NEAREST``).
 - **Ground truth.** The dataset's instance masks (:meth:`RecordDataset.gt_masks`, background
   excluded) become labels 1..K, background 0. Pixels inside two or more ground-truth masks are
   ignored by both metrics (``ignore_overlaps``; MOVi's instance-id maps have none).
@@ -20,8 +34,7 @@ FT-DINOSAUR with which OCCAM's Table 1 was computed, ``ocl/metrics/masks.py``):
   predicted labels of the ground-truth foreground pixels (background ignored). scikit-learn
   gives 1.0 when both labelings are a single cluster (one object found as one segment).
 - **mBO** (mean best overlap): for every ground-truth object, the best IoU with any predicted
-  segment (a label > 0 of the predicted map, i.e. the visible part of a predicted mask), over
-  all pixels (background included); averaged over the image's objects.
+  segment, over all pixels (background included); averaged over the image's objects.
 - Per image, then averaged over images. An image without ground-truth objects has no FG-ARI
   and no mBO (NaN) and is left out of the means.
 """
@@ -42,7 +55,10 @@ from occam_l2r.errors import UserError
 from occam_l2r.segmentation import Segmentation
 from occam_l2r.store import SegmentationStore
 
-#: the rules above, written into every summary
+#: how a source's masks become one prediction per pixel (see the module docstring)
+Convention = Literal["ocl", "occam_fork"]
+
+#: the rules of the ``ocl`` convention, written into every summary
 CONVENTIONS = {
     "fg_ari": "sklearn adjusted_rand_score over ground-truth foreground pixels",
     "mbo": "mean over ground-truth objects of the best IoU with a predicted segment (all pixels)",
@@ -52,6 +68,15 @@ CONVENTIONS = {
     "gt_overlaps": "pixels inside several ground-truth masks are ignored",
     "average": "per image, then the mean over images with ground-truth objects",
 }
+#: the rules of the ``occam_fork`` convention (those that differ from :data:`CONVENTIONS`)
+FORK_CONVENTIONS = {
+    **CONVENTIONS,
+    "overlaps": "masks in ascending score order as channels, argmax: the lowest score wins",
+    "truncation": "at most `channels` masks (the ground truth's channel count), lowest scores first",
+    "uncovered": "pixels covered by no predicted mask go to channel 0, a predicted segment",
+}
+#: the rules of each convention
+CONVENTION_RULES: dict[str, dict[str, str]] = {"ocl": CONVENTIONS, "occam_fork": FORK_CONVENTIONS}
 
 
 class MissingSegmentationsError(UserError, KeyError):
@@ -82,6 +107,38 @@ def label_map(
     for i in order:
         out[np.asarray(masks[i], dtype=bool)] = int(i) + 1
     return out
+
+
+def fork_label_map(
+    masks: Sequence[np.ndarray],
+    scores: Sequence[float] | None,
+    channels: int,
+    shape: tuple[int, int] = (),
+) -> np.ndarray:
+    """The ``occam_fork`` prediction: one label per pixel, every pixel labelled.
+
+    Args:
+        masks: boolean ``(H, W)`` masks.
+        scores: one score per mask (default: all equal, so the store's order).
+        channels: the number of channels kept (the ground truth's channel count).
+        shape: ``(H, W)`` when ``masks`` is empty.
+
+    Returns:
+        An int32 ``(H, W)`` map of channel + 1 (1..``channels``): channel ``c`` is the mask of
+        the ``c``-th lowest score; a pixel takes the first channel covering it (argmax, ties to
+        the lower channel), channel 0 when none does.
+    """
+    if channels < 1:
+        raise ValueError(f"channels={channels}: give at least 1")
+    if len(masks) == 0:
+        return np.ones(shape, dtype=np.int32)
+    n = len(masks)
+    order = np.argsort(np.zeros(n) if scores is None else np.asarray(scores), kind="stable")
+    order = order[:channels]
+    out = np.zeros(masks[0].shape, dtype=np.int32)
+    for c in range(len(order) - 1, -1, -1):  # the lowest channel painted last: argmax's tie rule
+        out[np.asarray(masks[order[c]], dtype=bool)] = c
+    return out + 1
 
 
 def gt_label_map(
@@ -166,9 +223,24 @@ class ImageScore:
 
 
 def score_image(
-    record: Record, gt_masks: Sequence[np.ndarray], segmentation: Segmentation
+    record: Record,
+    gt_masks: Sequence[np.ndarray],
+    segmentation: Segmentation,
+    convention: Convention = "ocl",
+    channels: int | None = None,
 ) -> ImageScore:
-    """FG-ARI and mBO of one image's stored masks against its ground-truth masks."""
+    """FG-ARI and mBO of one image's stored masks against its ground-truth masks.
+
+    Args:
+        record: the image.
+        gt_masks: its ground-truth instance masks.
+        segmentation: its stored masks.
+        convention: ``ocl`` or ``occam_fork`` (module docstring).
+        channels: ``occam_fork``: the ground truth's channel count (default: the image's
+            objects + 1, the background channel).
+    """
+    if convention not in CONVENTION_RULES:
+        raise ValueError(f"convention {convention!r}: choose from {list(CONVENTION_RULES)}")
     masks = [m for m in gt_masks if np.asarray(m).any()]
     n_pred = len(segmentation) if segmentation.has_masks else 0
     if not masks:
@@ -177,7 +249,11 @@ def score_image(
     gt, ignore = gt_label_map(masks, (height, width))
     pred_masks = [segmentation.mask(i) for i in range(n_pred)]
     shape = (segmentation.height, segmentation.width)
-    pred = label_map(pred_masks, segmentation.scores[:n_pred], shape=shape)
+    if convention == "occam_fork":
+        kept = channels if channels is not None else len(masks) + 1
+        pred = fork_label_map(pred_masks, segmentation.scores[:n_pred], kept, shape=shape)
+    else:
+        pred = label_map(pred_masks, segmentation.scores[:n_pred], shape=shape)
     pred = resize_labels(pred, height, width)
     return ImageScore(
         record.image_id,
@@ -194,6 +270,8 @@ def score_records(
     store: SegmentationStore,
     records: Iterable[Record],
     on_missing: Literal["error", "skip"] = "error",
+    convention: Convention = "ocl",
+    channels: int | None = None,
 ) -> tuple[list[ImageScore], list[str]]:
     """Score every record's stored masks against the dataset's ground truth.
 
@@ -203,6 +281,8 @@ def score_records(
         records: the images to score.
         on_missing: an image absent from the store raises
             :class:`MissingSegmentationsError` (``error``) or is left out and listed (``skip``).
+        convention: ``ocl`` or ``occam_fork`` (:func:`score_image`).
+        channels: ``occam_fork``'s channel count (:func:`score_image`).
 
     Returns:
         The scores, and the ids of the images absent from the store.
@@ -222,7 +302,7 @@ def score_records(
         )
     absent = set(missing)
     scores = [
-        score_image(r, dataset.gt_masks(r), store[r.image_id])
+        score_image(r, dataset.gt_masks(r), store[r.image_id], convention, channels)
         for r in records
         if r.image_id not in absent
     ]

@@ -36,6 +36,8 @@ from occam_l2r.commands import run_function
 from occam_l2r.data.records import Record, RecordDataset
 from occam_l2r.discovery import (
     CONVENTIONS,
+    FORK_CONVENTIONS,
+    Convention,
     ImageScore,
     markdown_table,
     score_records,
@@ -75,6 +77,11 @@ class Benchmark:
         splits: the splits scored (default: the dataset's test splits).
         limit: score at most this many images of each split (the first ones; default: all).
         gt_store_dir: where the ``gt`` store lives; default ``<dataset root>/segmentations/gt``.
+        conventions: mask source -> how its masks become one prediction per pixel
+            (:data:`occam_l2r.discovery.Convention`): ``ocl`` (default) or ``occam_fork`` (the
+            OCCAM authors' fork, their Table 1 CropFormer row).
+        channels: ``occam_fork``: the ground truth's channel count (11 for MOVi-C, 24 for
+            MOVi-E in the fork's configs); default the image's objects + 1.
     """
 
     name: str
@@ -83,6 +90,8 @@ class Benchmark:
     splits: list[str] | None = None
     limit: int | None = None
     gt_store_dir: str | None = None
+    conventions: dict[str, Convention] = field(default_factory=dict)
+    channels: int | None = None
 
 
 def _records(bench: Benchmark) -> dict[str, list[Record]]:
@@ -152,6 +161,9 @@ def discover(
     for bench in benchmarks:
         if not bench.stores:
             raise ValueError(f"benchmark {bench.name!r} has no stores (mask source -> folder)")
+        unknown = sorted(set(bench.conventions) - set(bench.stores))
+        if unknown:
+            raise ValueError(f"benchmark {bench.name!r}: conventions for unknown sources {unknown}")
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     results: dict[str, dict[str, dict[str, Any]]] = {}
@@ -169,13 +181,17 @@ def discover(
         }
         for source, path in bench.stores.items():
             store = _open_store(bench, path, records)
-            scores, missing = score_records(bench.dataset, store, records, on_missing)
+            convention = bench.conventions.get(source, "ocl")
+            scores, missing = score_records(
+                bench.dataset, store, records, on_missing, convention, bench.channels
+            )
             summary = summarize(scores)
             results[bench.name][source] = summary
             per_split = {s: summarize(_of_split(scores, s)) for s in by_split}
             details[bench.name]["sources"][source] = {
                 "store": str(store.path),
                 "segmenter": store.segmenter,
+                "convention": convention,
                 **summary,
                 "missing": len(missing),
                 "per_split": per_split,
@@ -190,7 +206,9 @@ def discover(
     }
     table = markdown_table(results)
     atomic_write_text(_csv_text(rows), paths["per_image"])
-    body = {"conventions": CONVENTIONS, "benchmarks": details}
+    body: dict[str, Any] = {"conventions": CONVENTIONS, "benchmarks": details}
+    if any("occam_fork" in b.conventions.values() for b in benchmarks):
+        body["conventions_occam_fork"] = FORK_CONVENTIONS
     atomic_write_text(json.dumps(_json_safe(body), indent=2) + "\n", paths["summary"])
     atomic_write_text(table, paths["table"])
     secs = time.perf_counter() - t0
