@@ -106,7 +106,8 @@ def test_center_crop_is_timms_eval_geometry(shape, crop_pct):
     new_h, new_w, top, left = center_crop_geometry(h, w, size, crop_pct)
     scale = int(size / crop_pct)
     assert min(new_h, new_w) == scale and (top, left) == (
-        round((new_h - size) / 2), round((new_w - size) / 2)
+        round((new_h - size) / 2),
+        round((new_w - size) / 2),
     )
 
 
