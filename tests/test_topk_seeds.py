@@ -21,7 +21,7 @@ from occam_l2r.logits import LogitsFile
 
 N, C = 8, 4
 Y = np.arange(N) % C
-W, O, P = (Y + 1) % C, (Y + 2) % C, (Y + 3) % C  # a wrong class ranked first by both FULL seeds
+W, P = (Y + 1) % C, (Y + 3) % C  # W: a wrong class that both FULL seeds rank first
 
 
 def _save(run: Path, split: str, labels, logits, **extra) -> str:
@@ -94,7 +94,9 @@ def test_two_full_seeds_that_disagree_use_the_store_s_full_run(tmp_path):
 
 def test_one_store_per_full_seed_counts_and_reports_missing_rows(tmp_path):
     runs = two_seed_runs(tmp_path / "runs")
-    with pytest.warns(UserWarning, match=r"seed1: .* took FULL's logit \(val k=2: 8, test k=2: 8\)"):
+    with pytest.warns(
+        UserWarning, match=r"seed1: .* took FULL's logit \(val k=2: 8, test k=2: 8\)"
+    ):
         out = _fuse(tmp_path, "each", runs, candidates_from="each")
     recs = {(r["method"], r["seed"]): r for r in _topk_records(out)}
     assert recs["FG", 0]["params"]["missing_rows_by_split"] == {"val": 0, "test": 0}
