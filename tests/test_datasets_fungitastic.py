@@ -32,7 +32,7 @@ def test_records_per_split(root: Path) -> None:
     assert {r.label for r in ds.records("val")} == {0, 1}
     assert {r.label for r in ds.records("test")} == {1, 2}
     rec = ds.records("train")[0]
-    assert rec.image_id == "FungiTastic-Mini/train/300p/train-0-0.JPG"
+    assert rec.image_id == "FungiTastic-Mini/train/500p/train-0-0.JPG"
     assert rec.group == ""
     assert rec.metadata["habitat"] is None  # a missing CSV cell becomes None
     assert rec.metadata["month"] == 8

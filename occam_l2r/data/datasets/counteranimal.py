@@ -13,6 +13,11 @@ zero-shot evaluation, also as :attr:`CounterAnimal.imagenet_class_indices` and
 :attr:`CounterAnimal.imagenet_to_class`: a 1000-way zero-shot prediction is right if it is the
 class's ImageNet index). Subfolders are matched on the ``common``/``counter`` prefix.
 
+What archives add is skipped and counted in one INFO line: hidden entries (``.DS_Store``,
+AppleDouble ``._<name>`` files, ``.ipynb_checkpoints``...), ``__MACOSX`` folders and files that are
+not images (``imagenet_names.txt``, ``Thumbs.db``...). A folder under ``LAION-final/`` that is none
+of these and not named ``<ImageNet index> <name>`` is a wrong layout: one message names it.
+
 The dataset is for evaluation only: its two test splits are ``common`` and ``counter`` (L2R²'s
 "rare"), the group is the same name and the background (``grass``, ``snow``, ...) is metadata.
 There is no train split.
@@ -20,17 +25,47 @@ There is no train split.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 from occam_l2r.data.datasets._layout import (
+    IMAGE_EXTENSIONS,
     DatasetLayoutError,
     DatasetNotFoundError,
-    list_images,
     require_dir,
 )
 from occam_l2r.data.records import Record, RecordDataset
 
+log = logging.getLogger(__name__)
+
 SUBSETS = ("common", "counter")
+#: folders that archive tools add (macOS zip resource forks)
+ARCHIVE_FOLDERS = frozenset({"__MACOSX"})
+
+
+def _debris(name: str) -> bool:
+    """Whether an entry is one an archive tool or an OS added (hidden, ``__MACOSX``)."""
+    return name.startswith(".") or name in ARCHIVE_FOLDERS
+
+
+def _entries(folder: Path) -> tuple[list[str], list[str], int]:
+    """The subfolders and image files of ``folder`` (sorted), and how many other entries
+    (archive debris, files that are not images) were skipped."""
+    folders, images, skipped = [], [], 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if _debris(entry.name):
+                skipped += 1
+            elif entry.is_dir():
+                folders.append(entry.name)
+            elif os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                images.append(entry.name)
+            else:
+                skipped += 1
+    return sorted(folders), sorted(images), skipped
+
+
 DOWNLOAD_HINT = (
     "Download CounterAnimal (counteranimal.github.io) and set root to the folder holding "
     "LAION-final/ (class folders named '<ImageNet index> <name>')."
@@ -56,7 +91,8 @@ class CounterAnimal(RecordDataset):
         base = require_dir(self.root, "CounterAnimal", DOWNLOAD_HINT)
         base = require_dir(base / "LAION-final", "CounterAnimal", DOWNLOAD_HINT)
         classes: list[tuple[int, str, str]] = []
-        for folder in sorted(p.name for p in base.iterdir() if p.is_dir()):
+        folders, _, self._skipped = _entries(base)
+        for folder in folders:
             index, _, name = folder.partition(" ")
             if not index.isdigit() or not name:
                 raise DatasetLayoutError(
@@ -83,14 +119,20 @@ class CounterAnimal(RecordDataset):
 
     def load_records(self) -> list[Record]:
         records = []
+        skipped = self._skipped
         for label, folder in enumerate(self._folders):
             class_dir = self.root / "LAION-final" / folder
-            for sub in sorted(p.name for p in class_dir.iterdir() if p.is_dir()):
+            subs, _, count = _entries(class_dir)
+            skipped += count
+            for sub in subs:
                 subset = next((s for s in SUBSETS if sub.lower().startswith(s)), None)
                 if subset is None:
+                    skipped += 1
                     continue
                 background = sub[len(subset) :].lstrip("-_ ")
-                for fname in list_images(class_dir / sub):
+                nested, images, count = _entries(class_dir / sub)
+                skipped += count + len(nested)
+                for fname in images:
                     records.append(
                         Record(
                             image_id=f"LAION-final/{folder}/{sub}/{fname}",
@@ -103,4 +145,12 @@ class CounterAnimal(RecordDataset):
                             },
                         )
                     )
+        if skipped:
+            log.info(
+                "CounterAnimal: skipped %d entries under %s that are not part of the layout "
+                "(hidden files, __MACOSX folders, non-image files, subfolders that are neither "
+                "common-* nor counter-*)",
+                skipped,
+                self.root / "LAION-final",
+            )
         return records

@@ -2,8 +2,10 @@
 
 Layout under ``root`` (the ``FungiTastic`` folder that ``dataset/download.py`` fills)::
 
-    metadata/FungiTastic-Mini/FungiTastic-Mini-{Train,Val,Test}.csv
-        (older copies: FungiTastic-Mini-ClosedSet-{Val,Test}.csv; both namings are accepted)
+    metadata/FungiTastic-Mini/FungiTastic-Mini-Train.csv
+    metadata/FungiTastic-Mini/FungiTastic-Mini-ClosedSet-{Val,Test}.csv
+        (the names the authors' code reads; FungiTastic-Mini-{Val,Test}.csv are accepted too)
+    metadata/FungiTastic/FungiTastic-test-DEV.csv   the test labels (see below)
     FungiTastic-Mini/{train,val,test}/{300p,500p,720p,fullsize}/<filename>
     masks/FungiTastic-Mini-{Train,Validation}Masks.parquet      (optional, masks.zip)
 
@@ -11,6 +13,18 @@ Splits follow the observation year: train (up to 2021), val (2022), test (2023);
 (``category_id``), some of them absent from val/test. Every CSV column except ``filename`` and
 ``category_id`` becomes record metadata (``habitat``, ``substrate``, ``month``, ... as the metadata
 prior needs them); ``group`` is empty.
+
+Test labels: the released test CSV has no ``category_id`` (the authors' ``dataset/fungi.py``
+returns no class for test). Their evaluation code (``baselines/vlm_fusion/vlm_utils.py``,
+``load_split_df``) takes the labels from ``metadata/FungiTastic/FungiTastic-test-DEV.csv``, left
+out its ``category_id == -1`` rows and merges it on ``filename``; this reader does the same (with
+every column the test CSV lacks, ``species`` included), and says which file to get when the DEV
+file is not there. A test CSV that has ``category_id`` is read as it is.
+
+Image size: the configs (``configs/fungitastic/``, the segment and zero-shot configs) and this
+class read the ``500p`` images, as the authors' evaluation code does; download them with
+``dataset/download.py --images --subset m --size 500``, or read the size you have with
+``--data.init_args.dataset.init_args.image_size_folder 300p`` (:data:`SIZE_FLAG`).
 
 Masks: one parquet row per part (``cap``, ``gills``, ``pores``, ``ring``, ``stem``, sometimes
 ``fruiting_body``), columns ``file_name, label, width, height, rle``. ``rle`` follows the repo's
@@ -31,21 +45,36 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from occam_l2r.data.datasets._layout import first_existing, require_dir, resize_mask
+from occam_l2r.data.datasets._layout import (
+    DatasetLayoutError,
+    DatasetNotFoundError,
+    first_existing,
+    list_folders,
+    require_dir,
+    resize_mask,
+)
 from occam_l2r.data.records import Record, RecordDataset
 
 SUBSET = "FungiTastic-Mini"
 #: split -> (image folder, accepted CSV names in order of preference)
 SPLIT_FILES = {
     "train": ("train", [f"{SUBSET}-Train.csv", f"{SUBSET}-ClosedSet-Train.csv"]),
-    "val": ("val", [f"{SUBSET}-Val.csv", f"{SUBSET}-ClosedSet-Val.csv"]),
-    "test": ("test", [f"{SUBSET}-Test.csv", f"{SUBSET}-ClosedSet-Test.csv"]),
+    "val": ("val", [f"{SUBSET}-ClosedSet-Val.csv", f"{SUBSET}-Val.csv"]),
+    "test": ("test", [f"{SUBSET}-ClosedSet-Test.csv", f"{SUBSET}-Test.csv"]),
 }
+#: where the test labels are when the test CSV has none (relative to root; the authors' code)
+TEST_LABELS = "metadata/FungiTastic/FungiTastic-test-DEV.csv"
+#: the image resolution the configs and this class read (the authors' evaluation code: 500p)
+DEFAULT_SIZE = "500p"
+#: the command-line flag that picks the resolution (fit, test, predict, validate, check)
+SIZE_FLAG = "--data.init_args.dataset.init_args.image_size_folder"
+#: the same setting in a segment / occam config (their data is not a class_path)
+SIZE_KEY_SEGMENT = "data.dataset.init_args.image_size_folder"
 #: split -> mask parquet file name (masks exist for train and val only)
 MASK_FILES = {"train": f"{SUBSET}-TrainMasks.parquet", "val": f"{SUBSET}-ValidationMasks.parquet"}
 DOWNLOAD_HINT = (
     "Download FungiTastic-Mini with BohemianVRA/FungiTastic dataset/download.py "
-    "(--metadata, --images --subset m --size 300, optionally --masks) and set root to the "
+    "(--metadata, --images --subset m --size 500, optionally --masks) and set root to the "
     "'FungiTastic' folder it creates."
 )
 
@@ -86,7 +115,9 @@ class FungiTasticMini(RecordDataset):
     Args:
         root: the ``FungiTastic`` folder holding ``metadata/``, ``FungiTastic-Mini/`` and
             (optionally) ``masks/``.
-        image_size_folder: which downloaded resolution to read (``FungiTastic-Mini/<split>/<this>``).
+        image_size_folder: which downloaded resolution to read (``FungiTastic-Mini/<split>/<this>``;
+            ``500p`` as the configs, the download command of docs/datasets.md and the authors'
+            evaluation code; :data:`SIZE_FLAG` on the command line).
         mask_mode: what :meth:`gt_masks` returns: ``union`` = one foreground mask (all parts
             merged, the whole fungus), ``parts`` = one mask per annotated part row.
     """
@@ -98,7 +129,7 @@ class FungiTasticMini(RecordDataset):
     def __init__(
         self,
         root: str,
-        image_size_folder: Literal["300p", "500p", "720p", "fullsize"] = "300p",
+        image_size_folder: Literal["300p", "500p", "720p", "fullsize"] = DEFAULT_SIZE,
         mask_mode: Literal["union", "parts"] = "union",
     ) -> None:
         super().__init__()
@@ -123,20 +154,48 @@ class FungiTasticMini(RecordDataset):
         _, names = SPLIT_FILES[split]
         path = first_existing([meta_dir / n for n in names], "FungiTastic-Mini", DOWNLOAD_HINT)
         df = pd.read_csv(path, low_memory=False)
+        source = str(path)
+        if split == "test" and "category_id" not in df.columns:
+            df, source = self._with_test_labels(df, path)
         missing = {"filename", "category_id", "species"} - set(df.columns)
         if missing:
-            raise ValueError(
-                f"{path} lacks the columns {sorted(missing)}; is it a FungiTastic CSV?"
+            raise DatasetLayoutError(
+                f"FungiTastic-Mini: {source} lacks the columns {sorted(missing)}; is it a "
+                f"FungiTastic CSV? {DOWNLOAD_HINT}"
             )
         unknown = df["category_id"].isna() | (df["category_id"] < 0)
         if unknown.any():
             warnings.warn(
-                f"{path}: {int(unknown.sum())} rows have no category_id (unknown species); "
+                f"{source}: {int(unknown.sum())} rows have no category_id (unknown species); "
                 "they are left out of the closed-set records.",
                 stacklevel=3,
             )
             df = df[~unknown]
         return df.assign(category_id=df["category_id"].astype(int))
+
+    def _with_test_labels(self, df: pd.DataFrame, path: Path) -> tuple[pd.DataFrame, str]:
+        """The unlabelled test CSV ``df`` with the labels of :data:`TEST_LABELS` merged on
+        ``filename`` (its ``category_id == -1`` rows left out first, as the authors' code does);
+        the columns ``df`` lacks come from the DEV file. Returns the frame and its source."""
+        dev_path = self.root / TEST_LABELS
+        if not dev_path.is_file():
+            raise DatasetNotFoundError(
+                f"FungiTastic-Mini: the test CSV {path} has no labels (no category_id column) and "
+                f"the file that holds them, {dev_path}, is not there. Get it with the metadata "
+                "(BohemianVRA/FungiTastic dataset/download.py --metadata) and put it at that path "
+                "(the test labels come from it, merged on filename, as the authors' "
+                "baselines/vlm_fusion/vlm_utils.py does)."
+            )
+        dev = pd.read_csv(dev_path, low_memory=False)
+        if not {"filename", "category_id"} <= set(dev.columns):
+            raise DatasetLayoutError(
+                f"FungiTastic-Mini: {dev_path} lacks the columns filename / category_id; it should "
+                f"be the FungiTastic test DEV file (the test labels). {DOWNLOAD_HINT}"
+            )
+        dev = dev[dev["category_id"] != -1].drop_duplicates("filename")
+        extra = [c for c in dev.columns if c not in df.columns]
+        merged = df.merge(dev[["filename", *extra]], how="left", on="filename")
+        return merged, f"{path} (labels from {dev_path})"
 
     def _class_names(self) -> list[str]:
         """``category_id`` -> species name, from every split (train first)."""
@@ -153,12 +212,7 @@ class FungiTasticMini(RecordDataset):
         for split, (folder, _) in SPLIT_FILES.items():
             df = self._frames[split]
             prefix = f"{SUBSET}/{folder}/{self.image_size_folder}"
-            require_dir(
-                self.root / prefix,
-                "FungiTastic-Mini",
-                f"The images of split '{split}' at size {self.image_size_folder} are missing. "
-                + DOWNLOAD_HINT,
-            )
+            require_dir(self.root / prefix, "FungiTastic-Mini", self._size_hint(split, folder))
             extra = [c for c in df.columns if c not in ("filename", "category_id")]
             for row in df.to_dict("records"):
                 records.append(
@@ -172,6 +226,27 @@ class FungiTasticMini(RecordDataset):
                 )
         return records
 
+    def _size_hint(self, split: str, folder: str) -> str:
+        """What to do when the images of ``split`` are not there at ``image_size_folder``: read
+        a size that is there (the flag that sets it), or download this one."""
+        split_dir = self.root / SUBSET / folder
+        sizes = list_folders(split_dir) if split_dir.is_dir() else []
+        size = self.image_size_folder
+        size_arg = size.removesuffix("p") if size in ("300p", "500p") else size  # download.py's
+        download = (
+            "download them with BohemianVRA/FungiTastic dataset/download.py --images --subset m "
+            f"--size {size_arg} (it fills {size}/)"
+        )
+        if not sizes:
+            return f"The images of split '{split}' at size {size} are missing: {download}."
+        there = ", ".join(sizes)
+        return (
+            f"The images of split '{split}' are there at {there}, not at {size}: read them with "
+            f"{SIZE_FLAG} {sizes[0]} (in a segment or occam config: {SIZE_KEY_SEGMENT}: "
+            f"{sizes[0]}; a segmentation store holds the size in its image ids, so segment and "
+            f"train with the same one), or {download}."
+        )
+
     # ------------------------------------------------------------------ masks
     def _mask_index(self, split: str) -> dict[str, list[tuple[str, Any, int, int]]]:
         if split not in self._masks:
@@ -182,7 +257,7 @@ class FungiTasticMini(RecordDataset):
                 )
             path = self.root / "masks" / MASK_FILES[split]
             if not path.is_file():
-                raise FileNotFoundError(
+                raise DatasetNotFoundError(
                     f"FungiTastic-Mini: mask file not found: {path}. Download masks.zip "
                     "(dataset/download.py --masks) and extract it under root."
                 )

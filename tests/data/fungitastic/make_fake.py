@@ -1,7 +1,13 @@
 """Write a tiny fake FungiTastic-Mini in the original layout (BohemianVRA/FungiTastic).
 
 Three species (category_id 0-2); train has every species, val and test miss one each, like the
-real val/test. The val/test CSVs use the older ``ClosedSet`` naming so both namings are exercised.
+real val/test. The file names are the ones the authors' evaluation code reads
+(``baselines/vlm_fusion/vlm_utils.py``): ``FungiTastic-Mini-Train.csv``,
+``FungiTastic-Mini-ClosedSet-{Val,Test}.csv``. Like the released files, the test CSV has no labels
+(no ``category_id``, no species or taxonomy columns): they are in
+``metadata/FungiTastic/FungiTastic-test-DEV.csv``, which covers the whole FungiTastic test set
+(more images than Mini's, some with ``category_id == -1``, unknown species) in another row order.
+Images go to ``FungiTastic-Mini/<split>/500p`` (the size the configs read; ``size`` changes it).
 Masks are written at twice the image size (the loader must resize them), the train parquet with
 list-valued ``rle`` cells and the val parquet with string cells, as the repo's decoder allows.
 
@@ -34,6 +40,13 @@ SPLITS = {
     "test": (2023, "FungiTastic-Mini-ClosedSet-Test.csv", [1, 2], 2),
 }
 IMAGE_HW = (24, 32)
+#: the columns the released test CSV lacks (the label and what follows from the species)
+TEST_HIDDEN = [
+    "category_id", "species", "scientificName", "kingdom", "phylum", "class", "order", "family",
+    "genus", "specificEpithet", "iucnRedListCategory", "poisonous",
+]  # fmt: skip
+#: where the test labels are (relative to root), as the authors' code reads them
+TEST_LABELS = "metadata/FungiTastic/FungiTastic-test-DEV.csv"
 
 
 def rle_encode(mask: np.ndarray) -> list[int]:
@@ -64,15 +77,22 @@ def _row(split: str, year: int, cid: int, k: int, filename: str) -> dict:
     return row
 
 
-def make_fake(root: Path, with_masks: bool = True) -> dict[str, int]:
-    """Write the fake dataset under ``root`` (the ``FungiTastic`` folder); return rows per split."""
+def make_fake(
+    root: Path, with_masks: bool = True, size: str = "500p", test_labels: bool = True
+) -> dict[str, int]:
+    """Write the fake dataset under ``root`` (the ``FungiTastic`` folder); return rows per split.
+
+    Args:
+        size: the image folder written (``500p``, the configs' size; ``300p``...).
+        test_labels: write the DEV file that holds the test labels (False: a download without it).
+    """
     rng = np.random.default_rng(0)
     meta_dir = root / "metadata" / "FungiTastic-Mini"
     meta_dir.mkdir(parents=True, exist_ok=True)
     counts = {}
     mask_rows: dict[str, list[dict]] = {"train": [], "val": []}
     for split, (year, csv_name, cids, per_class) in SPLITS.items():
-        img_dir = root / "FungiTastic-Mini" / split / "300p"
+        img_dir = root / "FungiTastic-Mini" / split / size
         img_dir.mkdir(parents=True, exist_ok=True)
         rows = []
         for cid in cids:
@@ -99,7 +119,13 @@ def make_fake(root: Path, with_masks: bool = True) -> dict[str, int]:
                                 "rle": cell,
                             }
                         )
-        pd.DataFrame(rows, columns=COLUMNS).to_csv(meta_dir / csv_name, index=False)
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        if split == "test":
+            frame.drop(columns=TEST_HIDDEN).to_csv(meta_dir / csv_name, index=False)
+            if test_labels:
+                _write_dev(root / TEST_LABELS, frame)
+        else:
+            frame.to_csv(meta_dir / csv_name, index=False)
         counts[split] = len(rows)
     if with_masks:
         (root / "masks").mkdir(exist_ok=True)
@@ -110,6 +136,18 @@ def make_fake(root: Path, with_masks: bool = True) -> dict[str, int]:
             root / "masks" / "FungiTastic-Mini-ValidationMasks.parquet"
         )
     return counts
+
+
+def _write_dev(path: Path, mini_test: pd.DataFrame) -> None:
+    """The full test set's DEV file: Mini's test rows (reversed) among rows of other images,
+    one of them of an unknown species (``category_id == -1``)."""
+    others = pd.DataFrame(
+        [_row("test", 2023, 0, 9, "full-only-0.JPG"), _row("test", 2023, 2, 9, "full-only-1.JPG")],
+        columns=COLUMNS,
+    )
+    others.loc[1, ["category_id", "species"]] = [-1, "Unknown fungus"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.concat([others.iloc[:1], mini_test.iloc[::-1], others.iloc[1:]]).to_csv(path, index=False)
 
 
 if __name__ == "__main__":

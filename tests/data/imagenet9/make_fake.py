@@ -1,7 +1,11 @@
 """Write a tiny fake ImageNet-9 backgrounds-challenge release (MadryLab/backgrounds_challenge).
 
 ``<variation>/val/<NN_class>/*.JPEG`` for three variations and all nine classes,
-``fg_mask/val/<NN_class>/<name>.npy`` for the originals and an IN-9L-style ``in9l/train``;
+``fg_mask/val/<NN_class>/<name>.npy`` for the originals, and ``in9l.tar.gz`` unpacked beside them
+as its README links it: ``in9l/{train,val}``, with the unclean ``val/`` every training tarball
+carries ("can be safely ignored"). :func:`write_training_tarball` writes another training tarball
+(``mixed_rand.tar.gz`` ...: ``<variation>/{train,val}``) where it is unpacked: into a folder of its
+own, or over the release, where its ``val/`` merges into the release's test images.
 :func:`write_in_to_in9` writes an ``in_to_in9.json`` as the repository has it (all 1000 ImageNet
 indices as string keys, ``-1`` for the unmapped ones).
 
@@ -23,6 +27,8 @@ CLASS_FOLDERS = [
 ]  # fmt: skip
 VARIATIONS = ["original", "mixed_rand", "only_fg"]
 IMAGE_HW = (16, 16)
+#: images per class in a training tarball's (unclean) val/
+UNCLEAN_VAL_PER_CLASS = 2
 #: a few ImageNet indices of the fake in_to_in9.json and their IN-9 class (the rest map to -1)
 IN_TO_IN9 = {151: 0, 268: 0, 7: 1, 407: 2, 33: 3, 291: 4, 300: 5, 401: 6, 365: 7, 0: 8}
 
@@ -30,10 +36,9 @@ IN_TO_IN9 = {151: 0, 268: 0, 7: 1, 407: 2, 33: 3, 291: 4, 300: 5, 401: 6, 365: 7
 def make_fake(root: Path, per_class: int = 1) -> Path:
     """Write the release under ``root``; ``per_class`` images per class and variation."""
     rng = np.random.default_rng(0)
-    folders = [(v, "val") for v in VARIATIONS] + [("in9l", "train")]
-    for variation, part in folders:
+    for variation in VARIATIONS:
         for ci, cls in enumerate(CLASS_FOLDERS):
-            folder = root / variation / part / cls
+            folder = root / variation / "val" / cls
             folder.mkdir(parents=True, exist_ok=True)
             for k in range(per_class):
                 name = f"n0{ci}000000_{k}"
@@ -44,7 +49,24 @@ def make_fake(root: Path, per_class: int = 1) -> Path:
                     mask[4:10, 2:12] = 1
                     (root / "fg_mask" / "val" / cls).mkdir(parents=True, exist_ok=True)
                     np.save(root / "fg_mask" / "val" / cls / f"{name}.npy", mask)
+    write_training_tarball(root, "in9l", per_class)
     return root
+
+
+def write_training_tarball(where: Path, variation: str, per_class: int = 2) -> Path:
+    """Write ``<variation>.tar.gz`` unpacked under ``where``: ``<variation>/train`` (``per_class``
+    images per class) and the tarball's unclean ``<variation>/val`` (other file names than the
+    release's); return ``where``."""
+    rng = np.random.default_rng(1)
+    for part, count, tag in (("train", per_class, 2), ("val", UNCLEAN_VAL_PER_CLASS, 3)):
+        for ci, cls in enumerate(CLASS_FOLDERS):
+            folder = where / variation / part / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(count):
+                pixels = rng.integers(0, 255, (*IMAGE_HW, 3), dtype=np.uint8)
+                name = f"n0{ci}{tag}00000_{k}.JPEG"
+                Image.fromarray(pixels).save(folder / name, format="JPEG")
+    return where
 
 
 def write_in_to_in9(path: Path) -> Path:
