@@ -11,6 +11,7 @@ into a test split. Where the failure reaches the user, it is checked through
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -188,3 +189,26 @@ def test_imagenet9_training_tarball_in_the_release_root_one_message(
     line = _one_message(["test", "--config", str(conf)], monkeypatch, capsys)
     assert str(root / "mixed_rand" / "train") in line
     assert "--data.init_args.dataset.init_args.train_root" in line
+
+
+# ---------------------------------------------------------------- the docs a user reads first
+def _links(path: Path) -> list[str]:
+    """The relative link targets of a Markdown file (no URLs, no in-page anchors)."""
+    targets = re.findall(r"\]\(([^)\s]+)\)", path.read_text())
+    return [t.split("#")[0] for t in targets if not t.startswith(("http", "#", "mailto:"))]
+
+
+def test_readme_quick_start_one_venv_named_outputs_links_inside_the_repo() -> None:
+    repo = HERE.parent
+    readme = (repo / "README.md").read_text()
+    quick = readme[readme.index("## Quick start") : readme.index("\n## ", readme.index("## Quick"))]
+    assert quick.count("python3 -m venv") == 1  # one environment for both commands
+    pipeline = yaml.safe_load((repo / "configs/synthetic/pipeline.yaml").read_text())
+    assert f"`{pipeline['experiment_dir']}/`" in quick  # the output folder, as the config sets it
+    assert "fusion/report/report.html" in quick
+    for page in [repo / "README.md", *sorted((repo / "docs").rglob("*.md"))]:
+        assert "../shared" not in page.read_text(), f"{page} names a file a clone does not have"
+        for target in _links(page):
+            resolved = (page.parent / target).resolve()
+            assert resolved.is_relative_to(repo), f"{page}: {target} leaves the repository"
+            assert resolved.exists(), f"{page}: {target} does not exist"
