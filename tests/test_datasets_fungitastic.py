@@ -95,5 +95,5 @@ def test_missing_images_and_masks(tmp_path: Path) -> None:
     shutil.rmtree(root / "FungiTastic-Mini/test")
     with pytest.raises(FileNotFoundError, match="split 'test'"):
         FungiTasticMini(root=str(root)).records("train")
-    with pytest.raises(FileNotFoundError, match="500p"):
-        FungiTasticMini(root=str(root), image_size_folder="500p").records("train")
+    with pytest.raises(FileNotFoundError, match="train/300p.*image_size_folder 500p"):
+        FungiTasticMini(root=str(root), image_size_folder="300p").records("train")
