@@ -1,8 +1,15 @@
 """Command line: ``python -m occam_l2r VERB --config FILE [--config OVERLAY] [--key value ...]``.
 
-One registry of verbs, each ``"module:function"`` taking the arguments after the verb. The
-modules live in :mod:`occam_l2r.commands` (its docstring describes the two mechanisms: Lightning
-verbs are ``LightningCLI`` subclasses, the others typed functions parsed by jsonargparse).
+One registry of verbs, each ``"module:function"`` taking the arguments after the verb, with one
+line saying what it does (:data:`DESCRIPTIONS`: ``python -m occam_l2r`` without a verb lists
+them; ``--version`` prints the package's version). The modules live in
+:mod:`occam_l2r.commands` (its docstring describes the two mechanisms: Lightning verbs are
+``LightningCLI`` subclasses, the others typed functions parsed by jsonargparse).
+
+Every verb prints the toolkit's INFO lines and the same progress bar
+(:mod:`occam_l2r.console`). ``fit --model.help ClassifierTask`` (and ``--data.help``) take a
+class's short name: the toolkit's tasks and DataModules are imported first, so jsonargparse
+resolves it.
 
 Known errors (:data:`KNOWN_ERRORS`: a missing dataset folder, missing weights, a missing or
 corrupt logits file, NaN logits, ...) are printed as one message naming the file and the fix,
@@ -18,9 +25,11 @@ exception propagate (tests and other code see the real exception).
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 from typing import Any
 
+from occam_l2r import __version__
 from occam_l2r.errors import (
     EXIT_USER_ERROR,
     UserError,
@@ -55,8 +64,58 @@ VERBS: dict[str, str] = {
 }
 
 
+#: verb -> what it does, in one line (listed by ``python -m occam_l2r`` without a verb)
+DESCRIPTIONS: dict[str, str] = {
+    "fit": "train a model on a dataset's view (a classifier, a fusion head, CLIP); tests the "
+    "best checkpoint after",
+    "validate": "evaluate a checkpoint on the validation split(s)",
+    "test": "evaluate a checkpoint on every test split; writes test_metrics.json",
+    "predict": "write the logits of every split with a checkpoint (what fuse reads)",
+    "segment": "precompute a segmentation store of a dataset (detector + SAM, SAM automatic, "
+    "ground truth); resumes",
+    "segment-preview": "draw a segmenter's masks on a few images to check it before a full run",
+    "fuse": "every fusion method on every pair of views, over seeds, as tables",
+    "pipeline": "L2R² end to end: segment, fit every view and seed, predict, fuse",
+    "check": "decode every image a training config uses and list the unreadable ones",
+    "discover": "object discovery (OCCAM Table 1): FG-ARI and mBO of segmentation stores",
+    "occam": "OCCAM: zero-shot classification of the image with its masks (Table 8)",
+    "report": "one self-contained HTML page (report.html) with the figures of a fuse run",
+    "classify": "the L2R² decision on new images with trained checkpoints",
+}
+
+#: the packages whose classes ``--model.help NAME`` / ``--data.help NAME`` resolve by short name
+CLASS_PACKAGES = ("occam_l2r.tasks", "occam_l2r.data")
+
+
 def _usage() -> str:
     return "usage: python -m occam_l2r {" + ",".join(VERBS) + "} --config FILE [--help]"
+
+
+def _verb_list() -> str:
+    """The usage line, then each verb with its one-line description."""
+    width = max(map(len, VERBS))
+    lines = [
+        _usage(),
+        "",
+        "verbs (`python -m occam_l2r VERB --help` lists a verb's options):",
+        *(f"  {verb:<{width}}  {DESCRIPTIONS[verb]}" for verb in VERBS),
+        "",
+        "  --version  print the version",
+        "  --debug    show the full traceback of an error (anywhere on the command line)",
+    ]
+    return "\n".join(lines)
+
+
+def import_task_classes(argv: list[str]) -> None:
+    """Import the toolkit's tasks and DataModules when ``argv`` asks a class's help
+    (``--model.help ClassifierTask``), so that jsonargparse resolves the short name."""
+    if not any(arg.split("=")[0].endswith(".help") for arg in argv):
+        return
+    for package in CLASS_PACKAGES:
+        module = importlib.import_module(package)
+        for info in pkgutil.iter_modules(module.__path__, f"{package}."):
+            if not info.ispkg:
+                importlib.import_module(info.name)
 
 
 def main(argv: list[str] | None = None) -> Any:
@@ -91,11 +150,19 @@ def main(argv: list[str] | None = None) -> Any:
 def _dispatch(argv: list[str]) -> Any:
     """Run the verb ``argv[0]`` with the arguments after it."""
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
+        print(_verb_list())
+        return None
+    if argv[0] == "--version":
+        print(f"occam_l2r {__version__}")
         return None
     verb = argv[0]
     if verb not in VERBS:
         raise SystemExit(f"unknown verb {verb!r}. {_usage()}")
+    from occam_l2r.console import log_to_console  # loads Lightning: not for --version
+
+    log_to_console()
+    if verb in LIGHTNING_VERBS:
+        import_task_classes(argv)
     module, func = VERBS[verb].split(":")
     fn = getattr(importlib.import_module(module), func)
     result = fn(argv) if verb in LIGHTNING_VERBS else fn(argv[1:])  # LightningCLI takes the verb

@@ -25,10 +25,8 @@ fields (``config.seed_everything = 1``), then ``cli = run("fit", config)`` and
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +40,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from occam_l2r.commands import OneMessageParser
+from occam_l2r.console import quiet_library_warnings, use_console_callbacks
 from occam_l2r.errors import UserError
 from occam_l2r.tasks.base import HEADLINE_KEY, format_summary, save_metrics
 from occam_l2r.tasks.checkpoints import (
@@ -69,37 +68,6 @@ from occam_l2r.tasks.run_folder import (
 
 #: ``ckpt_path`` values that name no file
 _SPECIAL_CKPT = ("last", "best", "hpc")
-
-
-def quiet_library_warnings() -> None:
-    """Silence notices of Lightning and torch that are not the user's business."""
-    for pattern in (
-        r".*on_after_batch_transfer.*",
-        r".*does not have many workers.*",
-        r".*LightningCLI's args parameter is intended.*",
-        r".*pytree.*",
-        r".*_register_pytree_node.*",
-        r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",
-        r".*The number of training batches .* is smaller than the logging interval.*",
-        r".*Checkpoint directory .* exists and is not empty.*",
-        r".*predict returns predictions.*",
-        r".*sync_dist=True.*",
-        r".*The dirpath has changed from.*",
-        # the first ModelCheckpoint is the toolkit's best-on-val one (the second keeps last.ckpt)
-        r".*configured with multiple `ModelCheckpoint` callbacks.*",
-    ):
-        warnings.filterwarnings("ignore", message=pattern)
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.utils\._pytree")
-    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
-    if not any(isinstance(f, _DropAdverts) for f in rank_zero.filters):
-        rank_zero.addFilter(_DropAdverts())
-
-
-class _DropAdverts(logging.Filter):
-    """Drops Lightning's tips about cloud services from the console."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
 
 
 class OneMessageLightningParser(OneMessageParser, LightningArgumentParser):
@@ -230,6 +198,7 @@ class OccamCLI(LightningCLI):
         if self.subcommand is None:
             return
         trainer = self.trainer
+        use_console_callbacks(trainer)  # the toolkit's progress bar and model summary
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         if not trainer.loggers:  # the learning-rate monitor needs a logger

@@ -33,7 +33,6 @@ write the same store at the same time).
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -47,12 +46,13 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from occam_l2r.commands.lightning import OneMessageLightningParser, quiet_library_warnings
+from occam_l2r.commands.lightning import OneMessageLightningParser
+from occam_l2r.console import log_to_console, progress_bar, quiet_library_warnings
 from occam_l2r.data.records import RecordDataset
 from occam_l2r.data.segment_datamodule import SegmentDataModule
 from occam_l2r.store import SegmentationStore, atomic_write_text, store_lock
 from occam_l2r.tasks.checkpoints import EXIT_SIGTERM
-from occam_l2r.tasks.segment import ImagesPerSecondBar, SegmentTask, StoreWriterCallback
+from occam_l2r.tasks.segment import SegmentTask, StoreWriterCallback
 
 PROG = "python -m occam_l2r segment"
 
@@ -67,7 +67,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 
 class SegmentCLI(LightningCLI):
     """The ``segment`` verb's LightningCLI (``run=False``): parses ``args`` and instantiates the
-    task, the DataModule and the Trainer with the store writer and the images/s progress bar.
+    task, the DataModule and the Trainer with the store writer and the images/s progress bar
+    (:func:`occam_l2r.console.progress_bar`: Rich on a terminal, plain lines otherwise).
 
     Args:
         args: the arguments after the verb (``["--config", "c.yaml", ...]``), or a config
@@ -101,7 +102,7 @@ class SegmentCLI(LightningCLI):
         callbacks.append(StoreWriterCallback())
         bar_wanted = trainer_cfg.get("enable_progress_bar") is not False
         if bar_wanted and not any(isinstance(c, ProgressBar) for c in callbacks):
-            callbacks.append(ImagesPerSecondBar())
+            callbacks.append(progress_bar(images_per_second=True))
         return super().instantiate_trainer(callbacks=callbacks, **kwargs)
 
     @property
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     Args:
         argv: the arguments after the verb; ``None`` reads ``sys.argv[2:]``.
     """
-    _log_to_console()
+    log_to_console()
     return SegmentCLI(list(sys.argv[2:] if argv is None else argv)).segment()
 
 
@@ -293,11 +294,6 @@ def run_segment(config: Namespace | dict[str, Any]) -> dict[str, Any] | None:
     Returns:
         The run's summary on rank 0 (see :meth:`SegmentCLI.segment`), else ``None``.
     """
-    _log_to_console()
+    log_to_console()
     return SegmentCLI(config).segment()
 
-
-def _log_to_console() -> None:
-    """INFO messages of the segmenters on the console, unless logging is already set up."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -345,6 +345,29 @@ class ViewDataModule(BaseDataModule):
                     "data.foreground=top1: the views use the detection of highest %s in %s",
                     score_kind(self.store.segmenter), self.store_path,
                 )  # fmt: skip
+        self._log_data()
+
+    def _log_data(self) -> None:
+        """INFO lines (rank 0): the dataset root, the store, the images of each split and how
+        many of them get the FULL fallback because the store lacks them."""
+        if self.trainer is not None and not self.trainer.is_global_zero:
+            return
+        hp, dataset = self.hparams, self.dataset
+        views = "/".join(map(str, self.views))
+        log.info("data: %s (%s), view %s", dataset.root, type(dataset).__name__, views)
+        counts = ", ".join(f"{s} {len(recs)}" for s, recs in self.splits.items())
+        if self.store is not None and self.needs_store:
+            log.info("segmentation store: %s (%s)", self.store_path, self.store.segmenter)
+            fallback = {
+                s: sum(r.image_id not in self.store for r in recs) for s, recs in self.splits.items()
+            }
+            shown = ", ".join(f"{s} {n}" for s, n in fallback.items())
+            log.info(
+                "images per split: %s; not in the store, FULL fallback (data.on_missing=%s): %s",
+                counts, hp.on_missing, shown,
+            )  # fmt: skip
+        else:
+            log.info("images per split: %s (no segmentation store: FULL images)", counts)
 
     def _report_unreadable(self) -> None:
         """Log the left-out images once and list them in ``<run dir>/unreadable_images.csv``."""

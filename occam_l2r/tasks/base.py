@@ -15,6 +15,8 @@ task owns:
 - the headline metric of the dataset (the DataModule's ``headline_metric``: ``acc``, or
   ``macro_acc`` for FungiTastic), logged after every validation epoch as ``val/headline`` (the value of the first
   validation split), the key the checkpoint callback monitors (``val/acc`` stays logged too);
+- the INFO line of ``fit`` that says where the run's outputs go (:meth:`BaseTask.on_fit_start`;
+  the DataModule logs the data root, the store and the images per split);
 - what ``predict`` emits: :meth:`BaseTask.prediction` packs a batch's sample ids, labels, groups,
   candidates, fallback flags and logits for the streaming
   :class:`~occam_l2r.tasks.logits_writer.LogitsWriter`, which :meth:`configure_callbacks` adds
@@ -29,6 +31,7 @@ metric states are summed over ranks when computed.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,6 +45,8 @@ from torchmetrics.classification import MulticlassAccuracy
 from occam_l2r.data.base import BaseDataModule
 from occam_l2r.models.metrics import GroupAccuracy, PresentClassAccuracy, worst_group
 from occam_l2r.tasks.logits_writer import LogitsWriter
+
+log = logging.getLogger(__name__)
 
 SUMMARY_COLUMNS = ("acc", "macro_acc", "worst_group_acc", "fallback_rate")
 #: the key of the headline metric of the first validation split (the checkpoint monitor).
@@ -155,6 +160,16 @@ class BaseTask(L.LightningModule):
             },
             compute_groups=False,
         )
+
+    def on_fit_start(self) -> None:
+        """Log (rank 0) where the run's outputs go: its folder and its checkpoints."""
+        trainer = self.trainer
+        if not trainer.is_global_zero:
+            return
+        folder = trainer.log_dir or trainer.default_root_dir
+        callback = trainer.checkpoint_callback
+        where = f" (checkpoints in {callback.dirpath})" if callback and callback.dirpath else ""
+        log.info("outputs of this run: %s%s", folder, where)
 
     def configure_callbacks(self) -> list[Callback]:
         """The streaming logits writer serves ``predict`` of every task."""

@@ -11,7 +11,6 @@
   run's counts on rank 0 (the ``segment`` verb turns them into ``summary.json``). A SIGTERM
   stops the run after the batch being written: its rows are merged into the shard and
   Lightning's ``SIGTERMException`` ends the loop (a rerun computes only the rest).
-- :class:`ImagesPerSecondBar` adds images/s to Lightning's progress bar.
 
 The DataModule is :class:`occam_l2r.data.segment_datamodule.SegmentDataModule`.
 """
@@ -26,7 +25,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
+from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import nn
 
 from occam_l2r.data.records import RecordDataset
@@ -203,31 +202,3 @@ class StoreWriterCallback(BasePredictionWriter):
             "duplicates": int(counts[2]),
             "seconds": time.perf_counter() - self.start,
         }
-
-
-class ImagesPerSecondBar(TQDMProgressBar):
-    """Lightning's progress bar with images/s of this rank in the predict bar."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.images = 0
-        self.t0 = 0.0
-
-    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_predict_epoch_start(trainer, pl_module)
-        self.images, self.t0 = 0, time.perf_counter()
-
-    def on_predict_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
-        self.images += len(batch)
-        rate = self.images / max(time.perf_counter() - self.t0, 1e-9)
-        if self.predict_progress_bar is not None:
-            self.predict_progress_bar.set_postfix({"img/s": f"{rate:.1f}"}, refresh=False)
