@@ -95,7 +95,7 @@ def test_timm_checkpoint_full_config_evaluates_the_checkpoint_as_is(capsys):
 
 def test_timm_checkpoint_full_config_fails_fast_offline(tmp_path, monkeypatch, capsys):
     """Offline and without the weights in the cache: one message naming the checkpoint and
-    ``model.checkpoint_path``, exit status 3, within seconds (the dataset is a fake)."""
+    ``--model.init_args.checkpoint_path``, exit status 3, within seconds (the dataset is a fake)."""
     from huggingface_hub import constants
 
     root = load_fake("imagenet").make_fake(tmp_path / "in1k", "devkit")
@@ -115,7 +115,7 @@ def test_timm_checkpoint_full_config_fails_fast_offline(tmp_path, monkeypatch, c
     assert time.perf_counter() - start < 30
     err = capsys.readouterr().err
     assert done.value.code == 3, err
-    assert "convnextv2_tiny.fcmae_ft_in1k" in err and "model.checkpoint_path" in err
+    assert "convnextv2_tiny.fcmae_ft_in1k" in err and "--model.init_args.checkpoint_path" in err
     assert "HF_HUB_OFFLINE" in err
     run = tmp_path / "checkpoints" / "imagenet" / "FULL_timm" / "timm_in1k"
     assert not (run / "test_metrics.json").exists()

@@ -26,6 +26,7 @@ fields (``config.seed_everything = 1``), then ``cli = run("fit", config)`` and
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,12 +37,13 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import TorchCheckpointIO
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from occam_l2r.commands import OneMessageParser
 from occam_l2r.console import quiet_library_warnings, use_console_callbacks
-from occam_l2r.errors import UserError
+from occam_l2r.errors import UserError, known_cause
+from occam_l2r.logits import LogitsFileError
 from occam_l2r.tasks.base import HEADLINE_KEY, format_summary, save_metrics
 from occam_l2r.tasks.checkpoints import (
     EXIT_SIGTERM,
@@ -51,6 +53,7 @@ from occam_l2r.tasks.checkpoints import (
     ResumeError,
     RunCheckpoint,
     check_checkpoint_file,
+    names_local_file,
     same_dir,
     sigterm_message,
 )
@@ -59,22 +62,102 @@ from occam_l2r.tasks.run_folder import (
     check_new_run_folder,
     configured_run_dir,
     hold_run_folder,
+    place_evaluation,
     place_resumed_run,
     release_failed_claim,
     run_dir,
     which_run_message,
     with_run_config,
 )
-
-#: ``ckpt_path`` values that name no file
-_SPECIAL_CKPT = ("last", "best", "hpc")
+from occam_l2r.weights import WeightsError
 
 
 class OneMessageLightningParser(OneMessageParser, LightningArgumentParser):
     """Lightning's parser with the toolkit's parse errors: one message first, exit status 3."""
 
 
-class OccamCLI(LightningCLI):
+class TrainerSettingsError(UserError, ValueError):
+    """The Trainer refused its settings (``--trainer.accelerator gpu`` on a machine without one)."""
+
+
+class MissingPackageError(UserError, ImportError):
+    """A class named in the config needs a package that is not installed (``WandbLogger``)."""
+
+
+#: the known errors of the lower layers, kept as they are (:data:`occam_l2r.cli.KNOWN_ERRORS`)
+_KEEP = (UserError, WeightsError, LogitsFileError)
+
+
+class OneMessageInstantiation:
+    """Mixin of the toolkit's ``LightningCLI`` classes (``fit``..., ``segment``, ``occam``):
+    the errors of building the classes that a user fixes in the config become one message.
+
+    - the Trainer's ``MisconfigurationException`` (``No supported gpu backend found!`` for
+      ``--trainer.accelerator gpu`` on a CPU machine) -> :class:`TrainerSettingsError` naming
+      ``--trainer.accelerator auto`` / ``cpu``;
+    - a class whose package is missing (``lightning.pytorch.loggers.WandbLogger`` without
+      ``wandb``; jsonargparse wraps it in two ``ValueError``) -> :class:`MissingPackageError`
+      naming the package to install, or the default ``TensorBoardLogger`` for a logger.
+    """
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()  # type: ignore[misc]
+        except Exception as err:
+            if known_cause(err, _KEEP) is not None:
+                raise
+            misconfig = known_cause(err, (MisconfigurationException,))
+            if misconfig is not None:
+                trainer = self._get(self.config, "trainer") or {}  # type: ignore[attr-defined]
+                raise TrainerSettingsError(
+                    trainer_settings_message(misconfig, trainer.get("accelerator"))
+                ) from err
+            missing = known_cause(err, (ImportError,))
+            if missing is not None:
+                raise MissingPackageError(missing_package_message(err, missing)) from err
+            raise
+
+
+def trainer_settings_message(err: BaseException, accelerator: Any = None) -> str:
+    """The one message for a ``MisconfigurationException`` of the Trainer."""
+    text = " ".join(str(err).split())
+    if accelerator is not None and not isinstance(accelerator, str):
+        accelerator = type(accelerator).__name__
+    if accelerator in ("gpu", "cuda", "mps") or "gpu backend" in text.lower():
+        return (
+            f"--trainer.accelerator {accelerator or 'gpu'}: this machine has no GPU that PyTorch "
+            f"can use ({text}). Set --trainer.accelerator auto (the GPUs where there are, else "
+            "the CPU) or --trainer.accelerator cpu"
+        )
+    return (
+        f"the Trainer refused its settings: {text}. Fix the --trainer.* option it names "
+        "(--trainer.accelerator, --trainer.devices, --trainer.strategy, --trainer.precision)"
+    )
+
+
+def missing_package_message(err: BaseException, missing: BaseException) -> str:
+    """The one message for a class of the config whose package is not installed."""
+    found, current, seen = None, err, 0
+    while current is not None and found is None and seen < 10:  # jsonargparse's wrappers
+        found = re.search(r"class_path '([^']+)'", str(current))
+        current, seen = current.__cause__ or current.__context__, seen + 1
+    class_path = found.group(1) if found else "a class of the config"
+    requirement = re.search(r"Requirement '([^']+)' not met", str(missing))
+    package = requirement.group(1) if requirement else getattr(missing, "name", None) or "?"
+    name = re.split(r"[<>=!~ ]", package, maxsplit=1)[0]
+    other = (
+        "; or log with the default TensorBoard logger "
+        "(--trainer.logger.class_path lightning.pytorch.loggers.TensorBoardLogger)"
+        if ".loggers." in class_path
+        else ""
+    )
+    return (
+        f"{class_path} needs the package {name}, which is not installed: "
+        f"pip install '{package}'{other}"
+    )
+
+
+class OccamCLI(OneMessageInstantiation, LightningCLI):
     """LightningCLI with the toolkit's defaults (checkpoints/ folder, TensorBoard, seed 0).
 
     Args:
@@ -155,9 +238,8 @@ class OccamCLI(LightningCLI):
         if config.get("resume") and sub != "fit":
             raise UserError(f"--resume continues a training run: use it with fit, not {sub}")
         ckpt = config.get("ckpt_path")
-        if ckpt and ckpt not in _SPECIAL_CKPT and "://" not in ckpt:
-            if not ckpt.startswith("registry"):
-                check_checkpoint_file(ckpt)
+        if names_local_file(ckpt):
+            check_checkpoint_file(ckpt)
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the checkpoint's hyperparameters with a bare torch.load
@@ -172,8 +254,13 @@ class OccamCLI(LightningCLI):
             raise
 
     def before_instantiate_classes(self) -> None:
-        """``fit --resume RUN`` (or ``--ckpt_path last`` in a pinned folder): point the logger
-        at RUN and resume from its latest checkpoint."""
+        """``validate``/``test``/``predict --ckpt_path K``: write beside K, in K's run folder
+        (:func:`~occam_l2r.tasks.run_folder.place_evaluation`). ``fit --resume RUN`` (or
+        ``--ckpt_path last`` in a pinned folder): point the logger at RUN and resume from its
+        latest checkpoint."""
+        if self.subcommand in ("validate", "test", "predict"):
+            place_evaluation(self.config[self.subcommand])
+            return
         if self.subcommand != "fit":
             return
         config = self.config.fit
@@ -257,21 +344,23 @@ class OccamCLI(LightningCLI):
         self._write_metrics()
 
     def after_validate(self) -> None:
-        if self.trainer.global_rank == 0:
-            print(format_summary(dict(self.trainer.callback_metrics), stage="val"))
+        self._write_metrics("val")
 
-    def _write_metrics(self) -> None:
+    def _write_metrics(self, stage: str = "test") -> None:
+        """``<run dir>/test_metrics.json`` (``validate_metrics.json`` after ``validate``): the
+        metrics of the stage's splits, and one summary row per split on the console."""
         base = self.trainer.log_dir or self.trainer.default_root_dir  # a collective: all ranks
-        path = Path(base) / "test_metrics.json"
+        name = "validate_metrics.json" if stage == "val" else "test_metrics.json"
+        path = Path(base) / name
         if self.trainer.global_rank != 0:
             return
-        splits = tuple(getattr(self.model, "split_names", {}).get("test", [])) or ("test",)
+        splits = tuple(getattr(self.model, "split_names", {}).get(stage, [])) or (stage,)
         metrics = {
             k: v for k, v in self.trainer.callback_metrics.items() if k.split("/")[0] in splits
         }
         save_metrics(metrics, path)
-        print(format_summary(metrics))
-        print(f"test metrics written to {path}")
+        print(format_summary(metrics, stage=stage))
+        print(f"{'validation' if stage == 'val' else 'test'} metrics written to {path}")
 
 
 def trainer_defaults() -> dict:

@@ -27,14 +27,18 @@ from typing import Any
 
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
-from occam_l2r.commands.lightning import OneMessageLightningParser, quiet_library_warnings
+from occam_l2r.commands.lightning import (
+    OneMessageInstantiation,
+    OneMessageLightningParser,
+    quiet_library_warnings,
+)
 from occam_l2r.data.occam_datamodule import OccamDataModule
 from occam_l2r.tasks.occam import OccamTask
 
 PROG = "python -m occam_l2r occam"
 
 
-class OccamVerbCLI(LightningCLI):
+class OccamVerbCLI(OneMessageInstantiation, LightningCLI):
     """The ``occam`` verb's LightningCLI (``run=False``): parses ``args`` and instantiates the
     task, the DataModule and the Trainer (with the task's
     :attr:`~occam_l2r.tasks.occam.OccamTask.trainer_defaults`); :meth:`run_occam` runs the test.

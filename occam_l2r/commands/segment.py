@@ -46,7 +46,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from occam_l2r.commands.lightning import OneMessageLightningParser
+from occam_l2r.commands.lightning import OneMessageInstantiation, OneMessageLightningParser
 from occam_l2r.console import log_to_console, progress_bar, quiet_library_warnings
 from occam_l2r.data.records import RecordDataset
 from occam_l2r.data.segment_datamodule import SegmentDataModule
@@ -65,7 +65,7 @@ TRAINER_DEFAULTS: dict[str, Any] = {
 }
 
 
-class SegmentCLI(LightningCLI):
+class SegmentCLI(OneMessageInstantiation, LightningCLI):
     """The ``segment`` verb's LightningCLI (``run=False``): parses ``args`` and instantiates the
     task, the DataModule and the Trainer with the store writer and the images/s progress bar
     (:func:`occam_l2r.console.progress_bar`: Rich on a terminal, plain lines otherwise).
@@ -296,4 +296,3 @@ def run_segment(config: Namespace | dict[str, Any]) -> dict[str, Any] | None:
     """
     log_to_console()
     return SegmentCLI(config).segment()
-

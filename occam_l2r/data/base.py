@@ -47,6 +47,11 @@ class WrongDataModuleError(UserError, TypeError):
     """A task run with a DataModule it cannot read (the message names the one it needs)."""
 
 
+class StoreCoverageError(UserError, ValueError):
+    """Images of a split that the segmentation store does not hold, with
+    ``data.on_missing: error`` (the message says how to segment them or fall back)."""
+
+
 class BaseDataModule(L.LightningDataModule):
     """What the DataModules share (see the module docstring for the fields tasks read).
 

@@ -24,7 +24,7 @@ import albumentations as A
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.utils.data import DataLoader
 
-from occam_l2r.data.base import BaseDataModule
+from occam_l2r.data.base import BaseDataModule, StoreCoverageError
 from occam_l2r.data.image_checks import check_cache_path, scan_images
 from occam_l2r.data.loaders import train_loader
 from occam_l2r.data.records import (
@@ -397,10 +397,11 @@ class ViewDataModule(BaseDataModule):
                 f"store {self.store_path} (first: {missing[:3]})."
             )
             if self.hparams.on_missing == "error":
-                raise ValueError(
+                raise StoreCoverageError(
                     msg
-                    + " Run `python -m occam_l2r segment` for this dataset (it resumes), or set "
-                    "data.on_missing: full to use the FULL image for them."
+                    + " Run `python -m occam_l2r segment` for this dataset (it resumes), or use "
+                    "the FULL image for them: --data.init_args.on_missing full (data.on_missing: "
+                    "full in the config)."
                 )
             log.warning("%s They get the FULL fallback (data.on_missing=full).", msg)
 

@@ -34,6 +34,9 @@ TIMM_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorc
 #: prefix of model names built by torchvision's constructors instead of timm
 TORCHVISION = "torchvision:"
 
+#: the command-line flag of a local weights file (``fit``/``test``...: the task's init args)
+CHECKPOINT_FLAG = "--model.init_args.checkpoint_path"
+
 
 def create_classifier(
     model_name: str,
@@ -69,7 +72,8 @@ def create_classifier(
         path = Path(checkpoint_path).expanduser()
         if not path.is_file():
             raise WeightsNotFoundError(
-                f"model.checkpoint_path={checkpoint_path!r} does not exist; point it at the weights file of {model_name}"
+                f"{CHECKPOINT_FLAG} {checkpoint_path} does not exist; point it at the weights "
+                f"file of {model_name} (model: init_args: checkpoint_path: in the config)"
             )
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
     elif pretrained:
@@ -80,7 +84,7 @@ def create_classifier(
             )
         if cfg.hf_hub_id:
             files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else TIMM_WEIGHT_FILES
-            require_hub_files(cfg.hf_hub_id, files, model_name, "model.checkpoint_path")
+            require_hub_files(cfg.hf_hub_id, files, model_name, CHECKPOINT_FLAG)
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except Exception as err:
@@ -127,7 +131,7 @@ def torchvision_classifier(
     if pretrained:
         url = weights.url
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-        hint = f"Download {url} to {cached.parent}, or give the file as model.checkpoint_path."
+        hint = f"Download {url} to {cached.parent}, or give the file with {CHECKPOINT_FLAG}."
         state = load_state_dict_file(checkpoint_path or cached, f"weights of {full_name}", hint)
         try:
             model.load_state_dict(state)
@@ -173,7 +177,7 @@ def _weights_file_error(path: str, model_name: str, err: Exception) -> WeightsFi
     )
     detail = " ".join(str(err).split())[:200]
     return WeightsFileError(
-        f"model.checkpoint_path {path} {why} ({type(err).__name__}: {detail}). Point it at "
+        f"{CHECKPOINT_FLAG} {path} {why} ({type(err).__name__}: {detail}). Point it at "
         f"the .safetensors/.pth weights of {model_name}."
     )
 

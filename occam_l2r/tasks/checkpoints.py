@@ -22,6 +22,8 @@ without a logger) holding ``config.yaml``, the TensorBoard events, ``test_metric
 - :class:`RunCheckpoint` is the best-checkpoint callback (a ``ModelCheckpoint``) whose tracking
   survives a resume even when the run folder is reached by another path;
 - :func:`check_checkpoint_file` and :func:`latest_checkpoint` for ``fit --resume``;
+- :func:`checkpoint_run_dir`: the run folder of a checkpoint file, where ``validate``, ``test``
+  and ``predict --ckpt_path K`` write (their metrics, ``logits/``);
 """
 
 from __future__ import annotations
@@ -92,6 +94,27 @@ class CheckpointFileError(UserError, RuntimeError):
         if isinstance(err, pickle.UnpicklingError):
             return cls.unreadable(path, f"UnpicklingError: {reason}", hint)
         return cls.unreadable(path, _first_line(err), hint)
+
+
+#: ``ckpt_path`` values of Lightning that name no file
+SPECIAL_CKPT_PATHS = ("last", "best", "hpc")
+
+
+def names_local_file(ckpt_path: str | None) -> bool:
+    """Whether a ``--ckpt_path`` value names a local file (not ``last``/``best``/``hpc``, a URL
+    or a model-registry entry)."""
+    return (
+        bool(ckpt_path)
+        and ckpt_path not in SPECIAL_CKPT_PATHS
+        and not ("://" in ckpt_path or ckpt_path.startswith("registry"))
+    )
+
+
+def checkpoint_run_dir(path: str | os.PathLike) -> Path:
+    """The run folder of the checkpoint file ``path``: ``RUN`` for ``RUN/checkpoints/x.ckpt``
+    (the layout ``fit`` writes), else the checkpoint's own folder."""
+    folder = Path(path).parent
+    return folder.parent if folder.name == "checkpoints" else folder
 
 
 class ResumeError(UserError, FileNotFoundError):

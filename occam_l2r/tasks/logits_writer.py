@@ -33,6 +33,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
 from occam_l2r.logits import LogitsPart, merge_parts
+from occam_l2r.tasks.checkpoints import checkpoint_run_dir
 
 
 class LogitsWriter(BasePredictionWriter):
@@ -63,8 +64,7 @@ class LogitsWriter(BasePredictionWriter):
             return Path(self.output_dir)
         ckpt = trainer.ckpt_path
         if ckpt:
-            path = Path(ckpt).parent
-            return (path.parent if path.name == "checkpoints" else path) / self.subdir
+            return checkpoint_run_dir(ckpt) / self.subdir
         return Path(trainer.log_dir or trainer.default_root_dir) / self.subdir
 
     def _part_dir(self, split: str, output: str | None = None) -> Path:

@@ -13,6 +13,8 @@ A ``fit`` run lives in ``<save_dir>/<name>/<version>/`` (TensorBoard or CSV logg
   checkpoint): a failed start leaves no empty ``version_<k>`` behind;
 - :func:`with_run_config` and :func:`place_resumed_run` turn ``fit --resume RUN`` into the run's
   config, its logger pointed at RUN and ``ckpt_path`` = RUN's latest checkpoint;
+- :func:`place_evaluation`: ``validate``/``test``/``predict --ckpt_path K`` write into K's run
+  folder (no logger, no new ``version_<k>``) unless their config pins a folder;
 - :class:`RunConfigSaver` saves ``config.yaml`` without refusing a resumed run or the stale
   config of a start that failed, and removes its config when a start fails.
 """
@@ -36,8 +38,10 @@ from occam_l2r.tasks.checkpoints import (
     ResumeError,
     check_checkpoint_file,
     checkpoint_dir,
+    checkpoint_run_dir,
     checkpoints_in,
     latest_checkpoint,
+    names_local_file,
     same_dir,
 )
 
@@ -80,7 +84,13 @@ _VERSIONED = (TensorBoardLogger, CSVLogger)
 
 #: what a start writes into its folder before the first step (removed with a failed start's
 #: claim); a folder holding anything else is left as it is
-_START_FILES = ("events.out.tfevents.*", "hparams.yaml", "config*.yaml", "metrics.csv")
+_START_FILES = (
+    "events.out.tfevents.*",
+    "hparams.yaml",
+    "config*.yaml",
+    "metrics.csv",
+    "unreadable_images.csv",  # data.on_unreadable=skip lists the left-out images at setup
+)
 
 
 def claim_version(root: str | os.PathLike) -> int:
@@ -103,6 +113,8 @@ def claim_version(root: str | os.PathLike) -> int:
             return version
         except FileExistsError:
             version += 1
+        except FileNotFoundError:  # a failed start removed the empty root meanwhile
+            root.mkdir(parents=True, exist_ok=True)
 
 
 class RunConfigSaver(SaveConfigCallback):
@@ -113,7 +125,8 @@ class RunConfigSaver(SaveConfigCallback):
       ``config.yaml`` is kept; a config that differs is saved as ``config_resume.yaml``.
       If the fit fails before any checkpoint is written, the config is removed again.
     - ``validate``/``test``/``predict``: writes ``config.yaml``, or ``config_<verb>.yaml`` in a
-      folder that holds a fit run's checkpoints.
+      folder that holds a fit run's checkpoints or a ``config.yaml`` (K's run folder, a folder
+      of downloaded weights): never over another file's config.
 
     ``resume`` and (when resuming) ``ckpt_path`` are saved as ``null``: the file describes the
     run, so that ``fit --config RUN/config.yaml`` starts a new one.
@@ -137,6 +150,7 @@ class RunConfigSaver(SaveConfigCallback):
         if "resume" in config:
             config.resume = None
         path = folder / self.config_filename
+        stage = str(getattr(stage, "value", stage))  # Lightning passes a TrainerFn ("test")
         if resumed:
             config.ckpt_path = None
             if path.is_file():
@@ -144,7 +158,7 @@ class RunConfigSaver(SaveConfigCallback):
                 if yaml.safe_load(path.read_text()) == yaml.safe_load(text):
                     return None
                 path = folder / "config_resume.yaml"
-        elif stage != "fit" and checkpoints_in(ckpt_dir):
+        elif stage != "fit" and (checkpoints_in(ckpt_dir) or path.exists()):
             path = folder / f"config_{stage}.yaml"
         folder.mkdir(parents=True, exist_ok=True)
         self.parser.save(config, path, skip_none=False, overwrite=True, multifile=self.multifile)
@@ -153,13 +167,43 @@ class RunConfigSaver(SaveConfigCallback):
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
-        """A start that failed before any checkpoint leaves no config behind."""
+        """A start that failed before any checkpoint, or an evaluation that failed, leaves no
+        config behind."""
         path = self.written
         if path is None or not trainer.is_global_zero:
             return
-        if not checkpoints_in(checkpoint_dir(trainer, path.parent)):
+        evaluation = trainer.state.fn is not None and trainer.state.fn != "fit"
+        if evaluation or not checkpoints_in(checkpoint_dir(trainer, path.parent)):
             path.unlink(missing_ok=True)
             self.written = None
+
+
+def place_evaluation(config: Namespace) -> Path | None:
+    """Point a ``validate``/``test``/``predict`` config with ``--ckpt_path K`` at K's run folder.
+
+    When the config pins no folder (its TensorBoard/CSV logger has no version: the default),
+    the logger is turned off and ``default_root_dir`` becomes K's run folder
+    (:func:`~occam_l2r.tasks.checkpoints.checkpoint_run_dir`): the verb writes
+    ``test_metrics.json`` / ``validate_metrics.json`` / ``logits/`` and its
+    ``config_<verb>.yaml`` there, and creates no new ``version_<k>`` (docs/runs.md). A pinned
+    folder (a set logger version, ``--trainer.logger false``) or another logger is kept.
+
+    Returns:
+        The run folder the verb now writes into, ``None`` when the config was kept.
+    """
+    ckpt = config.get("ckpt_path")
+    if not names_local_file(ckpt):
+        return None
+    trainer = config.trainer
+    logger = trainer.get("logger")
+    if logger is not None:
+        init = _logger_args(logger)
+        if init is None or init.get("version") is not None:
+            return None
+    run = checkpoint_run_dir(ckpt)
+    trainer.logger = False
+    trainer.default_root_dir = str(run)
+    return run
 
 
 def check_new_run_folder(trainer: L.Trainer, refuse: bool = True) -> Path | None:
@@ -204,7 +248,8 @@ def release_failed_claim(trainer: L.Trainer, folder: Path) -> bool:
 
     Call on rank 0 after the verb failed (the logger is finalized). The folder goes only when the
     trainer took no optimizer step, no checkpoint was written and it holds nothing but what a
-    start writes (:data:`_START_FILES`, an empty ``checkpoints/``); anything else keeps it.
+    start writes (:data:`_START_FILES`, an empty ``checkpoints/``); anything else keeps it. The
+    logger's name folders above it (``<save_dir>/<name>``) go too when nothing else is in them.
 
     Returns:
         Whether the folder was removed.
@@ -227,6 +272,15 @@ def release_failed_claim(trainer: L.Trainer, folder: Path) -> bool:
         folder.rmdir()
     except OSError:  # something appeared meanwhile: keep it
         return False
+    logger = trainer.loggers[0] if trainer.loggers else None
+    save_dir = Path(os.path.expanduser(str(getattr(logger, "save_dir", None) or folder.parent)))
+    parent = folder.parent
+    while parent != save_dir and save_dir in parent.parents:  # the logger's empty name folders
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (another run's versions): keep it
+            break
+        parent = parent.parent
     return True
 
 
