@@ -4,8 +4,12 @@ Any LightningModule and LightningDataModule of the package is chosen by ``class_
 config; several ``--config`` files compose (a base config and a view overlay). The DataModule's
 ``num_classes`` is linked into the model's. After ``fit`` the best checkpoint is tested on every
 test split (``--test_after_fit false`` to skip); ``test`` and ``validate`` print one row per split
-and ``test`` writes ``<run dir>/test_metrics.json``. ``predict`` streams logits files through
-the task's :class:`~occam_l2r.tasks.logits_writer.LogitsWriter` (no predictions kept in memory).
+and write ``<run dir>/test_metrics.json`` / ``validate_metrics.json``. ``predict`` streams logits
+files through the task's :class:`~occam_l2r.tasks.logits_writer.LogitsWriter` (no predictions
+kept in memory). With ``--ckpt_path K`` the three write into K's run folder, no new version
+(:func:`~occam_l2r.tasks.run_folder.place_evaluation`). Errors of building the classes that the
+user fixes in the config (the Trainer's settings, a missing package) are one message
+(:class:`OneMessageInstantiation`).
 
 Run folders (docs/runs.md; the pieces live in :mod:`occam_l2r.tasks.checkpoints`): a new run
 claims the next free ``version_<k>`` atomically (a start that fails before its first step gives
