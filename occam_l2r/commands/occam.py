@@ -21,17 +21,13 @@ Lightning verbs when a config names them by ``class_path``.
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
-from occam_l2r.commands.lightning import (
-    OneMessageInstantiation,
-    OneMessageLightningParser,
-    quiet_library_warnings,
-)
+from occam_l2r.commands.lightning import OneMessageInstantiation, OneMessageLightningParser
+from occam_l2r.console import log_to_console, quiet_library_warnings, use_console_callbacks
 from occam_l2r.data.occam_datamodule import OccamDataModule
 from occam_l2r.tasks.occam import OccamTask
 
@@ -63,6 +59,9 @@ class OccamVerbCLI(OneMessageInstantiation, LightningCLI):
             parser_class=OneMessageLightningParser,
         )
 
+    def after_instantiate_classes(self) -> None:
+        use_console_callbacks(self.trainer)  # the toolkit's progress bar, as every verb
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
@@ -83,6 +82,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     Args:
         argv: the arguments after the verb; ``None`` reads ``sys.argv[2:]``.
     """
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log_to_console()
     return OccamVerbCLI(list(sys.argv[2:] if argv is None else argv)).run_occam()
