@@ -85,14 +85,14 @@ def test_missing_pretrained_weights_fail_fast(root, tmp_path):
 
     start = time.perf_counter()
     with pytest.raises(
-        WeightsNotFoundError, match=r"convnextv2_atto\.fcmae_ft_in1k.*model\.checkpoint_path"
+        WeightsNotFoundError, match=r"convnextv2_atto\.fcmae_ft_in1k.*--model\.init_args\.checkpoint_path"
     ):
         create_classifier("convnextv2_atto.fcmae_ft_in1k", 4, pretrained=True)
     assert time.perf_counter() - start < 10
     # through the CLI the same message reaches the user (jsonargparse wraps it in a ValueError)
     with pytest.raises(
         (WeightsNotFoundError, ValueError),
-        match=r"convnextv2_atto\.fcmae_ft_in1k.*model\.checkpoint_path",
+        match=r"convnextv2_atto\.fcmae_ft_in1k.*--model\.init_args\.checkpoint_path",
     ):
         main(
             [
