@@ -20,7 +20,7 @@ from tests.conftest import tiny_fit_args
 
 
 def _trainer(step: int = 0) -> SimpleNamespace:
-    return SimpleNamespace(global_step=step, checkpoint_callback=None)
+    return SimpleNamespace(global_step=step, checkpoint_callback=None, loggers=[])
 
 
 def test_failed_fit_start_leaves_no_version_folder(tmp_path: Path, tiny_synthetic_root) -> None:
