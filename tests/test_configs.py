@@ -56,8 +56,38 @@ class Rule:
         return len(parts) == len(pattern) and all(map(fnmatchcase, parts, pattern))
 
 
+#: the rehearsal overlays of each dataset (tests/test_rehearsal.py): its segment config and the
+#: configs/smoke/ segmenter overlay of that kind
+SMOKE_SEGMENT = {
+    "fungitastic": ("fungitastic_gdino_sam", "gdino_sam"),
+    "spawrious": ("spawrious_gdino_sam", "gdino_sam"),
+    "stanford_dogs": ("stanford_dogs_gdino_sam", "gdino_sam"),
+    "hard_imagenet": ("hard_imagenet_owlv2_sam", "owlv2_sam"),
+    "imagenet": ("imagenet_owlv2_sam", "owlv2_sam"),
+}
+SMOKE_RULES = tuple(
+    rule
+    for d, (segment, kind) in SMOKE_SEGMENT.items()
+    for rule in (
+        Rule(f"{d}/smoke.yaml", "fit",
+             before=(TEMPLATE, f"{d}/data.yaml", "templates/views/fg_c.yaml", "smoke/fit.yaml")),
+        Rule(f"{d}/smoke_segment.yaml", "segment",
+             before=(f"segment/{segment}.yaml", f"smoke/segment_{kind}.yaml")),
+        Rule(f"{d}/smoke_pipeline.yaml", "pipeline", before=(f"{d}/pipeline.yaml",)),
+    )
+)  # fmt: skip
+
 #: the first rule that matches a file decides (specific rules before general ones)
 RULES: tuple[Rule, ...] = (
+    *SMOKE_RULES,
+    Rule(
+        "smoke/fit.yaml",
+        "fit",
+        before=(TEMPLATE, "fungitastic/data.yaml", "templates/views/fg_c.yaml"),
+    ),
+    Rule("smoke/segment_gdino_sam.yaml", "segment", before=("segment/fungitastic_gdino_sam.yaml",)),
+    Rule("smoke/segment_owlv2_sam.yaml", "segment", before=("segment/imagenet_owlv2_sam.yaml",)),
+    Rule("smoke/segment_sam_auto.yaml", "segment", before=("segment/waterbirds_sam_auto.yaml",)),
     Rule(TEMPLATE, "fit"),
     Rule("templates/views/*.yaml", "fit", before=(TEMPLATE, "stanford_dogs/data.yaml")),
     Rule("*/data.yaml", "fit", before=(TEMPLATE,)),
