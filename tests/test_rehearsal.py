@@ -69,6 +69,29 @@ def write_weights(folder: Path) -> Path:
     return folder
 
 
+def _imagenet9(root: Path) -> Path:
+    """The ImageNet-9 release and the repository's ``in_to_in9.json`` in its root (the
+    ``imagenet1k_max`` label space of configs/occam/imagenet9.yaml reads it)."""
+    fake = _fake("imagenet9")
+    fake.make_fake(root)
+    fake.write_in_to_in9(root / "in_to_in9.json")
+    return root
+
+
+def _movi(rehearsal: Path) -> Path:
+    """MOVi-C and MOVi-E, and a stand-in for CropFormer's output: one instance-id PNG per frame
+    (the fake's own ids) under ``masks/cropformer/movi_<level>``, the folder the import reads."""
+    import shutil
+
+    root = rehearsal / "movi"
+    for level in ("C", "E"):
+        for image_id in _fake("movi").make_fake(root, level):
+            png = rehearsal / "masks" / "cropformer" / f"movi_{level.lower()}" / image_id
+            png.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / image_id.replace(".jpg", "_mask.png"), png.with_suffix(".png"))
+    return root
+
+
 @dataclass(frozen=True)
 class Route:
     """A dataset's rehearsal: how its fake layout is written and the commands of its tables.
@@ -157,6 +180,34 @@ ROUTES: dict[str, Route] = {
             _occam("counteranimal"),
         ),
     ),
+    "imagenet9": Route(
+        lambda r: _imagenet9(r / "bg_challenge"),
+        (_segment("imagenet9", "imagenet9_sam_auto", "sam_auto"), _occam("imagenet9")),
+    ),
+    "imagenet_d": Route(
+        lambda r: _fake("imagenet_d").make_fake(r),
+        (_segment("imagenet_d", "imagenet_d_sam_auto", "sam_auto"), _occam("imagenet_d")),
+    ),
+    "urbancars": Route(
+        lambda r: _fake("urbancars").make_fake(r),
+        (_segment("urbancars", "urbancars_sam_auto", "sam_auto"), _occam("urbancars")),
+    ),
+    "waterbirds": Route(
+        lambda r: _fake("waterbirds").make_fake(r / "waterbird_complete95_forest2water2"),
+        (_segment("waterbirds", "waterbirds_sam_auto", "sam_auto"), _occam("waterbirds")),
+    ),
+    "movi": Route(
+        lambda r: _movi(r),
+        (
+            ("segment", "configs/movi/sam_auto.yaml", SMOKE_SEGMENTERS["sam_auto"],
+             "configs/movi/smoke_segment.yaml"),
+            ("segment", "configs/movi/sam_auto.yaml", "configs/movi/level_e.yaml",
+             SMOKE_SEGMENTERS["sam_auto"], "configs/movi/smoke_segment_e.yaml"),
+            ("segment", "configs/occam/import_masks.yaml", "configs/movi/smoke_cropformer.yaml"),
+            ("segment", "configs/occam/import_masks.yaml", "configs/movi/smoke_cropformer_e.yaml"),
+            ("discover", "configs/movi/discover.yaml", "configs/movi/smoke_discover.yaml"),
+        ),
+    ),  # fmt: skip
 }
 
 
