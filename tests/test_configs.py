@@ -76,10 +76,40 @@ SMOKE_RULES = tuple(
         Rule(f"{d}/smoke_pipeline.yaml", "pipeline", before=(f"{d}/pipeline.yaml",)),
     )
 )  # fmt: skip
+#: the OCCAM tables' datasets: their SAM-auto segment overlay and their occam overlay
+SMOKE_OCCAM = ("counteranimal", "imagenet9", "imagenet_d", "urbancars", "waterbirds")
+SMOKE_OCCAM_RULES = tuple(
+    rule
+    for d in SMOKE_OCCAM
+    for rule in (
+        Rule(f"{d}/smoke_occam.yaml", "occam",
+             before=("occam/clip_l14.yaml", f"occam/{d}.yaml", "smoke/occam.yaml")),
+        Rule(f"{d}/smoke_segment_sam_auto.yaml" if d == "counteranimal" else f"{d}/smoke_segment.yaml",
+             "segment", before=(f"segment/{d}_sam_auto.yaml", "smoke/segment_sam_auto.yaml")),
+    )
+)  # fmt: skip
+#: CounterAnimal's L2R² route (GroundingDINO store, zero-shot test) and MOVi's discovery route
+SMOKE_OTHER_RULES = (
+    Rule("counteranimal/smoke_segment.yaml", "segment",
+         before=("segment/counteranimal_gdino_sam.yaml", "smoke/segment_gdino_sam.yaml")),
+    Rule("counteranimal/smoke.yaml", "test",
+         before=("zeroshot/base.yaml", "zeroshot/counteranimal.yaml", "smoke/zeroshot.yaml")),
+    Rule("movi/smoke_segment.yaml", "segment",
+         before=("movi/sam_auto.yaml", "smoke/segment_sam_auto.yaml")),
+    Rule("movi/smoke_segment_e.yaml", "segment",
+         before=("movi/sam_auto.yaml", "movi/level_e.yaml", "smoke/segment_sam_auto.yaml")),
+    Rule("movi/smoke_cropformer*.yaml", "segment", before=("occam/import_masks.yaml",)),
+    Rule("movi/smoke_discover.yaml", "discover", before=("movi/discover.yaml",)),
+    Rule("smoke/zeroshot.yaml", "test",
+         before=("zeroshot/base.yaml", "zeroshot/counteranimal.yaml")),
+    Rule("smoke/occam.yaml", "occam", before=("occam/clip_l14.yaml", "occam/waterbirds.yaml")),
+)  # fmt: skip
 
 #: the first rule that matches a file decides (specific rules before general ones)
 RULES: tuple[Rule, ...] = (
     *SMOKE_RULES,
+    *SMOKE_OCCAM_RULES,
+    *SMOKE_OTHER_RULES,
     Rule(
         "smoke/fit.yaml",
         "fit",
