@@ -24,6 +24,7 @@ exception propagate (tests and other code see the real exception).
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import pkgutil
 import sys
@@ -165,7 +166,10 @@ def _dispatch(argv: list[str]) -> Any:
         import_task_classes(argv)
     module, func = VERBS[verb].split(":")
     fn = getattr(importlib.import_module(module), func)
-    result = fn(argv) if verb in LIGHTNING_VERBS else fn(argv[1:])  # LightningCLI takes the verb
+    # LightningCLI takes the verb; the verb's own context ends its settings with it (the flag
+    # spelling of occam_l2r.errors.option_flag)
+    args = argv if verb in LIGHTNING_VERBS else argv[1:]
+    result = contextvars.copy_context().run(fn, args)
     close_process_group()
     return result
 

@@ -12,6 +12,12 @@ so code that catches those keeps working. Modules of the lowest layers may not i
 (:class:`occam_l2r.logits.LogitsFileError`, :class:`occam_l2r.weights.WeightsError`) are listed
 beside :class:`UserError` in :data:`occam_l2r.cli.KNOWN_ERRORS`.
 
+The flags that a message names are spelt as the running verb's command line spells them
+(:func:`option_flag`): ``fit``/``test``... choose ``model`` and ``data`` by ``class_path``
+(``--data.init_args.on_missing``), ``segment``/``occam`` have fixed classes (``--data.on_missing``).
+The toolkit's ``LightningCLI`` classes set the spelling (:func:`use_option_spelling`) from how
+they build those sections; elsewhere it is ``fit``'s.
+
 This module imports nothing of the toolkit, so any layer may import it.
 """
 
@@ -19,6 +25,8 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
+from contextvars import ContextVar, Token
 
 #: environment variable that shows full tracebacks (``1``, ``true`` or ``yes``)
 DEBUG_ENV = "OCCAM_L2R_DEBUG"
@@ -28,6 +36,30 @@ DEBUG_FLAG = "--debug"
 EXIT_USER_ERROR = 3
 
 _TRACEBACK_MARK = "Original Traceback (most recent call last):"
+
+#: the config sections of the running verb that are chosen by ``class_path`` (their options
+#: go through ``init_args``); the default is ``fit``'s
+_CLASS_PATH_SECTIONS: ContextVar[frozenset[str]] = ContextVar(
+    "occam_l2r_class_path_sections", default=frozenset({"model", "data"})
+)
+
+
+def use_option_spelling(class_path_sections: Iterable[str]) -> Token:
+    """Say which config sections the running verb chooses by ``class_path`` (``fit``: ``model``
+    and ``data``; ``segment``, ``occam``: none); :func:`option_flag` spells them so. Set by the
+    toolkit's ``LightningCLI`` classes; ``python -m occam_l2r`` runs each verb in its own context,
+    so the setting ends with the verb."""
+    return _CLASS_PATH_SECTIONS.set(frozenset(class_path_sections))
+
+
+def option_flag(section: str, name: str) -> str:
+    """The command-line flag of the option ``name`` of the config section ``section``, as the
+    running verb spells it: ``option_flag("data", "on_missing")`` is ``--data.init_args.on_missing``
+    for ``fit``/``validate``/``test``/``predict`` and ``--data.on_missing`` for ``segment``,
+    ``segment-preview`` and ``occam`` (docs/extending.md, the option spelling of each verb).
+    ``name`` may be dotted below the section (``dataset.init_args.root``)."""
+    nested = "init_args." if section in _CLASS_PATH_SECTIONS.get() else ""
+    return f"--{section}.{nested}{name}"
 
 
 class UserError(Exception):

@@ -46,7 +46,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from occam_l2r.commands import OneMessageParser
 from occam_l2r.console import quiet_library_warnings, use_console_callbacks
-from occam_l2r.errors import UserError, known_cause
+from occam_l2r.data.base import BaseDataModule
+from occam_l2r.errors import UserError, known_cause, use_option_spelling
 from occam_l2r.logits import LogitsFileError
 from occam_l2r.tasks.base import HEADLINE_KEY, format_summary, save_metrics
 from occam_l2r.tasks.checkpoints import (
@@ -102,9 +103,19 @@ class OneMessageInstantiation:
     - a class whose package is missing (``lightning.pytorch.loggers.WandbLogger`` without
       ``wandb``; jsonargparse wraps it in two ``ValueError``) -> :class:`MissingPackageError`
       naming the package to install, or the default ``TensorBoardLogger`` for a logger.
+
+    It also checks the data before a Trainer is built: the DataModule's
+    :meth:`~occam_l2r.data.base.BaseDataModule.preflight` (the dataset's records can be listed,
+    the stores it reads exist) runs right after the DataModule is built, so a missing folder or
+    store is one message before any Trainer, logger or run folder exists (weights are checked
+    when the model is built, earlier still). And it says how this verb spells the options of
+    ``model`` and ``data`` (through ``init_args`` where a ``class_path`` chooses the class), so
+    the messages name the flag as this command line spells it (:func:`~occam_l2r.errors.option_flag`).
     """
 
     def instantiate_classes(self) -> None:
+        chosen = {"model": self.subclass_mode_model, "data": self.subclass_mode_data}  # type: ignore[attr-defined]
+        use_option_spelling(section for section, by_class_path in chosen.items() if by_class_path)
         try:
             super().instantiate_classes()  # type: ignore[misc]
         except Exception as err:
@@ -120,6 +131,14 @@ class OneMessageInstantiation:
             if missing is not None:
                 raise MissingPackageError(missing_package_message(err, missing)) from err
             raise
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """The DataModule's pre-flight check, then the Trainer (``LightningCLI.instantiate_classes``
+        builds the model and the DataModule first)."""
+        datamodule = getattr(self, "datamodule", None)
+        if isinstance(datamodule, BaseDataModule):
+            datamodule.preflight()
+        return super().instantiate_trainer(**kwargs)  # type: ignore[misc]
 
 
 def trainer_settings_message(err: BaseException, accelerator: Any = None) -> str:

@@ -19,6 +19,12 @@ the ``views`` of one image) names the DataModule it needs with :meth:`BaseDataMo
 (``CaptionDataModule.of(dm, "ClipTrainTask")``): any other DataModule is a
 :class:`WrongDataModuleError` naming the one to configure.
 
+Before a run builds its Trainer, the toolkit's command line calls :meth:`BaseDataModule.preflight`:
+the cheap checks of the data the run reads (the dataset's records can be listed: its root and
+index files are there; the stores it reads exist), with the messages that ``setup`` gives for
+the same faults, from the same methods (:meth:`~BaseDataModule.check_dataset`, and a
+subclass's store checks).
+
 It also owns where the segmentation stores live — :meth:`store_folder` and :meth:`open_store`
 apply the one rule of :func:`occam_l2r.store_location.resolve_store` with the dataset's root and
 ``gt_store_dir`` — the ground-truth store's build (:meth:`build_gt_store`, the store layer's
@@ -132,6 +138,23 @@ class BaseDataModule(L.LightningDataModule):
         if self.dataset is not None:
             self.dataset.prepare()
 
+    # ------------------------------------------------------------------ before the Trainer
+    def preflight(self) -> None:
+        """The cheap checks of the data, before a Trainer is built (the toolkit's LightningCLI
+        classes call it right after building the DataModule): here :meth:`check_dataset`, unless
+        the dataset creates its data in ``prepare_data`` (the synthetic benchmark); subclasses
+        add the stores they read. ``setup`` runs the same checks, so a run started otherwise
+        (a Trainer of one's own) fails with the same messages, later."""
+        if self.dataset is not None and not creates_its_data(self.dataset):
+            self.check_dataset()
+
+    def check_dataset(self) -> None:
+        """The dataset's records can be listed: its root and the index files of its layout are
+        there (the reader's own error names the missing file and where to get it). The records
+        are kept, so the later listing costs nothing."""
+        if self.dataset is not None:
+            self.dataset.all_records()
+
     # ------------------------------------------------------------------ stores
     @property
     def gt_store_dir(self) -> str | None:
@@ -162,3 +185,10 @@ class BaseDataModule(L.LightningDataModule):
         (padding marked, :func:`occam_l2r.data.loaders.eval_loader`)."""
         world, rank = world_of(self.trainer)
         return eval_loader(dataset, batch_size, world_size=world, rank=rank, **kwargs)
+
+
+def creates_its_data(dataset: RecordDataset) -> bool:
+    """Whether ``dataset`` writes its data in ``prepare`` (it overrides
+    :meth:`~occam_l2r.data.records.RecordDataset.prepare`: the synthetic benchmark), so that its
+    records can be listed only after ``prepare_data`` ran."""
+    return type(dataset).prepare is not RecordDataset.prepare

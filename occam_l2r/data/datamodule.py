@@ -47,12 +47,17 @@ from occam_l2r.data.view_dataset import (
     unreadable_rows,
     write_unreadable_csv,
 )
+from occam_l2r.errors import UserError, option_flag
 from occam_l2r.segmentation import score_kind
 from occam_l2r.store import SegmentationStore
 from occam_l2r.store_location import GT_STORE
 from occam_l2r.views import CropBox, FgAspect, Foreground, View, check_views
 
 log = logging.getLogger(__name__)
+
+
+class NoSegmentationError(UserError, ValueError):
+    """A view that needs a segmentation (FG_C, BG_S, ...) without ``data.segmentation``."""
 
 
 class ViewDataModule(BaseDataModule):
@@ -314,13 +319,33 @@ class ViewDataModule(BaseDataModule):
         hp = self.hparams
         return split_records(self.dataset, self.test_split_names, hp.val_fraction, hp.seed)
 
+    def preflight(self) -> None:
+        """Before the Trainer: the dataset's records can be listed and the store the views read
+        exists (:meth:`read_store`; the ``gt`` store is built by ``prepare_data``, later)."""
+        super().preflight()
+        if self.segmentation != GT_STORE:
+            self.read_store()
+
+    def read_store(self) -> SegmentationStore | None:
+        """The store the views read, opened once and kept (``None`` for FULL views). A view that
+        needs a segmentation without ``data.segmentation``, or a store that is not there, is
+        one message naming it and the fix (the same from :meth:`preflight` and ``setup``)."""
+        if not self.needs_store:
+            return None
+        if self.segmentation is None:
+            raise NoSegmentationError(
+                f"{option_flag('data', 'view')} {self.views} needs data.segmentation: set "
+                f"{option_flag('data', 'segmentation')} to gt, a store name or a store path"
+            )
+        if self.store is None:
+            self.store = self.open_store(self.segmentation)
+        return self.store
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        if self.needs_store and self.segmentation is None:
-            raise ValueError(
-                f"data.view={self.views} needs data.segmentation ('gt' or a store path)"
-            )
+        self.check_dataset()
+        store = self.read_store()
         self.splits = self.split_records()
         if self._bad is None:  # a process without prepare_data (DDP ranks): cached, no build
             skip = self.hparams.on_unreadable == "skip"  # error: prepare_data checked them
@@ -336,9 +361,7 @@ class ViewDataModule(BaseDataModule):
                 s: [r for r in recs if r.image_id not in bad] for s, recs in self.splits.items()
             }
             self._report_unreadable()
-        if self.store_path is not None and self.needs_store:
-            if self.store is None:
-                self.store = self.open_store(self.segmentation)
+        if store is not None:
             self._check_store()
             if self.hparams.foreground == "top1":
                 log.info(
@@ -359,7 +382,8 @@ class ViewDataModule(BaseDataModule):
         if self.store is not None and self.needs_store:
             log.info("segmentation store: %s (%s)", self.store_path, self.store.segmenter)
             fallback = {
-                s: sum(r.image_id not in self.store for r in recs) for s, recs in self.splits.items()
+                s: sum(r.image_id not in self.store for r in recs)
+                for s, recs in self.splits.items()
             }
             shown = ", ".join(f"{s} {n}" for s, n in fallback.items())
             log.info(
@@ -400,8 +424,8 @@ class ViewDataModule(BaseDataModule):
                 raise StoreCoverageError(
                     msg
                     + " Run `python -m occam_l2r segment` for this dataset (it resumes), or use "
-                    "the FULL image for them: --data.init_args.on_missing full (data.on_missing: "
-                    "full in the config)."
+                    f"the FULL image for them: {option_flag('data', 'on_missing')} full "
+                    "(data.on_missing: full in the config)."
                 )
             log.warning("%s They get the FULL fallback (data.on_missing=full).", msg)
 

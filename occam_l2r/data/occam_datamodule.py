@@ -36,7 +36,7 @@ from torch.utils.data._utils.collate import default_collate
 
 from occam_l2r.data.base import BaseDataModule
 from occam_l2r.data.records import Record, RecordDataset
-from occam_l2r.errors import UserError
+from occam_l2r.errors import UserError, option_flag
 from occam_l2r.occam.apply import (
     ALL_APPLY_MODES,
     APPLY_MODES,
@@ -56,6 +56,10 @@ PER_IMAGE = ("applied", "masks", "gt_box", "gt_object")
 
 class MissingMasksError(UserError, ValueError):
     """Images of a split are absent from a mask source's store (``on_missing: error``)."""
+
+
+class DuplicateSourceError(UserError, ValueError):
+    """Two mask sources name stores of the same folder name (one row name in the tables)."""
 
 
 class OccamDataset(Dataset):
@@ -248,16 +252,36 @@ class OccamDataModule(BaseDataModule):
             used = {r.image_id: r for recs in self._split_records().values() for r in recs}
             self.build_gt_store(used.values())
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.stores:
-            return
-        self.records = self._split_records()
+    def preflight(self) -> None:
+        """Before the Trainer: the dataset's records can be listed and the mask sources' stores
+        exist (:meth:`open_sources`; the ``gt`` source is built by ``prepare_data``, later)."""
+        super().preflight()
+        self.open_sources(built=False)
+
+    def open_sources(self, built: bool = True) -> dict[str, SegmentationStore]:
+        """The stores of the mask sources by table name, in the config's order, each opened once
+        and kept; a store that is not there is one message naming it and the fix (the same from
+        :meth:`preflight` and ``setup``). ``built=False``: leave out the ``gt`` source, which
+        ``prepare_data`` builds."""
         names = self.source_names
         if len(set(names)) != len(names):
-            raise ValueError(f"data.mask_sources name two stores alike: {names}")
+            raise DuplicateSourceError(
+                f"{option_flag('data', 'mask_sources')} name two stores alike: {names}; give "
+                "each source once (a store's name in the tables is its folder's name)"
+            )
+        stores: dict[str, SegmentationStore] = {}
         for source, name in zip(self.hparams.mask_sources, names, strict=True):
-            self.stores[name] = self.open_store(source)
-        for name, store in self.stores.items():
+            if built or source != GT_STORE:
+                stores[name] = self.stores[name] if name in self.stores else self.open_store(source)
+        self.stores = stores
+        return stores
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.records and len(self.stores) == len(self.hparams.mask_sources):
+            return
+        self.check_dataset()
+        self.records = self._split_records()
+        for name, store in self.open_sources().items():
             for split, records in self.records.items():
                 missing = [r.image_id for r in records if r.image_id not in store]
                 if not missing:
@@ -268,8 +292,9 @@ class OccamDataModule(BaseDataModule):
                 )
                 if self.hparams.on_missing == "error":
                     raise MissingMasksError(
-                        msg + " Run `python -m occam_l2r segment` for them (it resumes), or set "
-                        "data.on_missing: empty to classify them on the whole image."
+                        msg + " Run `python -m occam_l2r segment` for them (it resumes), or "
+                        f"classify them on the whole image: {option_flag('data', 'on_missing')} "
+                        "empty (data.on_missing: empty in the config)."
                     )
                 log.warning("%s They have no masks (data.on_missing=empty).", msg)
 

@@ -23,6 +23,7 @@ import timm
 import torch
 from torch import nn
 
+from occam_l2r.errors import option_flag
 from occam_l2r.weights import (
     WeightsFileError,
     WeightsNotFoundError,
@@ -34,8 +35,15 @@ TIMM_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorc
 #: prefix of model names built by torchvision's constructors instead of timm
 TORCHVISION = "torchvision:"
 
-#: the command-line flag of a local weights file (``fit``/``test``...: the task's init args)
+#: the command-line flag of a local weights file in ``fit``/``test``... (the task's init args;
+#: the messages spell it as the running verb does, :func:`checkpoint_flag`)
 CHECKPOINT_FLAG = "--model.init_args.checkpoint_path"
+
+
+def checkpoint_flag() -> str:
+    """The flag of a local weights file as the running verb spells it
+    (:func:`occam_l2r.errors.option_flag`)."""
+    return option_flag("model", "checkpoint_path")
 
 
 def create_classifier(
@@ -72,7 +80,7 @@ def create_classifier(
         path = Path(checkpoint_path).expanduser()
         if not path.is_file():
             raise WeightsNotFoundError(
-                f"{CHECKPOINT_FLAG} {checkpoint_path} does not exist; point it at the weights "
+                f"{checkpoint_flag()} {checkpoint_path} does not exist; point it at the weights "
                 f"file of {model_name} (model: init_args: checkpoint_path: in the config)"
             )
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
@@ -84,7 +92,7 @@ def create_classifier(
             )
         if cfg.hf_hub_id:
             files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else TIMM_WEIGHT_FILES
-            require_hub_files(cfg.hf_hub_id, files, model_name, CHECKPOINT_FLAG)
+            require_hub_files(cfg.hf_hub_id, files, model_name, checkpoint_flag())
     try:
         return timm.create_model(model_name, pretrained=pretrained, **kwargs)
     except Exception as err:
@@ -131,7 +139,7 @@ def torchvision_classifier(
     if pretrained:
         url = weights.url
         cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name
-        hint = f"Download {url} to {cached.parent}, or give the file with {CHECKPOINT_FLAG}."
+        hint = f"Download {url} to {cached.parent}, or give the file with {checkpoint_flag()}."
         state = load_state_dict_file(checkpoint_path or cached, f"weights of {full_name}", hint)
         try:
             model.load_state_dict(state)
@@ -177,7 +185,7 @@ def _weights_file_error(path: str, model_name: str, err: Exception) -> WeightsFi
     )
     detail = " ".join(str(err).split())[:200]
     return WeightsFileError(
-        f"{CHECKPOINT_FLAG} {path} {why} ({type(err).__name__}: {detail}). Point it at "
+        f"{checkpoint_flag()} {path} {why} ({type(err).__name__}: {detail}). Point it at "
         f"the .safetensors/.pth weights of {model_name}."
     )
 

@@ -54,6 +54,7 @@ from occam_l2r.data.datasets._layout import (
     resize_mask,
 )
 from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.errors import option_flag
 
 SUBSET = "FungiTastic-Mini"
 #: split -> (image folder, accepted CSV names in order of preference)
@@ -66,10 +67,10 @@ SPLIT_FILES = {
 TEST_LABELS = "metadata/FungiTastic/FungiTastic-test-DEV.csv"
 #: the image resolution the configs and this class read (the authors' evaluation code: 500p)
 DEFAULT_SIZE = "500p"
-#: the command-line flag that picks the resolution (fit, test, predict, validate, check)
+#: the command-line flag that picks the resolution in fit, test, predict, validate, check (the
+#: messages spell it as the running verb does: ``--data.dataset.init_args.image_size_folder``
+#: in segment and occam, :func:`occam_l2r.errors.option_flag`)
 SIZE_FLAG = "--data.init_args.dataset.init_args.image_size_folder"
-#: the same setting in a segment / occam config (their data is not a class_path)
-SIZE_KEY_SEGMENT = "data.dataset.init_args.image_size_folder"
 #: split -> mask parquet file name (masks exist for train and val only)
 MASK_FILES = {"train": f"{SUBSET}-TrainMasks.parquet", "val": f"{SUBSET}-ValidationMasks.parquet"}
 DOWNLOAD_HINT = (
@@ -240,10 +241,11 @@ class FungiTasticMini(RecordDataset):
         if not sizes:
             return f"The images of split '{split}' at size {size} are missing: {download}."
         there = ", ".join(sizes)
+        flag = option_flag("data", "dataset.init_args.image_size_folder")
         return (
             f"The images of split '{split}' are there at {there}, not at {size}: read them with "
-            f"{SIZE_FLAG} {sizes[0]} (in a segment or occam config: {SIZE_KEY_SEGMENT}: "
-            f"{sizes[0]}; a segmentation store holds the size in its image ids, so segment and "
+            f"{flag} {sizes[0]} (image_size_folder: {sizes[0]} in the dataset's init_args of "
+            "the config; a segmentation store holds the size in its image ids, so segment and "
             f"train with the same one), or {download}."
         )
 
