@@ -3,7 +3,8 @@
 Issue 19, item 2. Each case runs ``python -m occam_l2r`` in this process (``main()`` reading
 ``sys.argv``) with ``lightning.pytorch.Trainer.__init__`` counting its calls:
 
-- a dataset folder that is not there, a segmentation store that is not there (``fit``, ``occam``)
+- a segmenter's weights file that is not there (``segment``: weights first, then data), a
+  dataset folder that is not there, a segmentation store that is not there (``fit``, ``occam``)
   and a FungiTastic size that is not downloaded (``segment``) are one message, exit 3, and no
   Trainer was built (before the pre-flight check, ``setup`` found them after the Trainer);
 - the same store-coverage fault through ``fit`` and through ``occam`` names each verb's flag
@@ -138,6 +139,19 @@ def test_segment_size_not_downloaded(tmp_path, monkeypatch, capsys, trainers) ->
     proc = cli_in_process(args, tmp_path, monkeypatch, capsys)
     line = assert_one_message(proc, "segment", "--data.dataset.init_args.image_size_folder 300p")
     assert "--data.init_args" not in line
+    assert trainers == []
+
+
+def test_segment_missing_weights_first(tmp_path, monkeypatch, capsys, trainers) -> None:
+    """Weights, then data: a missing SAM checkpoint (and a missing dataset) is the weights'
+    message, before the Trainer (the segment verb checked them after it)."""
+    ckpt = tmp_path / "weights" / "sam_vit_h_4b8939.pth"
+    args = ["segment", "--config", CONFIGS / "segment" / "waterbirds_sam_auto.yaml",
+            "--model.segmenter.init_args.sam.checkpoint", ckpt,
+            "--data.dataset.init_args.root", tmp_path / "waterbirds", "--data.num_workers", "0",
+            "--trainer.accelerator", "cpu", "--trainer.devices", "1"]  # fmt: skip
+    proc = cli_in_process(args, tmp_path, monkeypatch, capsys)
+    assert_one_message(proc, "segment", str(ckpt))
     assert trainers == []
 
 

@@ -104,11 +104,12 @@ class OneMessageInstantiation:
       ``wandb``; jsonargparse wraps it in two ``ValueError``) -> :class:`MissingPackageError`
       naming the package to install, or the default ``TensorBoardLogger`` for a logger.
 
-    It also checks the data before a Trainer is built: the DataModule's
+    It also checks the weights and the data before a Trainer is built: a model's ``preflight()``
+    (:meth:`~occam_l2r.tasks.segment.SegmentTask.preflight`: the segmenter's weights; a
+    classifier checks its weights when it is built), then the DataModule's
     :meth:`~occam_l2r.data.base.BaseDataModule.preflight` (the dataset's records can be listed,
-    the stores it reads exist) runs right after the DataModule is built, so a missing folder or
-    store is one message before any Trainer, logger or run folder exists (weights are checked
-    when the model is built, earlier still). And it says how this verb spells the options of
+    the stores it reads exist), so a missing file, folder or store is one message before any
+    Trainer, logger or run folder exists. And it says how this verb spells the options of
     ``model`` and ``data`` (through ``init_args`` where a ``class_path`` chooses the class), so
     the messages name the flag as this command line spells it (:func:`~occam_l2r.errors.option_flag`).
     """
@@ -133,8 +134,12 @@ class OneMessageInstantiation:
             raise
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """The DataModule's pre-flight check, then the Trainer (``LightningCLI.instantiate_classes``
-        builds the model and the DataModule first)."""
+        """The pre-flight checks, then the Trainer (``LightningCLI.instantiate_classes`` builds
+        the model and the DataModule first): the model's, where it has one (the segment task:
+        its segmenter's weights), then the DataModule's."""
+        model_check = getattr(getattr(self, "model", None), "preflight", None)
+        if callable(model_check):
+            model_check()
         datamodule = getattr(self, "datamodule", None)
         if isinstance(datamodule, BaseDataModule):
             datamodule.preflight()

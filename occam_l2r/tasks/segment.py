@@ -70,6 +70,11 @@ class SegmentTask(L.LightningModule):
         self.source: ImageSource | None = None
         self.models = nn.ModuleDict()
 
+    def preflight(self) -> None:
+        """Before a Trainer is built (the toolkit's LightningCLI classes call it, then the
+        DataModule's): the segmenter's weights are there (one message naming the file if not)."""
+        self.segmenter.check_weights()
+
     def bind(self, dataset: RecordDataset, config_name: str | None = None) -> Path:
         """Bind the segmenter to ``dataset`` and fix the store folder (``store``, else the default
         named after ``config_name``). Writes nothing (a ``gt`` store of an older format is moved
