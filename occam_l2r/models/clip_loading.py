@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from occam_l2r.errors import option_flag
 from occam_l2r.models.clip_registry import register_configs
 from occam_l2r.weights import (
     WeightsFileError,
@@ -166,9 +167,10 @@ def load_clip(
 
 def _require_hf_repo(repo: str, what: str) -> None:
     """Fail fast unless the open_clip repo ``repo`` (config and weights) can be loaded."""
-    option = "model.init_args.model_name (hf-hub:org/repo or an open_clip name + a local file)"
+    name_flag = option_flag("model", "model_name")
+    option = f"{name_flag} (hf-hub:org/repo or an open_clip name + a local file)"
     require_hub_files(repo, ("open_clip_config.json",), what, option)
-    require_hub_files(repo, HF_WEIGHT_FILES, what, "model.init_args.pretrained")
+    require_hub_files(repo, HF_WEIGHT_FILES, what, option_flag("model", "pretrained"))
 
 
 def _resolve_pretrained(
@@ -193,7 +195,7 @@ def _resolve_pretrained(
         if looks_like_path or not list_pretrained_tags_by_model(arch):
             hint = _EMBEDDED_HINT if arch.startswith("occam-") else ""
             raise WeightsNotFoundError(
-                f"weights file {path} of {model_name!r} not found (model.init_args.pretrained). "
+                f"weights file {path} of {model_name!r} not found ({option_flag('model', 'pretrained')}). "
                 "Give the path of an open_clip state dict (torch.save(model.state_dict(), path), "
                 f"or open_clip_pytorch_model.bin of the model's Hugging Face repo).{hint}"
             )
@@ -201,7 +203,7 @@ def _resolve_pretrained(
             f"{model_name!r} has no pretrained tag {pretrained!r}; its tags are "
             f"{list_pretrained_tags_by_model(arch)}, or give a local weights file"
         )
-    option = "model.init_args.pretrained"
+    option = option_flag("model", "pretrained")
     hub = cfg.get("hf_hub", "")
     if hub:
         # open_clip's convention: "org/repo/" (default file names) or "org/repo/file"

@@ -45,7 +45,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from occam_l2r.errors import UserError
+from occam_l2r.errors import UserError, option_flag
 
 LabelSpace = Literal[
     "dataset", "imagenet1k", "imagenet1k_synonyms", "imagenet1k_max", "cub200", "stanford_cars196"
@@ -103,7 +103,7 @@ def resolve_templates(templates: str | list[str]) -> list[str]:
                 raise ClassNamesError(f"template file {path} holds no template")
             return _checked(found, str(path))
         templates = [templates]
-    return _checked(list(templates), "model.init_args.templates")
+    return _checked(list(templates), option_flag("model", "templates"))
 
 
 def _checked(templates: list[str], source: str) -> list[str]:
@@ -145,7 +145,7 @@ def read_class_names_file(path: str | Path, classes: list[str]) -> list[str]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise ClassNamesError(
-            f"class-name file {path} not found (model.init_args.class_names_file)"
+            f"class-name file {path} not found ({option_flag('model', 'class_names_file')})"
         )
     k = len(classes)
     if path.suffix == ".json":

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from occam_l2r.data.logits_datamodule import LogitsDataModule
+from occam_l2r.errors import option_flag
 from occam_l2r.fusion.heads import HeadName, TemperatureFusion, build_head
 from occam_l2r.tasks.base import BaseTask
 
@@ -65,7 +66,7 @@ class FusionHeadTask(BaseTask):
         if dm.num_inputs != self.hparams.num_inputs:
             raise ValueError(
                 f"the model expects {self.hparams.num_inputs} inputs, the data gives "
-                f"{dm.num_inputs}; set model.init_args.num_inputs or data.init_args.input2"
+                f"{dm.num_inputs}; set {option_flag('model', 'num_inputs')} or {option_flag('data', 'input2')}"
             )
         super().setup(stage)
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from occam_l2r.data.datamodule import ViewDataModule
-from occam_l2r.errors import UserError
+from occam_l2r.errors import UserError, option_flag
 from occam_l2r.fusion.methods import max_conf
 from occam_l2r.fusion.pairs import Pair, default_pairs
 from occam_l2r.models.prompts import LabelSpace, label_space_classifier, resolve_templates
@@ -143,8 +143,8 @@ class ZeroShotTask(ZeroShotOutputsTask):
             parts = (pair.first, pair.second) if pair is not None and not pair.ensemble else ()
             if not parts or parts[0] == parts[1] or not set(parts) <= set(self.views):
                 raise UserError(
-                    f"model.init_args.fusions: {name!r} must be 'A+B' of two different views of "
-                    f"data.view ({self.views})"
+                    f"{option_flag('model', 'fusions')}: {name!r} must be 'A+B' of two different views "
+                    f"of {option_flag('data', 'view')} ({self.views})"
                 )
             pairs.append((parts[0], parts[1]))
         return pairs

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from occam_l2r.data.base import BaseDataModule
-from occam_l2r.errors import UserError
+from occam_l2r.errors import UserError, option_flag
 from occam_l2r.models.prompts import prompt_classes
 from occam_l2r.tasks.base import BaseTask, metric_key
 
@@ -65,7 +65,9 @@ class ZeroShotOutputsTask(BaseTask):
         :func:`~occam_l2r.models.prompts.prompt_classes` result.
         """
         if self.primary not in self.outputs:
-            raise UserError(f"model.init_args.primary={self.primary!r}: not one of {self.outputs}")
+            raise UserError(
+                f"{option_flag('model', 'primary')} {self.primary!r}: not one of {self.outputs}"
+            )
         dataset = dm.dataset
         classes = prompt_classes(
             list(dm.class_names),

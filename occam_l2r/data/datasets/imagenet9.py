@@ -50,6 +50,7 @@ from occam_l2r.data.datasets._layout import (
     resize_mask,
 )
 from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.errors import option_flag
 
 VARIATIONS = [
     "original", "mixed_same", "mixed_rand", "mixed_next", "no_fg", "only_bg_b", "only_bg_t", "only_fg",
@@ -62,12 +63,16 @@ DOWNLOAD_HINT = (
     "Download the backgrounds_challenge release (github.com/MadryLab/backgrounds_challenge, "
     "backgrounds_challenge_data.tar.gz) and set root to the folder holding original/, mixed_rand/, ..."
 )
-#: the command-line flag of the folder that holds the unpacked training tarballs
-TRAIN_ROOT_FLAG = "--data.init_args.dataset.init_args.train_root"
 MAP_HINT = (
     "Take in_to_in9.json from github.com/MadryLab/backgrounds_challenge (the repository root) "
     "and give its path as in_to_in9 (or put it in the dataset root)."
 )
+
+
+def _train_root_flag() -> str:
+    """The command-line flag of the folder that holds the unpacked training tarballs, as the
+    running verb spells it (:func:`occam_l2r.errors.option_flag`)."""
+    return option_flag("data", "dataset.init_args.train_root")
 
 
 def read_in_to_in9(path: Path) -> dict[int, int]:
@@ -131,7 +136,7 @@ class ImageNet9(RecordDataset):
                     f"tarball {variation}.tar.gz was unpacked into the release root and its unclean "
                     f"val/ is merged into the test images of {self.root / variation / 'val'}. "
                     "Unpack the training tarballs into a folder of their own, give its path as "
-                    f"train_root ({TRAIN_ROOT_FLAG} DIR), and extract {variation}/val again from "
+                    f"train_root ({_train_root_flag()} DIR), and extract {variation}/val again from "
                     "backgrounds_challenge_data.tar.gz."
                 )
         if train_variation is not None:
@@ -140,7 +145,7 @@ class ImageNet9(RecordDataset):
                 "ImageNet9",
                 f"train_variation={train_variation!r} needs <train_root>/{train_variation}/train "
                 "(the training tarballs linked in the backgrounds_challenge README, unpacked in "
-                f"train_root: {TRAIN_ROOT_FLAG}, default root).",
+                f"train_root: {_train_root_flag()}, default root).",
             )
             self.train_split = "train"
 
