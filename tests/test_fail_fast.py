@@ -10,6 +10,7 @@ which is no flag.
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import pytest
 import torch
 
 import occam_l2r.commands.lightning  # noqa: F401  (Lightning's log handlers bind the real stderr, not a test's)
+from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+from occam_l2r.data.records import RecordDataset
+from tests.conftest import TINY, load_fake
 from tests.test_config_errors import cli_in_process
 from tests.test_errors import TINY_FIT, assert_one_message
 
@@ -131,3 +135,51 @@ def test_empty_dataset_root(tmp_path, monkeypatch, capsys) -> None:
     proc = cli_in_process(args, tmp_path, monkeypatch, capsys)
     assert_one_message(proc, "fit", str(empty), "metadata.csv")
     assert _left(out) == []
+
+
+@pytest.mark.parametrize("generated", [True, False], ids=["synthetic", "real-reader"])
+def test_segment_unknown_split(
+    tmp_path, tiny_synthetic_root, monkeypatch, capsys, generated
+) -> None:
+    """``segment --data.splits`` naming no split of the dataset: one message naming the value,
+    the dataset's splits and the flag as ``segment`` spells it; no store written. ``real-reader``:
+    a dataset whose records exist on disk (checked before the Trainer), ``synthetic``: one that
+    creates its data (checked once it exists, before the store)."""
+    from tests._segment_tiny import segment_config, write_config
+
+    gt = {"class_path": "occam_l2r.segment.segmenters.GroundTruth"}
+    store = tmp_path / "store"
+    cfg = segment_config(tiny_synthetic_root, gt, store, splits=["train", "tset"])
+    cfg["data"]["dataset"]["init_args"] = {"root": str(tiny_synthetic_root), **TINY}
+    if not generated:  # the same images, read by a reader that does not create them
+        monkeypatch.setattr(SyntheticSpurious, "prepare", RecordDataset.prepare)
+    conf = write_config(tmp_path / "segment.yaml", cfg)
+    proc = cli_in_process(["segment", "--config", conf], tmp_path, monkeypatch, capsys)
+    line = assert_one_message(proc, "segment", "--data.splits names 'tset'", "'test_id'",
+                              "SyntheticSpurious", str(tiny_synthetic_root))  # fmt: skip
+    assert "init_args.splits" not in line
+    assert not store.exists()
+
+
+def test_messages_spell_flags_as_segment_and_occam_do(tmp_path) -> None:
+    """The messages of readers and models shared by every verb name the flag through
+    ``option_flag``: under ``segment``/``occam`` (fixed classes) without ``init_args``."""
+    from occam_l2r.data.datasets._layout import DatasetLayoutError
+    from occam_l2r.data.datasets.imagenet9 import ImageNet9
+    from occam_l2r.errors import use_option_spelling
+    from occam_l2r.models.prompts import ClassNamesError, read_class_names_file
+
+    in9 = load_fake("imagenet9")
+    root = in9.make_fake(tmp_path / "bg_challenge", per_class=1)
+    in9.write_training_tarball(root, "mixed_rand")
+
+    def as_segment() -> None:  # in a context of its own, as a verb runs
+        use_option_spelling(())
+        with pytest.raises(DatasetLayoutError, match="--data.dataset.init_args.train_root DIR"):
+            ImageNet9(root=str(root))
+        with pytest.raises(ClassNamesError, match=r"\(--model.class_names_file\)"):
+            read_class_names_file(tmp_path / "none.txt", ["a", "b"])
+
+    contextvars.copy_context().run(as_segment)
+    with pytest.raises(DatasetLayoutError, match="--data.init_args.dataset.init_args.train_root"):
+        ImageNet9(root=str(root))  # fit's spelling outside a verb

@@ -30,12 +30,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from occam_l2r.data.base import BaseDataModule
 from occam_l2r.data.records import Record, RecordDataset
+from occam_l2r.errors import UserError, option_flag
 from occam_l2r.segment.gt import Preprocess, read_item
 
 __all__ = [
     "ImageItems",
     "Preprocess",
     "SegmentDataModule",
+    "UnknownSplitError",
     "collate_items",
     "no_preprocessing",
     "select_records",
@@ -76,14 +78,33 @@ def collate_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return items
 
 
+class UnknownSplitError(UserError, ValueError):
+    """A name in ``data.splits`` that is no split of the dataset."""
+
+
 def select_records(
     dataset: RecordDataset, splits: list[str] | None, limit: int | None
 ) -> list[Record]:
     """The run's records in a stable order: ``splits`` (all when ``None``), first ``limit`` of each
-    split (all splits: the first ``limit`` in total)."""
+    split (all splits: the first ``limit`` in total).
+
+    Raises:
+        UnknownSplitError: a name of ``splits`` is no split of ``dataset``; the message names it,
+            the dataset's splits and the flag.
+    """
+    records = dataset.all_records()
     if splits is None:
-        records = dataset.all_records()
         return records[:limit] if limit is not None else records
+    known = sorted({r.split for r in records})
+    unknown = [s for s in splits if s not in known]
+    if unknown:
+        flag = option_flag("data", "splits")
+        raise UnknownSplitError(
+            f"{flag} names {', '.join(map(repr, unknown))}, not a split of "
+            f"{type(dataset).__name__} at {dataset.root}; its splits are {known}. Give some of "
+            f"those ({flag} '[{known[0] if known else 'train'}]'), or leave {flag} out to segment "
+            "every split"
+        )
     out: list[Record] = []
     for split in splits:
         out.extend(dataset.records(split)[:limit])
@@ -137,6 +158,19 @@ class SegmentDataModule(BaseDataModule):
     def predict_split_names(self) -> list[str]:
         """Its one predict loader: ``run``, the images of this run that this rank segments."""
         return ["run"]
+
+    def prepare_data(self) -> None:
+        """Create the data when the dataset can, then check ``splits`` against it (a dataset that
+        creates its data is checked here, before the verb writes anything)."""
+        super().prepare_data()
+        self.check_dataset()
+
+    def check_dataset(self) -> None:
+        """The dataset's records can be listed and every name of ``splits`` is one of its splits
+        (:class:`UnknownSplitError`), before a Trainer is built."""
+        super().check_dataset()
+        if self.dataset is not None:
+            self.run_records()
 
     def use(self, preprocess: Preprocess, stored: set[str]) -> None:
         """Set the segmenter's per-image preprocessing and the image ids the store already holds."""
