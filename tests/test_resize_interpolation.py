@@ -123,3 +123,25 @@ def test_bad_crop_pct_and_interpolation_are_refused(synthetic_copy):
         ViewDataModule(SyntheticSpurious(root=str(synthetic_copy), **TINY), crop_pct=1.5)
     with pytest.raises(ValueError, match="crop_pct"):
         eval_transform(32, "bilinear", "center_crop", 0.0)
+
+
+def test_embedded_clip_trains_on_the_views_zero_shot_reads(synthetic_copy):
+    """The embedded CLIP's training views are resized with open_clip's own interpolation
+    (bicubic), as the zero-shot and OCCAM tasks resize theirs: before, it trained on bilinear
+    views and was evaluated zero-shot on bicubic ones."""
+    from occam_l2r.data.caption_datamodule import CaptionDataModule
+    from occam_l2r.tasks.clip_train import ClipTrainTask
+
+    dm = CaptionDataModule(
+        SyntheticSpurious(root=str(synthetic_copy), **TINY),
+        image_size=32, batch_size=4, num_workers=0,
+    )  # fmt: skip
+    dm.prepare_data()
+    task = ClipTrainTask("occam-tiny-convnext")
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
+    )  # fmt: skip
+    trainer.validate(task, datamodule=dm, verbose=False)
+    assert task.interpolation == "bicubic"
+    assert _flag(dm.train_dataloader()) == _flag(dm.val_dataloader()) == cv2.INTER_CUBIC

@@ -176,6 +176,9 @@ class ClipTrainTask(BaseTask):
         cfg = open_clip.get_model_preprocess_cfg(self.clip)
         mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(cfg["std"]).view(1, 3, 1, 1) * 255.0
+        #: the model's own resize interpolation (open_clip's preprocessing: bicubic), used for
+        #: the training views as the zero-shot and OCCAM tasks use it for theirs
+        self.interpolation = str(cfg.get("interpolation", "bicubic"))
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
         self.loss = MultiPositiveClipLoss()
@@ -234,6 +237,9 @@ class ClipTrainTask(BaseTask):
     # ------------------------------------------------------------------ training
     def setup(self, stage: str) -> None:
         super().setup(stage)
+        # train and evaluate on views resized as the zero-shot and OCCAM tasks resize them
+        # (the model's own interpolation; open_clip keeps the whole shorter side)
+        self.datamodule.use_model_preprocessing(self.interpolation, 1.0)
         if stage == "fit" and self.trainer.world_size != 1:
             raise UserError(
                 "the embedded CLIP trains in one process (its multi-positive loss does not gather "
