@@ -65,10 +65,9 @@ def test_two_processes_count_every_sample_once(tmp_path):
     assert not (run / "logits" / ".parts").exists()
 
     # the same checkpoint tested in one process gives the same accuracies and counts
-    _run(["test", *common, "--ckpt_path", str(ckpt), "--trainer.logger.init_args.save_dir", str(tmp_path / "single")], tmp_path)  # fmt: skip
-    single = json.loads(
-        (tmp_path / "single" / "tiny" / "FG_C" / "version_0" / "test_metrics.json").read_text()
-    )
+    # (test --ckpt_path K writes beside K's run: the DDP metrics were read above)
+    _run(["test", *common, "--ckpt_path", str(ckpt)], tmp_path)
+    single = json.loads((run / "test_metrics.json").read_text())
     for split in ("test_id", "test_shift", "test_random"):
         for key in ("acc", "macro_acc", "worst_group_acc", "num_samples"):
             assert ddp[f"{split}/{key}"] == pytest.approx(single[f"{split}/{key}"])

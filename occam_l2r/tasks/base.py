@@ -164,9 +164,11 @@ class BaseTask(L.LightningModule):
     def on_fit_start(self) -> None:
         """Log (rank 0) where the run's outputs go: its folder and its checkpoints."""
         trainer = self.trainer
+        # every rank reads ``log_dir``: under DDP it is a broadcast from rank 0 (a collective
+        # that rank 0 alone would wait on for ever)
+        folder = trainer.log_dir or trainer.default_root_dir
         if not trainer.is_global_zero:
             return
-        folder = trainer.log_dir or trainer.default_root_dir
         callback = trainer.checkpoint_callback
         where = f" (checkpoints in {callback.dirpath})" if callback and callback.dirpath else ""
         log.info("outputs of this run: %s%s", folder, where)
