@@ -6,7 +6,9 @@ pass them. Here FG_C (the object crop, from the ground-truth masks) is trained f
 the smallest size measured to learn reliably (issue 17, item 9), and its accuracy on
 ``test_shift`` (every class on another class's background, so a model that learned the
 background scores ~0) must clear chance (1 / 4) by a wide margin. Measured on this machine
-(``train_per_class=20``, 5 epochs, 32 px): see MEASURED.
+(``train_per_class=30``, 8 epochs, 32 px, bicubic resizing): see MEASURED. With the model's own
+(bicubic) interpolation (issue 16) the earlier 20 images per class and 5 epochs gave 0.375 for
+seed 0, and 8 epochs exactly the threshold (0.400): too close to tell learning from luck.
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ from occam_l2r.cli import main
 from occam_l2r.data.datasets.synthetic import SyntheticSpurious
 from tests.conftest import TINY_FG
 
-SIZES = {"train_per_class": 20, "val_per_class": 5, "test_per_class": 10}
-EPOCHS = 5
+SIZES = {"train_per_class": 30, "val_per_class": 5, "test_per_class": 10}
+EPOCHS = 8
 CHANCE = 0.25
 #: seed_everything -> test_shift/acc measured with these settings (40 test images)
-MEASURED = {0: 0.5, 1: 0.475}
+MEASURED = {0: 0.525, 1: 0.625}
 #: 6 of 40 images above chance; a model that learned the background instead scores ~0
 THRESHOLD = 0.4
 
