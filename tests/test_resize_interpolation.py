@@ -36,6 +36,15 @@ def _dm(root, **kw) -> ViewDataModule:
     return dm
 
 
+def _validate(task, dm) -> None:
+    """One validation batch through a CPU Trainer: the task's ``setup`` tells the DataModule."""
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
+    )  # fmt: skip
+    trainer.validate(task, datamodule=dm, verbose=False)
+
+
 def _flag(loader) -> int:
     """The OpenCV interpolation of the first (resizing) op of a loader's transform."""
     return loader.dataset.transform.transforms[0].interpolation
@@ -65,11 +74,7 @@ def test_classifier_tells_its_timm_interpolation(synthetic_copy):
 
     dm = _dm(synthetic_copy, eval_resize="center_crop")
     task = ClassifierTask("convnextv2_atto", num_classes=dm.num_classes)
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
-    )  # fmt: skip
-    trainer.validate(task, datamodule=dm, verbose=False)
+    _validate(task, dm)
     assert dm.interpolation == "bicubic"
     assert _flag(dm.train_dataloader()) == _flag(dm.val_dataloader()) == cv2.INTER_CUBIC
     crop = dm.val_dataloader().dataset.transform.transforms[0]
@@ -138,10 +143,6 @@ def test_embedded_clip_trains_on_the_views_zero_shot_reads(synthetic_copy):
     )  # fmt: skip
     dm.prepare_data()
     task = ClipTrainTask("occam-tiny-convnext")
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=1,
-    )  # fmt: skip
-    trainer.validate(task, datamodule=dm, verbose=False)
+    _validate(task, dm)
     assert task.interpolation == "bicubic"
     assert _flag(dm.train_dataloader()) == _flag(dm.val_dataloader()) == cv2.INTER_CUBIC
