@@ -33,21 +33,25 @@ def decode_mask(counts: bytes, height: int, width: int) -> np.ndarray:
 
 
 #: what ``Segmentation.scores`` hold, by segmenter name; any other (detector) name: its confidence
-SCORE_KINDS = {"sam_auto": "sam_predicted_iou", "gt": "ground_truth"}
+SCORE_KINDS = {
+    "sam_auto": "sam_predicted_iou",
+    "sam2_auto": "sam_predicted_iou",
+    "gt": "ground_truth",
+}
 
 
 def score_kind(segmenter: str) -> str:
     """What the scores of ``segmenter``'s segmentations are: ``sam_predicted_iou`` (SAM's
-    automatic masks), ``ground_truth`` (always 1.0) or ``detector_confidence``."""
+    or SAM 2's automatic masks), ``ground_truth`` (always 1.0) or ``detector_confidence``."""
     return SCORE_KINDS.get(segmenter, "detector_confidence")
 
 
 def mask_to_box(mask: np.ndarray) -> np.ndarray:
     """Tight xyxy box of a boolean mask (x1, y1 exclusive); zeros for an empty mask."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if len(cols) == 0:  # (the projections: ~10x faster than np.nonzero of every pixel)
         return np.zeros(4, dtype=np.float32)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
 
 
 @dataclass
