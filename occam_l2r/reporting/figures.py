@@ -32,10 +32,10 @@ class _Figures:
     pyplot state and no backend switch (a notebook keeps showing its own figures)."""
 
     @staticmethod
-    def subplots(*args: Any, figsize=None, dpi=None, **kwargs: Any):
+    def subplots(*args: Any, figsize=None, dpi=None, layout=None, **kwargs: Any):
         from matplotlib.figure import Figure  # matplotlib only once a plot is drawn
 
-        fig = Figure(figsize=figsize, dpi=dpi)
+        fig = Figure(figsize=figsize, dpi=dpi, layout=layout)
         return fig, fig.subplots(*args, **kwargs)
 
     @staticmethod
@@ -61,32 +61,81 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+#: the colours of a reliability diagram, each named in its legend
+RELIABILITY_COLORS = {"accuracy": "#4c72b0", "over": "#dd8452", "under": "#55a868",
+                      "count": "#8c8c8c"}  # fmt: skip
+
+
+def reliability_figure(before: Reliability, after: Reliability, title: str) -> Any:
+    """The :class:`~matplotlib.figure.Figure` of :func:`plot_reliability`."""
+    plt = _pyplot()
+    fig = plt.figure(figsize=(9.0, 5.4))
+    axes = fig.subplots(2, 2, sharex=True, sharey="row", height_ratios=(3, 1))
+    c = RELIABILITY_COLORS
+    for col, (rel, name) in enumerate(((before, "before"), (after, "after"))):
+        ax, ax_n = axes[0, col], axes[1, col]
+        centers = (rel.edges[:-1] + rel.edges[1:]) / 2
+        width = rel.edges[1] - rel.edges[0]
+        full = rel.count > 0
+        acc = np.where(full, np.nan_to_num(rel.accuracy), 0.0)
+        conf = np.where(full, np.nan_to_num(rel.confidence), 0.0)
+        over, under = full & (conf > acc), full & (acc > conf)
+        ax.bar(centers[full], acc[full], width, color=c["accuracy"], edgecolor="k", lw=0.4,
+               label="accuracy")  # fmt: skip
+        ax.bar(centers[over], (conf - acc)[over], width, bottom=acc[over], color=c["over"],
+               edgecolor="k", lw=0.4, hatch="//",
+               label="over-confident: gap up to the mean confidence")  # fmt: skip
+        ax.bar(centers[under], (acc - conf)[under], width, bottom=conf[under], color=c["under"],
+               edgecolor="k", lw=0.4, hatch="\\\\",
+               label="under-confident: gap down to the mean confidence")  # fmt: skip
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{name} TS (T={rel.temperature:.2f}): ECE {100 * rel.ece:.2f}%", fontsize=9)
+        bars = ax_n.bar(centers[full], rel.count[full], width, color=c["count"], edgecolor="k",
+                        lw=0.4, label="samples per bin")  # fmt: skip
+        ax_n.bar_label(bars, labels=[str(int(n)) for n in rel.count[full]], fontsize=6,
+                       padding=1)  # fmt: skip
+        top = int(max(before.count.max(initial=0), after.count.max(initial=0)))
+        ax_n.set_ylim(0, max(1.0, 1.3 * top))
+        ax_n.set_xlabel("confidence")
+    axes[0, 0].set_ylabel("accuracy")
+    axes[1, 0].set_ylabel("samples")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    seen = dict(zip(labels, handles, strict=True))
+    for ax in (axes[0, 1], axes[1, 0]):  # a colour drawn only after TS still gets its entry
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(lab, h)
+    order = ["accuracy", "over-confident: gap up to the mean confidence",
+             "under-confident: gap down to the mean confidence", "perfect calibration",
+             "samples per bin"]  # fmt: skip
+    from matplotlib.patches import Patch
+
+    for key, lab in (("over", order[1]), ("under", order[2])):
+        seen.setdefault(lab, Patch(facecolor=c[key], edgecolor="k", hatch="//"
+                                   if key == "over" else "\\\\"))  # fmt: skip
+    fig.legend([seen[k] for k in order if k in seen], [k for k in order if k in seen],
+               loc="lower center", ncol=3, fontsize=7.5, frameon=False)  # fmt: skip
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.2, top=0.88, wspace=0.08, hspace=0.12)
+    return fig
+
+
 def plot_reliability(before: Reliability, after: Reliability, title: str, path: str | Path) -> Path:
     """Two reliability diagrams side by side: raw logits and temperature-scaled logits.
 
-    Bars are the accuracy per confidence bin, the red part the gap to the bin's mean
-    confidence; the diagonal is perfect calibration. Each panel names its temperature and ECE.
+    Bars are the accuracy per confidence bin; the gap to the bin's mean confidence is drawn in
+    one colour where the model is over-confident (confidence above accuracy) and in another
+    where it is under-confident; the diagonal is perfect calibration. Under each diagram, the
+    number of samples per bin (a one-sample bin is seen as such). Each panel names its
+    temperature and ECE; the legend names every colour.
     """
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.0), sharey=True)
-    for ax, rel, name in zip(axes, (before, after), ("before", "after"), strict=True):
-        centers = (rel.edges[:-1] + rel.edges[1:]) / 2
-        width = rel.edges[1] - rel.edges[0]
-        acc = np.nan_to_num(rel.accuracy)
-        conf = np.where(rel.count > 0, rel.confidence, centers)
-        ax.bar(centers, acc, width, edgecolor="k", lw=0.4, label="accuracy")
-        gap = np.where(rel.count > 0, conf - acc, 0.0)
-        ax.bar(centers, gap, width, bottom=acc, color="tab:red", alpha=0.35, label="gap")
-        ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("confidence")
-        ax.set_title(f"{name} TS (T={rel.temperature:.2f}): ECE {100 * rel.ece:.2f}%", fontsize=9)
-    axes[0].set_ylabel("accuracy")
-    axes[0].legend(loc="upper left", fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.13, top=0.83, wspace=0.08)
-    return _save(fig, path)
+    return _save(reliability_figure(before, after, title), path)
+
+
+#: the legend of each kind of row in :func:`plot_accuracy`
+KIND_LABELS = {"single": "single model", "pair": "fused pair", "metadata": "with metadata",
+               "ensemble": "ensemble of one view", "topk": "top-k FG"}  # fmt: skip
 
 
 def plot_accuracy(rows: pd.DataFrame, splits: Sequence[str], metric: str, path: str | Path) -> Path:
@@ -104,8 +153,8 @@ def plot_accuracy(rows: pd.DataFrame, splits: Sequence[str], metric: str, path: 
     colors = {"single": "tab:gray", "metadata": "tab:olive", "ensemble": "tab:cyan",
               "topk": "tab:purple"}  # fmt: skip
     height = max(2.5, 0.26 * len(labels) + 1.2)
-    fig, axes = plt.subplots(1, len(splits), figsize=(3.4 * len(splits) + 2.8, height),
-                             sharey=True, squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(1, len(splits), figsize=(3.4 * len(splits) + 2.8, height + 0.4),
+                             sharey=True, squeeze=False, layout="constrained")  # fmt: skip
     y = np.arange(len(labels))
     for ax, split in zip(axes[0], splits, strict=True):
         part = rows[rows.split == split].set_index("label").reindex(labels)
@@ -118,8 +167,13 @@ def plot_accuracy(rows: pd.DataFrame, splits: Sequence[str], metric: str, path: 
         ax.grid(axis="x", lw=0.3)
     axes[0][0].set_yticks(y, labels, fontsize=7)
     axes[0][0].invert_yaxis()
+    from matplotlib.patches import Patch
+
+    present = list(dict.fromkeys(kinds[lab] for lab in labels))
+    fig.legend([Patch(color=colors.get(k, "tab:blue")) for k in present],
+               [KIND_LABELS.get(k, k) for k in present], loc="outside lower center",
+               ncol=len(present), fontsize=8, frameon=False)  # fmt: skip
     fig.suptitle(f"{metric} per split, mean ± std over seeds", fontsize=10)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -183,20 +237,43 @@ class Tile:
     good: bool
 
 
-def plot_image_grid(
-    tiles: list[Tile], title: str, path: str | Path, ncols: int = 6, size: int = 96
-) -> Path:
-    """Thumbnails on a ``size``-pixel raster, each with its caption under it (one axes, so it
-    draws fast); an unreadable image is a grey square marked "no image"."""
+def _text_width_px(text: str, fontsize: float, dpi: int) -> float:
+    """The rendered width of one line of text, in pixels (measured with Agg)."""
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    renderer = RendererAgg(10, 10, dpi)
+    width, _, _ = renderer.get_text_width_height_descent(
+        text, FontProperties(size=fontsize), ismath=False
+    )
+    return float(width)
+
+
+def _fit(line: str, width_px: float, fontsize: float, dpi: int) -> str:
+    """``line`` cut (with an ellipsis) to fit ``width_px``."""
+    if _text_width_px(line, fontsize, dpi) <= width_px:
+        return line
+    while len(line) > 1 and _text_width_px(line + "…", fontsize, dpi) > width_px:
+        line = line[:-1]
+    return line + "…"
+
+
+def image_grid_figure(tiles: list[Tile], title: str, ncols: int = 6, size: int = 96) -> Any:
+    """The :class:`~matplotlib.figure.Figure` of :func:`plot_image_grid`."""
     plt = _pyplot()
     ncols = max(1, min(ncols, len(tiles)))
     nrows = max(1, -(-len(tiles) // ncols))
+    dpi, font, title_font = 100, 6.5, 10
     pad, text_h = 6, 14 * max([len(t.lines) for t in tiles] + [1])
     cell_w, cell_h = size + pad, size + text_h + pad
     canvas = np.full((nrows * cell_h, ncols * cell_w, 3), 255, np.uint8)
-    dpi = 100
-    fig = plt.figure(figsize=(canvas.shape[1] / dpi, canvas.shape[0] / dpi + 0.4), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, canvas.shape[0] / (canvas.shape[0] + 40)))
+    # the figure is at least as wide as its title: a grid of two images keeps its whole title
+    title_px = _text_width_px(title, title_font, dpi) + 24
+    fig_w, head = max(canvas.shape[1], title_px), 40
+    fig_h = canvas.shape[0] + head
+    fig = plt.figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
+    ax = fig.add_axes(((fig_w - canvas.shape[1]) / 2 / fig_w, 0, canvas.shape[1] / fig_w,
+                       canvas.shape[0] / fig_h))  # fmt: skip
     for i, tile in enumerate(tiles):
         r, c = divmod(i, ncols)
         y0, x0 = r * cell_h, c * cell_w + pad // 2
@@ -211,12 +288,22 @@ def plot_image_grid(
             canvas[y0 + oy : y0 + oy + h, x0 + ox : x0 + ox + w] = img[..., :3]
         if tile.image is None:
             ax.text(x0 + size / 2, y0 + size / 2, "no image", ha="center", va="center", fontsize=7)
-        ax.text(x0, y0 + size + 2, "\n".join(tile.lines), va="top", fontsize=6.5,
+        lines = [_fit(line, cell_w - 2, font, dpi) for line in tile.lines]
+        ax.text(x0, y0 + size + 2, "\n".join(lines), va="top", fontsize=font,
                 color="tab:green" if tile.good else "tab:red")  # fmt: skip
     ax.imshow(canvas, interpolation="nearest")
     ax.axis("off")
-    fig.suptitle(title, fontsize=10, y=0.995)
-    return _save(fig, path)
+    fig.suptitle(title, fontsize=title_font, y=1 - 8 / fig_h, va="top")
+    return fig
+
+
+def plot_image_grid(
+    tiles: list[Tile], title: str, path: str | Path, ncols: int = 6, size: int = 96
+) -> Path:
+    """Thumbnails on a ``size``-pixel raster, each with its caption under it (one axes, so it
+    draws fast); an unreadable image is a grey square marked "no image". The figure is as wide
+    as its title at least, and each caption line is cut to its tile's width."""
+    return _save(image_grid_figure(tiles, title, ncols, size), path)
 
 
 def plot_weights(

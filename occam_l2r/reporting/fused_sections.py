@@ -178,8 +178,8 @@ def disagreements(b: ReportBuilder) -> None:
         names = lf.class_names or [str(i) for i in range(lf.num_classes)]
         full = aligned_predictions(lf, fs.ids)
         idx = np.flatnonzero(fs.pred != full)
-        fused_ok, full_ok = fs.pred[idx] == fs.labels[idx], full[idx] == fs.labels[idx]
-        idx = idx[np.lexsort((~full_ok, ~fused_ok))]  # fusion right first, then FULL right
+        outcome = _outcome(fs.pred[idx], full[idx], fs.labels[idx])
+        idx = idx[np.argsort(outcome, kind="stable")]  # fusion right first, then FULL right
 
         def name_of(k: int, names: list[str] = names) -> str:
             return names[k] if 0 <= k < len(names) else "?"
@@ -193,9 +193,11 @@ def disagreements(b: ReportBuilder) -> None:
         base_right = int(np.sum(full[idx] == fs.labels[idx]))
         b.page.paragraph(f"{split}: they disagree on {len(idx)} of {len(fs.ids)} images; the "
                          f"fusion is right on {right}, {c.baseline} on {base_right}.")  # fmt: skip
-        shown = idx[: c.grid_images]
+        shown = sample_across_classes(idx, fs.labels, _outcome(fs.pred, full, fs.labels),
+                                      c.grid_images)  # fmt: skip
         if not len(shown):
             continue
+        n_classes = len(set(fs.labels[shown].tolist()))
         tiles = [Tile(_thumbnail(root, fs.ids[i], c.thumbnail_size),
                               [Path(fs.ids[i]).name[:22], f"true: {name_of(fs.labels[i])}",
                                f"{c.baseline}: {name_of(full[i])}", f"fused: {name_of(fs.pred[i])}"],
@@ -204,8 +206,47 @@ def disagreements(b: ReportBuilder) -> None:
                                       b.figure_path(f"disagreements_{split}"),
                                       size=c.thumbnail_size)  # fmt: skip
         found = sum(t.image is not None for t in tiles)
-        b.page.figure(png, f"{split}: the first {len(shown)} disagreements (green: the fusion "
-                      f"is right, red: it is wrong); {found} of {len(shown)} images read from "
-                      f"{root}.")  # fmt: skip
-        b.page.table(["id", "true", c.baseline, "fused"], rows[: c.grid_images],
-                     caption=f"Disagreements on {split} (all in disagreements_{split}.csv)")  # fmt: skip
+        b.page.figure(png, f"{split}: {len(shown)} of the {len(idx)} disagreements, sampled "
+                      f"across {n_classes} true classes (green: the fusion is right, red: it is "
+                      f"wrong); {found} of {len(shown)} images read from {root}.")  # fmt: skip
+        pos = {i: k for k, i in enumerate(idx)}
+        b.page.table(["id", "true", c.baseline, "fused"], [rows[pos[i]] for i in shown],
+                     caption=f"The disagreements shown on {split} (all in "
+                     f"disagreements_{split}.csv)")  # fmt: skip
+
+
+def _outcome(fused: np.ndarray, base: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """0 where the fusion is right, 1 where the baseline is, 2 where both are wrong."""
+    return np.where(fused == labels, 0, np.where(base == labels, 1, 2))
+
+
+def sample_across_classes(
+    idx: np.ndarray, labels: np.ndarray, outcome: np.ndarray, n: int
+) -> np.ndarray:
+    """Up to ``n`` of the samples ``idx``, spread over their true classes.
+
+    Classes take turns (round robin, in class order), each giving its next sample: the fusion
+    right first, then the baseline right, then both wrong, by position within each. The
+    result is ordered by outcome, then class, then position, as the grid shows it. A split
+    whose disagreements all lie in one class shows that class only.
+
+    Args:
+        idx: positions of the disagreements in the split.
+        labels, outcome: per position of the split, the true class and
+            :func:`_outcome` (0 fusion right, 1 baseline right, 2 both wrong).
+        n: how many to pick.
+    """
+    idx = np.asarray(idx)
+    queues: dict[int, list[int]] = {}
+    for i in sorted(idx.tolist(), key=lambda i: (int(outcome[i]), i)):
+        queues.setdefault(int(labels[i]), []).append(i)
+    picked: list[int] = []
+    turn = 0
+    classes = sorted(queues)
+    while len(picked) < min(n, len(idx)):
+        q = queues[classes[turn % len(classes)]]
+        if q:
+            picked.append(q.pop(0))
+        turn += 1
+    picked.sort(key=lambda i: (int(outcome[i]), int(labels[i]), i))
+    return np.asarray(picked, dtype=int)

@@ -122,10 +122,14 @@ def fallback_detection(b: ReportBuilder) -> None:
     frame.rename_axis("view").to_csv(b.out / "fallback_rates.csv")
     b.page.table(["view", *splits], table, caption="Fallback rate % (samples of all seeds whose "
                  "view fell back to the full image), mean over seeds")  # fmt: skip
-    png = plot_rates(frame, "fallback rate (%)", "Samples that fell back to the full "
-                             "image, per view and split", b.figure_path("fallback_rates"))  # fmt: skip
-    b.page.figure(png, "Fallback rate per view and split. The fused rows' rates are the "
-                  "`fallback %` columns of the tables above.")  # fmt: skip
+    if np.nan_to_num(frame.to_numpy(float)).any():
+        png = plot_rates(frame, "fallback rate (%)", "Samples that fell back to the full "
+                                 "image, per view and split", b.figure_path("fallback_rates"))  # fmt: skip
+        b.page.figure(png, "Fallback rate per view and split. The fused rows' rates are the "
+                      "`fallback %` columns of the tables above.")  # fmt: skip
+    else:  # an all-zero bar chart shows nothing: say it in words
+        b.page.paragraph("No sample fell back to the full image (every view, split and seed): "
+                         "no fallback chart.")  # fmt: skip
     topk_histogram(b, splits)
 
 
