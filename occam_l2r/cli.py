@@ -62,6 +62,7 @@ VERBS: dict[str, str] = {
     "occam": "occam_l2r.commands.occam:main",
     "report": "occam_l2r.commands.report:main",
     "classify": "occam_l2r.commands.classify:main",
+    "export": "occam_l2r.commands.export:main",
 }
 
 
@@ -82,6 +83,8 @@ DESCRIPTIONS: dict[str, str] = {
     "occam": "OCCAM: zero-shot classification of the image with its masks (Table 8)",
     "report": "one self-contained HTML page (report.html) with the figures of a fuse run",
     "classify": "the L2R² decision on new images with trained checkpoints",
+    "export": "a trained L2R² system as a portable folder (config.json + safetensors), for "
+    "occam_l2r.load",
 }
 
 #: the packages whose classes ``--model.help NAME`` / ``--data.help NAME`` resolve by short name

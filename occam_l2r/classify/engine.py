@@ -14,6 +14,7 @@ match its segmentation gets an error row.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from occam_l2r.fusion.methods import FusionOutput
 from occam_l2r.fusion.pairs import Pair
 from occam_l2r.fusion.saved import SavedFusion
 from occam_l2r.segmentation import Segmentation
+from occam_l2r.store import SegmentationStore
 from occam_l2r.store_identity import ImageSource
 from occam_l2r.store_location import open_store
 from occam_l2r.views import Decomposition, apply_view, select_foreground
@@ -140,12 +142,18 @@ def fitted_method(method: str, params: dict) -> FusionMethod:
 
 
 def render(
-    image_id: str, path: Path, seg: Segmentation | None, views: list[str], config: ClassifyConfig
+    image_id: str,
+    path: Path,
+    seg: Segmentation | None,
+    views: list[str],
+    config: ClassifyConfig,
+    pixels: np.ndarray | None = None,
 ) -> Rendered:
-    """Read one image and make ``views`` (an error row's :class:`Rendered` on failure)."""
+    """Read one image (or take its ``pixels``, an upright ``(H, W, 3)`` uint8 RGB array) and make
+    ``views`` (an error row's :class:`Rendered` on failure)."""
     out = Rendered(image_id, path, segmentation=seg)
     try:
-        out.image = read_image(path)
+        out.image = read_image(path) if pixels is None else pixels
         for view in views:
             out.view(view, config)
     except (ImageReadError, FileNotFoundError, ValueError) as err:
@@ -184,6 +192,8 @@ def classify_images(
     fusion: SavedFusion,
     models: dict[str, ViewModel],
     images: list[tuple[str, Path]],
+    pixels: dict[str, np.ndarray] | None = None,
+    segmentations: Mapping[str, Segmentation | None] | None = None,
 ) -> Classified:
     """Classify ``images`` (``(image_id, path)``) with the view ``models`` and the ``fusion``.
 
@@ -192,16 +202,22 @@ def classify_images(
         fusion: the fitted fusion (:func:`occam_l2r.fusion.saved.load_fusion`).
         models: view -> its model (:func:`needed_views`).
         images: the images (:func:`occam_l2r.classify.inputs.list_images`).
+        pixels: image id -> its pixels, for images already in memory (not read from ``path``;
+            :class:`occam_l2r.classify.system.System`).
+        segmentations: image id -> its segmentation, instead of ``config.segmentation``'s store
+            (an id it lacks, or maps to ``None``, falls back: ``no_segmentation``).
     """
-    store = None
-    if config.segmentation:  # checked against these images' files (a store of other images:
-        # one message naming both); a path or a bare name, the one rule of resolve_store
+    pixels = pixels or {}
+    store: Mapping[str, Segmentation | None] | SegmentationStore | None = segmentations
+    if segmentations is None and config.segmentation:
+        # checked against these images' files (a store of other images: one message naming
+        # both); a path or a bare name, the one rule of resolve_store
         files = dict(images)
         source = ImageSource(Path(config.images), files.get)
         store = open_store(config.segmentation, source=source)
     v1, v2 = fusion.views
     rendered = [  # the fallback view is made only for the images that fall back
-        render(i, p, store.get(i) if store is not None else None, [v1, v2], config)
+        render(i, p, None if store is None else store.get(i), [v1, v2], config, pixels.get(i))
         for i, p in images
     ]
     items = [r for r in rendered if r.error is None]

@@ -9,20 +9,27 @@ Checkpoints (the file given, a run folder's ``last.ckpt`` and the best checkpoin
 are read by the toolkit's one checkpoint loader, :func:`occam_l2r.tasks.checkpoints.load_checkpoint`
 (``torch.load(weights_only=True)``): a file carrying a pickled payload is refused before anything
 of it runs, and a missing, truncated or refused file is one message naming it.
+
+An exported system (``python -m occam_l2r export``, :mod:`occam_l2r.classify.portable`) gives each
+view's plain network as a safetensors file and its :class:`NetSpec`: :meth:`ViewModel.from_weights`
+builds the same network with :func:`occam_l2r.models.backbones.create_classifier` and loads them,
+with no Lightning import (the task classes are imported only for checkpoints). Both kinds run
+through the same :meth:`ViewModel.logits`.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from occam_l2r.data.view_dataset import eval_transform, resolve_interpolation
 from occam_l2r.errors import UserError
-from occam_l2r.models.backbones import data_config
-from occam_l2r.tasks.checkpoints import load_checkpoint, module_from_checkpoint
-from occam_l2r.tasks.classifier import ClassifierTask
+from occam_l2r.models.backbones import create_classifier, data_config, normalization
 from occam_l2r.views import View
 
 #: what to do about a view's checkpoint that cannot be read
@@ -48,6 +55,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
         CheckpointFileError: ``last.ckpt`` is truncated, not a checkpoint or refused (it holds
             Python objects); the message names it.
     """
+    from occam_l2r.tasks.checkpoints import load_checkpoint
+
     path = Path(path)
     if path.is_file():
         return path
@@ -68,6 +77,26 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return last
 
 
+@dataclass(frozen=True)
+class NetSpec:
+    """What builds a view's plain network: the ``ClassifierTask`` hyperparameters that shape it.
+
+    Attributes:
+        model_name: the timm (or ``torchvision:``) name.
+        num_classes: classes of its head.
+    """
+
+    model_name: str
+    num_classes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def build(self) -> nn.Module:
+        """The network with random weights (nothing fetched: ``pretrained=False``)."""
+        return create_classifier(self.model_name, self.num_classes, pretrained=False)
+
+
 class ViewModel:
     """One view's trained classifier, ready for inference.
 
@@ -77,24 +106,69 @@ class ViewModel:
             (:func:`resolve_checkpoint`).
         image_size: the side the view images are resized to.
         device: torch device.
+
+    Attributes:
+        net: the plain network (the task's ``model``); :attr:`spec` builds it again.
+        task: the ``ClassifierTask`` of a checkpoint (``None`` for :meth:`from_weights`).
     """
 
     def __init__(self, view: View, checkpoint: str | Path, image_size: int, device: str = "cpu"):
+        from occam_l2r.tasks.checkpoints import module_from_checkpoint
+        from occam_l2r.tasks.classifier import ClassifierTask
+
         path = resolve_checkpoint(checkpoint)
-        self.view, self.checkpoint = view, path
         # the weights come from the checkpoint: never fetch pretrained ones
-        self.task = module_from_checkpoint(
+        task = module_from_checkpoint(
             ClassifierTask, path, device, CHECKPOINT_HINT, pretrained=False
         )
-        self.task.eval().to(device)
+        spec = NetSpec(str(task.hparams.model_name), int(task.hparams.num_classes))
+        self._setup(view, path, task.model, spec, image_size, device)
+        self.task = task
+
+    @classmethod
+    def from_weights(
+        cls,
+        view: View,
+        spec: NetSpec,
+        state: dict[str, torch.Tensor],
+        image_size: int,
+        device: str = "cpu",
+        source: str | Path = "",
+    ) -> ViewModel:
+        """The view model of an exported network: ``spec`` built, ``state`` loaded (strict).
+
+        Args:
+            source: where the weights came from (:attr:`checkpoint`, for messages).
+        """
+        net = spec.build()
+        net.load_state_dict(state, strict=True)
+        model = cls.__new__(cls)
+        model._setup(view, Path(source), net, spec, image_size, device)
+        model.task = None
+        return model
+
+    def _setup(
+        self, view: View, source: Path, net: nn.Module, spec: NetSpec, image_size: int,
+        device: str,
+    ) -> None:  # fmt: skip
+        self.view, self.checkpoint, self.spec, self.image_size = view, source, spec, image_size
         self.device = torch.device(device)
+        self.net = net.eval().to(self.device)
+        # the normalisation of ClassifierTask.on_after_batch_transfer: the model's own mean/std
+        # on uint8 pixels
+        mean, std = normalization(net)
+        self.mean, self.std = (t.to(self.device) * 255.0 for t in (mean, std))
         # the resize of training and `predict` with the default data.interpolation (the model's)
-        own = data_config(self.task.model).get("interpolation")
+        own = data_config(net).get("interpolation")
         self.transform = eval_transform(image_size, resolve_interpolation(None, own))
 
     @property
     def num_classes(self) -> int:
-        return int(self.task.hparams.num_classes)
+        return self.spec.num_classes
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The network's inference weights (its ``state_dict``, on the CPU, contiguous)."""
+        return {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
 
     def tensor(self, image: np.ndarray) -> torch.Tensor:
         """One view image as the uint8 ``(3, S, S)`` tensor the DataLoader would give."""
@@ -107,6 +181,6 @@ class ViewModel:
         out = [np.zeros((0, self.num_classes), np.float32)]
         for start in range(0, len(images), batch_size):
             x = torch.stack([self.tensor(im) for im in images[start : start + batch_size]])
-            batch = self.task.on_after_batch_transfer({"image": x.to(self.device)}, 0)
-            out.append(self.task(batch["image"]).float().cpu().numpy())
+            x = (x.to(self.device).float() - self.mean) / self.std
+            out.append(self.net(x).float().cpu().numpy())
         return np.concatenate(out)
