@@ -187,6 +187,8 @@ class SamBoxPrompter(_SamModel):
         decoder_chunk: boxes decoded per pass of the mask decoder (bounds memory).
     """
 
+    name = "sam"  # the segmenter of DetectAndSegment is "<detector>+sam"
+
     def __init__(
         self,
         checkpoint: str,

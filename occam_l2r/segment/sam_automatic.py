@@ -46,6 +46,8 @@ class SamAutomatic(_SamModel):
     ``max_masks`` keeps the masks of highest predicted IoU (all when ``None``).
     """
 
+    segmenter_name = "sam_auto"  # the name of its AutomaticMasks segmenter
+
     def __init__(
         self,
         checkpoint: str,

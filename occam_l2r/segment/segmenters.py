@@ -3,9 +3,10 @@
 A segmenter is chosen by ``class_path`` in the config's ``segmenter:`` section:
 
 - :class:`DetectAndSegment` — a text-prompted detector (GroundingDINO / OWLv2) with a prompt
-  source, then SAM masks for the kept boxes (L2R²); boxes only when ``sam`` is omitted;
-- :class:`AutomaticMasks` — SAM's automatic all-object masks (OCCAM); their scores are SAM's
-  predicted IoUs, so the supervised views' ``top1`` foreground of such a store is the mask of
+  source, then SAM (or SAM 2: :class:`~occam_l2r.segment.sam2.Sam2BoxPrompter`) masks for the
+  kept boxes (L2R²); boxes only when ``sam`` is omitted;
+- :class:`AutomaticMasks` — SAM's (or SAM 2's: :class:`~occam_l2r.segment.sam2.Sam2Automatic`)
+  automatic all-object masks (OCCAM); their scores are the predicted IoUs, so the supervised views' ``top1`` foreground of such a store is the mask of
   highest predicted IoU, not OCCAM's foreground score (the OCCAM path scores masks itself);
 - :class:`GroundTruth` — the dataset's ground-truth masks (the ``gt`` source; its rows and config
   are those of :mod:`occam_l2r.gt_store`, whose ``build_gt_store`` writes the same store without
@@ -41,6 +42,7 @@ from occam_l2r.gt_store import GT_SEGMENTER, gt_config, gt_segment
 from occam_l2r.segment.detection import Detections, Detector
 from occam_l2r.segment.prompts import PromptSource, Query
 from occam_l2r.segment.sam import SamBoxPrompter
+from occam_l2r.segment.sam2 import Sam2Automatic, Sam2BoxPrompter
 from occam_l2r.segment.sam_automatic import SamAutomatic
 from occam_l2r.segmentation import Segmentation, encode_mask
 
@@ -134,7 +136,10 @@ class DetectAndSegment(Segmenter):
         detector: ``GroundingDino`` or ``Owlv2`` (``occam_l2r.segment.detectors``).
         prompts: ``MetaPrompt``, ``ClassNamePrompt`` or ``TopKPrompt``
             (``occam_l2r.segment.prompts``).
-        sam: box-prompted SAM; omit it to store boxes only (FG_C / BG_B views).
+        sam: box-prompted SAM (a mapping of :class:`SamBoxPrompter`'s arguments) or SAM 2
+            (``class_path: occam_l2r.segment.sam2.Sam2BoxPrompter``); omit it to store boxes
+            only (FG_C / BG_B views). The segmenter is named ``<detector>+sam`` or
+            ``<detector>+sam2``.
         keep: ``top1`` keeps the best box of each query; ``all`` keeps every box above the
             detector's threshold (after NMS).
         nms_iou: IoU of the per-query non-maximum suppression in ``all`` mode (``null``: none).
@@ -145,7 +150,7 @@ class DetectAndSegment(Segmenter):
         self,
         detector: Detector,
         prompts: PromptSource,
-        sam: SamBoxPrompter | None = None,
+        sam: SamBoxPrompter | Sam2BoxPrompter | None = None,
         keep: Literal["top1", "all"] = "top1",
         nms_iou: float | None = 0.5,
         max_detections: int | None = 20,
@@ -156,7 +161,7 @@ class DetectAndSegment(Segmenter):
         self.keep = keep
         self.nms_iou = nms_iou
         self.max_detections = max_detections
-        self.name = f"{detector.name}+sam" if sam is not None else detector.name
+        self.name = f"{detector.name}+{sam.name}" if sam is not None else detector.name
 
     def bind(self, dataset: RecordDataset) -> None:
         super().bind(dataset)
@@ -231,13 +236,17 @@ class AutomaticMasks(Segmenter):
     (:func:`occam_l2r.views.top_scoring`), and ``score_threshold`` thresholds predicted IoU.
 
     Args:
-        sam: the generator's checkpoint and settings (``occam_l2r.segment.sam_automatic.SamAutomatic``).
+        sam: the generator's checkpoint and settings: SAM (a mapping of
+            ``occam_l2r.segment.sam_automatic.SamAutomatic``'s arguments; segmenter ``sam_auto``)
+            or SAM 2 (``class_path: occam_l2r.segment.sam2.Sam2Automatic``; ``sam2_auto``).
     """
 
-    name = "sam_auto"  # its scores: occam_l2r.segmentation.score_kind -> "sam_predicted_iou"
+    # its scores: occam_l2r.segmentation.score_kind -> "sam_predicted_iou"
+    name = "sam_auto"
 
-    def __init__(self, sam: SamAutomatic) -> None:
+    def __init__(self, sam: SamAutomatic | Sam2Automatic) -> None:
         self.sam = sam
+        self.name = sam.segmenter_name
 
     def config(self) -> dict[str, Any]:
         return {"segmenter": self.name, "sam": self.sam.config()}

@@ -1,8 +1,9 @@
-"""Tiny random-initialised GroundingDINO, OWLv2 and SAM, written to disk like real weights.
+"""Tiny random-initialised GroundingDINO, OWLv2, SAM and SAM 2, written to disk like real weights.
 
 For tests, benchmarks and smoke runs on machines without downloads: the models are built from
 small transformers / segment-anything configurations and saved with ``save_pretrained`` (or as a
-SAM state dict), so the real loading code reads them from a local folder. Tokenizers are built
+SAM state dict), so the real loading code reads them from a local folder. :data:`SAM2_HIERA_LARGE`
+is the architecture of SAM 2.1 Hiera-L (random weights at full size, for throughput benchmarks). Tokenizers are built
 offline: a BERT WordPiece vocabulary whose special tokens sit at BERT's ids ([PAD]=0, [CLS]=101,
 [SEP]=102, "."=1012, which GroundingDINO relies on) and a CLIP BPE tokenizer made from the first
 merges of the BPE table shipped inside open_clip. Their outputs are random (the tiny OWLv2's box
@@ -197,3 +198,88 @@ def tiny_sam(path: str | Path, seed: int = 0, arch: SamArch = TINY_SAM) -> Path:
     torch.manual_seed(seed)
     torch.save(build_sam(arch).state_dict(), path)
     return path
+
+
+#: architecture of the tiny SAM 2 (64-pixel input; Hiera of 5 blocks, widths 16-128; FPN 32)
+TINY_SAM2: dict = {
+    "image_size": 64,
+    "hiera": {
+        "hidden_size": 16,
+        "num_attention_heads": 1,
+        "blocks_per_stage": [1, 1, 2, 1],
+        "embed_dim_per_stage": [16, 32, 64, 128],
+        "num_attention_heads_per_stage": [1, 1, 2, 2],
+        "window_size_per_stage": [4, 2, 2, 2],
+        "global_attention_blocks": [3],
+        "window_positional_embedding_background_size": [4, 4],
+    },
+    "hidden_size": 32,
+    "decoder_mlp_dim": 64,
+    "decoder_num_heads": 2,
+}
+
+#: SAM 2.1 Hiera-L (``facebook/sam2.1-hiera-large``: sam2.1_hiera_l.yaml of the SAM 2 release)
+SAM2_HIERA_LARGE: dict = {
+    "image_size": 1024,
+    "hiera": {
+        "hidden_size": 144,
+        "num_attention_heads": 2,
+        "blocks_per_stage": [2, 6, 36, 4],
+        "embed_dim_per_stage": [144, 288, 576, 1152],
+        "num_attention_heads_per_stage": [2, 4, 8, 16],
+        "window_size_per_stage": [8, 4, 16, 8],
+        "global_attention_blocks": [23, 33, 43],
+        "window_positional_embedding_background_size": [7, 7],
+    },
+    "hidden_size": 256,
+    "decoder_mlp_dim": 2048,
+    "decoder_num_heads": 8,
+}
+
+
+def sam2_config(arch: dict):  # type: ignore[no-untyped-def]
+    """A transformers ``Sam2Config`` of ``arch`` (:data:`TINY_SAM2`, :data:`SAM2_HIERA_LARGE`)."""
+    from transformers import Sam2Config
+
+    size, hiera, hidden = arch["image_size"], arch["hiera"], arch["hidden_size"]
+    dims = hiera["embed_dim_per_stage"]
+    levels = [[size // s, size // s] for s in (4, 8, 16)]
+    return Sam2Config(
+        vision_config={
+            "backbone_config": {
+                "model_type": "sam2_hiera_det_model",
+                "image_size": [size, size],
+                **hiera,
+            },
+            "backbone_channel_list": list(reversed(dims)),
+            "backbone_feature_sizes": levels,
+            "fpn_hidden_size": hidden,
+        },
+        prompt_encoder_config={"hidden_size": hidden, "image_size": size, "patch_size": 16},
+        mask_decoder_config={
+            "hidden_size": hidden,
+            "mlp_dim": arch["decoder_mlp_dim"],
+            "num_attention_heads": arch["decoder_num_heads"],
+            "iou_head_hidden_dim": hidden,
+        },
+    )
+
+
+def tiny_sam2(folder: str | Path, seed: int = 0, arch: dict = TINY_SAM2) -> Path:
+    """Save a random-initialised SAM 2 of ``arch`` (default :data:`TINY_SAM2`) and its processor
+    (resizing to the model's input size) with ``save_pretrained``."""
+    from transformers import Sam2ImageProcessor, Sam2Model, Sam2Processor
+
+    folder = Path(folder)
+    size = arch["image_size"]
+    torch.manual_seed(seed)
+    model = Sam2Model(sam2_config(arch)).eval()
+    processor = Sam2Processor(
+        image_processor=Sam2ImageProcessor(
+            size={"height": size, "width": size},
+            mask_size={"height": size // 4, "width": size // 4},
+        )
+    )
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
