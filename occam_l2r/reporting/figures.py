@@ -288,7 +288,7 @@ def image_grid_figure(tiles: list[Tile], title: str, ncols: int = 6, size: int =
             canvas[y0 + oy : y0 + oy + h, x0 + ox : x0 + ox + w] = img[..., :3]
         if tile.image is None:
             ax.text(x0 + size / 2, y0 + size / 2, "no image", ha="center", va="center", fontsize=7)
-        lines = [_fit(line, cell_w - 2, font, dpi) for line in tile.lines]
+        lines = [_fit(line, cell_w - pad, font, dpi) for line in tile.lines]
         ax.text(x0, y0 + size + 2, "\n".join(lines), va="top", fontsize=font,
                 color="tab:green" if tile.good else "tab:red")  # fmt: skip
     ax.imshow(canvas, interpolation="nearest")
