@@ -112,6 +112,7 @@ def _same_as_classify(system: dict, out: occam_l2r.api.Predictions, ids: list[st
     pd.testing.assert_frame_equal(got.reset_index(), want, check_dtype=False, rtol=1e-5)
 
 
+@pytest.mark.slow  # the module's fixture runs classify and export (about 40 s)
 def test_the_export_equals_classify(system: dict) -> None:
     names = sorted(p.name for p in system["images"].iterdir())
     images = [Image.open(system["images"] / n) for n in names]
@@ -138,6 +139,7 @@ def test_the_export_equals_classify(system: dict) -> None:
     np.testing.assert_allclose(one.logits["FG_C"][0], out.logits["FG_C"][0], atol=1e-5)
 
 
+@pytest.mark.slow  # the module's fixture runs classify and export (about 40 s)
 def test_a_pipeline_folder_loads_as_classify(system: dict) -> None:
     names = sorted(p.name for p in system["images"].iterdir())
     model = occam_l2r.load(system["exp"])
@@ -146,6 +148,7 @@ def test_a_pipeline_folder_loads_as_classify(system: dict) -> None:
     _same_as_classify(system, out, names)
 
 
+@pytest.mark.slow  # the module's fixture runs classify and export (about 40 s)
 def test_the_export_holds_json_and_safetensors_only(system: dict) -> None:
     from safetensors.torch import load_file
 
@@ -164,6 +167,7 @@ def test_the_export_holds_json_and_safetensors_only(system: dict) -> None:
         assert torch.equal(ckpt[f"model.{key}"], value), key
 
 
+@pytest.mark.slow  # the module's fixture runs classify and export (about 40 s)
 def test_the_export_loads_offline_without_lightning(system: dict) -> None:
     code = (
         "import sys, numpy as np, occam_l2r\n"
@@ -184,6 +188,7 @@ def test_import_occam_l2r_stays_light() -> None:
     assert run.returncode == 0, run.stderr[-3000:]
 
 
+@pytest.mark.slow  # the module's fixture runs classify and export (about 40 s)
 def test_errors_are_one_message(system: dict, tmp_path: Path) -> None:
     from occam_l2r.errors import UserError
 
