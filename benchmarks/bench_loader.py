@@ -22,10 +22,13 @@ device, on the uint8 batch (``on_after_batch_transfer``).
 Targets: every view >= 0.9x the plain loader; the last column says how many workers keep a
 ConvNeXtV2-B at ``--gpu_rate`` (1,000) images/s busy. ``--workers N`` also times the real
 multi-process loaders (``pin_memory`` when CUDA is there, ``persistent_workers``) end to end.
-``--profile VIEW`` prints where one view's ``__getitem__`` spends its time (cProfile).
+``--profile VIEW`` prints where one view's ``__getitem__`` spends its time (cProfile);
+``--draft`` adds the plain loader with PIL's JPEG ``draft`` mode (DCT-domain downscaling by
+1/2, 1/4 or 1/8 while both sides stay >= 224: other pixels, so not used by the toolkit; see
+docs/views_and_data.md, "Loader speed").
 
     python benchmarks/bench_loader.py [--images 2000] [--measure 600] [--repeats 2]
-        [--interpolation bicubic] [--workers 0] [--profile FG_M]
+        [--interpolation bicubic] [--workers 0] [--profile FG_M] [--draft]
 """
 
 from __future__ import annotations
@@ -161,14 +164,16 @@ class LoaderBenchSet(RecordDataset):
 class PlainDataset(Dataset):
     """The plain loader: PIL decode + a torchvision transform to a uint8 ``(3, H, W)`` tensor."""
 
-    def __init__(self, paths: list[Path], transform: T.Compose) -> None:
-        self.paths, self.transform = paths, transform
+    def __init__(self, paths: list[Path], transform: T.Compose, draft: int | None = None) -> None:
+        self.paths, self.transform, self.draft = paths, transform, draft
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         with Image.open(self.paths[index]) as im:
+            if self.draft:  # JPEG DCT scaling (1/2, 1/4, 1/8) while both sides stay >= draft
+                im.draft("RGB", (self.draft, self.draft))
             image = im.convert("RGB")
         return {"image": self.transform(image), "label": torch.tensor(index % len(CLASSES))}
 
@@ -211,11 +216,16 @@ def loaders(root: Path, args: argparse.Namespace, workers: int = 0) -> dict[str,
     dataset = LoaderBenchSet(root)
     for split, mode in (("train", "train"), ("val", "eval")):
         paths = [dataset.image_path(r) for r in dataset.records(split)]
-        plain = PlainDataset(paths, plain_transform(mode == "train", args.image_size, args.interpolation))
-        out[f"plain/{mode}"] = DataLoader(
-            plain, batch_size=args.batch_size, shuffle=mode == "train", num_workers=workers,
-            pin_memory=pin, persistent_workers=workers > 0,
-        )  # fmt: skip
+        transform = plain_transform(mode == "train", args.image_size, args.interpolation)
+        variants = (
+            {"plain": None, "plain_draft": args.image_size} if args.draft else {"plain": None}
+        )
+        for name, draft in variants.items():
+            out[f"{name}/{mode}"] = DataLoader(
+                PlainDataset(paths, transform, draft), batch_size=args.batch_size,
+                shuffle=mode == "train", num_workers=workers, pin_memory=pin,
+                persistent_workers=workers > 0,
+            )  # fmt: skip
     return out
 
 
@@ -249,7 +259,9 @@ def table(rates: dict[str, float], gpu_rate: float, per: str) -> str:
     ]
     for mode in ("train", "eval"):
         plain = rates[f"plain/{mode}"]
-        for view in [*VIEWS, "plain"]:
+        for view in [*VIEWS, "plain", "plain_draft"]:
+            if f"{view}/{mode}" not in rates:
+                continue
             rate = rates[f"{view}/{mode}"]
             need = math.ceil(gpu_rate / rate) if rate > 0 else float("inf")
             lines.append(f"| {view} | {mode} | {rate:.0f} | {rate / plain:.2f} | {need} |")
@@ -296,6 +308,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--gpu_rate", type=float, default=GPU_RATE)
     parser.add_argument("--workers", type=int, default=0, help="also time N-worker loaders")
     parser.add_argument("--profile", default=None, choices=VIEWS, help="profile one view")
+    parser.add_argument(
+        "--draft", action="store_true", help="also the plain loader with PIL's JPEG draft mode"
+    )
     args = parser.parse_args(argv)
 
     torch.set_num_threads(1)  # as in a DataLoader worker

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from occam_l2r.data.base import BaseDataModule, StoreCoverageError
 from occam_l2r.data.image_checks import check_cache_path, scan_images
-from occam_l2r.data.loaders import train_loader
+from occam_l2r.data.loaders import pin_memory_for, train_loader
 from occam_l2r.data.records import (
     ImageReadError,
     Record,
@@ -449,7 +449,11 @@ class ViewDataModule(BaseDataModule):
         )
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
-        common = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0}
+        common = {
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,  # workers (and their store) kept
+            "pin_memory": pin_memory_for(self.trainer),  # uint8 batches, pinned for CUDA
+        }
         if not train:  # in order; over several processes every sample counted once
             return self.eval_loader(self._dataset(split, False), self.batch_size, **common)
         return train_loader(

@@ -7,6 +7,9 @@ collective calls of a DDP forward). Padding is kept — no hang — but marked: 
 hands out padded positions as ``len(dataset) + i``, and :class:`PaddingMarked` reads them as
 sample ``i`` with ``padding = True``. The tasks drop such rows from metrics and predictions, so a
 2-process test of a 9-image split counts 9 images, not 10.
+
+Batches are pinned when the run trains on CUDA (:func:`pin_memory_for`); the images stay uint8
+until the device (the tasks normalise there, in ``on_after_batch_transfer``).
 """
 
 from __future__ import annotations
@@ -72,6 +75,17 @@ def world_of(trainer: Any) -> tuple[int, int]:
     if trainer is None:
         return 1, 0
     return int(trainer.world_size), int(trainer.global_rank)
+
+
+def pin_memory_for(trainer: Any) -> bool:
+    """Whether loaders for ``trainer`` pin their batches (page-locked memory, so the copy to
+    the GPU is asynchronous): when it trains on CUDA; without a trainer, when CUDA is there."""
+    if trainer is None:
+        return torch.cuda.is_available()
+    try:
+        return trainer.strategy.root_device.type == "cuda"
+    except (AttributeError, RuntimeError):  # a trainer not set up yet
+        return torch.cuda.is_available()
 
 
 def _seed_transform(dataset: Any, seed: int) -> None:
