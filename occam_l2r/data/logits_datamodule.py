@@ -6,9 +6,10 @@ files that ``predict`` writes (``<run_dir>/logits/<split>.npz``). The two inputs
 their sample ids, and every check of :func:`occam_l2r.fusion.inputs.align_pair` applies (finite
 logits, same ids, same class count); ``fallback`` is set when either input's view fell back.
 
-The train loader shuffles the labelled samples with its own generator seeded by ``seed``
-(default: the run's ``seed_everything``), the loader of the ``fuse`` verb's ablation
-(:func:`occam_l2r.fusion.head_training.shuffled_loader`). ``headline_metric`` (the checkpoint
+The train loader walks the labelled samples in the order of
+:class:`occam_l2r.fusion.head_training.EpochOrder` seeded by ``seed`` (default: the run's
+``seed_everything``; :func:`~occam_l2r.fusion.head_training.shuffled_loader`), the order in
+which the ``fuse`` verb's ablation trains the same head. ``headline_metric`` (the checkpoint
 monitor's metric) is read from the logits files, where ``predict`` stores the dataset's.
 """
 

@@ -7,7 +7,10 @@ A group is the cells that share their inputs (:attr:`occam_l2r.fusion.plan.Cell.
 - ``pair`` / ``ensemble``: every fused method of one (pair, seed), fitted together so that they
   share the aligned inputs and the temperatures; with ``fallback: full`` the samples flagged in
   either input get the FULL model's prediction (:func:`occam_l2r.fusion.fallback.apply_fallback`);
-  what is fitted (temperatures, ``t``, ``α``, the heads) sees the inputs as they are;
+  what is fitted (temperatures, ``t``, ``α``, the heads) sees the inputs as they are. The learnt
+  heads are trained in the batches :func:`plan_heads` records (every learnt cell of the sweep,
+  :func:`occam_l2r.fusion.plan.head_batches`) when their first cell comes up, and wait in
+  :attr:`SweepContext.fitted` for their own group; without a plan, a group's heads train together;
 - ``metadata``: one model with a metadata prior counted on train; a flagged sample gets the FULL
   model's prediction with the same prior (the metadata does not depend on the detection);
 - ``topk``: the eq. 5 variants of one seed, ``k`` chosen on val for each (val and the test
@@ -31,11 +34,20 @@ from occam_l2r.errors import UserError
 from occam_l2r.fusion import report
 from occam_l2r.fusion.config import SweepConfig, eval_splits, topk_splits
 from occam_l2r.fusion.fallback import apply_fallback, split_metrics
-from occam_l2r.fusion.fusers import Calibration, FitSettings, HeadConfig, build_method
+from occam_l2r.fusion.fusers import (
+    Calibration,
+    FitSettings,
+    FusionMethod,
+    HeadConfig,
+    LearntHead,
+    build_method,
+    fit_learnt,
+    method_class,
+)
 from occam_l2r.fusion.inputs import LogitsCache, LogitsPair, align_pair
 from occam_l2r.fusion.metadata import MetadataPrior, align_metadata, metadata_fusion
 from occam_l2r.fusion.methods import score
-from occam_l2r.fusion.plan import Cell
+from occam_l2r.fusion.plan import Cell, head_batches
 from occam_l2r.fusion.topk import choose_k, exported_k, missing_message, topk_fusion
 from occam_l2r.logits import LogitsFile
 
@@ -51,12 +63,50 @@ class SweepContext:
         out: its output folder (per-sample reports go to ``out/samples``).
         logits: the loaded logits files, checked against their runs' declared views.
         temps: the temperatures memo shared by the pairs (a run is calibrated once per sweep).
+        head_batch: cell id -> the learnt cells it trains with (:func:`plan_heads`).
+        fitted: cell id -> its fitted learnt method and its share of the training seconds,
+            until its group is computed.
     """
 
     config: SweepConfig
     out: Path
     logits: LogitsCache
     temps: dict[tuple[str, str], Any] = field(default_factory=dict)
+    head_batch: dict[str, list[Cell]] = field(default_factory=dict)
+    fitted: dict[str, tuple[FusionMethod, float]] = field(default_factory=dict)
+
+
+def plan_heads(ctx: SweepContext, cells: list[Cell]) -> None:
+    """Record which learnt cells of ``cells`` (the cells a run computes) train together."""
+    together = (ctx.config.heads or HeadConfig()).together
+    ctx.head_batch.clear()
+    for batch in head_batches(cells, together):
+        for cell in batch:
+            ctx.head_batch[cell.cell_id] = batch
+
+
+def _settings(cfg: SweepConfig, cell: Cell) -> FitSettings:
+    return FitSettings(
+        cfg.select_metric or "acc", cell.seed, cfg.heads or HeadConfig(), cfg.threshold_t
+    )
+
+
+def fit_heads(ctx: SweepContext, batch: list[Cell]) -> None:
+    """Train the heads of ``batch`` together; each waits in ``ctx.fitted`` for its group."""
+    t0 = time.perf_counter()
+    cfg, pairs = ctx.config, {}
+    items = []
+    for cell in batch:
+        for split in (cfg.train_split, cfg.val_split):
+            if (cell.runs, split) not in pairs:
+                pairs[cell.runs, split] = pair_of(ctx, cell, split)
+        method = build_method(cell.method, _settings(cfg, cell))
+        assert isinstance(method, LearntHead)
+        items.append((method, pairs[cell.runs, cfg.train_split], pairs[cell.runs, cfg.val_split]))
+    fit_learnt(items)
+    share = (time.perf_counter() - t0) / len(batch)
+    for cell, (method, _, _) in zip(batch, items, strict=True):
+        ctx.fitted[cell.cell_id] = (method, share)
 
 
 class FallbackError(UserError, ValueError):
@@ -91,8 +141,9 @@ def run_fused(ctx: SweepContext, cells: list[Cell]) -> list[Outcome]:
     """Fit and evaluate the methods of one (pair, seed) group."""
     c0, cfg = cells[0], ctx.config
     data = {s: pair_of(ctx, c0, s) for s in eval_splits(cfg)}
+    learnt = [c for c in cells if method_class(c.method).learnt]
     train = None
-    if any(c.needs_train for c in cells):
+    if any(c.needs_train and c not in learnt for c in cells):
         train = (
             data[cfg.train_split] if cfg.train_split in data else pair_of(ctx, c0, cfg.train_split)
         )
@@ -101,12 +152,15 @@ def run_fused(ctx: SweepContext, cells: list[Cell]) -> list[Outcome]:
     calib = Calibration(data[cfg.val_split], keys=(c0.runs[0], c0.runs[1]), store=ctx.temps)
     out = []
     for cell in cells:
-        t0 = time.perf_counter()
-        settings = FitSettings(
-            cfg.select_metric or "acc", cell.seed, cfg.heads or HeadConfig(), cfg.threshold_t
-        )
-        fuser = build_method(cell.method, settings)
-        fuser.fit(train, data[cfg.val_split], calib)
+        t0, fit_secs = time.perf_counter(), 0.0
+        if cell in learnt:
+            if cell.cell_id not in ctx.fitted:
+                fit_heads(ctx, ctx.head_batch.get(cell.cell_id) or learnt)
+                t0 = time.perf_counter()
+            fuser, fit_secs = ctx.fitted.pop(cell.cell_id)
+        else:
+            fuser = build_method(cell.method, _settings(cfg, cell))
+            fuser.fit(train, data[cfg.val_split], calib)
         metrics = {}
         for split, pair in data.items():
             fused = fuser.apply(pair)
@@ -116,7 +170,7 @@ def run_fused(ctx: SweepContext, cells: list[Cell]) -> list[Outcome]:
             if cell.method in (cfg.sample_reports or []):
                 rep = report.sample_report(pair, fused, *cell.input_labels)
                 _write_samples(ctx.out, cell, split, rep)
-        out.append((cell, metrics, fuser.params(), time.perf_counter() - t0))
+        out.append((cell, metrics, fuser.params(), time.perf_counter() - t0 + fit_secs))
     return out
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from occam_l2r.fusion import calibration, heads, methods
-from occam_l2r.fusion.head_training import head_logits, train_head
+from occam_l2r.fusion.head_training import HeadFit, HeadJob, head_logits, train_heads
 from occam_l2r.fusion.inputs import LogitsPair
 from occam_l2r.fusion.methods import FusionOutput
 
@@ -44,7 +44,11 @@ class HeadConfig:
     batches of ``batch_size`` with Adam, and, with ``select_on_val``, the epoch with the best
     validation metric (``select_metric`` of the sweep) is kept, as ``fit``'s checkpoint does.
     ``lr`` ``None`` takes each head's :data:`DEFAULT_LR`. ``num_threads`` torch threads while
-    training (the heads are tiny; 0 keeps torch's setting).
+    training (the heads are tiny; 0 keeps torch's setting). With ``together`` the learnt heads
+    of every (pair, seed) of a sweep train together (one batched step for all of them, each
+    head's numbers kept; it holds every pair's train logits at once); otherwise the heads of
+    one (pair, seed) at a time. ``together`` changes no result, so it is no part of a cell's
+    fingerprint.
     """
 
     max_epochs: int = 30
@@ -54,6 +58,7 @@ class HeadConfig:
     hidden_dim: int = 64
     select_on_val: bool = True
     num_threads: int = 1
+    together: bool = True
 
 
 @dataclass
@@ -359,7 +364,8 @@ class TSWeightedAverage(FusionMethod):
 class LearntHead(FusionMethod):
     """A head of :mod:`occam_l2r.fusion.heads` (named as the method) trained on the train
     logits, its epoch chosen on the validation logits
-    (:func:`occam_l2r.fusion.head_training.train_head`)."""
+    (:func:`occam_l2r.fusion.head_training.train_heads`; :func:`fit_learnt` fits the heads of a
+    sweep together)."""
 
     learnt, fit_split = True, "train"
 
@@ -369,9 +375,13 @@ class LearntHead(FusionMethod):
 
     @classmethod
     def cell_settings(cls, settings):
-        return asdict(settings.heads)
+        out = asdict(settings.heads)
+        out.pop("together")  # how the heads are scheduled, not what they compute
+        return out
 
-    def fit(self, train, val, calib):
+    def job(self, train: LogitsPair | None, val: LogitsPair | None) -> HeadJob:
+        """The head to train, built after seeding, with its data and settings (what
+        :func:`fit_learnt` trains together with the other heads of a sweep)."""
         if train is None or len(train) == 0:
             raise ValueError(
                 f"{self.name} is trained on the train logits, but none were given; set "
@@ -381,18 +391,40 @@ class LearntHead(FusionMethod):
         torch.manual_seed(seed)  # what seed_everything does before `fit` builds the head
         self.head = heads.build_head(self.name, train.num_classes, hidden_dim=c.hidden_dim)
         with_val = (val.z1, val.z2, val.labels) if c.select_on_val and val is not None else None
-        fitted = train_head(
-            self.head, train.z1, train.z2, train.labels, c.max_epochs,
-            c.lr if c.lr is not None else DEFAULT_LR[self.name], c.batch_size,
-            c.weight_decay, seed, c.num_threads, with_val, self.metric,
+        return HeadJob(
+            self.head, train.z1, train.z2, train.labels, seed,
+            c.lr if c.lr is not None else DEFAULT_LR[self.name], c.weight_decay,
+            with_val, self.metric, c.max_epochs, c.batch_size,
         )  # fmt: skip
+
+    def take(self, fitted: HeadFit) -> LearntHead:
+        """Keep the trained head of :meth:`job` and its epoch choice as parameters."""
+        self.head = fitted.head
         self._params.update(best_epoch=fitted.best_epoch, val_score=fitted.best_score)
         return self
+
+    def fit(self, train, val, calib):
+        return fit_learnt([(self, train, val)])[0]
 
     def apply(self, data):
         if self.head is None:
             raise RuntimeError(f"{self.name}: call fit() before apply()")
         return _softmax_output(head_logits(self.head, data.z1, data.z2))
+
+
+def fit_learnt(
+    items: list[tuple[LearntHead, LogitsPair | None, LogitsPair | None]],
+) -> list[LearntHead]:
+    """Fit learnt heads together (:func:`occam_l2r.fusion.head_training.train_heads`): each
+    ``(method, train, val)`` gets the head that fitting it alone gives.
+
+    The torch threads are the first method's ``heads.num_threads``.
+    """
+    if not items:
+        return []
+    jobs = [method.job(train, val) for method, train, val in items]
+    fits = train_heads(jobs, items[0][0].settings.heads.num_threads)
+    return [method.take(fit) for (method, _, _), fit in zip(items, fits, strict=True)]
 
 
 @register
@@ -415,8 +447,8 @@ class WeightedLogitsMethod(LearntHead):
     paper = True
     name, label, symbol = "weighted_logits", "WeightedLogitsComb", "⊕WL"
 
-    def fit(self, train, val, calib):
-        super().fit(train, val, calib)
+    def take(self, fitted):
+        super().take(fitted)
         assert isinstance(self.head, heads.WeightedLogits)
         self._params["w1"] = self.head.w1.detach().numpy().copy()
         self._params["w2"] = self.head.w2.detach().numpy().copy()

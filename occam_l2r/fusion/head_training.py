@@ -1,4 +1,4 @@
-"""Training a fusion head on in-memory logits, the epoch chosen on validation.
+"""Training fusion heads on in-memory logits, the epoch chosen on validation; many heads at once.
 
 The loop is the one ``fit`` runs through Lightning (:class:`occam_l2r.tasks.fusion.FusionHeadTask`
 on a :class:`occam_l2r.data.logits_datamodule.LogitsDataModule`), so that the ablation of the
@@ -6,12 +6,27 @@ on a :class:`occam_l2r.data.logits_datamodule.LogitsDataModule`), so that the ab
 
 - the head is created right after ``torch.manual_seed(seed)`` (``seed_everything`` on the
   ``fit`` path, which instantiates the model next);
-- every epoch walks the labelled train samples in the order of :func:`shuffled_loader` (a
-  ``DataLoader`` whose own generator is seeded with ``seed``, the same loader
-  ``LogitsDataModule.train_dataloader`` returns), one Adam step per batch with the head's own loss;
+- every epoch walks the labelled train samples in the order of :class:`EpochOrder` (a
+  permutation per epoch from a generator seeded with ``seed``; ``LogitsDataModule``'s train
+  loader samples with the same class), in contiguous slices of ``batch_size``, one Adam step per
+  batch with the head's own loss;
 - after every epoch the validation ``metric`` is computed and the state of the best epoch is
   kept: a later epoch replaces it only when strictly better, as Lightning's ``ModelCheckpoint``
   (``mode: max``, ``save_top_k: 1``) does.
+
+:func:`train_heads` trains independent heads (:class:`HeadJob`) together: the heads whose
+training runs the same number of steps (same labelled count, ``batch_size`` and
+``max_epochs``) step in lockstep, one backward and one Adam step for all of them, and the heads
+of the same class and parameter shapes (and ``lr``, ``weight_decay``) are stacked
+(:func:`torch.func.stack_module_state`) and their losses computed by one :func:`torch.func.vmap`
+call. Each head keeps its mathematics (its own ``loss``), its batch order and seed, its Adam
+state (Adam is element-wise, so one Adam over stacked tensors is one Adam per head) and its
+best-epoch choice; only the float rounding of the batched kernels differs. A head that trains
+alone runs the plain module (the numbers of one-at-a-time training).
+
+The logits are never copied whole: each batch's rows are gathered from the arrays as given
+(float32, float16 or ``np.memmap``) and that batch alone converted to float32; with unlabelled
+samples (label ``-1``) an index array of the labelled rows is used.
 
 :func:`head_logits` applies a trained head to numpy logits.
 """
@@ -19,12 +34,15 @@ on a :class:`occam_l2r.data.logits_datamodule.LogitsDataModule`), so that the ab
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from occam_l2r.fusion.methods import score
 
@@ -46,32 +64,77 @@ class HeadFit:
     val_scores: list[float] = field(default_factory=list)
 
 
-class _Indices(Dataset):
-    def __init__(self, n: int) -> None:
-        self.n = n
+class EpochOrder(Sampler[int]):
+    """The order of the train samples of both paths: one permutation per epoch, from a generator
+    seeded with ``seed`` (the order depends only on the seed and the number of samples, not on
+    how much of torch's global random state the rest of the run consumed).
+
+    Each epoch draws what torch's shuffling ``DataLoader`` with that generator drew (one int64
+    base seed, the permutation, and the permutation of ``RandomSampler``'s empty remainder), so
+    the heads see the batches they saw when both paths walked such a ``DataLoader``.
+    """
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n = int(n)
+        self.generator = torch.Generator().manual_seed(int(seed))
 
     def __len__(self) -> int:
         return self.n
 
-    def __getitem__(self, i: int) -> int:
-        return i
+    def next_epoch(self) -> torch.Tensor:
+        """The permutation of the next epoch (``(n,)`` int64)."""
+        g = self.generator
+        torch.empty((), dtype=torch.int64).random_(generator=g)  # the DataLoader's base seed
+        perm = torch.randperm(self.n, generator=g)
+        torch.randperm(self.n, generator=g)  # RandomSampler's (empty) remainder
+        return perm
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.next_epoch().tolist()
 
 
 def shuffled_loader(
     dataset: Dataset, batch_size: int, seed: int, num_workers: int = 0
 ) -> DataLoader:
-    """The shuffling train loader of both paths: its own generator, seeded with ``seed``.
-
-    The order of the samples then depends only on the seed, the number of samples and the batch
-    size, not on how much of torch's global random state the rest of the run consumed.
-    """
+    """The shuffling train loader of ``fit``: batches in the order of :class:`EpochOrder`."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=True,
+        sampler=EpochOrder(len(dataset), seed),  # type: ignore[arg-type]
         num_workers=num_workers,
+        # its own generator, so that the loader draws nothing from torch's global state
         generator=torch.Generator().manual_seed(int(seed)),
     )
+
+
+@dataclass
+class HeadJob:
+    """One head to train and its data and settings (see :func:`train_heads`).
+
+    Attributes:
+        head: a head of :data:`occam_l2r.fusion.heads.HEADS` (created after seeding).
+        z1, z2: train logits of the two inputs ``(N, C)``: numpy arrays of any float dtype, or
+            memory maps; only the rows of each batch are read and converted.
+        labels: ``(N,)`` train labels; ``-1`` rows are left out.
+        seed: seeds the order of the samples (:class:`EpochOrder`).
+        lr, weight_decay: Adam's settings.
+        val: ``(z1, z2, labels)`` of the validation split; ``None`` keeps the last epoch.
+        metric: the validation metric that chooses the epoch (``acc`` or ``macro_acc``).
+        max_epochs: passes over the train samples.
+        batch_size: samples per step.
+    """
+
+    head: nn.Module
+    z1: np.ndarray
+    z2: np.ndarray
+    labels: np.ndarray
+    seed: int = 0
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    metric: str = "acc"
+    max_epochs: int = 30
+    batch_size: int = 256
 
 
 def train_head(
@@ -88,58 +151,202 @@ def train_head(
     val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     metric: str = "acc",
 ) -> HeadFit:
-    """Fit ``head`` with Adam and its own loss; keep the epoch with the best validation metric.
+    """Fit one ``head`` with Adam and its own loss; keep the epoch with the best validation
+    metric. One :class:`HeadJob` of :func:`train_heads` (see there)."""
+    job = HeadJob(head, z1, z2, labels, seed, lr, weight_decay, val, metric, max_epochs, batch_size)
+    return train_heads([job], num_threads)[0]
 
-    Samples with label ``-1`` are left out of training. The heads are tiny, so intra-op threads
-    only add overhead (and stall badly on a busy machine): training runs with ``num_threads``
-    torch threads (0 keeps the current setting), restored afterwards.
 
-    Args:
-        head: a head of :data:`occam_l2r.fusion.heads.HEADS` (created after seeding).
-        z1, z2: train logits of the two inputs ``(N, C)``.
-        labels: ``(N,)`` train labels.
-        max_epochs: passes over the train samples.
-        lr, weight_decay: Adam's settings.
-        batch_size: samples per step.
-        seed: seeds the order of the samples (:func:`shuffled_loader`).
-        num_threads: torch threads while training.
-        val: ``(z1, z2, labels)`` of the validation split; ``None`` keeps the last epoch.
-        metric: the validation metric that chooses the epoch (``acc`` or ``macro_acc``).
+def train_heads(jobs: list[HeadJob], num_threads: int = 1) -> list[HeadFit]:
+    """Train independent heads together; each gets what training it alone would give.
+
+    The heads are tiny, so intra-op threads only add overhead (and stall badly on a busy
+    machine): training runs with ``num_threads`` torch threads (0 keeps the current setting),
+    restored afterwards.
+
+    Returns:
+        one :class:`HeadFit` per job, in order.
+
+    Raises:
+        ValueError: a job without labelled samples, or ``max_epochs`` / ``batch_size`` < 1.
     """
-    keep = np.asarray(labels) >= 0
-    if not keep.any():
-        raise ValueError("no labelled samples to train the fusion head on (all labels are -1)")
-    if max_epochs < 1 or batch_size < 1:
-        raise ValueError(f"max_epochs and batch_size must be >= 1, got {max_epochs}, {batch_size}")
-    x1 = torch.as_tensor(np.asarray(z1)[keep], dtype=torch.float32)
-    x2 = torch.as_tensor(np.asarray(z2)[keep], dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(labels)[keep], dtype=torch.int64)
-    loader = shuffled_loader(_Indices(len(y)), batch_size, seed)
-    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    states = [_JobState(job) for job in jobs]
+    lockstep: dict[tuple[int, int, int], list[_JobState]] = defaultdict(list)
+    for st in states:
+        lockstep[st.n, st.job.batch_size, st.job.max_epochs].append(st)
     previous = torch.get_num_threads()
     if num_threads > 0:
         torch.set_num_threads(num_threads)
-    scores: list[float] = []
-    best_state, best_epoch, best = None, max_epochs - 1, float("nan")
     try:
-        for epoch in range(max_epochs):
-            head.train()
-            for idx in loader:
-                opt.zero_grad(set_to_none=True)
-                head.loss(x1[idx], x2[idx], y[idx]).backward()
-                opt.step()
-            if val is None:
-                continue
-            pred = head_logits(head, val[0], val[1]).argmax(1)
-            scores.append(score(pred, val[2], metric))
-            if np.isfinite(scores[-1]) and not scores[-1] <= best:  # strictly better (or first)
-                best, best_epoch = scores[-1], epoch
-                best_state = copy.deepcopy(head.state_dict())
+        for group in lockstep.values():
+            _train_lockstep(group)
     finally:
         torch.set_num_threads(previous)
-    if best_state is not None:
-        head.load_state_dict(best_state)
-    return HeadFit(head.eval(), best_epoch, best, scores)
+    return [st.result() for st in states]
+
+
+class _JobState:
+    """A job's labelled rows, sample order and best epoch so far."""
+
+    def __init__(self, job: HeadJob) -> None:
+        if job.max_epochs < 1 or job.batch_size < 1:
+            raise ValueError(
+                f"max_epochs and batch_size must be >= 1, got {job.max_epochs}, {job.batch_size}"
+            )
+        labels = np.asarray(job.labels)
+        keep = labels >= 0
+        if not keep.any():
+            raise ValueError("no labelled samples to train the fusion head on (all labels are -1)")
+        self.job = job
+        #: the labelled rows (``None``: every row, no index array needed)
+        self.rows = None if keep.all() else np.flatnonzero(keep)
+        self.n = len(labels) if self.rows is None else len(self.rows)
+        self.order = EpochOrder(self.n, job.seed)
+        self.perm = np.zeros(0, np.int64)
+        self.scores: list[float] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_epoch, self.best = job.max_epochs - 1, float("nan")
+
+    def next_epoch(self) -> None:
+        perm = self.order.next_epoch().numpy()
+        self.perm = perm if self.rows is None else self.rows[perm]
+
+    def end_epoch(self, epoch: int) -> None:
+        job = self.job
+        if job.val is None:
+            return
+        pred = head_logits(job.head, job.val[0], job.val[1]).argmax(1)
+        self.scores.append(score(pred, job.val[2], job.metric))
+        if np.isfinite(self.scores[-1]) and not self.scores[-1] <= self.best:  # strictly better
+            self.best, self.best_epoch = self.scores[-1], epoch
+            self.best_state = copy.deepcopy(job.head.state_dict())
+
+    def result(self) -> HeadFit:
+        head = self.job.head
+        if self.best_state is not None:
+            head.load_state_dict(self.best_state)
+        return HeadFit(head.eval(), self.best_epoch, self.best, self.scores)
+
+
+def _batch(arr: np.ndarray, rows: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    """The rows ``rows`` of ``arr`` as a tensor of ``dtype`` (only these rows are converted)."""
+    return torch.from_numpy(np.ascontiguousarray(np.take(arr, rows, axis=0))).to(dtype)
+
+
+class _Loss(nn.Module):
+    """A head's own loss as ``forward`` (what :func:`torch.func.functional_call` calls)."""
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.head.loss(z1, z2, y)
+
+
+def _stack_key(job: HeadJob) -> tuple[Any, ...] | None:
+    """Heads with the same key are stacked; ``None``: the head trains as a plain module (it has
+    buffers or random layers, whose state a stacked call would not keep per head)."""
+    head = job.head
+    if list(head.buffers()) or any(isinstance(m, nn.Dropout) and m.p > 0 for m in head.modules()):
+        return None
+    shapes = tuple((k, tuple(p.shape), p.dtype) for k, p in head.named_parameters())
+    return (type(head), shapes, job.lr, job.weight_decay)
+
+
+class _Stack:
+    """Heads stepped together: one vmapped loss over stacked parameters (or one plain head)."""
+
+    def __init__(self, states: list[_JobState]) -> None:
+        self.states = states
+        self.plain = len(states) == 1
+        if self.plain:
+            self.params = list(states[0].job.head.parameters())
+            return
+        wrapped = [_Loss(st.job.head) for st in states]
+        stacked, _ = torch.func.stack_module_state(wrapped)
+        self.names = list(stacked)
+        self.params = [stacked[k] for k in self.names]
+        base = copy.deepcopy(wrapped[0]).to("meta")
+
+        def one(params: dict[str, torch.Tensor], z1, z2, y) -> torch.Tensor:
+            return torch.func.functional_call(base, params, (z1, z2, y))
+
+        self.loss_of = torch.func.vmap(one, randomness="different")
+
+    def loss(self, batches: list[Batch]) -> torch.Tensor:
+        if self.plain:
+            z1, z2, y = batches[0]
+            return self.states[0].job.head.loss(z1, z2, y)
+        z1, z2, y = (torch.stack(parts) for parts in zip(*batches, strict=True))
+        params = dict(zip(self.names, self.params, strict=True))
+        return self.loss_of(params, z1, z2, y).sum()
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Copy the stacked parameters into each head module (for validation and the result)."""
+        if self.plain:
+            return
+        for i, st in enumerate(self.states):
+            named = dict(_Loss(st.job.head).named_parameters())
+            for k, p in zip(self.names, self.params, strict=True):
+                named[k].copy_(p[i])
+
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _gather(groups: list[_Stack], part: slice) -> list[list[Batch]]:
+    """The ``(z1, z2, y)`` batch of every head of ``groups`` at ``part`` of its epoch's order;
+    heads of the same inputs and order share their batch (one gather)."""
+    cache: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def rows(arr: np.ndarray, st: _JobState, dtype: torch.dtype) -> torch.Tensor:
+        key = (id(arr), st.job.seed, -1 if st.rows is None else id(st))
+        if key not in cache:
+            cache[key] = _batch(arr, st.perm[part], dtype)
+        return cache[key]
+
+    return [
+        [
+            (rows(st.job.z1, st, torch.float32), rows(st.job.z2, st, torch.float32),
+             rows(st.job.labels, st, torch.int64))
+            for st in g.states
+        ]
+        for g in groups
+    ]  # fmt: skip
+
+
+def _train_lockstep(states: list[_JobState]) -> None:
+    """Train heads with the same number of steps: one backward and one Adam step per batch."""
+    stacks: dict[Any, list[_JobState]] = defaultdict(list)
+    for i, st in enumerate(states):
+        key = _stack_key(st.job)
+        stacks[key if key is not None else ("alone", i)].append(st)
+    groups = [_Stack(members) for members in stacks.values()]
+    opt = torch.optim.Adam(
+        [
+            {"params": g.params, "lr": g.states[0].job.lr,
+             "weight_decay": g.states[0].job.weight_decay}
+            for g in groups
+        ]
+    )  # fmt: skip
+    job0 = states[0].job
+    n, batch_size = states[0].n, job0.batch_size
+    for epoch in range(job0.max_epochs):
+        for st in states:
+            st.next_epoch()
+            st.job.head.train()
+        for start in range(0, n, batch_size):
+            opt.zero_grad(set_to_none=True)
+            batches = _gather(groups, slice(start, start + batch_size))
+            loss = sum(g.loss(b) for g, b in zip(groups, batches, strict=True))
+            loss.backward()  # type: ignore[union-attr]
+            opt.step()
+        for g in groups:
+            g.sync()
+        for st in states:
+            st.end_epoch(epoch)
 
 
 @torch.no_grad()

@@ -2,6 +2,7 @@
 
 - :class:`Cell`: one unit of work, a (kind, views, method, seed) and the runs it reads.
 - :func:`plan`: every cell of a :class:`~occam_l2r.fusion.config.SweepConfig`.
+- :func:`head_batches`: the learnt-head cells that train together.
 
 The configuration classes live in :mod:`occam_l2r.fusion.config`. The cells are run by :mod:`occam_l2r.fusion.runner` and tabulated by :mod:`occam_l2r.fusion.outputs`.
 """
@@ -146,6 +147,19 @@ def plan(config: SweepConfig) -> list[Cell]:
                 settings.update(method_class(m).cell_settings(fit))
                 cells.append(Cell(kind, (a, b), m, s, runs, settings, _fallback_run(config, s)))
     return cells + _topk_cells(config)
+
+
+def head_batches(cells: list[Cell], together: bool = True) -> list[list[Cell]]:
+    """The fused cells of ``cells`` whose method trains a head, in the batches that train
+    together (:func:`occam_l2r.fusion.fusers.fit_learnt`): all of them with ``together`` (the
+    heads are independent: each keeps its own seed and data), else one batch per group."""
+    learnt = [c for c in cells if c.kind in ("pair", "ensemble") and method_class(c.method).learnt]
+    if together:
+        return [learnt] if learnt else []
+    batches: dict[tuple[str, str, int], list[Cell]] = {}
+    for cell in learnt:
+        batches.setdefault(cell.group, []).append(cell)
+    return list(batches.values())
 
 
 def _topk_cells(config: SweepConfig) -> list[Cell]:

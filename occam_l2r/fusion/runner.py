@@ -154,6 +154,7 @@ class Runner:
                 cached += 1
             else:
                 todo.setdefault(cell.group, []).append(cell)
+        compute.plan_heads(self.ctx, [c for group in todo.values() for c in group])
         _terminate_last_line(self.results)
         with self.results.open("a") as fh:
             for group in todo.values():
