@@ -42,7 +42,8 @@ class ReportConfig:
         reliability_split: the split of the reliability diagrams; default the first test split.
         n_bins: confidence bins of the reliability diagrams and of the ECE.
         grid_pair: the fused pair of the disagreement grid (``FG_C+BG_S``); default the first.
-        grid_images: at most this many images per test split in the grid.
+        grid_images: at most this many images per test split in the grid, sampled across the
+            true classes.
         thumbnail_size: side of a grid thumbnail in pixels.
         dataset_root: the folder the logits' sample ids are relative to; default: the root of
             the dataset in the baseline run's ``config.yaml``.

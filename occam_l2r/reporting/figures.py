@@ -1,10 +1,12 @@
 """The report's matplotlib figures (plain ``Figure`` objects, no pyplot), each written as a PNG.
 
-- :func:`plot_reliability`: reliability diagrams before / after temperature scaling (one view);
+- :func:`plot_reliability`: reliability diagrams before / after temperature scaling (one view),
+  the gap coloured by its sign (over- / under-confidence), samples per bin under each;
 - :func:`plot_accuracy`: the metric of every row per split, mean ± std over seeds as error bars;
 - :func:`plot_class_deltas`: per-class accuracy change against the baseline (L2R² Fig. 12);
 - :func:`plot_rates`: grouped bars of rates per view and split (the fallback rates);
-- :func:`plot_image_grid`: thumbnails with captions (images where fusion and FULL disagree).
+- :func:`plot_image_grid`: thumbnails with captions (images where fusion and FULL disagree),
+  at least as wide as the title.
 
 - :func:`plot_weights`: the weighted-logits weights per class (L2R² Fig. 8; ``fuse`` writes it
   too, under ``weights/``);

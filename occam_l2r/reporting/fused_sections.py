@@ -206,9 +206,10 @@ def disagreements(b: ReportBuilder) -> None:
                                       b.figure_path(f"disagreements_{split}"),
                                       size=c.thumbnail_size)  # fmt: skip
         found = sum(t.image is not None for t in tiles)
+        classes = f"{n_classes} true class" + ("es" if n_classes > 1 else "")
         b.page.figure(png, f"{split}: {len(shown)} of the {len(idx)} disagreements, sampled "
-                      f"across {n_classes} true classes (green: the fusion is right, red: it is "
-                      f"wrong); {found} of {len(shown)} images read from {root}.")  # fmt: skip
+                      f"across {classes} (green: the fusion is right, red: it is wrong); "
+                      f"{found} of {len(shown)} images read from {root}.")  # fmt: skip
         pos = {i: k for k, i in enumerate(idx)}
         b.page.table(["id", "true", c.baseline, "fused"], [rows[pos[i]] for i in shown],
                      caption=f"The disagreements shown on {split} (all in "
