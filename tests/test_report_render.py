@@ -9,6 +9,7 @@ package; without it the render test fails and says how to install it.
 
 from __future__ import annotations
 
+import fnmatch
 import html
 import json
 import os
@@ -239,3 +240,16 @@ def test_disagreements_are_sampled_across_classes():
     assert (np.diff(outcome[shown]) >= 0).all()  # fusion right first, then the baseline right
     assert list(sample_across_classes(idx[:5], labels, outcome, 12)) == [0, 1, 2, 3, 4]
     assert len(sample_across_classes(idx[:0], labels, outcome, 12)) == 0
+
+
+def test_template_is_packaged_and_jinja2_declared():
+    """``pip install .`` and a wheel carry the page template; jinja2 is a declared dependency."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+ (3.10: read by the wheel build)
+    repo = Path(__file__).parents[1]
+    project = tomllib.loads((repo / "pyproject.toml").read_text())
+    patterns = project["tool"]["setuptools"]["package-data"]["occam_l2r"]
+    package = repo / "occam_l2r"
+    templates = sorted(p.relative_to(package).as_posix()
+                       for p in (package / "reporting" / "templates").iterdir() if p.is_file())  # fmt: skip
+    assert templates and all(any(fnmatch.fnmatch(t, g) for g in patterns) for t in templates)
+    assert any(re.match(r"jinja2\b", d, re.I) for d in project["project"]["dependencies"])
