@@ -191,7 +191,8 @@ def plot_class_deltas(
     order = np.argsort(-np.nan_to_num(deltas[series[-1]], nan=-np.inf), kind="stable")
     x = np.arange(len(order))
     width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(6.0, min(24.0, 0.3 * len(x) * len(series) + 3)), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6.0, min(24.0, 0.3 * len(x) * len(series) + 3)),
+                                    3.8 + 0.2 * len(series)), layout="constrained")  # fmt: skip
     for i, name in enumerate(series):
         d = 100 * np.asarray(deltas[name], float)[order]
         mean = float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
@@ -202,8 +203,8 @@ def plot_class_deltas(
         ax.set_xticks(x, [str(class_names[i]) for i in order], rotation=90, fontsize=7)
     ax.set_ylabel("accuracy change (pp)")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    # below the axes: a legend inside would hide bars
+    fig.legend(fontsize=8, loc="outside lower center", ncol=min(2, len(series)), frameon=False)
     return _save(fig, path)
 
 
