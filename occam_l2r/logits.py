@@ -5,7 +5,8 @@ A logits file is a ``.npz`` archive (written atomically) with:
 - ``ids``: sample ids (image path relative to the dataset root), shape ``(N,)``, str
 - ``labels``: int64 class indices ``(N,)`` (-1 when unknown)
 - ``groups``: group names ``(N,)``, str
-- ``logits``: float32 ``(N, C)``
+- ``logits``: float32 ``(N, C)``, or float16 in format 3 (half the disk and memory: an
+  ImageNet train split is 2.6 GB instead of 5.1 GB per model)
 - ``candidates``: int64 ``(N,)``, the prompted candidate class for top-k views, -1 otherwise
 - ``fallback``: bool ``(N,)``, the sample's view fell back to the FULL image (format 2; files of
   format 1 read as all ``False``)
@@ -14,7 +15,21 @@ A logits file is a ``.npz`` archive (written atomically) with:
 
 ``predict`` writes these files through part files (:class:`LogitsPart`, one per rank and chunk of
 rows) that :func:`merge_parts` streams into one file in the dataset's order, so neither side
-holds a whole split in memory.
+holds a whole split in memory; :func:`write_streamed` is that streaming writer for any producer
+of row chunks (the synthetic ImageNet-size logits of the fusion benchmark).
+
+Formats: 1 (no ``fallback``), 2 (float32 logits), 3 (logits float16 or float32; the dtype is the
+``.npy`` member's own). A float32 file is still written as format 2, byte for byte as before, so
+stored files and older readers are unaffected; only a float16 file is format 3, which an older
+reader refuses with its one "re-export" message. A file of a newer format is refused the same way.
+
+Reading: every member is stored uncompressed (``np.savez`` and the streaming writer both write
+``ZIP_STORED``), so :meth:`LogitsFile.load` with ``mmap=True`` maps the ``logits`` member
+read-only from the file (:func:`memmap_member`) instead of reading it: an ImageNet train split
+then costs no memory until rows are touched, and the kernel can drop touched pages again. A
+compressed member (a file someone re-zipped) is read into memory instead. The small per-row
+arrays (ids, labels, ...) are always read. :func:`row_blocks` gives the row ranges that chunked
+passes over a (mapped) matrix use.
 """
 
 from __future__ import annotations
@@ -22,17 +37,39 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-LOGITS_FORMAT_VERSION = 2
+#: the newest format (3: float16 logits allowed); float32 files are still written as format 2.
+LOGITS_FORMAT_VERSION = 3
+#: the format a float32 file is written in (unchanged since format 2).
+FLOAT32_FORMAT_VERSION = 2
 #: versions :meth:`LogitsFile.load` reads (format 1 has no ``fallback`` array).
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
+#: the dtypes a logits matrix may be stored in.
+LOGITS_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+
+
+def format_version(dtype: Any) -> int:
+    """The format a file with logits of ``dtype`` is written in (2: float32, 3: float16)."""
+    dtype = np.dtype(dtype)
+    if dtype not in LOGITS_DTYPES:
+        raise ValueError(f"logits are stored as float32 or float16, not {dtype}")
+    return FLOAT32_FORMAT_VERSION if dtype == np.float32 else LOGITS_FORMAT_VERSION
+
+
+def row_blocks(n: int, width: int, block_bytes: int = 64 * 2**20, itemsize: int = 8) -> list[slice]:
+    """Row slices of an ``(n, width)`` matrix such that one block of ``itemsize``-byte values
+    holds about ``block_bytes`` (at least one row per block): the chunks of a pass that must not
+    make an ``n x width`` copy."""
+    step = max(1, block_bytes // max(1, width * itemsize))
+    return [slice(lo, min(lo + step, n)) for lo in range(0, n, step)]
 
 
 @dataclass
@@ -54,7 +91,8 @@ class LogitsFile:
     def __post_init__(self) -> None:
         self.ids = np.asarray(self.ids).astype(str)
         self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
-        self.logits = np.asarray(self.logits, dtype=np.float32)
+        logits = np.asarray(self.logits)  # a mapped (np.memmap) matrix stays mapped
+        self.logits = logits if logits.dtype in LOGITS_DTYPES else logits.astype(np.float32)
         n = len(self.ids)
         if self.logits.ndim != 2 or self.logits.shape[0] != n or len(self.labels) != n:
             raise ValueError(
@@ -79,18 +117,25 @@ class LogitsFile:
     def num_classes(self) -> int:
         return int(self.logits.shape[1])
 
-    def save(self, path: str | Path) -> Path:
-        """Write atomically (temporary file + rename)."""
+    def save(self, path: str | Path, dtype: Any = None) -> Path:
+        """Write atomically (temporary file + rename).
+
+        Args:
+            path: the ``.npz`` file.
+            dtype: ``float32`` (format 2) or ``float16`` (format 3); default: the dtype of
+                :attr:`logits`.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = _meta(self.split, self.view, self.run, self.class_names, self.config)
+        dtype = np.dtype(self.logits.dtype if dtype is None else dtype)
+        meta = _meta(self.split, self.view, self.run, self.class_names, self.config, dtype)
         with _replacing(path) as tmp:
             np.savez(
                 tmp,
                 ids=self.ids,
                 labels=self.labels,
                 groups=self.groups,
-                logits=self.logits,
+                logits=np.asarray(self.logits).astype(dtype, copy=False),
                 candidates=self.candidates,
                 fallback=self.fallback,
                 meta=np.array(json.dumps(meta, default=str)),
@@ -98,8 +143,13 @@ class LogitsFile:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> LogitsFile:
-        """Read a logits file written by :meth:`save` or :func:`merge_parts`.
+    def load(cls, path: str | Path, mmap: bool = False) -> LogitsFile:
+        """Read a logits file written by :meth:`save`, :func:`merge_parts` or :func:`write_streamed`.
+
+        Args:
+            path: the ``.npz`` file.
+            mmap: map the logits matrix read-only from the file (a ``np.memmap`` of its stored
+                dtype, float32 or float16) instead of reading it; a compressed member is read.
 
         Raises:
             LogitsFileNotFoundError: ``path`` is not a file.
@@ -123,10 +173,11 @@ class LogitsFile:
                         f"{path}: logits format {version}, this version of occam_l2r reads "
                         f"{READABLE_VERSIONS}; re-export it with `predict`"
                     )
+                logits = memmap_member(path, "logits") if mmap else None
                 return cls(
                     ids=z["ids"],
                     labels=z["labels"],
-                    logits=z["logits"],
+                    logits=z["logits"] if logits is None else logits,
                     groups=z["groups"],
                     candidates=z["candidates"],
                     fallback=z["fallback"] if "fallback" in z.files else None,
@@ -205,9 +256,44 @@ def _unreadable(path: Path, err: BaseException) -> LogitsFileError:
     )
 
 
-def _meta(split: str, view: str, run: str, class_names: list[str], config: dict) -> dict[str, Any]:
+def memmap_member(path: str | Path, name: str) -> np.ndarray | None:
+    """The ``name`` array of an ``.npz`` file mapped read-only (``np.memmap``), or ``None`` when
+    the member is compressed (it cannot be mapped; read it with ``np.load``).
+
+    The data of a stored member starts after the zip local header (30 bytes, the name, the extra
+    field) and the ``.npy`` header, whose version (1.0 from ``np.savez``, 2.0 from the streaming
+    writer) :func:`numpy.lib.format.read_magic` tells.
+    """
+    path = Path(path)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{name}.npy")
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    fmt = np.lib.format
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if len(local) != 30 or local[:4] != b"PK\x03\x04":
+            raise ValueError(f"bad zip local header of member {name}.npy")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = fmt.read_magic(f)
+        read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        raise ValueError(f"member {name}.npy holds Python objects")
+    if int(np.prod(shape)) == 0:
+        return np.zeros(shape, dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape),
+                     order="F" if fortran else "C")  # fmt: skip
+
+
+def _meta(
+    split: str, view: str, run: str, class_names: list[str], config: dict, dtype: Any = np.float32
+) -> dict[str, Any]:
     return {
-        "format_version": LOGITS_FORMAT_VERSION,
+        "format_version": format_version(dtype),
         "split": split,
         "view": view,
         "run": run,
@@ -275,6 +361,7 @@ def merge_parts(
     class_names: list[str],
     config: dict[str, Any],
     window_bytes: int = 32 * 2**20,
+    dtype: Any = np.float32,
 ) -> Path:
     """Stream part files into one logits file, rows in the order of their dataset position.
 
@@ -287,6 +374,7 @@ def merge_parts(
         path: the logits file to write (atomically).
         split, view, run, class_names, config: the file's metadata.
         window_bytes: size of the logits merged at a time (sets the window of positions).
+        dtype: the stored dtype of the logits (float32: format 2; float16: format 3).
     """
     spans, seen = [], [np.zeros(0, np.int64)]
     widths = np.ones(2, np.int64)
@@ -303,39 +391,84 @@ def merge_parts(
     unique = np.unique(np.concatenate(seen))
     n, c = len(unique), int(num_classes or len(class_names))
     window = max(1, window_bytes // (4 * max(c, 1)))
+    bounds = [(int(unique[i]), int(unique[min(i + window, n) - 1])) for i in range(0, n, window)]
+
+    def chunks(name: str) -> Iterator[np.ndarray]:
+        for lo, hi in bounds:
+            index, rows = [], []
+            for p, a, b in spans:
+                if b < lo or a > hi:
+                    continue
+                with np.load(p, allow_pickle=False) as z:
+                    idx = z["index"]
+                    sel = (idx >= lo) & (idx <= hi)
+                    index.append(idx[sel])
+                    rows.append(z[name][sel])
+            idx = np.concatenate(index)
+            first = np.unique(idx, return_index=True)[1]
+            yield np.concatenate(rows)[first]
+
+    return write_streamed(path, n, c, (int(widths[0]), int(widths[1])), chunks, split, view, run,
+                          class_names, config, dtype)  # fmt: skip
+
+
+def write_streamed(
+    path: Path,
+    n: int,
+    num_classes: int,
+    widths: tuple[int, int],
+    chunks: Callable[[str], Iterable[np.ndarray]],
+    split: str,
+    view: str,
+    run: str,
+    class_names: list[str],
+    config: dict[str, Any],
+    dtype: Any = np.float32,
+) -> Path:
+    """Write a logits file of ``n`` rows member by member, atomically, holding one chunk at a time.
+
+    Args:
+        path: the logits file.
+        n, num_classes: rows and classes.
+        widths: the character widths of the ``ids`` and ``groups`` strings.
+        chunks: ``chunks(name)`` yields the rows of the member ``name`` (one of
+            :data:`ROW_ARRAYS`) in order, in chunks of any size; called once per member.
+        split, view, run, class_names, config: the file's metadata.
+        dtype: the stored dtype of the logits, float32 (format 2) or float16 (format 3).
+
+    Raises:
+        ValueError: the chunks of a member do not add up to ``n`` rows of the right width.
+    """
     dtypes = {
-        "ids": np.dtype(f"<U{widths[0]}"),
+        "ids": np.dtype(f"<U{max(1, widths[0])}"),
         "labels": np.dtype(np.int64),
-        "groups": np.dtype(f"<U{widths[1]}"),
-        "logits": np.dtype(np.float32),
+        "groups": np.dtype(f"<U{max(1, widths[1])}"),
+        "logits": np.dtype(dtype),
         "candidates": np.dtype(np.int64),
         "fallback": np.dtype(bool),
     }
-    bounds = [(int(unique[i]), int(unique[min(i + window, n) - 1])) for i in range(0, n, window)]
+    meta = json.dumps(_meta(split, view, run, class_names, config, dtype), default=str)
     path.parent.mkdir(parents=True, exist_ok=True)
     with _replacing(path) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
             for name in ROW_ARRAYS:
-                shape = (n, c) if name == "logits" else (n,)
+                shape = (n, num_classes) if name == "logits" else (n,)
                 header = {"descr": np.lib.format.dtype_to_descr(dtypes[name]), "fortran_order": False,
                           "shape": shape}  # fmt: skip
+                rows = 0
                 with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
                     np.lib.format.write_array_header_2_0(f, header)
-                    for lo, hi in bounds:
-                        index, rows = [], []
-                        for p, a, b in spans:
-                            if b < lo or a > hi:
-                                continue
-                            with np.load(p, allow_pickle=False) as z:
-                                idx = z["index"]
-                                sel = (idx >= lo) & (idx <= hi)
-                                index.append(idx[sel])
-                                rows.append(z[name][sel])
-                        idx = np.concatenate(index)
-                        first = np.unique(idx, return_index=True)[1]
-                        chunk = np.concatenate(rows)[first].astype(dtypes[name])
+                    for chunk in chunks(name):
+                        chunk = np.asarray(chunk).astype(dtypes[name], copy=False)
+                        if chunk.shape[1:] != shape[1:]:
+                            raise ValueError(
+                                f"{path}: a chunk of {name} has shape {chunk.shape}, rows of "
+                                f"shape {shape[1:]} expected"
+                            )
+                        rows += len(chunk)
                         f.write(np.ascontiguousarray(chunk).tobytes())
-            meta = json.dumps(_meta(split, view, run, class_names, config), default=str)
+                if rows != n:
+                    raise ValueError(f"{path}: {rows} rows of {name} written, {n} expected")
             with zf.open("meta.npy", "w") as f:
                 np.lib.format.write_array(f, np.array(meta), allow_pickle=False)
     return path

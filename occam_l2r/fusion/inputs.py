@@ -9,7 +9,13 @@ what to do. Both errors (:class:`LogitsInputError`, :class:`LogitsNotFoundError`
 
 :class:`LogitsCache` keeps loaded files by (run, split) for ``fuse`` and the report; given the
 views the runs are declared under, it checks each file's recorded view
-(:func:`check_declared_view`, :class:`LogitsViewError`).
+(:func:`check_declared_view`, :class:`LogitsViewError`). It maps each file's logits read-only
+(``LogitsFile.load(mmap=True)``) instead of reading them, so twelve ImageNet-size files (5.1 GB of
+float32 each for a train split) cost address space, not memory: the pages a pass touches are
+file-backed and the kernel drops them under pressure. Passes over the rows go in blocks
+(:func:`occam_l2r.logits.row_blocks`): :func:`check_finite` never makes an ``N x C`` mask, and
+:func:`align_pair` reorders nothing when both inputs list the samples in the same order (it
+copies the second input's rows, in memory, only when the orders differ).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from occam_l2r.errors import UserError
-from occam_l2r.logits import LogitsFile
+from occam_l2r.logits import LogitsFile, row_blocks
 from occam_l2r.logits import read_meta as logits_read_meta
 
 
@@ -90,7 +96,10 @@ def resolve_logits_path(run: str | Path, split: str) -> Path:
 
 def check_finite(lf: LogitsFile, source: str | Path) -> LogitsFile:
     """Raise if any logit is NaN or infinite, naming the file and the first bad sample."""
-    bad = ~np.isfinite(lf.logits).all(axis=1)
+    z = lf.logits
+    bad = np.zeros(len(z), bool)
+    for rows in row_blocks(len(z), z.shape[1] if z.ndim == 2 else 1, itemsize=z.itemsize):
+        bad[rows] = ~np.isfinite(z[rows]).all(axis=1)
     if bad.any():
         first = np.flatnonzero(bad)[:3]
         raise LogitsInputError(
@@ -101,14 +110,15 @@ def check_finite(lf: LogitsFile, source: str | Path) -> LogitsFile:
     return lf
 
 
-def load_logits(path: str | Path) -> LogitsFile:
-    """Load a logits file and check that all logits are finite."""
-    return check_finite(LogitsFile.load(path), path)
+def load_logits(path: str | Path, mmap: bool = False) -> LogitsFile:
+    """Load a logits file (its logits mapped from the file with ``mmap``) and check that all
+    logits are finite."""
+    return check_finite(LogitsFile.load(path, mmap=mmap), path)
 
 
-def load_run_split(run: str | Path, split: str) -> LogitsFile:
-    """Load (and check) the logits of ``split`` for one run."""
-    return load_logits(resolve_logits_path(run, split))
+def load_run_split(run: str | Path, split: str, mmap: bool = False) -> LogitsFile:
+    """Load (and check) the logits of ``split`` for one run (mapped with ``mmap``)."""
+    return load_logits(resolve_logits_path(run, split), mmap=mmap)
 
 
 def align_pair(
@@ -133,9 +143,8 @@ def align_pair(
                 f"{list(uniq[counts > 1][:3])}); top-k candidate files go to "
                 "occam_l2r.fusion.topk, not to pairwise fusion"
             )
-    if len(a.ids) == len(b.ids) and (a.ids == b.ids).all():
-        order = np.arange(len(a.ids))
-    else:
+    order: np.ndarray | None = None  # None: b lists the samples in a's order
+    if not (len(a.ids) == len(b.ids) and (a.ids == b.ids).all()):
         pos = {s: i for i, s in enumerate(b.ids)}
         only_a = [s for s in a.ids if s not in pos]
         if only_a or len(a.ids) != len(b.ids):
@@ -148,7 +157,7 @@ def align_pair(
                 "from the same dataset split (same dataset root and split files)."
             )
         order = np.array([pos[s] for s in a.ids], dtype=np.int64)
-    labels_b = b.labels[order]
+    labels_b = b.labels if order is None else b.labels[order]
     known = (a.labels >= 0) & (labels_b >= 0)
     clash = known & (a.labels != labels_b)
     if clash.any():
@@ -159,10 +168,11 @@ def align_pair(
             "orders or label files"
         )
     labels = np.where(a.labels >= 0, a.labels, labels_b)
-    fallback = np.asarray(a.fallback, bool) | np.asarray(b.fallback, bool)[order]
+    fallback_b = np.asarray(b.fallback, bool)
+    fallback = np.asarray(a.fallback, bool) | (fallback_b if order is None else fallback_b[order])
+    z2 = b.logits if order is None else np.asarray(b.logits)[order]  # no copy in the same order
     return LogitsPair(
-        ids=a.ids, labels=labels, z1=a.logits, z2=b.logits[order], groups=a.groups,
-        fallback=fallback,
+        ids=a.ids, labels=labels, z1=a.logits, z2=z2, groups=a.groups, fallback=fallback,
     )  # fmt: skip
 
 
@@ -229,18 +239,23 @@ class LogitsCache:
         size: how many files are kept (``None``: all, each file is read once).
         views: run -> the views it is declared under (``runs:`` of a sweep); every file loaded
             of such a run must record one of them (:func:`check_declared_view`).
+        mmap: map each file's logits read-only instead of reading them (the default: a kept
+            file then holds its per-row arrays in memory, its ``N x C`` logits in the page cache).
     """
 
-    def __init__(self, size: int | None = 12, views: dict[str, list[str]] | None = None) -> None:
+    def __init__(
+        self, size: int | None = 12, views: dict[str, list[str]] | None = None, mmap: bool = True
+    ) -> None:
         self.size = size
         self.views = views or {}
+        self.mmap = mmap
         self._files: OrderedDict[tuple[str, str], LogitsFile] = OrderedDict()
 
     def get(self, run: str | Path, split: str) -> LogitsFile:
         """The logits file of ``run`` and ``split`` (loaded on first use)."""
         key = (str(run), split)
         if key not in self._files:
-            lf = load_run_split(run, split)
+            lf = load_run_split(run, split, mmap=self.mmap)
             if key[0] in self.views:
                 check_declared_view(lf, run, self.views[key[0]])
             self._files[key] = lf

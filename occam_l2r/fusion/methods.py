@@ -9,6 +9,12 @@ the robust input, typically FG). Conventions shared by all functions:
 - when the two inputs are equally confident, the first input (Φ1) decides;
 - a :class:`FusionOutput` also says which input decided each sample (``chosen``: 0 for Φ1,
   1 for Φ2, -1 when the output is a combination of both).
+
+The inputs may be float16 or float32, in memory or mapped from a logits file: every pass goes in
+blocks of rows (:func:`occam_l2r.logits.row_blocks`), so a method holds ``O(N)`` per-sample values
+and one block of ``C``-wide float64 rows, never an ``N x C`` float64 copy per input (only
+:func:`ts_weighted_average` returns its ``N x C`` fused scores). The searches
+(:func:`fit_threshold`, :func:`fit_alpha`) make no ``N x C`` copy per candidate either.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from occam_l2r.logits import row_blocks
 
 #: the metrics of a split that selection and fitting can maximise.
 METRICS = ("acc", "macro_acc")
@@ -57,10 +65,15 @@ def softmax(z: np.ndarray, temperature: float | np.ndarray = 1.0) -> np.ndarray:
 def predict_confidence(
     z: np.ndarray, temperature: float | np.ndarray = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Prediction ``ŷ = argmax_k z^(k)`` and its confidence ``p̂ = max_k σ(z/T)^(k)``."""
-    p = softmax(z, temperature)
-    pred = p.argmax(axis=1)
-    return pred.astype(np.int64), p[np.arange(len(p)), pred]
+    """Prediction ``ŷ = argmax_k z^(k)`` and its confidence ``p̂ = max_k σ(z/T)^(k)`` (computed
+    in blocks of rows)."""
+    n = len(z)
+    pred, conf = np.zeros(n, np.int64), np.zeros(n, np.float64)
+    for rows in row_blocks(n, z.shape[1]):
+        p = softmax(z[rows], temperature)
+        pred[rows] = p.argmax(axis=1)
+        conf[rows] = p[np.arange(len(p)), pred[rows]]
+    return pred, conf
 
 
 def max_conf(
@@ -142,8 +155,9 @@ def ts_weighted_average(
     t2: float | np.ndarray = 1.0,
 ) -> FusionOutput:
     """``α σ(z1/T1) + (1 - α) σ(z2/T2)``; ``α = 0.5`` is the temperature-scaled average."""
-    q1, q2 = softmax(z1, t1), softmax(z2, t2)
-    probs = alpha * q1 + (1.0 - alpha) * q2
+    probs = np.empty(np.shape(z1), np.float64)
+    for rows in row_blocks(len(z1), probs.shape[1]):
+        probs[rows] = alpha * softmax(z1[rows], t1) + (1.0 - alpha) * softmax(z2[rows], t2)
     pred = probs.argmax(axis=1)
     return FusionOutput(
         pred=pred.astype(np.int64),
@@ -172,16 +186,74 @@ def fit_alpha(
     """The ``α`` on ``linspace(0, 1, grid)`` maximising ``metric`` of the weighted average.
 
     Ties go to the ``α`` closest to 0.5 (the plain average), then to the smaller ``α``.
+
+    Every candidate is scored in blocks of rows, on each row's few classes that can win for some
+    ``α`` (:func:`_alpha_hits`): the same predictions as the argmax over all classes, without an
+    ``N x C`` array per candidate.
     """
     if grid < 2:
         raise ValueError(f"alpha grid must have at least 2 points, got {grid}")
-    q1, q2 = softmax(z1, t1), softmax(z2, t2)
     labels = np.asarray(labels)
     w = metric_weights(labels, metric)
     alphas = np.linspace(0.0, 1.0, grid)
-    scores = np.array([(((a * q1 + (1 - a) * q2).argmax(1) == labels) * w).sum() for a in alphas])
+    scores = np.zeros(grid)
+    for rows in row_blocks(len(z1), np.shape(z1)[1], 32 * 2**20):
+        q1, q2 = softmax(z1[rows], t1), softmax(z2[rows], t2)
+        scores += _alpha_hits(q1, q2, labels[rows], w[rows], alphas)
     best = np.flatnonzero(scores >= scores.max() - TIE_ATOL)
     return float(alphas[best[np.argmin(np.abs(alphas[best] - 0.5))]])
+
+
+def _alpha_hits(
+    q1: np.ndarray, q2: np.ndarray, labels: np.ndarray, w: np.ndarray, alphas: np.ndarray
+) -> np.ndarray:
+    """``sum_i w_i [argmax_k (α q1 + (1 - α) q2)_ik == y_i]`` for every ``α`` of ``alphas``.
+
+    The score of class ``k`` is at most ``max(q1_k, q2_k)``, and for every ``α`` the best score
+    is at least ``L``, the minimum over ``α`` of the better of the two classes ``argmax q1`` and
+    ``argmax q2``. So only the classes with ``max(q1_k, q2_k) >= L`` can win: the row's top
+    classes of ``max(q1, q2)``, kept in class order so that ties still go to the lowest class.
+    Rows with more such classes than the widest subset are scored on all classes.
+    """
+    n, c = q1.shape
+    hits = np.zeros(len(alphas))
+    if n == 0:
+        return hits
+    r = np.arange(n)
+    j1, j2 = q1.argmax(1), q2.argmax(1)
+    x1, y1, x2, y2 = q1[r, j1], q2[r, j1], q1[r, j2], q2[r, j2]
+    low = np.minimum(y2, x1)  # the envelope at alpha = 0 and 1
+    den = (x1 - y1) - (x2 - y2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = (y2 - y1) / den  # where the two lines meet
+        inside = (den != 0) & (cross > 0) & (cross < 1)
+        low = np.where(inside, np.minimum(low, y1 + cross * (x1 - y1)), low)
+    can_win = np.maximum(q1, q2) >= low[:, None] - 1e-9  # never false for a class that wins
+    count = can_win.sum(axis=1)  # >= 1: argmax q1 is always in
+    todo = np.ones(n, bool)
+    for m in (4, 16, 64, c):
+        sel = np.flatnonzero(todo & (count <= m)) if m < c else np.flatnonzero(todo)
+        if len(sel) == 0:
+            continue
+        todo[sel] = False
+        if m < c:  # the row's classes that can win, in class order, padded with its first
+            rr, cc = np.nonzero(can_win[sel])
+            start = np.r_[0, np.cumsum(count[sel])[:-1]]
+            idx = np.repeat(cc[start][:, None], m, axis=1)
+            idx[rr, np.arange(len(rr)) - start[rr]] = cc
+            rs = np.arange(len(sel))[:, None]
+            s1, s2 = q1[sel][rs, idx], q2[sel][rs, idx]
+            correct = idx == labels[sel][:, None]  # (rows, m): which subset column is the label
+        else:
+            s1, s2 = q1[sel], q2[sel]
+            correct = np.arange(c)[None, :] == labels[sel][:, None]
+        ws, rs1 = w[sel], np.arange(len(sel))
+        for g, al in enumerate(alphas):
+            best = (al * s1 + (1 - al) * s2).argmax(axis=1)
+            hits[g] += (correct[rs1, best] * ws).sum()
+        if m >= c:
+            break
+    return hits
 
 
 def oracle(z1: np.ndarray, z2: np.ndarray, labels: np.ndarray) -> FusionOutput:
