@@ -251,8 +251,9 @@ def measure(root: Path, args: argparse.Namespace, workers: int = 0) -> dict[str,
     return best
 
 
-def table(rates: dict[str, float], gpu_rate: float, per: str) -> str:
-    """The markdown table: images/s, ratio to the plain loader, workers for ``gpu_rate``."""
+def table(rates: dict[str, float], gpu_rate: float, per: str, workers: int = 1) -> str:
+    """The markdown table: images/s, ratio to the plain loader, and the workers that
+    ``gpu_rate`` needs at the rate of one worker (``rate / workers``)."""
     lines = [
         f"| loader | transform | images/s {per} | ratio to plain | workers for {gpu_rate:,.0f} images/s |",
         "|---|---|---|---|---|",
@@ -263,7 +264,7 @@ def table(rates: dict[str, float], gpu_rate: float, per: str) -> str:
             if f"{view}/{mode}" not in rates:
                 continue
             rate = rates[f"{view}/{mode}"]
-            need = math.ceil(gpu_rate / rate) if rate > 0 else float("inf")
+            need = math.ceil(gpu_rate * workers / rate) if rate > 0 else float("inf")
             lines.append(f"| {view} | {mode} | {rate:.0f} | {rate / plain:.2f} | {need} |")
     return "\n".join(lines)
 
@@ -333,7 +334,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.workers > 0:
         total = measure(root, args, args.workers)
         print(f"\n{args.workers} workers (pin_memory={torch.cuda.is_available()}, persistent)")
-        print(table(total, args.gpu_rate, f"with {args.workers} workers"))
+        print(table(total, args.gpu_rate, f"with {args.workers} workers", args.workers))
     return rates
 
 
