@@ -14,11 +14,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from occam_l2r.logits import row_blocks
+
 
 def fit_temperature(
     logits: np.ndarray, labels: np.ndarray, max_iter: int = 100, init: float = 1.0
 ) -> float:
     """Temperature ``T`` minimising the cross entropy of ``softmax(logits / T)``.
+
+    The loss and its gradient in ``log T`` (``mean(z_y / T - sum_k p_k z_k / T)``) are summed
+    over blocks of rows in float64 (:func:`occam_l2r.logits.row_blocks`): no ``N x C`` copy of
+    the logits, whatever their dtype (float16/float32, in memory or mapped), and none per step.
 
     Args:
         logits: ``(N, C)`` logits of one model on the validation split.
@@ -29,26 +35,40 @@ def fit_temperature(
     Returns:
         The fitted temperature (a positive float).
     """
-    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64)
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-    if z.ndim != 2 or len(z) == 0 or len(y) != len(z):
+    shape = tuple(np.shape(logits))
+    if len(shape) != 2 or shape[0] == 0 or len(y) != shape[0]:
         raise ValueError(
             f"fit_temperature needs (N, C) logits and N labels with N > 0; got logits "
-            f"{tuple(z.shape)} and {len(y)} labels"
+            f"{shape} and {len(y)} labels"
         )
-    if (y < 0).any() or (y >= z.shape[1]).any():
+    if (y < 0).any() or (y >= shape[1]).any():
         raise ValueError(
-            f"labels must lie in [0, {z.shape[1]}) to fit a temperature; got min {int(y.min())}, "
+            f"labels must lie in [0, {shape[1]}) to fit a temperature; got min {int(y.min())}, "
             f"max {int(y.max())}. Unlabelled samples (-1) cannot be used for calibration."
         )
+    blocks = row_blocks(shape[0], shape[1])
+    single = len(blocks) == 1  # a small split: one float64 copy for the whole fit
+    held = torch.as_tensor(np.asarray(logits, np.float64)) if single else None
     log_t = torch.tensor([float(np.log(init))], dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), y)
-        loss.backward()
-        return loss
+        with torch.no_grad():
+            inv_t = torch.exp(-log_t.detach())
+            loss = torch.zeros((), dtype=torch.float64)
+            grad = torch.zeros((), dtype=torch.float64)
+            for rows in blocks:
+                z = held if single else torch.as_tensor(np.asarray(logits[rows], np.float64))
+                s = z * inv_t
+                logp = torch.log_softmax(s, dim=1)
+                s_y = s.gather(1, y[rows, None])[:, 0]
+                loss -= logp.gather(1, y[rows, None]).sum()
+                # d loss_i / d log T = s_y - sum_k p_k s_k
+                grad += (s_y - (logp.exp() * s).sum(dim=1)).sum()
+            log_t.grad = (grad / shape[0]).reshape(1)
+        return loss / shape[0]
 
     opt.step(closure)
     t = float(log_t.exp().item())
@@ -104,12 +124,18 @@ def binned_ece(conf: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> np.nd
     return ece[0] if squeeze else ece
 
 
-def _top2(s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Indices and values of the two largest entries of each row (ties: lower index first)."""
-    order = np.argsort(-s, axis=1, kind="stable")[:, :2]
-    rows = np.arange(len(s))[:, None]
-    vals = s[rows, order]
-    return order[:, 0], vals[:, 0], order[:, 1], vals[:, 1]
+def _top2(st: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Indices and values of the two largest entries of each COLUMN of ``st`` (classes x rows;
+    ties: lower index first, as a stable sort of ``-s`` gives): two argmaxes, no sort."""
+    cols = np.arange(st.shape[1])
+    i1 = st.argmax(axis=0)
+    v1 = st[i1, cols]
+    if len(st) < 2:
+        return i1, v1, i1, np.full_like(v1, -np.inf)
+    rest = st.copy()
+    rest[i1, cols] = -np.inf
+    i2 = rest.argmax(axis=0)
+    return i1, v1, i2, st[i2, cols]
 
 
 def fit_classwise_temperature(
@@ -119,6 +145,7 @@ def fit_classwise_temperature(
     grid: np.ndarray | None = None,
     passes: int = 1,
     n_bins: int = 15,
+    block_rows: int = 2**16,
 ) -> np.ndarray:
     """Class-wise temperatures ``T_1..T_C`` by greedy grid search (eq. 3, Frenkel & Goldberger).
 
@@ -128,6 +155,12 @@ def fit_classwise_temperature(
     accuracy; ``passes`` sweeps over all classes. Each candidate is scored in ``O(N)`` by
     updating one column of the scaled logits.
 
+    Vectorised: the scaled logits are held transposed (classes x rows, one working float32
+    copy), so a class's column is contiguous; all candidates of a class are scored at once as a
+    ``G x rows`` block (its prediction, confidence and ECE bins), in blocks of ``block_rows``
+    rows; the top-2 bookkeeping uses argmaxes, not sorts. Same arithmetic as the per-row
+    formulation, so the same temperatures.
+
     Args:
         logits: ``(N, C)`` validation logits.
         labels: ``(N,)`` validation labels.
@@ -135,48 +168,64 @@ def fit_classwise_temperature(
         grid: candidate temperatures (default ``init * geomspace(1/4, 4, 25)``).
         passes: number of sweeps over the classes.
         n_bins: ECE bins.
+        block_rows: rows scored at a time (bounds the ``G x rows`` temporaries).
 
     Returns:
         Temperatures ``(C,)``; validation accuracy with them is at least that with ``init``.
     """
-    z = np.asarray(logits, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
-    n, c = z.shape
-    t0 = fit_temperature(z, y) if init is None else float(init)
+    n, c = np.shape(logits)
+    t0 = fit_temperature(logits, y) if init is None else float(init)
     grid = t0 * np.geomspace(0.25, 4.0, 25) if grid is None else np.asarray(grid, np.float64)
     grid = grid.astype(np.float32)
     if (grid <= 0).any():
         raise ValueError(f"temperatures must be > 0; the grid holds {grid[grid <= 0][:5]}")
+    g_count = len(grid)
+    zt = np.empty((c, n), np.float32)  # the logits, transposed
+    for rows in row_blocks(n, c, itemsize=4):
+        zt[:, rows] = np.asarray(logits[rows], np.float32).T
     temps = np.full(c, t0)
-    s = z / np.float32(t0)
-    lse = np.logaddexp.reduce(s, axis=1)
-    i1, v1, i2, v2 = _top2(s)
+    st = zt / np.float32(t0)
+    lse = np.logaddexp.reduce(st, axis=0)
+    i1, v1, i2, v2 = _top2(st)
     n_correct = int((i1 == y).sum())
     cur_ece = float(binned_ece(np.exp(v1 - lse), i1 == y, n_bins))
+    offsets = (np.arange(g_count) * (n_bins + 1))[:, None]
+    size = g_count * (n_bins + 1)
+    blocks = [slice(lo, min(lo + block_rows, n)) for lo in range(0, n, block_rows)]
     for _ in range(passes):
         for k in range(c):
-            sk = s[:, k]
-            m_ex = np.where(i1 == k, v2, v1)
-            idx_ex = np.where(i1 == k, i2, i1)
+            sk = st[k]
+            top_k = i1 == k
+            m_ex = np.where(top_k, v2, v1)
+            idx_ex = np.where(top_k, i2, i1)
             # log-sum-exp over the other classes; exact where class k dominates the row
             pk = np.exp(sk - lse)
             lse_ex = lse + np.log1p(-np.minimum(pk, 0.5))
             dom = np.flatnonzero(pk >= 0.5)
             if len(dom):
-                other = np.delete(s[dom], k, axis=1)
-                lse_ex[dom] = np.logaddexp.reduce(other, axis=1) if c > 1 else -np.inf
-            new = z[:, k : k + 1] / grid[None, :]  # (N, G)
-            d = new - m_ex[:, None]
-            wins = (d > 0) | ((d == 0) & (k < idx_ex[:, None]))
-            cand_pred = np.where(wins, k, idx_ex[:, None])
+                other = np.delete(st[:, dom], k, axis=0)
+                lse_ex[dom] = np.logaddexp.reduce(other, axis=0) if c > 1 else -np.inf
             # conf = exp(max(new, m_ex) - logsumexp); with a = sum_{j != k} exp(s_j - m_ex) >= 1
             # and e = exp(-|d|): conf = 1 / (a e + 1) if d > 0 (class k on top) else 1 / (a + e)
-            a = np.exp(lse_ex - m_ex)[:, None]
-            e = np.exp(-np.abs(d))
-            conf = np.where(d > 0, 1.0 / (a * e + 1.0), 1.0 / (a + e))
-            correct = cand_pred == y[:, None]
-            cand_correct = correct.sum(axis=0)
-            cand_ece = binned_ece(conf, correct, n_bins)
+            a = np.exp(lse_ex - m_ex)
+            right_k, right_ex = y == k, idx_ex == y
+            cand_correct = np.zeros(g_count, np.int64)
+            diff = np.zeros(size)
+            for rows in blocks:
+                new = zt[k, rows][None, :] / grid[:, None]  # (G, rows)
+                d = new - m_ex[None, rows]
+                up = d > 0
+                wins = up | ((d == 0) & (k < idx_ex[None, rows]))
+                correct = np.where(wins, right_k[None, rows], right_ex[None, rows])
+                e = np.exp(-np.abs(d))
+                ar = a[None, rows]
+                conf = 1.0 / np.where(up, ar * e + 1.0, ar + e)
+                cand_correct += correct.sum(axis=1)
+                # binned_ece's bins, candidates as rows (the same sums, in the same order)
+                idx = np.minimum((conf * n_bins).astype(np.int64), n_bins) + offsets
+                diff += np.bincount(idx.ravel(), weights=correct.ravel() - conf.ravel().astype(np.float64), minlength=size)  # fmt: skip
+            cand_ece = np.abs(diff.reshape(g_count, n_bins + 1)).sum(axis=1) / max(n, 1)
             ok = cand_correct >= n_correct
             if not ok.any():
                 continue
@@ -184,11 +233,11 @@ def fit_classwise_temperature(
             if cand_ece[g] >= cur_ece - 1e-12:
                 continue
             temps[k] = float(grid[g])
-            s[:, k] = new[:, g]
-            lse = np.logaddexp(lse_ex, s[:, k])
-            touched = np.flatnonzero((i1 == k) | (i2 == k) | (s[:, k] >= v2))
+            st[k] = zt[k] / grid[g]
+            lse = np.logaddexp(lse_ex, st[k])
+            touched = np.flatnonzero((i1 == k) | (i2 == k) | (st[k] >= v2))
             if len(touched):
-                a, b, cc, d = _top2(s[touched])
-                i1[touched], v1[touched], i2[touched], v2[touched] = a, b, cc, d
+                a1, b1, c1, d1 = _top2(st[:, touched])
+                i1[touched], v1[touched], i2[touched], v2[touched] = a1, b1, c1, d1
             n_correct, cur_ece = int(cand_correct[g]), float(cand_ece[g])
     return temps
