@@ -23,12 +23,13 @@ Targets: every view >= 0.9x the plain loader; the last column says how many work
 ConvNeXtV2-B at ``--gpu_rate`` (1,000) images/s busy. ``--workers N`` also times the real
 multi-process loaders (``pin_memory`` when CUDA is there, ``persistent_workers``) end to end.
 ``--profile VIEW`` prints where one view's ``__getitem__`` spends its time (cProfile);
-``--draft`` adds the plain loader with PIL's JPEG ``draft`` mode (DCT-domain downscaling by
-1/2, 1/4 or 1/8 while both sides stay >= 224: other pixels, so not used by the toolkit; see
-docs/views_and_data.md, "Loader speed").
+``--plain_variants`` adds the plain loader with PIL's JPEG ``draft`` mode (DCT-domain
+downscaling by 1/2, 1/4 or 1/8 while both sides stay >= 224: other pixels) and with
+``torchvision.io.decode_jpeg`` + transforms on uint8 tensors: what the libraries allow, for
+comparison (neither is used by the toolkit; docs/views_and_data.md, "Loader speed").
 
     python benchmarks/bench_loader.py [--images 2000] [--measure 600] [--repeats 2]
-        [--interpolation bicubic] [--workers 0] [--profile FG_M] [--draft]
+        [--interpolation bicubic] [--workers 0] [--profile FG_M] [--plain_variants]
 """
 
 from __future__ import annotations
@@ -161,32 +162,55 @@ class LoaderBenchSet(RecordDataset):
             ]
 
 
-class PlainDataset(Dataset):
-    """The plain loader: PIL decode + a torchvision transform to a uint8 ``(3, H, W)`` tensor."""
+#: the plain loaders: timm's default (PIL decode, PIL transforms) and, with
+#: ``--plain_variants``, PIL's JPEG draft mode and torchvision's decoder + tensor transforms
+PLAIN = ["plain", "plain_draft", "plain_tvio"]
 
-    def __init__(self, paths: list[Path], transform: T.Compose, draft: int | None = None) -> None:
-        self.paths, self.transform, self.draft = paths, transform, draft
+
+class PlainDataset(Dataset):
+    """A plain loader on the files: decode + a torchvision transform to uint8 ``(3, H, W)``.
+
+    ``decoder``: ``pil`` (timm's loader), ``pil_draft`` (PIL with ``draft("RGB", (size,
+    size))``: DCT-domain scaling by 1/2, 1/4 or 1/8 while both sides stay >= ``size``) or
+    ``tvio`` (``torchvision.io.decode_jpeg`` to a uint8 tensor, transforms on the tensor).
+    """
+
+    def __init__(self, paths: list[Path], transform: T.Compose, decoder: str, size: int) -> None:
+        self.paths, self.transform, self.decoder, self.size = paths, transform, decoder, size
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        with Image.open(self.paths[index]) as im:
-            if self.draft:  # JPEG DCT scaling (1/2, 1/4, 1/8) while both sides stay >= draft
-                im.draft("RGB", (self.draft, self.draft))
-            image = im.convert("RGB")
+        path = self.paths[index]
+        if self.decoder == "tvio":
+            from torchvision.io import ImageReadMode, decode_jpeg, read_file
+
+            image = decode_jpeg(read_file(str(path)), mode=ImageReadMode.RGB)
+        else:
+            with Image.open(path) as im:
+                if self.decoder == "pil_draft":
+                    im.draft("RGB", (self.size, self.size))
+                image = im.convert("RGB")
         return {"image": self.transform(image), "label": torch.tensor(index % len(CLASSES))}
 
 
-def plain_transform(train: bool, size: int, interpolation: str) -> T.Compose:
+def plain_transform(train: bool, size: int, interpolation: str, tensor: bool = False) -> T.Compose:
     """timm's default training transform (random resized crop, scale (0.08, 1), flip) or its
-    evaluation transform (shorter side to size / 0.875, centre crop), uint8 out."""
+    evaluation transform (shorter side to size / 0.875, centre crop), uint8 out; on PIL images,
+    or (``tensor``) on uint8 tensors (antialiased, as PIL)."""
     mode = T.InterpolationMode(interpolation)
     if train:
-        ops = [T.RandomResizedCrop(size, interpolation=mode), T.RandomHorizontalFlip()]
+        ops = [
+            T.RandomResizedCrop(size, interpolation=mode, antialias=True),
+            T.RandomHorizontalFlip(),
+        ]
     else:
-        ops = [T.Resize(math.floor(size / 0.875), interpolation=mode), T.CenterCrop(size)]
-    return T.Compose([*ops, T.PILToTensor()])
+        ops = [
+            T.Resize(math.floor(size / 0.875), interpolation=mode, antialias=True),
+            T.CenterCrop(size),
+        ]
+    return T.Compose(ops if tensor else [*ops, T.PILToTensor()])
 
 
 def datamodule(root: Path, view: str, args: argparse.Namespace, workers: int = 0) -> ViewDataModule:
@@ -216,15 +240,15 @@ def loaders(root: Path, args: argparse.Namespace, workers: int = 0) -> dict[str,
     dataset = LoaderBenchSet(root)
     for split, mode in (("train", "train"), ("val", "eval")):
         paths = [dataset.image_path(r) for r in dataset.records(split)]
-        transform = plain_transform(mode == "train", args.image_size, args.interpolation)
-        variants = (
-            {"plain": None, "plain_draft": args.image_size} if args.draft else {"plain": None}
-        )
-        for name, draft in variants.items():
+        for name in PLAIN if args.plain_variants else PLAIN[:1]:
+            decoder = {"plain": "pil", "plain_draft": "pil_draft", "plain_tvio": "tvio"}[name]
+            transform = plain_transform(
+                mode == "train", args.image_size, args.interpolation, tensor=decoder == "tvio"
+            )
             out[f"{name}/{mode}"] = DataLoader(
-                PlainDataset(paths, transform, draft), batch_size=args.batch_size,
-                shuffle=mode == "train", num_workers=workers, pin_memory=pin,
-                persistent_workers=workers > 0,
+                PlainDataset(paths, transform, decoder, args.image_size),
+                batch_size=args.batch_size, shuffle=mode == "train", num_workers=workers,
+                pin_memory=pin, persistent_workers=workers > 0,
             )  # fmt: skip
     return out
 
@@ -260,7 +284,7 @@ def table(rates: dict[str, float], gpu_rate: float, per: str, workers: int = 1) 
     ]
     for mode in ("train", "eval"):
         plain = rates[f"plain/{mode}"]
-        for view in [*VIEWS, "plain", "plain_draft"]:
+        for view in [*VIEWS, *PLAIN]:
             if f"{view}/{mode}" not in rates:
                 continue
             rate = rates[f"{view}/{mode}"]
@@ -310,7 +334,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--workers", type=int, default=0, help="also time N-worker loaders")
     parser.add_argument("--profile", default=None, choices=VIEWS, help="profile one view")
     parser.add_argument(
-        "--draft", action="store_true", help="also the plain loader with PIL's JPEG draft mode"
+        "--plain_variants",
+        action="store_true",
+        help="also the plain loader with PIL's JPEG draft mode and with torchvision.io",
     )
     args = parser.parse_args(argv)
 

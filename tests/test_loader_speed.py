@@ -112,12 +112,12 @@ def test_bench_loader_tiny(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     root = tmp_path / "set"
     rates = bench.main(
         ["--root", str(root), "--images", "10", "--measure", "4", "--repeats", "1",
-         "--batch_size", "2", "--profile", "FG_M", "--draft"]
+         "--batch_size", "2", "--profile", "FG_M", "--plain_variants"]
     )  # fmt: skip
     out = capsys.readouterr().out
     assert len(list(root.glob("images/*/*/*.jpg"))) == 10
     assert (root / "segmentations" / "gt" / "manifest.json").is_file()
-    for view in [*bench.VIEWS, "plain", "plain_draft"]:
+    for view in [*bench.VIEWS, *bench.PLAIN]:
         for mode in ("train", "eval"):
             assert rates[f"{view}/{mode}"] > 0
             assert f"| {view} | {mode} |" in out
