@@ -255,7 +255,11 @@ def keep_where(image: np.ndarray, keep: np.ndarray, fill: int = 0) -> np.ndarray
     (OpenCV's masked copy instead of numpy's boolean indexing, which dominated FG_M and BG_S).
     """
     out = np.full_like(image, fill)
-    if image.dtype == np.uint8 and image.ndim in (2, 3) and image.size:
+    if (
+        image.dtype == np.uint8
+        and image.size
+        and (image.ndim == 2 or image.ndim == 3 and image.shape[2] <= 4)
+    ):
         import cv2  # imported here: this module stays light for the command line
 
         cv2.copyTo(image, np.ascontiguousarray(keep).view(np.uint8), out)

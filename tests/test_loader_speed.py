@@ -67,11 +67,13 @@ def test_masked_views_keep_their_pixels() -> None:
 
 
 def test_keep_where_other_dtypes() -> None:
-    """Arrays OpenCV's masked copy does not take (float) follow the same rule in numpy."""
+    """Arrays OpenCV's masked copy is not used for (float, > 4 channels) follow the same rule."""
     image = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
     keep = np.array([[True, False], [False, True]])
     out = keep_where(image, keep, 7)
     assert out[0, 0].tolist() == [0, 1, 2] and out[0, 1].tolist() == [7, 7, 7]
+    wide = np.arange(20, dtype=np.uint8).reshape(2, 2, 5)  # more channels than OpenCV's path
+    np.testing.assert_array_equal(keep_where(wide, keep, 9), _bg_shape_ref(wide, ~keep, 9))
 
 
 def test_pin_memory_for() -> None:
