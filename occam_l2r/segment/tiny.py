@@ -42,6 +42,15 @@ TINY_SAM = SamArch(
     iou_head_hidden_dim=32,
 )
 
+#: SAM ViT-H's architecture (``sam_vit_h_4b8939.pth``) as a ``custom`` SAM: random weights at full
+#: size for throughput benchmarks
+SAM_VIT_H = SamArch(
+    encoder_embed_dim=1280,
+    encoder_depth=32,
+    encoder_num_heads=16,
+    encoder_global_attn_indexes=[7, 15, 23, 31],
+)
+
 
 def bert_vocab() -> list[str]:
     """A WordPiece vocabulary with BERT's special-token ids and a few words."""
@@ -55,8 +64,15 @@ def bert_vocab() -> list[str]:
     return vocab
 
 
-def tiny_grounding_dino(folder: str | Path, seed: int = 0, image_size: int = 64) -> Path:
-    """Save a tiny GroundingDINO (Swin backbone, 1+2 layers, d_model 32) and its processor."""
+def tiny_grounding_dino(
+    folder: str | Path, seed: int = 0, image_size: int = 64, full_size: bool = False
+) -> Path:
+    """Save a tiny GroundingDINO (Swin backbone, 1+2 layers, d_model 32) and its processor.
+
+    ``full_size``: GroundingDINO-B's architecture instead (Swin-B at 384, BERT-base text encoder
+    over the tiny vocabulary, 6+6 layers, 900 queries; processor at 800 / 1333 px), random weights
+    for throughput benchmarks.
+    """
     from transformers import (
         BertConfig,
         BertTokenizer,
@@ -105,12 +121,24 @@ def tiny_grounding_dino(folder: str | Path, seed: int = 0, image_size: int = 64)
         decoder_n_points=2,
         max_text_len=32,
     )
+    size = {"shortest_edge": image_size, "longest_edge": image_size * 3 // 2}
+    if full_size:
+        swin_b = SwinConfig(
+            image_size=384,
+            embed_dim=128,
+            depths=[2, 2, 18, 2],
+            num_heads=[4, 8, 16, 32],
+            window_size=12,
+            out_indices=[2, 3, 4],
+        )
+        config = GroundingDinoConfig(
+            backbone_config=swin_b, text_config=BertConfig(vocab_size=len(vocab))
+        )
+        size = {"shortest_edge": 800, "longest_edge": 1333}
     torch.manual_seed(seed)
     model = GroundingDinoForObjectDetection(config).eval()
     processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(
-            size={"shortest_edge": image_size, "longest_edge": image_size * 3 // 2}
-        ),
+        image_processor=GroundingDinoImageProcessor(size=size),
         tokenizer=tokenizer,
     )
     model.save_pretrained(folder)
