@@ -15,7 +15,9 @@ Layout (like Waterbirds' ``metadata.csv`` + image folders)::
     <root>/masks/<split>/<class_name>/<img_id>.png     uint8, 0 = background, 1 = the object
     <root>/generator.json        the generator's parameters (written last: marks completion)
 
-Generation is deterministic in ``seed`` and reused when ``generator.json`` matches.
+Generation is deterministic in ``seed`` and reused when ``generator.json`` matches. The
+choice of unambiguous digit exemplars (a cross-validated logistic regression, seconds of CPU) is
+cached once for every dataset in ``<data dir>/synthetic/digits/`` (:func:`_digits`).
 """
 
 from __future__ import annotations
@@ -75,20 +77,95 @@ def _background_source(index: int) -> np.ndarray:
     return img[..., :3].astype(np.uint8)
 
 
+#: the rule that picks the digit exemplars; with the library versions and the digits themselves
+#: it keys the cached selection (:func:`_digits`)
+DIGIT_RULE = {"C": 10.0, "max_iter": 5000, "cv": 5, "min_proba": 0.9}
+#: version of the cached digit selection's file; bump it when :func:`_select_digits` changes
+DIGITS_CACHE_VERSION = 1
+
+
+def digits_cache_dir() -> Path:
+    """Where the digit selection is cached: ``<data dir>/synthetic/digits``."""
+    return default_data_dir() / "synthetic" / "digits"
+
+
+def _select_digits(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The mask of the exemplars that a cross-validated logistic regression on the raw pixels
+    ``x`` gives their class ``y`` with probability >= ``DIGIT_RULE["min_proba"]`` (seconds of
+    CPU: the result is cached on disk by :func:`_digits`)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    clf = LogisticRegression(C=DIGIT_RULE["C"], max_iter=DIGIT_RULE["max_iter"])
+    proba = cross_val_predict(clf, x, y, cv=DIGIT_RULE["cv"], method="predict_proba")
+    return proba[np.arange(len(y)), y] >= DIGIT_RULE["min_proba"]
+
+
+def _digit_key(x: np.ndarray, y: np.ndarray) -> dict:
+    """Everything the digit selection depends on: the rule, the libraries that fit it and the
+    digits themselves."""
+    import scipy
+    import sklearn
+
+    data = hashlib.sha1(np.ascontiguousarray(x).tobytes() + np.ascontiguousarray(y).tobytes())
+    return {
+        "version": DIGITS_CACHE_VERSION,
+        "rule": DIGIT_RULE,
+        "libraries": {"sklearn": sklearn.__version__, "scipy": scipy.__version__},
+        "numpy": np.__version__,
+        "digits": data.hexdigest(),
+    }
+
+
+def _read_keep(path: Path, key: dict, n: int) -> np.ndarray | None:
+    """The cached mask at ``path`` when it is there, readable and made under ``key``."""
+    try:
+        with np.load(path) as stored:
+            keep = stored["keep"]
+            same = json.loads(str(stored["key"])) == key
+    except FileNotFoundError:
+        return None
+    except Exception as err:  # a damaged file is made again
+        log.warning("the cached digit selection %s is unreadable (%s); making it again", path, err)
+        return None
+    if not same or keep.dtype != bool or keep.shape != (n,):
+        log.warning("the cached digit selection %s does not match its key; making it again", path)
+        return None
+    return keep
+
+
+def _write_keep(path: Path, key: dict, keep: np.ndarray) -> None:
+    """Write the mask atomically (a temporary file, then a rename): a reader never sees half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, keep=keep, key=np.array(json.dumps(key, sort_keys=True)))
+        os.replace(tmp, path)
+    except OSError as err:  # a read-only data dir: the selection is only not cached
+        tmp.unlink(missing_ok=True)
+        log.warning("could not cache the digit selection in %s (%s)", path, err)
+
+
 @cache
 def _digits() -> tuple[np.ndarray, np.ndarray]:
     """Unambiguous digit exemplars: those that a 5-fold cross-validated logistic regression on
     the raw 8x8 pixels gives the true class with probability >= 0.9 (1,459 of 1,797). Malformed
-    digits would make the object itself ambiguous; the benchmark's one confound is the background."""
+    digits would make the object itself ambiguous; the benchmark's one confound is the background.
+
+    The selection is cached in :func:`digits_cache_dir` (``digits-v<version>-<key hash>.npz``,
+    keyed by :func:`_digit_key`), so that a second dataset skips the fit."""
     from sklearn.datasets import load_digits
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import cross_val_predict
 
     d = load_digits()
     x, y = d.data / 16.0, d.target
-    clf = LogisticRegression(C=10.0, max_iter=5000)
-    proba = cross_val_predict(clf, x, y, cv=5, method="predict_proba")
-    keep = proba[np.arange(len(y)), y] >= 0.9
+    key = _digit_key(x, y)
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    path = digits_cache_dir() / f"digits-v{DIGITS_CACHE_VERSION}-{digest}.npz"
+    keep = _read_keep(path, key, len(y))
+    if keep is None:
+        keep = _select_digits(x, y)
+        _write_keep(path, key, keep)
     return d.images[keep].astype(np.float32) / 16.0, y[keep].astype(np.int64)
 
 
