@@ -151,18 +151,15 @@ def test_pipeline_fits_and_predicts_from_one_parsed_config(tmp_path: Path, monke
     main(["pipeline", "--views.BG_S", f"[{TINY_FG}, {overlay}]", "--seeds", "[3]",
           "--experiment_dir", str(exp), "--fit_args", "[--trainer.max_epochs, '2']"])  # fmt: skip
 
-    assert [c[0] for c in calls] == ["fit", "predict"]
-    fit, predict = (c[1] for c in calls)
-    assert isinstance(fit, Namespace) and isinstance(predict, Namespace)
-    assert fit.data.init_args.view == predict.data.init_args.view == "BG_S"  # the overlay
-    assert fit.trainer.max_epochs == predict.trainer.max_epochs == 2  # the user's fit_args
-    assert fit.seed_everything == 3
+    assert [c[0] for c in calls] == ["fit"]  # the fit predicts every split itself
+    fit = calls[0][1]
+    assert isinstance(fit, Namespace)
+    assert fit.data.init_args.view == "BG_S"  # the overlay
+    assert fit.trainer.max_epochs == 2  # the user's fit_args
+    assert fit.seed_everything == 3 and fit.predict_after_fit is True
     logger = fit.trainer.logger.init_args
     assert (logger.save_dir, logger.name, logger.version) == (str(exp), "BG_S", "seed3")
-    assert predict.ckpt_path == str(tmp_path / "best.ckpt") and predict.trainer.logger is False
-    assert predict.trainer.default_root_dir == str(exp / "BG_S" / "seed3" / "predict")
-    assert predict.model.init_args.logits_dir == str(exp / "BG_S" / "seed3" / "logits")
-    assert fit.model.init_args.logits_dir is None  # each run's copy: the fit's is untouched
+    assert fit.model.init_args.logits_dir is None  # <run>/logits, the run folder's own
 
     run = P.plan_runs({"BG_S": str(TINY_FG)}, [0], exp)[0]
     no_logger = lightning.parse_config([TINY_FG], ["--trainer.logger", "false"])

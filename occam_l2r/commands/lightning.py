@@ -6,7 +6,10 @@ config; several ``--config`` files compose (a base config and a view overlay). T
 test split (``--test_after_fit false`` to skip); ``test`` and ``validate`` print one row per split
 and write ``<run dir>/test_metrics.json`` / ``validate_metrics.json``. ``predict`` streams logits
 files through the task's :class:`~occam_l2r.tasks.logits_writer.LogitsWriter` (no predictions
-kept in memory). With ``--ckpt_path K`` the three write into K's run folder, no new version
+kept in memory); ``fit --predict_after_fit true`` (the pipeline's runs) writes them for every
+split into ``<run dir>/logits`` after training and scores the test splits in that same pass (one
+pass over each split instead of a test and then a predict; the same ``test_metrics.json``).
+With ``--ckpt_path K`` the three write into K's run folder, no new version
 (:func:`~occam_l2r.tasks.run_folder.place_evaluation`). Errors of building the classes that the
 user fixes in the config (the Trainer's settings, a missing package) are one message
 (:class:`OneMessageInstantiation`).
@@ -223,6 +226,14 @@ class OccamCLI(OneMessageInstantiation, LightningCLI):
             "--test_after_fit", type=bool, default=True, help="test the best checkpoint after fit"
         )
         parser.add_argument(
+            "--predict_after_fit",
+            type=bool,
+            default=False,
+            help="after fit, write the logits of every split with the best checkpoint into "
+            "<run dir>/logits (as predict); the test splits are scored in that same pass "
+            "(test_metrics.json as after a test, no second pass)",
+        )
+        parser.add_argument(
             "--resume",
             type=str | None,
             default=None,
@@ -359,14 +370,43 @@ class OccamCLI(OneMessageInstantiation, LightningCLI):
                 self._held = None
 
     def after_fit(self) -> None:
-        if not self.config[self.subcommand].get("test_after_fit", True):
-            return
-        if not hasattr(self.datamodule, "test_dataloader"):
-            return
+        """Test the best checkpoint (``test_after_fit``); with ``predict_after_fit``, predict
+        every split with it and score the test splits in that same pass."""
+        config = self.config[self.subcommand]
+        test = config.get("test_after_fit", True) and hasattr(self.datamodule, "test_dataloader")
         callback = self.trainer.checkpoint_callback
         ckpt = "best" if callback is not None and callback.best_model_path else None
+        if config.get("predict_after_fit", False) and self._predict_after_fit(ckpt, test):
+            return
+        if not test:
+            return
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=ckpt, verbose=False)
         self._write_metrics()
+
+    def _predict_after_fit(self, ckpt: str | None, test: bool) -> bool:
+        """``predict`` with ``ckpt`` into ``<run dir>/logits`` (or the task's own folder), the
+        test splits scored on the way when ``test`` (:attr:`BaseTask.score_predictions`); their
+        metrics are written as a test's. Returns whether the metrics were written (``False``:
+        a task or DataModule that did not score every test split in the pass, tested apart)."""
+        model = self.model
+        score = test and hasattr(model, "score_predictions")
+        if getattr(model, "predictions_dir", "unset") is None:
+            folder = self.trainer.log_dir or self.trainer.default_root_dir  # all ranks
+            model.predictions_dir = str(Path(folder) / model.predictions_subdir)
+        if score:
+            model.score_predictions = True
+        try:
+            self.trainer.predict(
+                model, datamodule=self.datamodule, ckpt_path=ckpt, return_predictions=False
+            )
+            metrics = model.scored_test_metrics() if score else None
+        finally:
+            if score:
+                model.score_predictions = False
+        if metrics is None:
+            return False
+        self._write_metrics(metrics=metrics)
+        return True
 
     def after_test(self) -> None:
         self._write_metrics()
@@ -374,18 +414,18 @@ class OccamCLI(OneMessageInstantiation, LightningCLI):
     def after_validate(self) -> None:
         self._write_metrics("val")
 
-    def _write_metrics(self, stage: str = "test") -> None:
+    def _write_metrics(self, stage: str = "test", metrics: dict[str, Any] | None = None) -> None:
         """``<run dir>/test_metrics.json`` (``validate_metrics.json`` after ``validate``): the
-        metrics of the stage's splits, and one summary row per split on the console."""
+        metrics of the stage's splits (those the stage logged, or ``metrics``), and one summary
+        row per split on the console."""
         base = self.trainer.log_dir or self.trainer.default_root_dir  # a collective: all ranks
         name = "validate_metrics.json" if stage == "val" else "test_metrics.json"
         path = Path(base) / name
         if self.trainer.global_rank != 0:
             return
         splits = tuple(getattr(self.model, "split_names", {}).get(stage, [])) or (stage,)
-        metrics = {
-            k: v for k, v in self.trainer.callback_metrics.items() if k.split("/")[0] in splits
-        }
+        logged = self.trainer.callback_metrics if metrics is None else metrics
+        metrics = {k: v for k, v in logged.items() if k.split("/")[0] in splits}
         save_metrics(metrics, path)
         print(format_summary(metrics, stage=stage))
         print(f"{'validation' if stage == 'val' else 'test'} metrics written to {path}")

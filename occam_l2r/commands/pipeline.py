@@ -6,13 +6,14 @@ the embedded benchmark (or any dataset whose per-view training configs are given
 1. ``segment``: the segmentation store (``segment_config``, parsed by the ``segment`` verb's
    parser and run with :func:`~occam_l2r.commands.segment.run_segment`; for ``gt`` it is also
    built on demand by the first fit);
-2. ``fit`` each view's config(s) once per seed into ``<experiment_dir>/<view>/seed<k>/`` (then
-   test): each :class:`Run` parses its files and ``fit_args`` once into a config object
-   (:func:`~occam_l2r.commands.lightning.parse_config`), sets its seed and logger on it
-   (:meth:`Run.fit_config`) and runs it (:func:`~occam_l2r.commands.lightning.run`);
-3. ``predict`` with the fit's best checkpoint (``trainer.checkpoint_callback.best_model_path``),
-   from the same parsed config (:meth:`Run.predict_config`): logits of train, val and every test
-   split into ``<run>/logits/``;
+2. ``fit`` each view's config(s) once per seed into ``<experiment_dir>/<view>/seed<k>/``: each
+   :class:`Run` parses its files and ``fit_args`` once into a config object
+   (:func:`~occam_l2r.commands.lightning.parse_config`), sets its seed, its logger and
+   ``predict_after_fit`` on it (:meth:`Run.fit_config`) and runs it
+   (:func:`~occam_l2r.commands.lightning.run`);
+3. in that same ``fit``, ``predict`` with its best checkpoint: logits of train, val and every test
+   split into ``<run>/logits/``, the test splits scored on the way (``test_metrics.json``, the
+   metrics a test of the best checkpoint writes): one pass over each split;
 4. ``fuse``: every fusion method on every pair, Table 9 / Table 1 style tables in
    ``<experiment_dir>/fusion/`` (:func:`occam_l2r.commands.fuse.fuse`), and the HTML report of
    those tables (:func:`occam_l2r.commands.report.report`).
@@ -69,9 +70,12 @@ class Run:
 
     def fit_config(self, config: Namespace) -> Namespace:
         """A copy of the parsed ``config`` for this run's ``fit``: seeded with :attr:`seed`, its
-        logger writing into :attr:`folder` (``save_dir``/``name``/``version``)."""
+        logger writing into :attr:`folder` (``save_dir``/``name``/``version``), then predicting
+        every split with its best checkpoint into ``<folder>/logits`` (``predict_after_fit``;
+        the test splits scored in that pass: ``test_metrics.json``)."""
         out = config.clone()
         out.seed_everything = self.seed
+        out.predict_after_fit = True
         logger = out.trainer.get("logger")
         if not hasattr(logger, "init_args"):
             raise UserError(
@@ -83,16 +87,6 @@ class Run:
         logger.init_args.save_dir = str(self.folder.parent.parent)
         logger.init_args.name = self.view
         logger.init_args.version = f"seed{self.seed}"
-        return out
-
-    def predict_config(self, config: Namespace, checkpoint: str | Path) -> Namespace:
-        """A copy of the parsed ``config`` for this run's ``predict`` of ``checkpoint``: no
-        logger, its Trainer folder ``<folder>/predict``, logits into ``<folder>/logits``."""
-        out = config.clone()
-        out.ckpt_path = str(checkpoint)
-        out.trainer.logger = False
-        out.trainer.default_root_dir = str(self.folder / "predict")
-        out.model.init_args.logits_dir = str(self.folder / "logits")
         return out
 
 
@@ -143,8 +137,9 @@ def is_done(run: Path, splits: list[str]) -> bool:
 
 
 def train_and_export(run: Run, fit_args: list[str]) -> None:
-    """``fit`` (then test) one run, then ``predict`` its best checkpoint into ``<run>/logits``;
-    both from one config object parsed from the run's files and ``fit_args``."""
+    """``fit`` one run from the config object parsed from its files and ``fit_args``; the fit
+    ends with one pass over every split with its best checkpoint (logits into ``<run>/logits``,
+    the test splits scored into ``test_metrics.json``)."""
     from occam_l2r.commands import lightning
 
     config = lightning.parse_config(run.configs, fit_args)
@@ -152,8 +147,8 @@ def train_and_export(run: Run, fit_args: list[str]) -> None:
     callback = cli.trainer.checkpoint_callback
     best = callback.best_model_path or callback.last_model_path if callback else ""
     if not best:
+        (run.folder / "test_metrics.json").unlink(missing_ok=True)  # the run is not complete
         raise RuntimeError(f"the fit of {run.name} saved no checkpoint; see its log above")
-    lightning.run("predict", run.predict_config(config, best))
 
 
 def pipeline(

@@ -17,6 +17,9 @@ task owns:
   validation split), the key the checkpoint callback monitors (``val/acc`` stays logged too);
 - the INFO line of ``fit`` that says where the run's outputs go (:meth:`BaseTask.on_fit_start`;
   the DataModule logs the data root, the store and the images per split);
+- the test splits scored in a predict pass when :attr:`BaseTask.score_predictions` is set
+  (``fit --predict_after_fit``): the same metric collections, :meth:`BaseTask.scored_test_metrics`
+  returns what ``test`` would log, so a run reads each test split once;
 - what ``predict`` emits: :meth:`BaseTask.prediction` packs a batch's sample ids, labels, groups,
   candidates, fallback flags and logits for the streaming
   :class:`~occam_l2r.tasks.logits_writer.LogitsWriter`, which :meth:`configure_callbacks` adds
@@ -85,6 +88,11 @@ class BaseTask(L.LightningModule):
         #: the names of the logits' columns when they are not the DataModule's classes (the
         #: zero-shot tasks' ImageNet-1k label space); empty: the DataModule's ``class_names``
         self.output_class_names: list[str] = []
+        #: score the test splits while predicting (``fit --predict_after_fit``: one pass writes
+        #: their logits and their test metrics, :meth:`scored_test_metrics`)
+        self.score_predictions = False
+        #: the splits that this predict pass scored
+        self._scored: set[str] = set()
 
     # ------------------------------------------------------------------ what subclasses provide
     def logits_of(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -140,10 +148,15 @@ class BaseTask(L.LightningModule):
             "fit": self.split_names["val"],
             "validate": self.split_names["val"],
             "test": self.split_names["test"],
+            "predict": self.split_names["test"] if self.score_predictions else [],
         }.get(stage, [])
         for split in evaluated:
             if metric_key(split) not in self.eval_metrics:
                 self.eval_metrics[metric_key(split)] = self.make_metrics().to(self.device)
+            elif stage == "predict":
+                self.eval_metrics[metric_key(split)].reset()
+        if stage == "predict":
+            self._scored = set()
 
     def make_metrics(self) -> MetricCollection:
         """The metric collection of one split."""
@@ -305,7 +318,30 @@ class BaseTask(L.LightningModule):
         return out
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return self.prediction(batch, self.logits_of(batch))
+        logits = self.logits_of(batch)
+        if self.score_predictions:
+            self.score_prediction(batch, logits, dataloader_idx)
+        return self.prediction(batch, logits)
+
+    def score_prediction(self, batch: dict, logits: torch.Tensor, dataloader_idx: int) -> None:
+        """Update the test metrics with a predicted batch of a test split (a split that is
+        predicted but not tested, ``train`` or ``val``, is not scored)."""
+        split = self.split_names["predict"][dataloader_idx]
+        if split in self.split_names["test"] and metric_key(split) in self.eval_metrics:
+            self.update_metrics(split, batch, logits, batch.get("fallback"))
+            self._scored.add(split)
+
+    def scored_test_metrics(self) -> dict[str, torch.Tensor] | None:
+        """The metrics of every test split that a predict pass scored (the values and keys that
+        ``test`` logs, :meth:`split_values`); ``None`` when a test split was not scored (not
+        predicted, empty, or a task whose ``predict_step`` scores nothing): test it apart."""
+        tests = self.split_names["test"]
+        if not tests or any(s not in self._scored for s in tests):
+            return None
+        values: dict[str, torch.Tensor] = {}
+        for split in tests:
+            values.update(self.split_values(split))
+        return values
 
 
 def _real_rows(batch: dict[str, Any], n: int, device: torch.device) -> torch.Tensor:
