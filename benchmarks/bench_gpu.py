@@ -102,7 +102,9 @@ class _Timer(L.Callback):
 def _batch(size: int, image_size: int, classes: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return {
-        "image": torch.randint(0, 256, (size, 3, image_size, image_size), dtype=torch.uint8, generator=g),
+        "image": torch.randint(
+            0, 256, (size, 3, image_size, image_size), dtype=torch.uint8, generator=g
+        ),
         "label": torch.randint(0, classes, (size,), generator=g),
     }
 
@@ -231,7 +233,9 @@ def gdino_ips(detector: Any, args: argparse.Namespace, device: torch.device) -> 
     return len(images) / _timed(run, args.rounds, device)
 
 
-def model_throughput(args: argparse.Namespace, device: torch.device, work: Path) -> dict[str, float]:
+def model_throughput(
+    args: argparse.Namespace, device: torch.device, work: Path
+) -> dict[str, float]:
     from occam_l2r.segment.detectors import GroundingDino
     from occam_l2r.segment.sam import SamBoxPrompter, build_sam
     from occam_l2r.segment.sam2 import Sam2BoxPrompter
@@ -251,7 +255,9 @@ def model_throughput(args: argparse.Namespace, device: torch.device, work: Path)
     sam.model = build_sam(sam_arch).to(device)
     out["sam_vit_h" if not args.tiny else "sam_tiny"] = box_prompter_ips(sam, args, device)
     del sam
-    sam2 = Sam2BoxPrompter(str(tiny_sam2(work / "sam2", arch=TINY_SAM2 if args.tiny else SAM2_HIERA_LARGE)))
+    sam2 = Sam2BoxPrompter(
+        str(tiny_sam2(work / "sam2", arch=TINY_SAM2 if args.tiny else SAM2_HIERA_LARGE))
+    )
     sam2.load().to(device)
     out["sam2_hiera_l" if not args.tiny else "sam2_tiny"] = box_prompter_ips(sam2, args, device)
     del sam2
@@ -262,7 +268,9 @@ def model_throughput(args: argparse.Namespace, device: torch.device, work: Path)
 
 
 # ---------------------------------------------------------------------------------- segment
-def segment_end_to_end(args: argparse.Namespace, device: torch.device, work: Path) -> dict[str, float]:
+def segment_end_to_end(
+    args: argparse.Namespace, device: torch.device, work: Path
+) -> dict[str, float]:
     """Images/s of the ``segment`` verb in batches of ``--seg-batch`` and one image at a time."""
     from occam_l2r.cli import main
     from occam_l2r.data.datasets.synthetic import SyntheticSpurious
@@ -292,8 +300,11 @@ def segment_end_to_end(args: argparse.Namespace, device: torch.device, work: Pat
                             "class_path": "occam_l2r.segment.prompts.MetaPrompt",
                             "init_args": {"prompts": ["dog"]},
                         },
-                        "sam": {"checkpoint": str(sam_path), "model_type": "custom",
-                                "arch": asdict(arch)},  # fmt: skip
+                        "sam": {
+                            "checkpoint": str(sam_path),
+                            "model_type": "custom",
+                            "arch": asdict(arch),
+                        },  # fmt: skip
                         "keep": "top1",
                     },
                 },
@@ -302,8 +313,13 @@ def segment_end_to_end(args: argparse.Namespace, device: torch.device, work: Pat
             "data": {
                 "dataset": {
                     "class_path": "occam_l2r.data.datasets.synthetic.SyntheticSpurious",
-                    "init_args": {"root": str(root), "num_classes": 4, "train_per_class": per_class,
-                                  "val_per_class": 1, "test_per_class": 1},
+                    "init_args": {
+                        "root": str(root),
+                        "num_classes": 4,
+                        "train_per_class": per_class,
+                        "val_per_class": 1,
+                        "test_per_class": 1,
+                    },
                 },  # fmt: skip
                 "splits": ["train"],
                 "limit": args.seg_images,
@@ -331,22 +347,34 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tiny", action="store_true", help="tiny models on the CPU (a test)")
-    parser.add_argument("--device", default=None, help="default: cuda when there is one (cpu with --tiny)")
+    parser.add_argument(
+        "--device", default=None, help="default: cuda when there is one (cpu with --tiny)"
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="training batch (128; 8 tiny)")
     parser.add_argument("--steps", type=int, default=None, help="timed training steps (50; 3 tiny)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed first steps (10; 1 tiny)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--seg-batch", type=int, default=None, help="segmentation batch (8; 4 tiny)")
-    parser.add_argument("--seg-images", type=int, default=None, help="images of the segment run (256; 8 tiny)")
-    parser.add_argument("--workers", type=int, default=None, help="segment DataLoader workers (8; 0 tiny)")
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per model (best counts)")
+    parser.add_argument(
+        "--seg-batch", type=int, default=None, help="segmentation batch (8; 4 tiny)"
+    )
+    parser.add_argument(
+        "--seg-images", type=int, default=None, help="images of the segment run (256; 8 tiny)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="segment DataLoader workers (8; 0 tiny)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="timed rounds per model (best counts)"
+    )
     parser.add_argument("--parts", default="train,models,segment")
     parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary dir")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
     tiny = args.tiny
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() and not tiny else "cpu"))
+    device = torch.device(
+        args.device or ("cuda" if torch.cuda.is_available() and not tiny else "cpu")
+    )
     defaults = {
         "batch_size": (128, 8), "steps": (50, 3), "warmup": (10, 1), "seg_batch": (8, 4),
         "seg_images": (256, 8), "workers": (8, 0),
@@ -361,7 +389,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     args.precision = "bf16-mixed" if device.type == "cuda" else "32-true"
     parts = set(args.parts.split(","))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {name} ({'tiny models' if tiny else 'real sizes'}, random weights, {args.precision})")
+    print(
+        f"device: {name} ({'tiny models' if tiny else 'real sizes'}, random weights, {args.precision})"
+    )
     results: dict[str, Any] = {"device": name, "tiny": tiny, "precision": args.precision}
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
@@ -378,7 +408,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         if "models" in parts:
             results["models"] = model_throughput(args, device, work)
             for key, ips in results["models"].items():
-                print(f"{key}: {ips:.1f} images/s ({args.photo[1]}x{args.photo[0]}, batches of {args.seg_batch})")
+                print(
+                    f"{key}: {ips:.1f} images/s ({args.photo[1]}x{args.photo[0]}, batches of {args.seg_batch})"
+                )
         if "segment" in parts:
             seg = segment_end_to_end(args, device, work)
             speedup = seg["batched"] / seg["single"]

@@ -90,7 +90,9 @@ def test_sam2_masks_match_one_image_at_a_time(paths: dict[str, Path]) -> None:
         with torch.no_grad():
             pixels = (im[None].float() - sam2.model.occam_pixel_mean) / sam2.model.occam_pixel_std
             scale = torch.tensor([64 / size[1], 64 / size[0]] * 2)
-            out = sam2.model(pixel_values=pixels, input_boxes=(b * scale)[None], multimask_output=False)
+            out = sam2.model(
+                pixel_values=pixels, input_boxes=(b * scale)[None], multimask_output=False
+            )
         ref = torch.nn.functional.interpolate(
             out.pred_masks[0, :, :1], size=size, mode="bilinear", align_corners=False
         )
