@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import mmap
 import os
 import struct
 import zipfile
@@ -287,6 +288,21 @@ def memmap_member(path: str | Path, name: str) -> np.ndarray | None:
         return np.zeros(shape, dtype)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape),
                      order="F" if fortran else "C")  # fmt: skip
+
+
+def release_pages(arr: np.ndarray) -> bool:
+    """Drop the pages of a mapped (:func:`memmap_member`) matrix from this process's resident
+    set (``madvise(MADV_DONTNEED)`` on its read-only file mapping): the data stays in the file
+    and the page cache and is faulted back in when touched again. Returns whether ``arr`` was
+    mapped (an in-memory array is left alone)."""
+    base = arr
+    while base is not None and not isinstance(base, np.memmap):
+        base = getattr(base, "base", None)
+    handle = getattr(base, "_mmap", None)
+    if handle is None or not hasattr(mmap, "MADV_DONTNEED"):
+        return False
+    handle.madvise(mmap.MADV_DONTNEED)
+    return True
 
 
 def _meta(

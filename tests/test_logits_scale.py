@@ -185,3 +185,30 @@ def test_bench_fusion_imagenet_code_path_at_a_tiny_size(tmp_path, capsys):
     assert "imagenet: 256 / 10 / 10 x 1000 classes, 1 seed(s), float16 logits" in out
     assert "fusion ablation:" in out and "peak RSS:" in out and "target 12 GiB" in out
     assert list(tmp_path.iterdir()) == []  # the random runs went with the temporary folder
+
+
+def _rss_file_kib() -> int:
+    import re
+
+    return int(re.search(r"RssFile:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux /proc only")
+def test_cache_drops_the_pages_of_files_it_no_longer_uses(tmp_path):
+    """check_finite leaves no page of a mapped file resident; touching one maps it back in, and
+    loading files beyond ``resident`` drops the pages of the least recently used ones."""
+    from occam_l2r.fusion.inputs import LogitsCache
+
+    big = LogitsFile(ids=np.arange(8000).astype(str), labels=np.zeros(8000),
+                     logits=np.ones((8000, 1000), np.float32))  # 32 MB  # fmt: skip
+    for name in ("a", "b"):
+        big.save(tmp_path / name / "logits" / "val.npz")
+    cache = LogitsCache(resident=1)
+    before = _rss_file_kib()
+    a = cache.get(tmp_path / "a", "val")
+    assert _rss_file_kib() - before < 8_000  # the finiteness pass did not leave it resident
+    assert float(a.logits.sum()) == 8000 * 1000
+    assert _rss_file_kib() - before > 24_000  # touched: resident
+    cache.get(tmp_path / "b", "val")  # a is now beyond the one resident file
+    assert _rss_file_kib() - before < 8_000
+    assert float(a.logits[:10].sum()) == 10 * 1000  # still readable from the file

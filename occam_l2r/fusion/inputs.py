@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from occam_l2r.errors import UserError
-from occam_l2r.logits import LogitsFile, row_blocks
+from occam_l2r.logits import LogitsFile, release_pages, row_blocks
 from occam_l2r.logits import read_meta as logits_read_meta
 
 
@@ -100,6 +100,7 @@ def check_finite(lf: LogitsFile, source: str | Path) -> LogitsFile:
     bad = np.zeros(len(z), bool)
     for rows in row_blocks(len(z), z.shape[1] if z.ndim == 2 else 1, itemsize=z.itemsize):
         bad[rows] = ~np.isfinite(z[rows]).all(axis=1)
+    release_pages(z)  # a mapped file: the pass leaves none of its pages resident
     if bad.any():
         first = np.flatnonzero(bad)[:3]
         raise LogitsInputError(
@@ -241,14 +242,23 @@ class LogitsCache:
             of such a run must record one of them (:func:`check_declared_view`).
         mmap: map each file's logits read-only instead of reading them (the default: a kept
             file then holds its per-row arrays in memory, its ``N x C`` logits in the page cache).
+        resident: when a file is loaded, the mapped pages of the files used less recently than
+            the last ``resident`` are dropped from the process (:func:`release_pages`; they are
+            read back when touched): a fused pair's val, test and train files stay, so the
+            peak holds about one pair's train logits, not every file the sweep touched.
     """
 
     def __init__(
-        self, size: int | None = 12, views: dict[str, list[str]] | None = None, mmap: bool = True
+        self,
+        size: int | None = 12,
+        views: dict[str, list[str]] | None = None,
+        mmap: bool = True,
+        resident: int = 6,
     ) -> None:
         self.size = size
         self.views = views or {}
         self.mmap = mmap
+        self.resident = resident
         self._files: OrderedDict[tuple[str, str], LogitsFile] = OrderedDict()
 
     def get(self, run: str | Path, split: str) -> LogitsFile:
@@ -261,6 +271,8 @@ class LogitsCache:
             self._files[key] = lf
             while self.size is not None and len(self._files) > self.size:
                 self._files.popitem(last=False)
+            for old in list(self._files.values())[: max(0, len(self._files) - self.resident)]:
+                release_pages(old.logits)
         self._files.move_to_end(key)
         return self._files[key]
 
