@@ -405,6 +405,8 @@ class OccamCLI(OneMessageInstantiation, LightningCLI):
                 model.score_predictions = False
         if metrics is None:
             return False
+        for logger in self.trainer.loggers:  # where a test logs them too (rank 0 writes)
+            logger.log_metrics({k: float(v) for k, v in metrics.items()}, self.trainer.global_step)
         self._write_metrics(metrics=metrics)
         return True
 
