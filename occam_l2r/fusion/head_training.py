@@ -356,8 +356,9 @@ def head_logits(head: nn.Module, z1: np.ndarray, z2: np.ndarray, chunk: int = 81
     head.eval()
     out = []
     for start in range(0, len(z1), chunk):
-        a = torch.as_tensor(np.asarray(z1[start : start + chunk]), dtype=torch.float32)
-        b = torch.as_tensor(np.asarray(z2[start : start + chunk]), dtype=torch.float32)
+        # a float32 copy of the chunk alone (the inputs may be float16, read-only or memory maps)
+        a = torch.from_numpy(np.array(z1[start : start + chunk], dtype=np.float32))
+        b = torch.from_numpy(np.array(z2[start : start + chunk], dtype=np.float32))
         out.append(head(a, b).numpy())
     head.train(was_training)
     if not out:
