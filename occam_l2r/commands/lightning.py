@@ -399,14 +399,12 @@ class OccamCLI(OneMessageInstantiation, LightningCLI):
             self.trainer.predict(
                 model, datamodule=self.datamodule, ckpt_path=ckpt, return_predictions=False
             )
-            metrics = model.scored_test_metrics() if score else None
+            metrics = model.scored_metrics if score else None  # also logged to the loggers
         finally:
             if score:
                 model.score_predictions = False
         if metrics is None:
             return False
-        for logger in self.trainer.loggers:  # where a test logs them too (rank 0 writes)
-            logger.log_metrics({k: float(v) for k, v in metrics.items()}, self.trainer.global_step)
         self._write_metrics(metrics=metrics)
         return True
 

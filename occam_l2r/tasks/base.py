@@ -93,6 +93,8 @@ class BaseTask(L.LightningModule):
         self.score_predictions = False
         #: the splits that this predict pass scored
         self._scored: set[str] = set()
+        #: the test metrics of the last scoring predict pass (:meth:`on_predict_epoch_end`)
+        self.scored_metrics: dict[str, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ what subclasses provide
     def logits_of(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -156,7 +158,7 @@ class BaseTask(L.LightningModule):
             elif stage == "predict":
                 self.eval_metrics[metric_key(split)].reset()
         if stage == "predict":
-            self._scored = set()
+            self._scored, self.scored_metrics = set(), None
 
     def make_metrics(self) -> MetricCollection:
         """The metric collection of one split."""
@@ -330,6 +332,17 @@ class BaseTask(L.LightningModule):
         if split in self.split_names["test"] and metric_key(split) in self.eval_metrics:
             self.update_metrics(split, batch, logits, batch.get("fallback"))
             self._scored.add(split)
+
+    def on_predict_epoch_end(self) -> None:
+        """After a scoring pass: :attr:`scored_metrics`, also logged to the run's loggers as a
+        test logs them (before the trainer closes them)."""
+        if not self.score_predictions:
+            return
+        self.scored_metrics = self.scored_test_metrics()
+        if self.scored_metrics:
+            values = {k: float(v) for k, v in self.scored_metrics.items()}
+            for logger in self.loggers:  # rank 0 writes
+                logger.log_metrics(values, step=self.trainer.global_step)
 
     def scored_test_metrics(self) -> dict[str, torch.Tensor] | None:
         """The metrics of every test split that a predict pass scored (the values and keys that
