@@ -229,8 +229,12 @@ class _JobState:
 
 
 def _batch(arr: np.ndarray, rows: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    """The rows ``rows`` of ``arr`` as a tensor of ``dtype`` (only these rows are converted)."""
-    return torch.from_numpy(np.ascontiguousarray(np.take(arr, rows, axis=0))).to(dtype)
+    """The rows ``rows`` of ``arr`` as a tensor of ``dtype`` (only these rows are converted).
+
+    Fancy indexing, not ``np.take``: a logits matrix mapped from its ``.npz`` member may be
+    unaligned, where ``np.take`` falls to a path ~15x slower.
+    """
+    return torch.from_numpy(np.ascontiguousarray(arr[rows])).to(dtype)
 
 
 class _Loss(nn.Module):
