@@ -48,7 +48,16 @@ def test_default_seeds_are_the_papers_five_and_the_embedded_config_keeps_three(
 
 
 @pytest.mark.slow
-def test_pipeline_end_to_end_shards_and_resume(tmp_path, synthetic_copy, capsys):
+def test_pipeline_end_to_end_shards_and_resume(tmp_path, synthetic_copy, capsys, monkeypatch):
+    from collections import Counter
+
+    from occam_l2r.tasks.classifier import ClassifierTask
+
+    seen: Counter[str] = Counter()  # every forward pass outside training, by image id
+    logits_of = ClassifierTask.logits_of
+    monkeypatch.setattr(
+        ClassifierTask, "logits_of", lambda self, b: seen.update(b["id"]) or logits_of(self, b)
+    )
     root = synthetic_copy
     views = {}
     for view in ("FULL", "FG_C", "BG_S"):
@@ -78,6 +87,10 @@ def test_pipeline_end_to_end_shards_and_resume(tmp_path, synthetic_copy, capsys)
             run = exp / view / f"seed{seed}"
             assert (run / "test_metrics.json").is_file()
             assert (run / "logits" / "test_shift.npz").is_file()
+            assert not (run / "predict").exists()  # no second verb's folder
+    # each of the 6 runs read each test image once: its logits and its metrics in one pass
+    tested = {i: n for i, n in seen.items() if i.split("/")[1].startswith("test_")}
+    assert len(tested) == 3 * 8 and set(tested.values()) == {6}, tested
     # the plain command finds every run complete and fuses
     main(args)
     out = capsys.readouterr().out
