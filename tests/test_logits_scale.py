@@ -212,3 +212,23 @@ def test_cache_drops_the_pages_of_files_it_no_longer_uses(tmp_path):
     cache.get(tmp_path / "b", "val")  # a is now beyond the one resident file
     assert _rss_file_kib() - before < 8_000
     assert float(a.logits[:10].sum()) == 10 * 1000  # still readable from the file
+
+
+def test_saved_members_are_aligned_for_mapping(tmp_path):
+    """Every member's data starts at a multiple of DATA_ALIGN in the file, so a mapped matrix is
+    aligned (numpy gathers from an unaligned mapping about 90x slower); np.load reads it as before."""
+    from occam_l2r.logits import DATA_ALIGN, LogitsFile, memmap_member
+
+    for dtype in (np.float32, np.float16):
+        lf = LogitsFile(
+            ids=[f"img_{i}.png" for i in range(37)],
+            labels=np.arange(37) % 5,
+            logits=np.random.default_rng(0).normal(size=(37, 5)).astype(np.float32),
+            class_names=list("abcde"),
+        )
+        path = lf.save(tmp_path / f"{np.dtype(dtype).name}.npz", dtype=dtype)
+        for name in ("ids", "labels", "logits", "fallback"):
+            mapped = memmap_member(path, name)
+            assert mapped.offset % DATA_ALIGN == 0 and mapped.flags.aligned, name
+        with np.load(path) as z:
+            np.testing.assert_array_equal(z["logits"], lf.logits.astype(dtype))
