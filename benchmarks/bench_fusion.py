@@ -5,7 +5,8 @@ and BG_S; every fusion method on FG_C+BG_S and FG_C+FULL (optionally the FULL×2
 ensembles too). Writing the random logits files is not timed.
 
 - ``--size fungitastic`` (default): 3 seeds, 47k train / 9.5k val / 11k test samples and 215
-  classes. Target: <= 60 s on 2 CPU cores for the ``fuse`` run.
+  classes. Target: <= 30 s on 2 CPU cores for the ``fuse`` run, with the heads' default epochs
+  (it was 60 s before the learnt heads trained together on in-memory batches).
 - ``--size imagenet``: one seed, 1,281,167 train / 50,000 val / 50,000 test samples and 1000
   classes, stored as float16 (format 3; ``--dtype float32`` for the 5.1 GB-per-file format 2).
   The files are written streamed and ``fuse`` maps them (``LogitsCache``), so the target is
@@ -34,7 +35,8 @@ from occam_l2r.commands.fuse import SweepConfig, fuse
 from occam_l2r.fusion.fusers import HeadConfig
 from occam_l2r.fusion.synthetic import write_synthetic_runs
 
-TARGET_S = 60.0
+#: the time target of ``--size fungitastic``; ``--size imagenet`` has only the memory target.
+TARGET_S = 30.0
 TARGET_RSS_GIB = 12.0
 SIZES: dict[str, dict[str, Any]] = {
     "fungitastic": {"sizes": {"train": 47_000, "val": 9_500, "test": 11_000}, "classes": 215,
@@ -116,8 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     shape = " / ".join(f"{v:,}" for v in sizes.values())
     print(f"{args.size}: {shape} x {spec['classes']} classes, {seeds} seed(s), {dtype} logits, "
           f"head epochs {epochs if epochs is not None else HeadConfig().max_epochs}")  # fmt: skip
-    print(f"fusion ablation: {secs:.1f} s for {out['result']['computed']} cells "
-          f"({args.threads} threads); target {TARGET_S:.0f} s, ratio {secs / TARGET_S:.2f}")  # fmt: skip
+    timing = f"fusion ablation: {secs:.1f} s for {out['result']['computed']} cells ({args.threads} threads)"
+    if args.size == "fungitastic":
+        timing += f"; target {TARGET_S:.0f} s, ratio {secs / TARGET_S:.2f}"
+    print(timing)
     own, kids = peak_rss_gib()
     print(f"peak RSS: {own:.2f} GiB (this process; children {kids:.2f} GiB); target "
           f"{TARGET_RSS_GIB:.0f} GiB, ratio {own / TARGET_RSS_GIB:.2f}")  # fmt: skip

@@ -147,7 +147,9 @@ def test_alpha_search_matches_every_class_argmax():
     for n, c, scale in [(300, 2, 3.0), (500, 7, 1.0), (400, 60, 0.3), (300, 200, 2.0)]:
         y = rng.integers(0, c, n)
         y[:5] = -1
-        z1 = (rng.standard_normal((n, c)) * scale + 2 * np.eye(c)[np.maximum(y, 0)]).astype(np.float32)
+        z1 = (rng.standard_normal((n, c)) * scale + 2 * np.eye(c)[np.maximum(y, 0)]).astype(
+            np.float32
+        )
         z2 = (rng.standard_normal((n, c)) * scale + np.eye(c)[np.maximum(y, 0)]).astype(np.float32)
         z2[:20] = z1[:20]  # exact ties between classes and inputs
         for metric in ("acc", "macro_acc"):
@@ -176,7 +178,9 @@ def test_temperature_searches_give_the_values_of_before():
 
 
 def test_bench_fusion_imagenet_code_path_at_a_tiny_size(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_fusion", ROOT / "benchmarks" / "bench_fusion.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_fusion", ROOT / "benchmarks" / "bench_fusion.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     bench.main(["--size", "imagenet", "--scale", "0.0002", "--threads", "1",
