@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from occam_l2r.cli import main
-from occam_l2r.logits import LogitsFile
+from occam_l2r.logits import LogitsFile, read_meta
 from occam_l2r.tasks.classifier import ClassifierTask
 from tests.conftest import tiny_fit_args
 
@@ -50,3 +50,14 @@ def test_predict_after_fit_reads_each_test_split_once(synthetic_copy, tmp_path, 
         acc = float(np.mean(f.logits.argmax(1) == f.labels))
         assert scored[f"{split}/acc"] == pytest.approx(acc)
         assert scored[f"{split}/num_samples"] == len(f.labels) == 8
+
+    # --logits_dtype float16: the same predictions stored as format 3 (half the size)
+    stored = {s: LogitsFile.load(run / "logits" / f"{s}.npz").logits for s in TEST_SPLITS}
+    main(["predict", *tiny_fit_args(synthetic_copy, out), "--ckpt_path", best,
+          "--logits_dtype", "float16"])  # fmt: skip
+    for split in TEST_SPLITS:
+        path = run / "logits" / f"{split}.npz"
+        assert read_meta(path)["format_version"] == 3
+        half = LogitsFile.load(path).logits
+        assert half.dtype == np.float16
+        np.testing.assert_array_equal(half, stored[split].astype(np.float16))

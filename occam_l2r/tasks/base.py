@@ -91,6 +91,8 @@ class BaseTask(L.LightningModule):
         #: score the test splits while predicting (``fit --predict_after_fit``: one pass writes
         #: their logits and their test metrics, :meth:`scored_test_metrics`)
         self.score_predictions = False
+        #: the stored dtype of the logits files ``predict`` writes (``--logits_dtype``)
+        self.logits_dtype = "float32"
         #: the splits that this predict pass scored
         self._scored: set[str] = set()
         #: the test metrics of the last scoring predict pass (:meth:`on_predict_epoch_end`)
@@ -192,7 +194,7 @@ class BaseTask(L.LightningModule):
         """The streaming logits writer serves ``predict`` of every task."""
         if self._trainer is not None and self.trainer.state.fn != "predict":
             return []
-        return [LogitsWriter(self.predictions_dir, self.predictions_subdir)]
+        return [LogitsWriter(self.predictions_dir, self.predictions_subdir, dtype=self.logits_dtype)]
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, stage: str, batch: dict[str, Any], dataloader_idx: int) -> torch.Tensor:

@@ -44,12 +44,18 @@ class LogitsWriter(BasePredictionWriter):
             being the folder of the checkpoint given to ``predict`` (or the trainer's log dir).
         subdir: the folder name under the run dir (``logits``, ``fused_logits``).
         rows_per_part: rows buffered per split before a part file is written.
+        dtype: the stored dtype of the logits, ``float32`` (format 2) or ``float16`` (format 3).
     """
 
     def __init__(
-        self, output_dir: str | None = None, subdir: str = "logits", rows_per_part: int = 8192
+        self,
+        output_dir: str | None = None,
+        subdir: str = "logits",
+        rows_per_part: int = 8192,
+        dtype: str = "float32",
     ) -> None:
         super().__init__(write_interval="batch")
+        self.dtype = np.dtype(dtype)
         self.output_dir = output_dir
         self.subdir = subdir
         self.rows_per_part = rows_per_part
@@ -164,6 +170,7 @@ class LogitsWriter(BasePredictionWriter):
                         run=str(self.out.parent),
                         class_names=list(names),
                         config=meta.get("config", {}),
+                        dtype=self.dtype,
                     )
             shutil.rmtree(self.out / ".parts", ignore_errors=True)
             print(f"logits of {len(pl_module.split_names['predict'])} splits written to {self.out}")
