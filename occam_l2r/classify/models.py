@@ -29,7 +29,12 @@ from torch import nn
 
 from occam_l2r.data.view_dataset import eval_transform, resolve_interpolation
 from occam_l2r.errors import UserError
-from occam_l2r.models.backbones import create_classifier, data_config, normalization
+from occam_l2r.models.backbones import (
+    create_classifier,
+    data_config,
+    normalize_uint8,
+    uint8_normalization,
+)
 from occam_l2r.views import View
 
 #: what to do about a view's checkpoint that cannot be read
@@ -156,8 +161,7 @@ class ViewModel:
         self.net = net.eval().to(self.device)
         # the normalisation of ClassifierTask.on_after_batch_transfer: the model's own mean/std
         # on uint8 pixels
-        mean, std = normalization(net)
-        self.mean, self.std = (t.to(self.device) * 255.0 for t in (mean, std))
+        self.mean, self.std = (t.to(self.device) for t in uint8_normalization(net))
         # the resize of training and `predict` with the default data.interpolation (the model's)
         own = data_config(net).get("interpolation")
         self.transform = eval_transform(image_size, resolve_interpolation(None, own))
@@ -181,6 +185,6 @@ class ViewModel:
         out = [np.zeros((0, self.num_classes), np.float32)]
         for start in range(0, len(images), batch_size):
             x = torch.stack([self.tensor(im) for im in images[start : start + batch_size]])
-            x = (x.to(self.device).float() - self.mean) / self.std
+            x = normalize_uint8(x.to(self.device), self.mean, self.std)
             out.append(self.net(x).float().cpu().numpy())
         return np.concatenate(out)

@@ -201,3 +201,17 @@ def normalization(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
     mean = torch.tensor(cfg["mean"], dtype=torch.float32).view(1, -1, 1, 1)
     std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, -1, 1, 1)
     return mean, std
+
+
+def uint8_normalization(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`normalization` in uint8 pixel units (x 255): what :func:`normalize_uint8` takes."""
+    mean, std = normalization(model)
+    return mean * 255.0, std * 255.0
+
+
+def normalize_uint8(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """A uint8 image batch ``(N, 3, H, W)`` normalised on its device with
+    :func:`uint8_normalization`'s ``mean`` and ``std``: the one normalisation of training,
+    ``predict`` (:class:`occam_l2r.tasks.classifier.ClassifierTask`) and inference
+    (:class:`occam_l2r.classify.models.ViewModel`)."""
+    return (x.float() - mean) / std

@@ -14,7 +14,12 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
-from occam_l2r.models.backbones import create_classifier, data_config, normalization
+from occam_l2r.models.backbones import (
+    create_classifier,
+    data_config,
+    normalize_uint8,
+    uint8_normalization,
+)
 from occam_l2r.tasks.base import BaseTask
 from occam_l2r.tasks.optim import adamw, warmup_cosine
 
@@ -68,9 +73,9 @@ class ClassifierTask(BaseTask):
         self.model = create_classifier(
             model_name, num_classes, pretrained, checkpoint_path, drop_path_rate
         )
-        mean, std = normalization(self.model)
-        self.register_buffer("mean", mean * 255.0, persistent=False)
-        self.register_buffer("std", std * 255.0, persistent=False)
+        mean, std = uint8_normalization(self.model)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
         self.train_acc = MulticlassAccuracy(num_classes=num_classes, average="micro")
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:
@@ -88,7 +93,7 @@ class ClassifierTask(BaseTask):
     def on_after_batch_transfer(
         self, batch: dict[str, torch.Tensor], dataloader_idx: int
     ) -> dict[str, torch.Tensor]:
-        image = (batch["image"].float() - self.mean) / self.std
+        image = normalize_uint8(batch["image"], self.mean, self.std)
         batch["image"] = image.contiguous(memory_format=self.memory_format)
         return batch
 
