@@ -39,6 +39,7 @@ def child(n: int, mode: str, out: str) -> None:
     from torch import nn
     from torch.utils.data import Dataset
 
+    from occam_l2r.data.base import BaseDataModule
     from occam_l2r.data.loaders import eval_loader
     from occam_l2r.tasks.base import BaseTask
 
@@ -51,11 +52,13 @@ def child(n: int, mode: str, out: str) -> None:
             return {"x": x, "label": torch.tensor(i % CLASSES), "index": torch.tensor(i),
                     "id": f"images/{i:08d}.jpg", "group_name": ""}  # fmt: skip
 
-    class Data(L.LightningDataModule):
+    class Data(BaseDataModule):  # the toolkit's DataModule contract, random inputs
         val_split_names: list[str] = []
         test_split_names: list[str] = []
         predict_split_names = ["train"]
         class_names = [str(k) for k in range(CLASSES)]
+        group_names: list[str] = []
+        headline_metric = "acc"
 
         def predict_dataloader(self):  # noqa: ANN202
             return eval_loader(RandomInputs(), batch_size=1000, num_workers=0)
