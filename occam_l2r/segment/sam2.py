@@ -44,6 +44,7 @@ from torch import nn
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from occam_l2r.segment.sam_automatic import generator_config, ranked_masks
 from occam_l2r.weights import WeightsFileError, resolve_hf_model
 
 #: SAM 2's mask logit threshold (its predictors' ``mask_threshold``)
@@ -346,8 +347,7 @@ class Sam2Automatic(_Sam2Model):
         self.generator: SamAutomaticMaskGenerator | None = None
 
     def config(self) -> dict[str, Any]:
-        args = {k: v for k, v in self.generator_args.items() if k != "points_per_batch"}
-        return {**self.base_config(), **args, "max_masks": self.max_masks}
+        return {**self.base_config(), **generator_config(self.generator_args, self.max_masks)}
 
     def load(self) -> nn.Module:
         model = super().load()
@@ -375,13 +375,5 @@ class Sam2Automatic(_Sam2Model):
             # the caller's autocast (as for SAM)
             with torch.autocast(self.device.type, enabled=False):
                 anns = self.generator.generate(image)
-            anns.sort(key=lambda a: -a["predicted_iou"])
-            if self.max_masks is not None:
-                anns = anns[: self.max_masks]
-            out.append(
-                (
-                    [a["segmentation"].astype(bool) for a in anns],
-                    [float(a["predicted_iou"]) for a in anns],
-                )
-            )
+            out.append(ranked_masks(anns, self.max_masks))
         return out

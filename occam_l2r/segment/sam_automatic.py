@@ -39,6 +39,24 @@ class _EmbeddingPredictor(SamPredictor):
         self.is_image_set = True
 
 
+def generator_config(generator_args: dict[str, Any], max_masks: int | None) -> dict[str, Any]:
+    """The settings of an automatic mask generator that change its masks (the store's config;
+    ``points_per_batch`` only batches the work): SAM's and SAM 2's generators alike."""
+    args = {k: v for k, v in generator_args.items() if k != "points_per_batch"}
+    return {**args, "max_masks": max_masks}
+
+
+def ranked_masks(
+    anns: list[dict[str, Any]], max_masks: int | None
+) -> tuple[list[np.ndarray], list[float]]:
+    """The generator's annotations of one image as boolean masks and their predicted IoUs, best
+    first, at most ``max_masks``: what SAM's and SAM 2's automatic masks both return."""
+    anns = sorted(anns, key=lambda a: -a["predicted_iou"])
+    if max_masks is not None:
+        anns = anns[:max_masks]
+    return [a["segmentation"].astype(bool) for a in anns], [float(a["predicted_iou"]) for a in anns]
+
+
 class SamAutomatic(_SamModel):
     """Class-agnostic "all objects" masks (SAM's automatic mask generator; OCCAM's source).
 
@@ -76,8 +94,7 @@ class SamAutomatic(_SamModel):
         self.generator: SamAutomaticMaskGenerator | None = None
 
     def config(self) -> dict[str, Any]:
-        args = {k: v for k, v in self.generator_args.items() if k != "points_per_batch"}
-        return {**self.sam_config(), **args, "max_masks": self.max_masks}
+        return {**self.sam_config(), **generator_config(self.generator_args, self.max_masks)}
 
     def load(self) -> Sam:
         sam = super().load()
@@ -102,13 +119,5 @@ class SamAutomatic(_SamModel):
             # the image encoder above runs under the caller's autocast
             with torch.autocast(device_type, enabled=False):
                 anns = self.generator.generate(image)
-            anns.sort(key=lambda a: -a["predicted_iou"])
-            if self.max_masks is not None:
-                anns = anns[: self.max_masks]
-            out.append(
-                (
-                    [a["segmentation"].astype(bool) for a in anns],
-                    [float(a["predicted_iou"]) for a in anns],
-                )
-            )
+            out.append(ranked_masks(anns, self.max_masks))
         return out
