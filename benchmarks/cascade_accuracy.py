@@ -49,8 +49,8 @@ import yaml
 from occam_l2r import cli
 from occam_l2r.data.records import RecordDataset
 from occam_l2r.errors import UserError
-from occam_l2r.fusion.saved import load_fusion
 from occam_l2r.fusion.inputs import LogitsCache
+from occam_l2r.fusion.saved import load_fusion
 from occam_l2r.reporting.predictions import fused_split
 from occam_l2r.store import SegmentationStore
 

@@ -26,7 +26,13 @@ import numpy as np
 import torch
 
 from occam_l2r.fusion import calibration, heads, methods
-from occam_l2r.fusion.head_training import HeadFit, HeadJob, head_logits, train_heads
+from occam_l2r.fusion.head_training import (
+    DEFAULT_NUM_THREADS,
+    HeadFit,
+    HeadJob,
+    head_logits,
+    train_heads,
+)
 from occam_l2r.fusion.inputs import LogitsPair
 from occam_l2r.fusion.methods import FusionOutput
 
@@ -44,11 +50,12 @@ class HeadConfig:
     batches of ``batch_size`` with Adam, and, with ``select_on_val``, the epoch with the best
     validation metric (``select_metric`` of the sweep) is kept, as ``fit``'s checkpoint does.
     ``lr`` ``None`` takes each head's :data:`DEFAULT_LR`. ``num_threads`` torch threads while
-    training (the heads are tiny; 0 keeps torch's setting). With ``together`` the learnt heads
-    of every (pair, seed) of a sweep train together (one batched step for all of them, each
-    head's numbers kept; it holds every pair's train logits at once); otherwise the heads of
-    one (pair, seed) at a time. ``together`` changes no result, so it is no part of a cell's
-    fingerprint.
+    training (:data:`~occam_l2r.fusion.head_training.DEFAULT_NUM_THREADS`; 0 keeps torch's
+    setting). With ``together`` the learnt heads of every (pair, seed) of a sweep train
+    together (one batched step for all heads of a kind, each head's mathematics, order and seed
+    kept; it holds every pair's train logits at once); otherwise the heads of one (pair, seed)
+    at a time. ``together`` changes only the float rounding of the batched kernels (tested:
+    the same cells), so it is no part of a cell's fingerprint.
     """
 
     max_epochs: int = 30
@@ -57,7 +64,7 @@ class HeadConfig:
     weight_decay: float = 0.0
     hidden_dim: int = 64
     select_on_val: bool = True
-    num_threads: int = 1
+    num_threads: int = DEFAULT_NUM_THREADS
     together: bool = True
 
 

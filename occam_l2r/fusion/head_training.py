@@ -16,17 +16,20 @@ on a :class:`occam_l2r.data.logits_datamodule.LogitsDataModule`), so that the ab
 
 :func:`train_heads` trains independent heads (:class:`HeadJob`) together: the heads whose
 training runs the same number of steps (same labelled count, ``batch_size`` and
-``max_epochs``) step in lockstep, one backward and one Adam step for all of them, and the heads
-of the same class and parameter shapes (and ``lr``, ``weight_decay``) are stacked
-(:func:`torch.func.stack_module_state`) and their losses computed by one :func:`torch.func.vmap`
-call. Each head keeps its mathematics (its own ``loss``), its batch order and seed, its Adam
-state (Adam is element-wise, so one Adam over stacked tensors is one Adam per head) and its
+``max_epochs``) step in lockstep, one backward and one Adam step for all of them (Adam's fused
+kernel), and the heads of the same class and parameter shapes (and ``lr``, ``weight_decay``)
+are stacked (:func:`torch.func.stack_module_state`): their losses come from the class's
+:meth:`~occam_l2r.fusion.heads.FusionHead.stacked_loss` (batched kernels, e.g. ``baddbmm`` for
+``concat_fc``), or, for a head class without one, from one :func:`torch.func.vmap` of
+``loss``. Each head keeps its mathematics (its own ``loss``), its batch order and seed, its
+Adam state (Adam is element-wise, so one Adam over stacked tensors is one Adam per head) and its
 best-epoch choice; only the float rounding of the batched kernels differs. A head that trains
-alone runs the plain module (the numbers of one-at-a-time training).
+alone runs the plain module.
 
-The logits are never copied whole: each batch's rows are gathered from the arrays as given
-(float32, float16 or ``np.memmap``) and that batch alone converted to float32; with unlabelled
-samples (label ``-1``) an index array of the labelled rows is used.
+The logits are never copied whole: a chunk of a few batches of every head is gathered from the
+arrays as given (float32, float16 or ``np.memmap``; :data:`GATHER_ELEMENTS`) straight into
+stacked float32 buffers, and each step's batch is a view of them; with unlabelled samples
+(label ``-1``) an index array of the labelled rows is used.
 
 :func:`head_logits` applies a trained head to numpy logits.
 """
@@ -34,6 +37,7 @@ samples (label ``-1``) an index array of the labelled rows is used.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,7 +48,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from occam_l2r.fusion.heads import FusionHead
 from occam_l2r.fusion.methods import score
+
+#: Torch threads of head training: the batched steps use two cores well (a FungiTastic-size
+#: sweep: 41 s on 2 threads, 62 s on 1) and the heads are too small for more to pay; a fixed
+#: number, so that a cell's numbers do not depend on the machine's core count.
+DEFAULT_NUM_THREADS = 2
 
 
 @dataclass
@@ -147,7 +157,7 @@ def train_head(
     batch_size: int = 256,
     weight_decay: float = 0.0,
     seed: int = 0,
-    num_threads: int = 1,
+    num_threads: int = DEFAULT_NUM_THREADS,
     val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     metric: str = "acc",
 ) -> HeadFit:
@@ -157,12 +167,11 @@ def train_head(
     return train_heads([job], num_threads)[0]
 
 
-def train_heads(jobs: list[HeadJob], num_threads: int = 1) -> list[HeadFit]:
+def train_heads(jobs: list[HeadJob], num_threads: int = DEFAULT_NUM_THREADS) -> list[HeadFit]:
     """Train independent heads together; each gets what training it alone would give.
 
-    The heads are tiny, so intra-op threads only add overhead (and stall badly on a busy
-    machine): training runs with ``num_threads`` torch threads (0 keeps the current setting),
-    restored afterwards.
+    Training runs with ``num_threads`` torch threads (0 keeps the current setting), restored
+    afterwards: :data:`DEFAULT_NUM_THREADS` by default.
 
     Returns:
         one :class:`HeadFit` per job, in order.
@@ -228,13 +237,26 @@ class _JobState:
         return HeadFit(head.eval(), self.best_epoch, self.best, self.scores)
 
 
-def _batch(arr: np.ndarray, rows: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    """The rows ``rows`` of ``arr`` as a tensor of ``dtype`` (only these rows are converted).
+def _gather_into(out: torch.Tensor, arr: np.ndarray, rows: np.ndarray) -> None:
+    """``out[:] = arr[rows]`` (converted to ``out``'s dtype; only these rows are read).
 
-    Fancy indexing, not ``np.take``: a logits matrix mapped from its ``.npz`` member may be
-    unaligned, where ``np.take`` falls to a path ~15x slower.
+    An aligned C-contiguous array (every logits file member since format 3, arrays in memory)
+    is read in place by torch's ``index_select``, which uses the intra-op threads (~2x numpy's
+    gather on 2 cores) and writes straight into ``out`` when no conversion is needed; anything
+    else by numpy's fancy indexing (not ``np.take``, which falls to a path ~15x slower on an
+    unaligned mapped matrix).
     """
-    return torch.from_numpy(np.ascontiguousarray(arr[rows])).to(dtype)
+    index = torch.from_numpy(rows)
+    if arr.flags.aligned and arr.flags.c_contiguous and arr.dtype.isnative:
+        with warnings.catch_warnings():  # a read-only memory map: only read here
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            whole = torch.from_numpy(arr)
+        if whole.dtype == out.dtype:
+            torch.index_select(whole, 0, index, out=out)
+        else:
+            out.copy_(whole.index_select(0, index))
+        return
+    out.copy_(torch.from_numpy(np.ascontiguousarray(arr[rows])))
 
 
 class _Loss(nn.Module):
@@ -259,7 +281,12 @@ def _stack_key(job: HeadJob) -> tuple[Any, ...] | None:
 
 
 class _Stack:
-    """Heads stepped together: one vmapped loss over stacked parameters (or one plain head)."""
+    """Heads stepped together: their losses from stacked parameters (or one plain head).
+
+    A :class:`~occam_l2r.fusion.heads.FusionHead` with a written
+    :meth:`~occam_l2r.fusion.heads.FusionHead.stacked_loss` computes all of them with batched
+    kernels; any other head through :func:`torch.func.vmap` of its own ``loss``.
+    """
 
     def __init__(self, states: list[_JobState]) -> None:
         self.states = states
@@ -267,22 +294,25 @@ class _Stack:
         if self.plain:
             self.params = list(states[0].job.head.parameters())
             return
-        wrapped = [_Loss(st.job.head) for st in states]
-        stacked, _ = torch.func.stack_module_state(wrapped)
+        head0 = states[0].job.head
+        stacked, _ = torch.func.stack_module_state([st.job.head for st in states])
         self.names = list(stacked)
         self.params = [stacked[k] for k in self.names]
-        base = copy.deepcopy(wrapped[0]).to("meta")
+        if isinstance(head0, FusionHead) and head0.HAS_STACKED_LOSS:
+            self.loss_of = type(head0).stacked_loss
+            return
+        base = copy.deepcopy(_Loss(head0)).to("meta")
 
         def one(params: dict[str, torch.Tensor], z1, z2, y) -> torch.Tensor:
-            return torch.func.functional_call(base, params, (z1, z2, y))
+            return torch.func.functional_call(base, {f"head.{k}": v for k, v in params.items()},
+                                              (z1, z2, y))  # fmt: skip
 
         self.loss_of = torch.func.vmap(one, randomness="different")
 
-    def loss(self, batches: list[Batch]) -> torch.Tensor:
+    def loss(self, z1: torch.Tensor, z2: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The summed losses of the heads; ``z1, z2``: ``(K, B, C)``, ``y``: ``(K, B)``."""
         if self.plain:
-            z1, z2, y = batches[0]
-            return self.states[0].job.head.loss(z1, z2, y)
-        z1, z2, y = (torch.stack(parts) for parts in zip(*batches, strict=True))
+            return self.states[0].job.head.loss(z1[0], z2[0], y[0])
         params = dict(zip(self.names, self.params, strict=True))
         return self.loss_of(params, z1, z2, y).sum()
 
@@ -292,33 +322,73 @@ class _Stack:
         if self.plain:
             return
         for i, st in enumerate(self.states):
-            named = dict(_Loss(st.job.head).named_parameters())
+            named = dict(st.job.head.named_parameters())
             for k, p in zip(self.names, self.params, strict=True):
                 named[k].copy_(p[i])
 
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
+#: Rows gathered and converted at once, in elements: a few batches of every head, so that the
+#: per-call cost of a gather is paid once per chunk, not once per batch (~16 MB of float32).
+GATHER_ELEMENTS = 1 << 22
 
-def _gather(groups: list[_Stack], part: slice) -> list[list[Batch]]:
-    """The ``(z1, z2, y)`` batch of every head of ``groups`` at ``part`` of its epoch's order;
-    heads of the same inputs and order share their batch (one gather)."""
-    cache: dict[tuple[int, ...], torch.Tensor] = {}
 
-    def rows(arr: np.ndarray, st: _JobState, dtype: torch.dtype) -> torch.Tensor:
-        key = (id(arr), st.job.seed, -1 if st.rows is None else id(st))
-        if key not in cache:
-            cache[key] = _batch(arr, st.perm[part], dtype)
-        return cache[key]
+class _Gatherer:
+    """The stacked ``(z1, z2, y)`` batches of the heads of each :class:`_Stack`.
 
-    return [
-        [
-            (rows(st.job.z1, st, torch.float32), rows(st.job.z2, st, torch.float32),
-             rows(st.job.labels, st, torch.int64))
-            for st in g.states
+    A chunk of batches of every head is gathered at once from the arrays straight into stacked
+    buffers ``(K, rows, C)`` (head ``k``'s rows in the order of its epoch at ``[k]``; float16
+    converted on the way); a step's batch is the view ``[:, part]``, so nothing is stacked per
+    step. Stacks of the same heads' inputs and orders (``concat_fc`` and ``weighted_logits`` of
+    one sweep) share their buffers.
+    """
+
+    def __init__(self, groups: list[_Stack], n: int, batch_size: int) -> None:
+        self.keys = [tuple(self._slot(st) for st in g.states) for g in groups]
+        self.members = {key: g.states for key, g in zip(self.keys, groups, strict=True)}
+        elements = sum(
+            st.job.z1.shape[1] + st.job.z2.shape[1] + 1 for sts in self.members.values()
+            for st in sts
+        )  # fmt: skip
+        self.chunk = max(1, GATHER_ELEMENTS // (batch_size * elements)) * batch_size
+        self.n, self.batch_size = n, batch_size
+        self.buffers: dict[tuple, Batch] = {}
+        self.start = -1
+
+    @staticmethod
+    def _slot(st: _JobState) -> tuple[int, ...]:
+        job = st.job
+        return (id(job.z1), id(job.z2), id(job.labels), job.seed, -1 if st.rows is None else id(st))
+
+    def _fill(self, start: int) -> None:
+        """Gather the chunk of every head's order that begins at ``start``."""
+        whole = slice(start, min(start + self.chunk, self.n))
+        m = whole.stop - whole.start
+        for key, states in self.members.items():
+            if key not in self.buffers:
+                job = states[0].job
+                k, c1, c2 = len(states), job.z1.shape[1], job.z2.shape[1]
+                self.buffers[key] = (torch.empty(k, self.chunk, c1), torch.empty(k, self.chunk, c2),
+                                     torch.empty(k, self.chunk, dtype=torch.int64))  # fmt: skip
+            bufs = self.buffers[key]
+            for i, st in enumerate(states):
+                rows = st.perm[whole]
+                for buf, arr in zip(bufs, (st.job.z1, st.job.z2, st.job.labels), strict=True):
+                    _gather_into(buf[i, :m], arr, rows)
+        self.start = start
+
+    def batches(self, start: int) -> list[Batch]:
+        """Every stack's batch at ``start`` of its heads' epoch orders (``start``: a multiple
+        of the batch size, walked in increasing order within an epoch)."""
+        chunk_start = start - start % self.chunk
+        if chunk_start != self.start:
+            self._fill(chunk_start)
+        part = slice(start - chunk_start, min(start + self.batch_size, self.n) - chunk_start)
+        return [
+            (z1[:, part], z2[:, part], y[:, part])
+            for z1, z2, y in (self.buffers[key] for key in self.keys)
         ]
-        for g in groups
-    ]  # fmt: skip
 
 
 def _train_lockstep(states: list[_JobState]) -> None:
@@ -333,18 +403,21 @@ def _train_lockstep(states: list[_JobState]) -> None:
             {"params": g.params, "lr": g.states[0].job.lr,
              "weight_decay": g.states[0].job.weight_decay}
             for g in groups
-        ]
+        ],
+        fused=True,
     )  # fmt: skip
     job0 = states[0].job
     n, batch_size = states[0].n, job0.batch_size
+    gather = _Gatherer(groups, n, batch_size)
     for epoch in range(job0.max_epochs):
         for st in states:
             st.next_epoch()
             st.job.head.train()
+        gather.start = -1  # a new order
         for start in range(0, n, batch_size):
             opt.zero_grad(set_to_none=True)
-            batches = _gather(groups, slice(start, start + batch_size))
-            loss = sum(g.loss(b) for g, b in zip(groups, batches, strict=True))
+            batches = gather.batches(start)
+            loss = sum(g.loss(*b) for g, b in zip(groups, batches, strict=True))
             loss.backward()  # type: ignore[union-attr]
             opt.step()
         for g in groups:
@@ -360,11 +433,22 @@ def head_logits(head: nn.Module, z1: np.ndarray, z2: np.ndarray, chunk: int = 81
     head.eval()
     out = []
     for start in range(0, len(z1), chunk):
-        # a float32 copy of the chunk alone (the inputs may be float16, read-only or memory maps)
-        a = torch.from_numpy(np.array(z1[start : start + chunk], dtype=np.float32))
-        b = torch.from_numpy(np.array(z2[start : start + chunk], dtype=np.float32))
+        a = _float32_rows(z1, slice(start, start + chunk))
+        b = _float32_rows(z2, slice(start, start + chunk))
         out.append(head(a, b).numpy())
     head.train(was_training)
     if not out:
         return np.zeros((0, np.asarray(z1).shape[1]), np.float32)
     return np.concatenate(out)
+
+
+def _float32_rows(arr: np.ndarray, rows: slice) -> torch.Tensor:
+    """``arr[rows]`` as a float32 tensor: read in place when it is one (aligned, contiguous; a
+    read-only memory map is only read), else a float32 copy of these rows alone (float16,
+    unaligned)."""
+    part = arr[rows]
+    if part.dtype == np.float32 and part.flags.aligned and part.flags.c_contiguous:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            return torch.from_numpy(part)
+    return torch.from_numpy(np.array(part, dtype=np.float32))

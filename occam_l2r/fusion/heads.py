@@ -66,6 +66,42 @@ class FusionHead(nn.Module):
         """Training loss of the head on one batch."""
         raise NotImplementedError
 
+    #: Whether :meth:`stacked_loss` is written for the class (heads without one are stacked
+    #: through :func:`torch.func.vmap` of :meth:`loss`, which costs more per step).
+    HAS_STACKED_LOSS: ClassVar[bool] = False
+
+    @classmethod
+    def stacked_loss(
+        cls,
+        params: dict[str, torch.Tensor],
+        z1: torch.Tensor,
+        z2: torch.Tensor | None,
+        target: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`loss` of ``K`` heads of the class at once, each on its own batch.
+
+        Args:
+            params: every name of ``named_parameters()`` -> the ``K`` heads' tensors stacked on a
+                new first axis.
+            z1, z2: ``(K, B, C)``, head ``k``'s batch at ``[k]``.
+            target: ``(K, B)``.
+
+        Returns:
+            ``(K,)``: head ``k``'s :meth:`loss` (the same mathematics; only the float rounding
+            of the batched kernels differs).
+        """
+        raise NotImplementedError
+
+
+def _stacked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``F.cross_entropy`` (mean over the batch) of each of ``K`` stacked batches: ``(K,)``."""
+    k, b, c = logits.shape
+    return (
+        F.cross_entropy(logits.reshape(k * b, c), target.reshape(-1), reduction="none")
+        .view(k, b)
+        .mean(1)
+    )
+
 
 class TemperatureFusion(FusionHead):
     """Temperature-scaled average of one or two inputs; each temperature fit by its own NLL.
@@ -103,6 +139,16 @@ class TemperatureFusion(FusionHead):
             out = out + F.cross_entropy(self.scales[1](z2), target)
         return out
 
+    HAS_STACKED_LOSS = True
+
+    @classmethod
+    def stacked_loss(cls, params, z1, z2, target):  # noqa: D102 (see FusionHead)
+        out = _stacked_cross_entropy(z1 / params["scales.0.log_t"].exp()[:, None, None], target)
+        if "scales.1.log_t" in params:
+            scaled = z2 / params["scales.1.log_t"].exp()[:, None, None]  # type: ignore[operator]
+            out = out + _stacked_cross_entropy(scaled, target)
+        return out
+
 
 class WeightedLogits(FusionHead):
     """``w1 * z1 + w2 * z2`` with per-class weight vectors ``w1, w2`` (initialised to 1/2).
@@ -125,6 +171,13 @@ class WeightedLogits(FusionHead):
 
     def loss(self, z1: torch.Tensor, z2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self(z1, z2), target)
+
+    HAS_STACKED_LOSS = True
+
+    @classmethod
+    def stacked_loss(cls, params, z1, z2, target):  # noqa: D102 (see FusionHead)
+        fused = params["w1"][:, None, :] * z1 + params["w2"][:, None, :] * z2
+        return _stacked_cross_entropy(fused, target)
 
 
 class ConcatFC(FusionHead):
@@ -157,6 +210,20 @@ class ConcatFC(FusionHead):
 
     def loss(self, z1: torch.Tensor, z2: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self(z1, z2), target)
+
+    HAS_STACKED_LOSS = True
+
+    @classmethod
+    def stacked_loss(cls, params, z1, z2, target):  # noqa: D102 (see FusionHead)
+        # without dropout (a head with dropout > 0 is not stacked): the linear layers as batched
+        # ``addmm`` s (``baddbmm``), ``net.0``/``net.3`` with a hidden layer, ``net.1`` without
+        x = torch.cat([z1, z2], dim=2)
+        if "net.0.weight" in params:
+            x = torch.baddbmm(params["net.0.bias"][:, None, :], x, params["net.0.weight"].mT)
+            x = torch.baddbmm(params["net.3.bias"][:, None, :], x.relu(), params["net.3.weight"].mT)
+        else:
+            x = torch.baddbmm(params["net.1.bias"][:, None, :], x, params["net.1.weight"].mT)
+        return _stacked_cross_entropy(x, target)
 
 
 #: The names of the heads (the keys of :data:`HEADS`), for typed configs.

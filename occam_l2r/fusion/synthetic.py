@@ -83,7 +83,10 @@ def write_synthetic_runs(
             for split, (y, b) in data.items():
                 chunks = _split_chunks(split, y, b, num_classes, w_obj, w_bg, scale, noise,
                                        noise_rng, block_bytes)  # fmt: skip
-                widths = (len(split) + 5 + max(6, len(str(len(y) - 1))), 2 + len(str(num_classes - 1)))
+                widths = (
+                    len(split) + 5 + max(6, len(str(len(y) - 1))),
+                    2 + len(str(num_classes - 1)),
+                )
                 write_streamed(run / "logits" / f"{split}.npz", len(y), num_classes, widths, chunks,
                                split, view, f"synthetic/{view}/seed{s}", names, {}, dtype)  # fmt: skip
             runs[view].append(str(run))
