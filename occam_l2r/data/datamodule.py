@@ -463,6 +463,11 @@ class ViewDataModule(BaseDataModule):
             **common,
         )
 
+    def eval_dataloader(self, split: str) -> DataLoader:
+        """The in-order evaluation loader of any split (DDP-exact): what ``predict`` reads, and
+        what the feature store computes features from."""
+        return self._loader(split)
+
     def train_dataloader(self) -> DataLoader:
         if not self.splits["train"]:
             raise ValueError(

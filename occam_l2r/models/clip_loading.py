@@ -148,7 +148,7 @@ def load_clip(
         _load_file(model, Path(file).expanduser(), model_name)
     model.eval().requires_grad_(False)
     if not weights_id:  # random weights: identified by their values
-        weights_id = "random:" + _hash_parameters(model)
+        weights_id = "random:" + hash_parameters(model)
     cfg = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
     size = cfg.get("size", getattr(model.visual, "image_size", 224))
     size = int(size[0] if isinstance(size, (tuple, list)) else size)
@@ -252,7 +252,7 @@ def _load_file(model: nn.Module, path: Path, model_name: str) -> None:
         ) from err
 
 
-def _hash_parameters(model: nn.Module) -> str:
+def hash_parameters(model: nn.Module) -> str:
     """A short hash of a model's parameter values (identity of random weights)."""
     h = hashlib.sha1()
     for name, p in sorted(model.state_dict().items()):
