@@ -150,6 +150,7 @@ RULES: tuple[Rule, ...] = (
     Rule("synthetic/views/*.yaml", "fit", before=("synthetic/base.yaml",)),
     Rule("synthetic/base.yaml", "fit"),
     Rule("synthetic/clip.yaml", "fit"),
+    Rule("synthetic/shared_full_fg.yaml", "fit"),
     Rule("synthetic/zeroshot.yaml", "test"),
     Rule("synthetic/occam.yaml", "occam"),
     Rule("synthetic/discover.yaml", "discover"),
