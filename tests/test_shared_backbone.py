@@ -35,9 +35,11 @@ def shared_args(root: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def _views(n: int = 4, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+def _views(n: int = 2, size: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return {v: torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8) for v in VIEWS}
+    return {
+        v: torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8) for v in VIEWS
+    }
 
 
 def _logits(task: SharedBackboneTask, views: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -45,8 +47,14 @@ def _logits(task: SharedBackboneTask, views: dict[str, torch.Tensor]) -> dict[st
     return task(batch["views"])
 
 
-@pytest.mark.parametrize("model_name", ["convnextv2_atto", "resnet10t"])  # LayerNorm/GRN, BatchNorm
-@pytest.mark.parametrize("head", ["per_view", "view_embedding"])
+@pytest.mark.parametrize(
+    ("model_name", "head"),  # LayerNorm/GRN and BatchNorm backbones; both kinds of heads
+    [
+        ("convnextv2_atto", "per_view"),
+        ("resnet10t", "per_view"),
+        ("convnextv2_atto", "view_embedding"),
+    ],
+)
 def test_fg_logits_depend_on_fg_pixels_only(model_name: str, head: str) -> None:
     torch.manual_seed(0)
     task = SharedBackboneTask(model_name=model_name, head=head)
@@ -104,7 +112,10 @@ def test_samples_hold_both_views_of_one_image(synthetic_copy: Path) -> None:
 
 
 def test_views_of_model_and_data_must_agree(
-    synthetic_copy: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    synthetic_copy: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     from tests.test_config_errors import cli_in_process
     from tests.test_errors import assert_one_message

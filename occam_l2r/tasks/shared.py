@@ -113,7 +113,9 @@ class SharedBackboneTask(BaseTask):
             )
         self.save_hyperparameters(ignore=["logits_dir"])  # as ClassifierTask: outputs not hparams
         self.views = views
-        self.backbone = create_classifier(model_name, 0, pretrained, checkpoint_path, drop_path_rate)
+        self.backbone = create_classifier(
+            model_name, 0, pretrained, checkpoint_path, drop_path_rate
+        )
         width = int(self.backbone.num_features)
         if head == "per_view":
             self.heads = nn.ModuleDict({v: nn.Linear(width, num_classes) for v in views})
@@ -243,8 +245,10 @@ class SharedBackboneTask(BaseTask):
         """The mean over the views of their headline metric on ``split`` (one checkpoint for
         every view)."""
         return torch.stack(
-            [super(SharedBackboneTask, self).headline_value(values, f"{split}/{v}")
-             for v in self.views]  # fmt: skip
+            [
+                super(SharedBackboneTask, self).headline_value(values, f"{split}/{v}")
+                for v in self.views
+            ]  # fmt: skip
         ).mean()
 
     # ------------------------------------------------------------------ predict
@@ -270,10 +274,10 @@ class SharedBackboneTask(BaseTask):
             hp.lr,
             hp.weight_decay,
             # gains, biases and the view embedding (an identity at start) are not decayed
-            no_decay=lambda name, p: p.ndim <= 1 or name.endswith(".bias")
-            or name.startswith("view_"),
+            no_decay=lambda name, p: (
+                p.ndim <= 1 or name.endswith(".bias") or name.startswith("view_")
+            ),
         )
         total = self.trainer.estimated_stepping_batches
         sched = warmup_cosine(opt, total, hp.warmup_fraction, hp.min_lr_ratio)
         return {"optimizer": opt, "lr_scheduler": sched}
-
