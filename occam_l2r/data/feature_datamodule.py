@@ -115,6 +115,12 @@ class FeatureDataModule(ViewDataModule):
             self.use_model_preprocessing(self.extractor.interpolation, self.extractor.crop_pct)
         return self.extractor
 
+    def preflight(self) -> None:
+        """Before the Trainer: the checks of a ViewDataModule, and the backbone built (its
+        weights missing or unfit is one message now, not after the data is prepared)."""
+        super().preflight()
+        self.require_extractor()
+
     def describe(self) -> str:
         """``frozen <backbone>`` (what the logits files and the report say of the model)."""
         return f"frozen {self.backbone.describe()}"
@@ -148,8 +154,10 @@ class FeatureDataModule(ViewDataModule):
             "test": self.test_split_names,
             "predict": self.predict_split_names,
         }[stage or "fit"]
-        root = self.hparams.store or str(Path(self.require_dataset().root) / "features")
-        store = FeatureStore(root, self.key())
+        if self.feature_store is None:  # one per DataModule: fit, test and predict add splits
+            root = self.hparams.store or str(Path(self.require_dataset().root) / "features")
+            self.feature_store = FeatureStore(root, self.key())
+        store = self.feature_store
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         extractor.to(device)
@@ -164,7 +172,6 @@ class FeatureDataModule(ViewDataModule):
             barrier=trainer.strategy.barrier if trainer is not None else (lambda name: None),
             device=device,
         )
-        self.feature_store = store
         index = {g: i for i, g in enumerate(self.group_names)}
         for split in splits:
             self.features[split] = FeatureDataset(store.load(split), index)

@@ -148,6 +148,8 @@ class FeatureStore:
                 shutil.rmtree(self._parts(split), ignore_errors=True)
             barrier(f"feature_store_merged_{split}")
             log.info("features of split %r written to %s", split, self.path(split))
+        if rank == 0:
+            shutil.rmtree(self.folder / ".parts", ignore_errors=True)
         self.computed += todo
         return todo
 

@@ -26,8 +26,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from occam_l2r.errors import option_flag
 from occam_l2r.models.backbones import create_classifier, data_config, normalize_uint8
 from occam_l2r.models.clip_loading import hash_parameters, load_clip
+from occam_l2r.weights import WeightsError
 
 
 @dataclass(frozen=True)
@@ -93,14 +95,30 @@ class FrozenFeatures(nn.Module):
         return self.net(normalize_uint8(images, self.mean, self.std)).float()
 
 
-def build_frozen(spec: FrozenBackbone) -> FrozenFeatures:
+def build_frozen(spec: FrozenBackbone, section: str = "data") -> FrozenFeatures:
     """The frozen feature extractor of ``spec`` (weights loaded, eval mode).
+
+    Args:
+        spec: the backbone.
+        section: the config section holding ``backbone`` (its options are named in errors).
 
     Raises:
         WeightsNotFoundError, WeightsFileError: the weights are not there or do not fit
-            (at once offline; the message names the option).
+            (at once offline; the message names ``<section>.backbone.checkpoint_path``).
         ValueError: an unknown model name or kind.
     """
+    try:
+        return _build(spec)
+    except WeightsError as err:
+        # the loaders name a classifier's options; a backbone's weights are set elsewhere
+        flag = option_flag(section, "backbone.checkpoint_path")
+        text = str(err)
+        for wrong in (option_flag("model", "pretrained"), option_flag("model", "checkpoint_path")):
+            text = text.replace(wrong, flag)
+        raise type(err)(f"frozen backbone {spec.describe()}: {text}") from err
+
+
+def _build(spec: FrozenBackbone) -> FrozenFeatures:
     if spec.kind == "timm":
         net = create_classifier(spec.name, 0, spec.pretrained, spec.checkpoint_path)
         cfg = data_config(net)
