@@ -151,6 +151,7 @@ RULES: tuple[Rule, ...] = (
     Rule("synthetic/base.yaml", "fit"),
     Rule("synthetic/clip.yaml", "fit"),
     Rule("synthetic/shared_full_fg.yaml", "fit"),
+    Rule("synthetic/probe/*.yaml", "fit"),
     Rule("synthetic/zeroshot.yaml", "test"),
     Rule("synthetic/occam.yaml", "occam"),
     Rule("synthetic/discover.yaml", "discover"),
