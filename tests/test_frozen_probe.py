@@ -42,7 +42,7 @@ def test_features_are_computed_once_and_reused(tmp_path):
     run = Path(first.trainer.log_dir)
     logits = LogitsFile.load(run / "logits" / "test_shift.npz")
     assert logits.view == "BG_S" and logits.num_classes == 4
-    assert logits.config["model_kind"] == "probe"
+    assert logits.config["task"] == "ProbeTask"
     assert logits.config["backbone"] == "frozen timm:convnextv2_atto"
     feats = store.load("test_shift")
     assert feats.config["kind"] == "features" and feats.logits.shape == (8, 320)

@@ -6,7 +6,10 @@ the embedded benchmark (or any dataset whose per-view training configs are given
 1. ``segment``: the segmentation store (``segment_config``, parsed by the ``segment`` verb's
    parser and run with :func:`~occam_l2r.commands.segment.run_segment`; for ``gt`` it is also
    built on demand by the first fit);
-2. ``fit`` each view's config(s) once per seed into ``<experiment_dir>/<view>/seed<k>/``: each
+2. ``fit`` each view's config(s) once per seed into ``<experiment_dir>/<view>/seed<k>/`` (a
+   shared-backbone run of ``shared:``, one model giving several views, into
+   ``<experiment_dir>/<VIEW+VIEW>/seed<k>/``, its logits in ``logits/<view>/``; a view's config
+   may be a probe's, a head on frozen features: docs/cheaper.md): each
    :class:`Run` parses its files and ``fit_args`` once into a config object
    (:func:`~occam_l2r.commands.lightning.parse_config`), sets its seed, its logger and
    ``predict_after_fit`` on it (:meth:`Run.fit_config`) and runs it
@@ -50,23 +53,40 @@ PAPER_SEEDS = (0, 1, 2, 3, 4)
 
 @dataclass(frozen=True)
 class Run:
-    """One (view, seed) training run: its config files and its folder.
+    """One training run of one seed: its config files, its folder and the views it gives.
+
+    A separate model gives one view; a shared-backbone model (``shared:`` of the pipeline,
+    :class:`~occam_l2r.tasks.shared.SharedBackboneTask`) gives several from one run.
 
     Attributes:
-        view: the view the run trains on (a registered view, :data:`occam_l2r.views.VIEWS`).
+        views: the views the run's logits are of (registered views,
+            :data:`occam_l2r.views.VIEWS`); one for a separate model.
         seed: the training seed.
         configs: the files that compose its training config (a base and a view overlay).
-        folder: ``<experiment_dir>/<view>/seed<seed>``.
+        folder: ``<experiment_dir>/<label>/seed<seed>``.
     """
 
-    view: View
+    views: tuple[View, ...]
     seed: int
     configs: tuple[str, ...]
     folder: Path
 
     @property
+    def label(self) -> str:
+        """``FULL``, or ``FULL+FG_C`` for a shared run: its folder and ``--only`` name."""
+        return "+".join(self.views)
+
+    @property
     def name(self) -> str:
-        return f"{self.view}/seed{self.seed}"
+        return f"{self.label}/seed{self.seed}"
+
+    def logits_dir(self, view: View) -> Path:
+        """Where ``predict`` writes the logits of ``view``: ``<folder>/logits`` for a separate
+        model, ``<folder>/logits/<view>`` for a shared one."""
+        if view not in self.views:
+            raise KeyError(f"run {self.name} gives no view {view!r}")
+        logits = self.folder / "logits"
+        return logits if len(self.views) == 1 else logits / view
 
     def fit_config(self, config: Namespace) -> Namespace:
         """A copy of the parsed ``config`` for this run's ``fit``: seeded with :attr:`seed`, its
@@ -85,23 +105,63 @@ class Run:
                 "TensorBoardLogger, or e.g. lightning.pytorch.loggers.CSVLogger)"
             )
         logger.init_args.save_dir = str(self.folder.parent.parent)
-        logger.init_args.name = self.view
+        logger.init_args.name = self.label
         logger.init_args.version = f"seed{self.seed}"
         return out
 
 
-def plan_runs(views: dict[View, str | list[str]], seeds: list[int], out: Path) -> list[Run]:
-    """Every (view, seed) run in a stable order: views as given, then seeds.
+def shared_views(label: str) -> tuple[View, ...]:
+    """The views of a ``shared:`` key (``FULL+FG_C``), checked once.
 
     Raises:
-        UnknownViewError: a key of ``views`` is not a registered view
-            (:func:`occam_l2r.views.check_views`).
+        UnknownViewError: a part is not a registered view.
+        UserError: fewer than two views.
+    """
+    views = tuple(check_views([v.strip() for v in label.split("+")], setting="shared"))
+    if len(views) < 2 or len(set(views)) != len(views):
+        raise SharedRunError(
+            f"shared: {label!r}: a shared-backbone run gives two or more different views, "
+            "written VIEW+VIEW (FULL+FG_C)"
+        )
+    return views
+
+
+class SharedRunError(UserError, ValueError):
+    """A ``shared:`` entry that is not two or more views, or a view given twice."""
+
+
+def plan_runs(
+    views: dict[View, str | list[str]],
+    seeds: list[int],
+    out: Path,
+    shared: dict[str, str | list[str]] | None = None,
+) -> list[Run]:
+    """Every run in a stable order: the separate views as given, then the shared runs, each
+    for every seed.
+
+    Raises:
+        UnknownViewError: a key of ``views`` (or a part of a ``shared`` key) is not a
+            registered view (:func:`occam_l2r.views.check_views`).
+        SharedRunError: a view given by two runs (in ``views`` and a shared run, or two
+            shared runs), or a ``shared`` key of fewer than two views.
     """
     check_views(views, setting="views")
+    plans = [((view,), configs) for view, configs in views.items()]
+    plans += [(shared_views(label), configs) for label, configs in (shared or {}).items()]
+    given: dict[str, str] = {}
     runs = []
-    for view, configs in views.items():
+    for run_views, configs in plans:
+        label = "+".join(run_views)
+        for view in run_views:
+            if view in given:
+                raise SharedRunError(
+                    f"view {view} is given by both {given[view]!r} and {label!r} of the "
+                    "pipeline; each view comes from one run (a separate model in views:, or a "
+                    "shared one in shared:)"
+                )
+            given[view] = label
         files = (configs,) if isinstance(configs, str) else tuple(configs)
-        runs.extend(Run(view, s, files, out / view / f"seed{s}") for s in seeds)
+        runs.extend(Run(run_views, s, files, out / label / f"seed{s}") for s in seeds)
     return runs
 
 
@@ -109,14 +169,14 @@ def select_runs(runs: list[Run], only: list[str] | None, shard: str | None) -> l
     """The runs named by ``only`` (``VIEW`` or ``VIEW/seedK``), then slice ``i/n`` of them."""
     selected = runs
     if only:
-        names = {r.name for r in runs} | {r.view for r in runs}
+        names = {r.name for r in runs} | {r.label for r in runs}
         unknown = [o for o in only if o not in names]
         if unknown:
             raise ValueError(
                 f"--only {unknown}: no such run; runs are {[r.name for r in runs]} "
                 "(a view name selects all its seeds)"
             )
-        selected = [r for r in runs if r.name in only or r.view in only]
+        selected = [r for r in runs if r.name in only or r.label in only]
     if shard:
         try:
             i, n = (int(x) for x in shard.split("/"))
@@ -128,11 +188,12 @@ def select_runs(runs: list[Run], only: list[str] | None, shard: str | None) -> l
     return selected
 
 
-def is_done(run: Path, splits: list[str]) -> bool:
-    """A run is complete when its test metrics and the logits of every split are written."""
+def is_done(run: Run, splits: list[str]) -> bool:
+    """A run is complete when its test metrics and the logits of every split (of every view it
+    gives) are written."""
     return (
-        all((run / "logits" / f"{s}.npz").is_file() for s in splits)
-        and (run / "test_metrics.json").is_file()
+        all((run.logits_dir(v) / f"{s}.npz").is_file() for v in run.views for s in splits)
+        and (run.folder / "test_metrics.json").is_file()
     )
 
 
@@ -163,6 +224,7 @@ def pipeline(
     summary_metric: Literal["acc", "macro_acc"] | None = None,
     only: list[str] | None = None,
     shard: str | None = None,
+    shared: dict[str, str | list[str]] | None = None,
 ) -> dict | None:
     """Run the whole L2R² pipeline (or some of its runs).
 
@@ -182,6 +244,13 @@ def pipeline(
             headline metric, which ``fuse`` reads from the logits files; it also selects ⊕*).
         only: run only these runs: ``VIEW/seedK`` or ``VIEW`` (all its seeds); no fusion.
         shard: run only slice ``i/n`` of the (selected) runs, in a stable order; no fusion.
+        shared: shared-backbone runs, ``VIEW+VIEW`` (``FULL+FG_C``) -> the training config(s) of
+            one model giving both views (:class:`~occam_l2r.tasks.shared.SharedBackboneTask`;
+            ``configs/synthetic/shared_full_fg.yaml``); a view comes either from ``views`` or
+            from one shared run. Their logits are fused as the views' (FULL and FG_C of the
+            tables). ``views`` may also name probe configs (a head on frozen features,
+            ``configs/synthetic/probe/clip.yaml`` + a view overlay): any ``fit`` config that
+            writes the view's logits is a run of the view.
 
     Returns:
         ``fuse``'s result (paths of the tables, cell counts), or ``None`` for a partial run.
@@ -191,7 +260,7 @@ def pipeline(
     out = Path(experiment_dir)
     splits = ["train", "val", *test_splits]
     start = time.perf_counter()
-    runs = plan_runs(views, seeds, out)
+    runs = plan_runs(views, seeds, out, shared)
     partial = bool(only or shard)
     selected = select_runs(runs, only, shard)
     if segment_config and not partial:
@@ -199,7 +268,7 @@ def pipeline(
 
         segment.run_segment(segment.parse_config([segment_config]))
     for run in selected:
-        if is_done(run.folder, splits):
+        if is_done(run, splits):
             print(f"pipeline: {run.folder} is complete, skipped")
             continue
         if run.folder.exists():
@@ -209,7 +278,7 @@ def pipeline(
         train_and_export(run, list(fit_args or []))
         print(f"pipeline: {run.name} trained and exported in {time.perf_counter() - t0:.0f} s")
     if partial:
-        left = [r.name for r in runs if not is_done(r.folder, splits)]
+        left = [r.name for r in runs if not is_done(r, splits)]
         print(
             f"pipeline: {len(selected)} of {len(runs)} runs handled in "
             f"{time.perf_counter() - start:.0f} s; {len(left)} not complete yet"
@@ -217,11 +286,12 @@ def pipeline(
             + ". Once all are, run the pipeline without --only/--shard to fuse."
         )
         return None
-    return _fuse(views, runs, seeds, out, test_splits, pairs, ensembles, summary_metric, start)
+    every = [v for r in runs if r.seed == runs[0].seed for v in r.views]  # in run order
+    return _fuse(every, runs, seeds, out, test_splits, pairs, ensembles, summary_metric, start)
 
 
 def _fuse(
-    views: dict[View, str | list[str]],
+    views: list[View],
     runs: list[Run],
     seeds: list[int],
     out: Path,
@@ -243,7 +313,11 @@ def _fuse(
         )
     run_dirs: dict[str, list[str]] = {}
     for run in runs:
-        run_dirs.setdefault(run.view, []).append(str(run.folder))
+        for view in run.views:
+            # a separate run by its folder (as fuse and the report were always given it), a
+            # shared run's view by its logits folder
+            where = run.folder if len(run.views) == 1 else run.logits_dir(view)
+            run_dirs.setdefault(view, []).append(str(where))
     result = fuse(
         SweepConfig(
             runs=run_dirs,

@@ -2,7 +2,8 @@
 
 :func:`write_report` reads a finished ``fuse`` output folder (:mod:`occam_l2r.reporting.sources`)
 into a :class:`~occam_l2r.reporting.builder.ReportBuilder` and adds, in order
-(:data:`SECTIONS`), ``fuse``'s own tables (the same cells as its Markdown files), the metric per
+(:data:`SECTIONS`), the model behind each view (a classifier, a probe on a frozen backbone, a
+shared backbone), ``fuse``'s own tables (the same cells as its Markdown files), the metric per
 split and method with error bars over seeds, reliability diagrams before/after temperature
 scaling per view, the weighted-logits weights per class (L2R² Fig. 8), per-class accuracy changes
 against FULL (Fig. 12), the fallback rates and the top-k detection histogram (Fig. 11), and the
@@ -23,6 +24,7 @@ from occam_l2r.reporting.config import ReportConfig
 
 #: (title, function) of every section, in page order
 SECTIONS: list[tuple[str, Callable[[ReportBuilder], None]]] = [
+    ("Models of each view", sections.models),
     ("Tables of fuse", sections.fuse_tables),
     ("Accuracy per split and method", sections.accuracy),
     ("Calibration before and after temperature scaling", sections.calibration),

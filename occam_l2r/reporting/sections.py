@@ -43,6 +43,35 @@ def pct(x: float) -> str:
     return "–" if not np.isfinite(x) else f"{100 * x:.2f}"
 
 
+def model_label(config: dict) -> str:
+    """What model a logits file is of, from its ``config`` (:meth:`BaseTask.prediction_metadata`):
+    ``classifier convnextv2_atto``, ``linear probe on frozen open_clip:...``, ``shared backbone
+    convnextv2_atto (FULL+FG_C)``; the task's name for any other."""
+    model = config.get("model", {}) or {}
+    task = str(config.get("task") or str(model.get("_class_path", "")).rsplit(".", 1)[-1])
+    if task == "ProbeTask":
+        hidden = int(model.get("hidden_dim") or 0)
+        head = f"MLP ({hidden} hidden)" if hidden else "linear"
+        return f"{head} probe on {config.get('backbone', 'a frozen backbone')}"
+    if task == "SharedBackboneTask":
+        views = "+".join(model.get("views") or [])
+        return f"shared backbone {model.get('model_name', '')} ({views})".replace(" ()", "")
+    if model.get("model_name"):
+        return f"classifier {model['model_name']}"
+    return task or "–"
+
+
+def models(b: ReportBuilder) -> None:
+    """The model behind each view's rows: a classifier, a probe on a frozen backbone, or one
+    shared backbone giving several views (docs/cheaper.md), and its number of seeds."""
+    rows = []
+    for view, runs in b.require_runs().items():
+        labels = sorted({model_label(b.cache.get(r, b.config.val_split).config) for r in runs})
+        rows.append([view, "; ".join(labels), str(len(runs))])
+    b.page.table(["view", "model", "seeds"], rows,
+                 caption="the model behind each view's rows")  # fmt: skip
+
+
 def fuse_tables(b: ReportBuilder) -> None:
     """``fuse``'s Markdown tables, cell for cell."""
     found = read_tables(b.outputs.folder)

@@ -120,13 +120,15 @@ class BaseTask(L.LightningModule):
     def prediction_metadata(self) -> dict[str, Any]:
         """``view`` and ``config`` written into the logits files of ``predict``.
 
-        ``config`` holds the model's and the DataModule's hyperparameters and the dataset's
-        ``headline_metric``; an override should extend ``super().prediction_metadata()``.
+        ``config`` holds the task's class name (``task``), the model's and the DataModule's
+        hyperparameters and the dataset's ``headline_metric``; an override should extend
+        ``super().prediction_metadata()``.
         """
         dm = self.datamodule
         return {
             "view": str(dm.view),
             "config": {
+                "task": type(self).__qualname__,  # what the report names the model by
                 "model": dict(self.hparams),
                 "data": dict(dm.hparams),
                 "headline_metric": dm.headline_metric,

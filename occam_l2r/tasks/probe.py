@@ -6,7 +6,7 @@ into the feature store, then read), in seconds instead of a classifier's minutes
 are the shared per-split metrics of :class:`~occam_l2r.tasks.base.BaseTask`, and ``predict``
 (``fit --predict_after_fit true``) writes the head's logits of every split in the stored format,
 into ``<run dir>/logits/``: ``fuse``, the report and the tables read a probe run like any run of
-its view. The logits files record ``model_kind: probe`` and the backbone, which the report
+its view. The logits files record the task (``ProbeTask``) and the backbone, which the report
 shows beside the view.
 
 The head's input width is the backbone's feature width, which the DataModule knows once the
@@ -99,7 +99,6 @@ class ProbeTask(BaseTask):
 
     def prediction_metadata(self) -> dict[str, Any]:
         meta = super().prediction_metadata()
-        meta["config"]["model_kind"] = "probe"
         meta["config"]["backbone"] = self.datamodule.describe()
         return meta
 
