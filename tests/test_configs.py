@@ -351,8 +351,9 @@ def test_fusion_config_reads_a_pipeline(rel: str) -> None:
     pipe = pipelines().get(exp)
     assert pipe is not None, f"{rel}: no pipeline config has experiment_dir {exp}"
     planned: dict[str, list[str]] = {}
-    for run in plan_runs(pipe["views"], pipe["seeds"], Path(exp)):
-        planned.setdefault(run.view, []).append(str(run.folder))
+    for run in plan_runs(pipe["views"], pipe["seeds"], Path(exp), pipe.get("shared")):
+        for view in run.views:
+            planned.setdefault(view, []).append(str(run.folder))
     for view, runs in sweep.runs.items():  # views of no pipeline (top-k) follow its layout
         expected = planned.get(view, [f"{exp}/{view}/seed{s}" for s in pipe["seeds"]])
         assert runs == expected, f"{rel}: runs of {view} are not the pipeline's {expected}"
