@@ -60,6 +60,23 @@ def test_features_are_computed_once_and_reused(tmp_path):
     assert third.datamodule.feature_store.batches_computed > 0
 
 
+def test_a_probe_checkpoint_tests_on_the_same_features(tmp_path):
+    """`test --ckpt_path` of a probe (a random backbone: built from a fixed seed) reads the
+    features its fit stored and gives the fit's numbers."""
+    fit = _fit(tmp_path)
+    run = Path(fit.trainer.log_dir)
+    scored = json.loads((run / "test_metrics.json").read_text())
+    best = fit.trainer.checkpoint_callback.best_model_path
+    test = lightning_main(["test", "--config", str(CONF),
+                           "--data.init_args.dataset.init_args.root", str(tmp_path / "data"),
+                           "--ckpt_path", best])  # fmt: skip
+    assert test.datamodule.feature_store.folder == fit.datamodule.feature_store.folder
+    assert test.datamodule.feature_store.batches_computed == 0
+    tested = json.loads((run / "test_metrics.json").read_text())
+    for key in ("test_id/acc", "test_shift/acc", "test_random/acc"):
+        assert tested[key] == pytest.approx(scored[key]), key
+
+
 def test_the_stored_features_are_the_backbones_on_the_eval_view(tmp_path):
     cli = _fit(tmp_path, "--trainer.max_epochs", "1")
     dm = cli.datamodule

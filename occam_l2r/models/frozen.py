@@ -31,6 +31,9 @@ from occam_l2r.models.backbones import create_classifier, data_config, normalize
 from occam_l2r.models.clip_loading import hash_parameters, load_clip
 from occam_l2r.weights import WeightsError
 
+#: the seed of a backbone built without pretrained weights (see :func:`build_frozen`)
+RANDOM_WEIGHTS_SEED = 0
+
 
 @dataclass(frozen=True)
 class FrozenBackbone:
@@ -108,7 +111,13 @@ def build_frozen(spec: FrozenBackbone, section: str = "data") -> FrozenFeatures:
         ValueError: an unknown model name or kind.
     """
     try:
-        return _build(spec)
+        # random weights (``pretrained: false``, an open_clip model without weights: tests,
+        # timings) from a fixed seed, whatever the run consumed of the global generator before:
+        # the same backbone in fit, test and predict (the store's key holds their digest), and
+        # the global stream left as it was for the head
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            return _build(spec)
     except WeightsError as err:
         # the loaders name a classifier's options; a backbone's weights are set elsewhere
         flag = option_flag(section, "backbone.checkpoint_path")
