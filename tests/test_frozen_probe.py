@@ -165,3 +165,13 @@ def test_two_processes_compute_and_predict_every_sample_once(tmp_path):
         assert list(LogitsFile.load(folder / f"{split}.npz").ids) == ids
         assert list(LogitsFile.load(run / "logits" / f"{split}.npz").ids) == ids
     assert not (folder / ".parts").exists()
+
+
+def test_a_dinov2_backbone_by_name_at_the_views_size():
+    """timm's DINOv2 (built for 518 px) as a frozen backbone at another size: its position
+    embeddings are set to the views' size (random weights here; by name with weights offline)."""
+    extractor = build_frozen(
+        FrozenBackbone("timm", "vit_small_patch14_dinov2", pretrained=False), 56
+    )
+    out = extractor(torch.zeros(2, 3, 56, 56, dtype=torch.uint8))
+    assert out.shape == (2, 384) and extractor.feature_dim == 384

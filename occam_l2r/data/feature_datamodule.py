@@ -111,7 +111,7 @@ class FeatureDataModule(ViewDataModule):
         """The frozen backbone, built once (weights loaded; fails fast without them); its own
         resize interpolation and crop fraction apply where the config names none."""
         if self.extractor is None:
-            self.extractor = build_frozen(self.backbone)
+            self.extractor = build_frozen(self.backbone, self.hparams.image_size)
             self.use_model_preprocessing(self.extractor.interpolation, self.extractor.crop_pct)
         return self.extractor
 

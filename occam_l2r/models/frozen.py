@@ -98,11 +98,16 @@ class FrozenFeatures(nn.Module):
         return self.net(normalize_uint8(images, self.mean, self.std)).float()
 
 
-def build_frozen(spec: FrozenBackbone, section: str = "data") -> FrozenFeatures:
+def build_frozen(
+    spec: FrozenBackbone, image_size: int | None = None, section: str = "data"
+) -> FrozenFeatures:
     """The frozen feature extractor of ``spec`` (weights loaded, eval mode).
 
     Args:
         spec: the backbone.
+        image_size: the side of the images it will see; a timm model with a fixed input size
+            (ViTs: DINOv2 is built for 518 px) is set to it (``set_input_size``: its position
+            embeddings resampled, as timm does for fine-tuning at another size).
         section: the config section holding ``backbone`` (its options are named in errors).
 
     Raises:
@@ -117,7 +122,7 @@ def build_frozen(spec: FrozenBackbone, section: str = "data") -> FrozenFeatures:
         # the global stream left as it was for the head
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(RANDOM_WEIGHTS_SEED)
-            return _build(spec)
+            return _build(spec, image_size)
     except WeightsError as err:
         # the loaders name a classifier's options; a backbone's weights are set elsewhere
         flag = option_flag(section, "backbone.checkpoint_path")
@@ -127,9 +132,11 @@ def build_frozen(spec: FrozenBackbone, section: str = "data") -> FrozenFeatures:
         raise type(err)(f"frozen backbone {spec.describe()}: {text}") from err
 
 
-def _build(spec: FrozenBackbone) -> FrozenFeatures:
+def _build(spec: FrozenBackbone, image_size: int | None) -> FrozenFeatures:
     if spec.kind == "timm":
         net = create_classifier(spec.name, 0, spec.pretrained, spec.checkpoint_path)
+        if image_size and hasattr(net, "set_input_size"):
+            net.set_input_size(img_size=(int(image_size), int(image_size)))
         cfg = data_config(net)
         mean = torch.tensor(cfg["mean"], dtype=torch.float32)
         std = torch.tensor(cfg["std"], dtype=torch.float32)
