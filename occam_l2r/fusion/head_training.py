@@ -52,7 +52,7 @@ from occam_l2r.fusion.heads import FusionHead
 from occam_l2r.fusion.methods import score
 
 #: Torch threads of head training: the batched steps use two cores well (a FungiTastic-size
-#: sweep: 41 s on 2 threads, 62 s on 1) and the heads are too small for more to pay; a fixed
+#: sweep: 36-44 s on 2 threads, 62-65 s on 1) and the heads are too small for more to pay; a fixed
 #: number, so that a cell's numbers do not depend on the machine's core count.
 DEFAULT_NUM_THREADS = 2
 
