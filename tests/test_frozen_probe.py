@@ -175,3 +175,31 @@ def test_a_dinov2_backbone_by_name_at_the_views_size():
     )
     out = extractor(torch.zeros(2, 3, 56, 56, dtype=torch.uint8))
     assert out.shape == (2, 384) and extractor.feature_dim == 384
+
+
+def test_classify_reads_a_probe_run_like_predict(tmp_path):
+    """`classify`'s view model of a probe run (its frozen backbone rebuilt from the checkpoint's
+    DataModule settings, its head from the checkpoint) gives `predict`'s logits on the same
+    images; `export` refuses it with one message."""
+    from occam_l2r.classify.models import ViewModel
+    from occam_l2r.data.datasets.synthetic import SyntheticSpurious
+
+    run = Path(_fit(tmp_path, "--data.init_args.view", "FULL").trainer.log_dir)
+    model = ViewModel("FULL", run, image_size=32)
+    assert model.is_probe and model.num_classes == 4
+    ds = SyntheticSpurious(root=str(tmp_path / "data"), train_per_class=6, val_per_class=2,
+                           test_per_class=2)  # fmt: skip
+    records = ds.records("test_id")
+    got = model.logits([ds.read_image(r) for r in records])
+    ref = LogitsFile.load(run / "logits" / "test_id.npz")
+    assert list(ref.ids) == [r.image_id for r in records]
+    np.testing.assert_allclose(got, ref.logits, rtol=1e-4, atol=1e-4)
+    # export holds classifiers only: a probe view is refused with one message naming it
+    from occam_l2r.classify.portable import ExportError
+    from occam_l2r.classify.system import System
+
+    system = System.__new__(System)
+    system.models = {"FULL": model}
+    with pytest.raises(ExportError, match="probes on frozen backbones"):
+        system.export(tmp_path / "export")
+    assert not (tmp_path / "export").exists()

@@ -35,6 +35,7 @@ from occam_l2r.models.backbones import (
     normalize_uint8,
     uint8_normalization,
 )
+from occam_l2r.models.frozen import FrozenBackbone, build_frozen
 from occam_l2r.views import View
 
 #: what to do about a view's checkpoint that cannot be read
@@ -82,6 +83,19 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return last
 
 
+def _probe_backbone(path: Path) -> FrozenBackbone | None:
+    """The frozen backbone of a ``ProbeTask`` checkpoint (its DataModule's ``backbone``), or
+    ``None`` for any other checkpoint."""
+    from occam_l2r.tasks.checkpoints import load_checkpoint
+
+    state = load_checkpoint(path, "cpu", CHECKPOINT_HINT)
+    hparams = state.get("hyper_parameters") or {}
+    data = state.get("datamodule_hyper_parameters") or {}
+    if "feature_dim" not in hparams or not isinstance(data.get("backbone"), dict):
+        return None
+    return FrozenBackbone(**data["backbone"])
+
+
 @dataclass(frozen=True)
 class NetSpec:
     """What builds a view's plain network: the ``ClassifierTask`` hyperparameters that shape it.
@@ -122,12 +136,33 @@ class ViewModel:
         from occam_l2r.tasks.classifier import ClassifierTask
 
         path = resolve_checkpoint(checkpoint)
+        probe = _probe_backbone(path)
+        if probe is not None:  # a head on a frozen backbone (ProbeTask, docs/cheaper.md)
+            self._setup_probe(view, path, probe, image_size, device)
+            return
         # the weights come from the checkpoint: never fetch pretrained ones
         task = module_from_checkpoint(
             ClassifierTask, path, device, CHECKPOINT_HINT, pretrained=False
         )
         spec = NetSpec(str(task.hparams.model_name), int(task.hparams.num_classes))
         self._setup(view, path, task.model, spec, image_size, device)
+        self.task = task
+
+    def _setup_probe(
+        self, view: View, path: Path, backbone: FrozenBackbone, image_size: int, device: str
+    ) -> None:
+        """A probe run: its frozen backbone (built as its fit built it: the weights it names,
+        set to ``image_size``) and its trained head, one network on uint8 pixels (the
+        backbone normalises them itself)."""
+        from occam_l2r.tasks.checkpoints import module_from_checkpoint
+        from occam_l2r.tasks.probe import ProbeTask
+
+        task = module_from_checkpoint(ProbeTask, path, device, CHECKPOINT_HINT)
+        extractor = build_frozen(backbone, image_size)
+        net = nn.Sequential(extractor, task.head)
+        spec = NetSpec(f"probe:{backbone.describe()}", int(task.hparams.num_classes))
+        identity = (torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1))
+        self._setup(view, path, net, spec, image_size, device, identity, extractor.interpolation)
         self.task = task
 
     @classmethod
@@ -154,17 +189,24 @@ class ViewModel:
 
     def _setup(
         self, view: View, source: Path, net: nn.Module, spec: NetSpec, image_size: int,
-        device: str,
+        device: str, normalization: tuple[torch.Tensor, torch.Tensor] | None = None,
+        interpolation: str | None = None,
     ) -> None:  # fmt: skip
         self.view, self.checkpoint, self.spec, self.image_size = view, source, spec, image_size
         self.device = torch.device(device)
         self.net = net.eval().to(self.device)
         # the normalisation of ClassifierTask.on_after_batch_transfer: the model's own mean/std
-        # on uint8 pixels
-        self.mean, self.std = (t.to(self.device) for t in uint8_normalization(net))
+        # on uint8 pixels (a probe's backbone normalises itself: identity here)
+        norm = normalization if normalization is not None else uint8_normalization(net)
+        self.mean, self.std = (t.to(self.device) for t in norm)
         # the resize of training and `predict` with the default data.interpolation (the model's)
-        own = data_config(net).get("interpolation")
+        own = interpolation if interpolation is not None else data_config(net).get("interpolation")
         self.transform = eval_transform(image_size, resolve_interpolation(None, own))
+
+    @property
+    def is_probe(self) -> bool:
+        """A head on a frozen backbone (its network is not a ``NetSpec`` classifier)."""
+        return self.spec.model_name.startswith("probe:")
 
     @property
     def num_classes(self) -> int:

@@ -204,7 +204,19 @@ class System:
         )  # fmt: skip
 
     def export(self, folder: str | Path) -> list[Path]:
-        """Write the system as an export folder (``config.json`` + ``<view>.safetensors``)."""
+        """Write the system as an export folder (``config.json`` + ``<view>.safetensors``).
+
+        Raises:
+            ExportError: a view is a probe on a frozen backbone (not exported yet: classify it
+                from its run folder).
+        """
+        probes = [v for v, m in self.models.items() if m.is_probe]
+        if probes:
+            raise ExportError(
+                f"view(s) {probes} are probes on frozen backbones "
+                f"({', '.join(str(self.models[v].checkpoint) for v in probes)}); export holds "
+                "classifiers only for now: classify or load these runs from their run folders"
+            )
         weights = {v: m.weights() for v, m in self.models.items()}
         return write_export(folder, self.exported(), weights)
 
