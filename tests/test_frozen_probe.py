@@ -186,7 +186,7 @@ def test_classify_reads_a_probe_run_like_predict(tmp_path):
 
     run = Path(_fit(tmp_path, "--data.init_args.view", "FULL").trainer.log_dir)
     model = ViewModel("FULL", run, image_size=32)
-    assert model.is_probe and model.num_classes == 4
+    assert not model.exportable and model.num_classes == 4
     ds = SyntheticSpurious(root=str(tmp_path / "data"), train_per_class=6, val_per_class=2,
                            test_per_class=2)  # fmt: skip
     records = ds.records("test_id")

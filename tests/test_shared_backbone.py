@@ -150,6 +150,18 @@ def test_predict_writes_each_view_and_fuses(synthetic_copy: Path, tmp_path: Path
         assert not (run / "logits" / view / ".parts").exists()
     assert scored["test_id/acc"] == scored["test_id/FULL/acc"]  # the primary view (first)
 
+    # classify's view model of one view of the shared run gives predict's logits of that view
+    from occam_l2r.classify.models import ViewModel
+
+    model = ViewModel("FULL", run, image_size=32)
+    assert not model.exportable
+    records = ds.records("test_id")
+    got = model.logits([ds.read_image(r) for r in records])
+    want = LogitsFile.load(run / "logits" / "FULL" / "test_id.npz").logits
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(UserError, match="gives no BG_S"):
+        ViewModel("BG_S", run, image_size=32)
+
     # a separate FULL model's logits (random weights suffice) to fuse with the shared FG_C's
     separate = tmp_path / "separate_FULL"
     main(["predict", *tiny_fit_args(synthetic_copy, tmp_path / "sep"), "--trainer.logger", "false",

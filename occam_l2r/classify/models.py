@@ -83,17 +83,30 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return last
 
 
-def _probe_backbone(path: Path) -> FrozenBackbone | None:
-    """The frozen backbone of a ``ProbeTask`` checkpoint (its DataModule's ``backbone``), or
-    ``None`` for any other checkpoint."""
+def _checkpoint_kind(path: Path) -> tuple[str, FrozenBackbone | None]:
+    """What a checkpoint holds: ``("probe", its frozen backbone)`` for a ``ProbeTask``,
+    ``("shared", None)`` for a ``SharedBackboneTask``, ``("classifier", None)`` otherwise."""
     from occam_l2r.tasks.checkpoints import load_checkpoint
 
     state = load_checkpoint(path, "cpu", CHECKPOINT_HINT)
     hparams = state.get("hyper_parameters") or {}
     data = state.get("datamodule_hyper_parameters") or {}
-    if "feature_dim" not in hparams or not isinstance(data.get("backbone"), dict):
-        return None
-    return FrozenBackbone(**data["backbone"])
+    if "feature_dim" in hparams and isinstance(data.get("backbone"), dict):
+        return "probe", FrozenBackbone(**data["backbone"])
+    if {"views", "head", "model_name"} <= set(hparams):
+        return "shared", None
+    return "classifier", None
+
+
+class _OneView(nn.Module):
+    """One view's logits of a shared-backbone task: its backbone, then that view's head."""
+
+    def __init__(self, task: nn.Module, view: str) -> None:
+        super().__init__()
+        self.task, self.view = task, view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.task.head_logits(self.view, self.task.features(x))
 
 
 @dataclass(frozen=True)
@@ -136,9 +149,12 @@ class ViewModel:
         from occam_l2r.tasks.classifier import ClassifierTask
 
         path = resolve_checkpoint(checkpoint)
-        probe = _probe_backbone(path)
-        if probe is not None:  # a head on a frozen backbone (ProbeTask, docs/cheaper.md)
+        kind, probe = _checkpoint_kind(path)
+        if kind == "probe":  # a head on a frozen backbone (ProbeTask, docs/cheaper.md)
             self._setup_probe(view, path, probe, image_size, device)
+            return
+        if kind == "shared":  # one view of a shared-backbone model (SharedBackboneTask)
+            self._setup_shared(view, path, image_size, device)
             return
         # the weights come from the checkpoint: never fetch pretrained ones
         task = module_from_checkpoint(
@@ -187,6 +203,26 @@ class ViewModel:
         model.task = None
         return model
 
+    def _setup_shared(self, view: View, path: Path, image_size: int, device: str) -> None:
+        """``view``'s network of a shared-backbone run: the shared backbone and that view's
+        head (each view through the backbone on its own, as in training)."""
+        from occam_l2r.tasks.checkpoints import module_from_checkpoint
+        from occam_l2r.tasks.shared import SharedBackboneTask
+
+        task = module_from_checkpoint(
+            SharedBackboneTask, path, device, CHECKPOINT_HINT, pretrained=False
+        )
+        if view not in task.views:
+            raise UserError(
+                f"checkpoint {path} is a shared-backbone model of the views {task.views}: it "
+                f"gives no {view}; point `checkpoints.{view}` at a run of {view}"
+            )
+        spec = NetSpec(f"shared:{task.hparams.model_name}", int(task.hparams.num_classes))
+        own = data_config(task.backbone).get("interpolation")
+        self._setup(view, path, _OneView(task, view), spec, image_size, device,
+                    uint8_normalization(task.backbone), own)  # fmt: skip
+        self.task = task
+
     def _setup(
         self, view: View, source: Path, net: nn.Module, spec: NetSpec, image_size: int,
         device: str, normalization: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -204,9 +240,10 @@ class ViewModel:
         self.transform = eval_transform(image_size, resolve_interpolation(None, own))
 
     @property
-    def is_probe(self) -> bool:
-        """A head on a frozen backbone (its network is not a ``NetSpec`` classifier)."""
-        return self.spec.model_name.startswith("probe:")
+    def exportable(self) -> bool:
+        """Whether :meth:`weights` and :attr:`spec` rebuild the network (a classifier); a probe
+        on a frozen backbone or a view of a shared backbone is not (``probe:`` / ``shared:``)."""
+        return not self.spec.model_name.startswith(("probe:", "shared:"))
 
     @property
     def num_classes(self) -> int:

@@ -207,15 +207,15 @@ class System:
         """Write the system as an export folder (``config.json`` + ``<view>.safetensors``).
 
         Raises:
-            ExportError: a view is a probe on a frozen backbone (not exported yet: classify it
-                from its run folder).
+            ExportError: a view is a probe on a frozen backbone or a view of a shared backbone
+                (not exported yet: classify it from its run folder).
         """
-        probes = [v for v, m in self.models.items() if m.is_probe]
-        if probes:
+        others = [v for v, m in self.models.items() if not m.exportable]
+        if others:
             raise ExportError(
-                f"view(s) {probes} are probes on frozen backbones "
-                f"({', '.join(str(self.models[v].checkpoint) for v in probes)}); export holds "
-                "classifiers only for now: classify or load these runs from their run folders"
+                f"view(s) {others} are probes on frozen backbones or views of a shared backbone "
+                f"({', '.join(str(self.models[v].checkpoint) for v in others)}); export holds "
+                "classifiers only for now: classify these runs from their run folders"
             )
         weights = {v: m.weights() for v, m in self.models.items()}
         return write_export(folder, self.exported(), weights)
