@@ -83,12 +83,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return last
 
 
-def _checkpoint_kind(path: Path) -> tuple[str, FrozenBackbone | None]:
-    """What a checkpoint holds: ``("probe", its frozen backbone)`` for a ``ProbeTask``,
-    ``("shared", None)`` for a ``SharedBackboneTask``, ``("classifier", None)`` otherwise."""
-    from occam_l2r.tasks.checkpoints import load_checkpoint
-
-    state = load_checkpoint(path, "cpu", CHECKPOINT_HINT)
+def _checkpoint_kind(state: dict[str, Any]) -> tuple[str, FrozenBackbone | None]:
+    """What a checkpoint (as :func:`~occam_l2r.tasks.checkpoints.load_checkpoint` read it)
+    holds: ``("probe", its frozen backbone)`` for a ``ProbeTask``, ``("shared", None)`` for a
+    ``SharedBackboneTask``, ``("classifier", None)`` otherwise."""
     hparams = state.get("hyper_parameters") or {}
     data = state.get("datamodule_hyper_parameters") or {}
     if "feature_dim" in hparams and isinstance(data.get("backbone"), dict):
@@ -145,35 +143,37 @@ class ViewModel:
     """
 
     def __init__(self, view: View, checkpoint: str | Path, image_size: int, device: str = "cpu"):
-        from occam_l2r.tasks.checkpoints import module_from_checkpoint
+        from occam_l2r.tasks.checkpoints import load_checkpoint, module_from_checkpoint
         from occam_l2r.tasks.classifier import ClassifierTask
 
         path = resolve_checkpoint(checkpoint)
-        kind, probe = _checkpoint_kind(path)
+        state = load_checkpoint(path, device, CHECKPOINT_HINT)  # read once, then built from
+        kind, probe = _checkpoint_kind(state)
         if kind == "probe":  # a head on a frozen backbone (ProbeTask, docs/cheaper.md)
-            self._setup_probe(view, path, probe, image_size, device)
+            self._setup_probe(view, path, state, probe, image_size, device)
             return
         if kind == "shared":  # one view of a shared-backbone model (SharedBackboneTask)
-            self._setup_shared(view, path, image_size, device)
+            self._setup_shared(view, path, state, image_size, device)
             return
         # the weights come from the checkpoint: never fetch pretrained ones
         task = module_from_checkpoint(
-            ClassifierTask, path, device, CHECKPOINT_HINT, pretrained=False
+            ClassifierTask, path, device, CHECKPOINT_HINT, loaded=state, pretrained=False
         )
         spec = NetSpec(str(task.hparams.model_name), int(task.hparams.num_classes))
         self._setup(view, path, task.model, spec, image_size, device)
         self.task = task
 
     def _setup_probe(
-        self, view: View, path: Path, backbone: FrozenBackbone, image_size: int, device: str
-    ) -> None:
+        self, view: View, path: Path, state: dict[str, Any], backbone: FrozenBackbone,
+        image_size: int, device: str,
+    ) -> None:  # fmt: skip
         """A probe run: its frozen backbone (built as its fit built it: the weights it names,
         set to ``image_size``) and its trained head, one network on uint8 pixels (the
         backbone normalises them itself)."""
         from occam_l2r.tasks.checkpoints import module_from_checkpoint
         from occam_l2r.tasks.probe import ProbeTask
 
-        task = module_from_checkpoint(ProbeTask, path, device, CHECKPOINT_HINT)
+        task = module_from_checkpoint(ProbeTask, path, device, CHECKPOINT_HINT, loaded=state)
         extractor = build_frozen(backbone, image_size)
         net = nn.Sequential(extractor, task.head)
         spec = NetSpec(f"probe:{backbone.describe()}", int(task.hparams.num_classes))
@@ -203,14 +203,16 @@ class ViewModel:
         model.task = None
         return model
 
-    def _setup_shared(self, view: View, path: Path, image_size: int, device: str) -> None:
+    def _setup_shared(
+        self, view: View, path: Path, state: dict[str, Any], image_size: int, device: str
+    ) -> None:
         """``view``'s network of a shared-backbone run: the shared backbone and that view's
         head (each view through the backbone on its own, as in training)."""
         from occam_l2r.tasks.checkpoints import module_from_checkpoint
         from occam_l2r.tasks.shared import SharedBackboneTask
 
         task = module_from_checkpoint(
-            SharedBackboneTask, path, device, CHECKPOINT_HINT, pretrained=False
+            SharedBackboneTask, path, device, CHECKPOINT_HINT, loaded=state, pretrained=False
         )
         if view not in task.views:
             raise UserError(

@@ -188,10 +188,13 @@ def module_from_checkpoint(
     path: str | os.PathLike,
     map_location: Any = "cpu",
     hint: str | None = None,
+    *,
+    loaded: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> L.LightningModule:
     """``cls.load_from_checkpoint(path, **overrides)``, reading the file with
-    :func:`load_checkpoint`.
+    :func:`load_checkpoint` (or taking ``loaded``, what :func:`load_checkpoint` already read
+    from ``path``: a caller that inspected the file does not read it twice).
 
     The module is built as Lightning builds it (the saved hyperparameters, updated with
     ``overrides``; Lightning's allowlist of instantiators; ``on_load_checkpoint``; a strict
@@ -202,7 +205,7 @@ def module_from_checkpoint(
     """
     from lightning.pytorch.core.saving import _load_state
 
-    checkpoint = load_checkpoint(path, map_location, hint)
+    checkpoint = loaded if loaded is not None else load_checkpoint(path, map_location, hint)
     if not isinstance(checkpoint.get("state_dict"), dict):
         raise CheckpointFileError.unreadable(path, "it holds no state_dict", hint or RESUME_HINT)
     hparams = checkpoint.setdefault(cls.CHECKPOINT_HYPER_PARAMS_KEY, {})
