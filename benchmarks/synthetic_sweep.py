@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> None:
         if known is not None:  # a resumed cell's wall time is not its cost: keep the first one
             entry["seconds"] = known
         results[key] = entry
-        write(args.out, results, args)
+        if not args.tabulate:
+            write(args.out, results, args)  # after every cell: a killed sweep keeps its table
         fg = numbers["FG_C"]["test_shift"]
         print(
             f"{key}: FG_C test_shift {fg[0]:.1f} (worst {fg[1]:.1f}); FG_M "
@@ -220,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     if args.tabulate and results:
-        write(args.out, results, args)  # also when no cell's run folder is on this machine
+        write(args.out, results, args)  # once; also when no cell's run folder is on this machine
 
 
 if __name__ == "__main__":
